@@ -1,0 +1,33 @@
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+
+namespace sal::cuda {
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error so later checks are not confused
+    return 0;
+  }
+  return n;
+}
+
+void* malloc_device(size_t bytes) {
+  void* p = nullptr;
+  SAL_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+void free_device(void* ptr) { cudaFree(ptr); }  // never throws: called from destructors
+
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
+  cudaMemcpyKind kind = dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                      : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  SAL_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+}
+
+void memset_zero(void* ptr, size_t bytes) { SAL_CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
+
+void synchronize() { SAL_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+}  // namespace sal::cuda

@@ -1,0 +1,56 @@
+// Workspace arena: one per device. Temporaries of a forward/backward pass are bump-allocated
+// from it and released all at once with reset() (or back to a mark()).
+//
+// Why it can grow: the first step of a run does not know its peak. When a request does not fit,
+// the arena adds a block and counts the growth; the next reset() folds all blocks into one block
+// of the peak size, so from the second step on a training step allocates nothing.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace sal {
+
+class Arena {
+ public:
+  static constexpr size_t kAlign = 256;  // enough for any vector load and for cudaMalloc-like alignment
+
+  explicit Arena(Device device, size_t initial_bytes = 0);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  Tensor alloc(const Shape& shape, DType dtype);
+
+  struct Mark {
+    size_t block = 0, offset = 0;
+  };
+  Mark mark() const { return {blocks_.empty() ? 0 : blocks_.size() - 1, top_}; }
+  void release(Mark m);  // frees everything allocated after m
+  void reset();          // frees everything; consolidates blocks after growth
+
+  Device device() const { return device_; }
+  size_t capacity() const;      // bytes in all blocks
+  size_t used() const { return used_; }
+  size_t peak() const { return peak_; }
+  size_t growths() const { return growths_; }  // blocks added because a request did not fit
+
+ private:
+  struct Block {
+    char* ptr;
+    size_t size;
+  };
+  void add_block(size_t bytes);
+
+  Device device_;
+  std::vector<Block> blocks_;
+  size_t top_ = 0;   // offset in the last block
+  size_t used_ = 0;  // bytes handed out, padding included
+  size_t peak_ = 0;
+  size_t growths_ = 0;
+  size_t growths_at_reset_ = 0;
+  std::vector<size_t> used_before_;  // used_ when each block was opened (to undo on release)
+};
+
+}  // namespace sal

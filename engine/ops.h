@@ -1,0 +1,178 @@
+// The op API: the only thing layers and models call. Each op validates its arguments (shapes,
+// dtypes, and that every tensor is on the context's device: mixing devices is an error, never a
+// silent copy), allocates its output from the context (arena or owning), and dispatches to the
+// CPU backend (engine/cpu/) or the CUDA backend (cuda/).
+//
+// Conventions
+// - Layout is contiguous NCHW. Float ops take F32 (and F64 on the CPU, for gradient checks);
+//   labels and ids are I32. Every tensor of one call has the same float dtype.
+// - Backward ops return input gradients as new tensors. Parameter gradients (`dw`, `db`,
+//   `dgamma`, `dbeta`, `dtable`) are ACCUMULATED into the tensors passed in (+=), so a flat
+//   gradient buffer is zeroed once per step and shared parameters add up.
+// - Per-sample losses return [N]; their backward takes dloss [N] (the weight of each sample).
+#pragma once
+#include <span>
+#include <vector>
+
+#include "engine/context.h"
+
+namespace sal {
+
+// ---------------------------------------------------------------- convolution
+struct Conv2dArgs {
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // asymmetric for TF "same"
+  int dil_h = 1, dil_w = 1;
+  int groups = 1;
+
+  static Conv2dArgs make(int stride, int pad, int dilation = 1, int groups = 1) {
+    return Conv2dArgs{stride, stride, pad, pad, pad, pad, dilation, dilation, groups};
+  }
+  // TensorFlow "SAME": output = ceil(in / stride), the odd padding pixel at the bottom/right.
+  static Conv2dArgs tf_same(int64_t in_h, int64_t in_w, int kh, int kw, int stride, int groups = 1);
+};
+
+// x:[N,C,H,W] w:[K,C/g,R,S] b:[K] -> y:[N,K,P,Q], P = (H + pt + pb - dil*(R-1) - 1)/stride + 1
+Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dArgs& a);
+Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a);
+// dy:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W] (x_shape gives H,W: several H map to one P)
+Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape, const Conv2dArgs& a);
+// dw:[K,C/g,R,S] += dy (*) x ; db:[K] += sum of dy over N,P,Q (db may be null)
+void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, const Conv2dArgs& a);
+
+// PyTorch ConvTranspose2d: symmetric padding, output_padding adds rows/cols at the bottom/right.
+struct ConvTranspose2dArgs {
+  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  int out_pad_h = 0, out_pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+  static ConvTranspose2dArgs make(int stride, int pad, int out_pad = 0, int dilation = 1, int groups = 1) {
+    return ConvTranspose2dArgs{stride, stride, pad, pad, out_pad, out_pad, dilation, dilation, groups};
+  }
+};
+// x:[N,C,H,W] w:[C,K/g,R,S] b:[K] -> y:[N,K,P,Q], P = (H-1)*stride - 2*pad + dil*(R-1) + out_pad + 1
+Shape conv_transpose2d_out_shape(const Shape& x, const Shape& w, const ConvTranspose2dArgs& a);
+Tensor conv_transpose2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a);
+Tensor conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape,
+                              const ConvTranspose2dArgs& a);
+void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db,
+                            const ConvTranspose2dArgs& a);
+
+// ---------------------------------------------------------------- linear
+// x:[N,K] w:[M,K] b:[M] -> y:[N,M] (y = x w^T + b, PyTorch nn.Linear)
+Tensor linear(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b);
+Tensor linear_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w);                   // -> dx:[N,K]
+void linear_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db);  // dw:[M,K] +=, db:[M] +=
+
+// ---------------------------------------------------------------- batch norm (per channel of NCHW)
+// Inference with running statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. All params [C].
+Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                         const Tensor& var, double eps);
+// dx = dy * gamma / sqrt(var + eps); dgamma/dbeta (nullable) accumulate.
+Tensor batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                                  const Tensor& mean, const Tensor& var, double eps, Tensor* dgamma, Tensor* dbeta);
+// Training mode: normalises with the batch statistics (biased variance), writes them to
+// save_mean / save_invstd [C] for the backward, and (when given) updates the running statistics
+// as PyTorch does: running = (1 - momentum) * running + momentum * batch (unbiased variance).
+Tensor batchnorm2d_train(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps,
+                         double momentum, Tensor* running_mean, Tensor* running_var, Tensor& save_mean,
+                         Tensor& save_invstd);
+Tensor batchnorm2d_train_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                                  const Tensor& save_mean, const Tensor& save_invstd, Tensor* dgamma, Tensor* dbeta);
+
+// ---------------------------------------------------------------- activations (elementwise, any shape)
+Tensor relu(Ctx& ctx, const Tensor& x);
+Tensor relu_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);  // dy * (y > 0)
+Tensor relu6(Ctx& ctx, const Tensor& x);
+Tensor relu6_backward(Ctx& ctx, const Tensor& dy, const Tensor& x);  // dy * (0 < x < 6)
+Tensor sigmoid(Ctx& ctx, const Tensor& x);
+Tensor sigmoid_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);  // dy * y * (1 - y)
+
+// ---------------------------------------------------------------- arithmetic with broadcasting
+// NumPy broadcasting over up to kMaxDims dims (b may be e.g. [N,C,1,1] against a's [N,C,H,W]).
+Shape broadcast_shape(const Shape& a, const Shape& b);
+Tensor add(Ctx& ctx, const Tensor& a, const Tensor& b);
+Tensor sub(Ctx& ctx, const Tensor& a, const Tensor& b);
+Tensor mul(Ctx& ctx, const Tensor& a, const Tensor& b);
+Tensor scale(Ctx& ctx, const Tensor& x, double alpha);        // alpha * x
+void axpy(Ctx& ctx, double alpha, const Tensor& x, Tensor& y);  // y += alpha * x (same shape)
+// Sums x over the broadcast dimensions so the result has `shape` (the backward of broadcasting).
+Tensor sum_to(Ctx& ctx, const Tensor& x, const Shape& shape);
+
+// ---------------------------------------------------------------- reductions
+Tensor sum(Ctx& ctx, const Tensor& x);   // -> [1]
+Tensor mean(Ctx& ctx, const Tensor& x);  // -> [1]
+
+// ---------------------------------------------------------------- channel concat / slice
+// xs[i]:[N,C_i,H,W] -> [N,sum C_i,H,W]
+Tensor concat_channels(Ctx& ctx, std::span<const Tensor> xs);
+// x:[N,C,H,W] -> [N,count,H,W], channels [begin, begin+count) (the backward of concat)
+Tensor slice_channels(Ctx& ctx, const Tensor& x, int64_t begin, int64_t count);
+
+// ---------------------------------------------------------------- pooling
+struct Pool2dArgs {
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;          // PyTorch ceil_mode (a window must start inside the input or left padding)
+  bool count_include_pad = true;   // average pooling divisor
+  static Pool2dArgs make(int kernel, int stride, int pad = 0, bool ceil_mode = false) {
+    return Pool2dArgs{kernel, kernel, stride, stride, pad, pad, ceil_mode, true};
+  }
+};
+Shape pool2d_out_shape(const Shape& x, const Pool2dArgs& a);
+Tensor max_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a);
+// Recomputes each window's argmax from x (the first maximum in row-major window order wins).
+Tensor max_pool2d_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Pool2dArgs& a);
+Tensor avg_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a);
+Tensor avg_pool2d_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape, const Pool2dArgs& a);
+Tensor global_avg_pool(Ctx& ctx, const Tensor& x);  // [N,C,H,W] -> [N,C,1,1]
+Tensor global_avg_pool_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape);
+
+// ---------------------------------------------------------------- resampling
+// Bilinear, align_corners=false, no antialiasing: matches torch.nn.functional.interpolate.
+Tensor resize_bilinear(Ctx& ctx, const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor resize_bilinear_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape);
+// [N,C*r*r,H,W] -> [N,C,H*r,W*r] (torch.nn.PixelShuffle); unshuffle is its inverse and its backward.
+Tensor pixel_shuffle(Ctx& ctx, const Tensor& x, int r);
+Tensor pixel_unshuffle(Ctx& ctx, const Tensor& x, int r);
+
+// ---------------------------------------------------------------- blur
+// Separable Gaussian blur of every channel: weights exp(-d^2 / (2 sigma^2)) normalised to sum 1
+// over the odd ksize taps, reflect padding (torch 'reflect': the edge pixel is not repeated;
+// indices are folded repeatedly when the kernel is wider than the image).
+Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize);
+Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksize);  // the adjoint
+
+// ---------------------------------------------------------------- masks
+// c:[N,2,H,W] -> m:[N,1,H,W], m = |c0| / (|c0| + |c1| + eps)
+Tensor abs_ratio(Ctx& ctx, const Tensor& c, double eps);
+Tensor abs_ratio_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double eps);
+// Evidence removal: y = x*m + a*(1-m); x,a:[N,C,H,W], m:[N,1,H,W] (broadcast over channels).
+Tensor blend(Ctx& ctx, const Tensor& x, const Tensor& a, const Tensor& m);
+struct BlendGrads {
+  Tensor dx, da, dm;  // dx, da undefined unless asked for
+};
+BlendGrads blend_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& a, const Tensor& m,
+                          bool need_dx, bool need_da);
+
+// ---------------------------------------------------------------- softmax and losses
+// Over the last dimension of logits [N,K].
+Tensor softmax(Ctx& ctx, const Tensor& logits);
+Tensor softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);
+Tensor log_softmax(Ctx& ctx, const Tensor& logits);
+Tensor log_softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);
+// logits:[N,K], labels:I32[N] -> [N], -log softmax(logits)[label]
+Tensor cross_entropy(Ctx& ctx, const Tensor& logits, const Tensor& labels);
+Tensor cross_entropy_backward(Ctx& ctx, const Tensor& dloss, const Tensor& logits, const Tensor& labels);
+// m:[N,1,H,W] -> [N]: sum of squared differences of vertical and horizontal neighbours, plus
+// border_weight * sum of squared values on the outermost ring of pixels (0 for the paper's TV).
+Tensor tv_loss(Ctx& ctx, const Tensor& m, double border_weight);
+Tensor tv_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double border_weight);
+// m:[N,1,H,W] -> [N]: mean over pixels of (m + eps)^power. power=1, eps=0 is the plain mean area;
+// the released variant is power=0.3, eps=5e-4.
+Tensor area_loss(Ctx& ctx, const Tensor& m, double power, double eps);
+Tensor area_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double power, double eps);
+
+// ---------------------------------------------------------------- embedding
+// table:[V,D], ids:I32[N] -> [N,D]; backward accumulates rows into dtable.
+Tensor embedding(Ctx& ctx, const Tensor& table, const Tensor& ids);
+void embedding_backward(Ctx& ctx, const Tensor& dy, const Tensor& ids, Tensor& dtable);
+
+}  // namespace sal

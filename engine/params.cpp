@@ -1,0 +1,68 @@
+#include "engine/params.h"
+
+namespace sal {
+
+namespace {
+// Each slice starts on a 64-byte boundary (16 floats) so vectorised kernels see aligned rows.
+constexpr int64_t kSliceAlign = 16;
+int64_t align_elems(int64_t n) { return (n + kSliceAlign - 1) / kSliceAlign * kSliceAlign; }
+}  // namespace
+
+ParamRef ParamStore::add(const std::string& name, const Shape& shape, bool trainable) {
+  SAL_CHECK(!finalized_, "ParamStore::add('", name, "'): the store is already finalized");
+  SAL_CHECK(!name.empty(), "ParamStore::add: empty parameter name");
+  SAL_CHECK(!index_.count(name), "ParamStore::add: parameter '", name, "' added twice");
+  Entry e{name, shape, value_count_, -1};
+  value_count_ += align_elems(shape.numel());
+  if (trainable) {
+    e.grad_offset = grad_count_;
+    grad_count_ += align_elems(shape.numel());
+  }
+  index_[name] = static_cast<int>(entries_.size());
+  entries_.push_back(e);
+  return ParamRef{static_cast<int>(entries_.size()) - 1};
+}
+
+void ParamStore::finalize(Device device, DType dtype) {
+  SAL_CHECK(!finalized_, "ParamStore::finalize called twice");
+  values_ = Tensor::zeros(Shape{value_count_}, dtype, device);
+  if (grad_count_) grads_ = Tensor::zeros(Shape{grad_count_}, dtype, device);
+  finalized_ = true;
+}
+
+void ParamStore::require_finalized(const char* what) const {
+  SAL_CHECK(finalized_, "ParamStore::", what, ": call finalize() first");
+}
+
+ParamRef ParamStore::find(const std::string& name) const {
+  auto it = index_.find(name);
+  SAL_CHECK(it != index_.end(), "no parameter named '", name, "'");
+  return ParamRef{it->second};
+}
+
+Tensor ParamStore::value(ParamRef p) const {
+  require_finalized("value");
+  const Entry& e = entries_.at(static_cast<size_t>(p.index));
+  return values_.slice0(e.offset, e.shape.numel()).reshape(e.shape);
+}
+
+Tensor ParamStore::grad(ParamRef p) const {
+  require_finalized("grad");
+  const Entry& e = entries_.at(static_cast<size_t>(p.index));
+  SAL_CHECK(e.grad_offset >= 0, "parameter '", e.name, "' is frozen and has no gradient");
+  return grads_.slice0(e.grad_offset, e.shape.numel()).reshape(e.shape);
+}
+
+std::vector<std::string> ParamStore::names() const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const Entry& e : entries_) out.push_back(e.name);
+  return out;
+}
+
+void ParamStore::zero_grads() {
+  require_finalized("zero_grads");
+  if (grads_.defined()) grads_.zero();
+}
+
+}  // namespace sal

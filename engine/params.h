@@ -1,0 +1,62 @@
+// Flat parameter store: every parameter of a model is a named slice of one flat buffer, and
+// every trainable parameter's gradient the same slice of one flat gradient buffer. Optimizers,
+// gradient all-reduce and checkpoints work on the flat buffers; layers see tensor views.
+// Names follow the source checkpoints (torchvision's `layer1.0.conv1.weight`).
+//
+// Use: add() every parameter, then finalize(device) once; views are valid from then on.
+#pragma once
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace sal {
+
+struct ParamRef {
+  int index = -1;
+  bool valid() const { return index >= 0; }
+};
+
+class ParamStore {
+ public:
+  // trainable=false: no gradient slice (frozen weights, batchnorm running statistics).
+  ParamRef add(const std::string& name, const Shape& shape, bool trainable = true);
+  void finalize(Device device, DType dtype = DType::F32);
+  bool finalized() const { return finalized_; }
+
+  Tensor value(ParamRef p) const;
+  Tensor grad(ParamRef p) const;  // throws for a frozen parameter
+  Tensor value(const std::string& name) const { return value(find(name)); }
+  ParamRef find(const std::string& name) const;  // throws with the name when absent
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+
+  const std::string& name(ParamRef p) const { return entries_.at(static_cast<size_t>(p.index)).name; }
+  const Shape& shape(ParamRef p) const { return entries_.at(static_cast<size_t>(p.index)).shape; }
+  bool trainable(ParamRef p) const { return entries_.at(static_cast<size_t>(p.index)).grad_offset >= 0; }
+  int size() const { return static_cast<int>(entries_.size()); }
+  std::vector<std::string> names() const;
+
+  Tensor flat_values() const { return values_; }
+  Tensor flat_grads() const { return grads_; }  // one slice per trainable parameter, in add() order
+  int64_t num_values() const { return values_.numel(); }
+  int64_t num_trainable() const { return grads_.defined() ? grads_.numel() : 0; }
+  void zero_grads();
+
+ private:
+  struct Entry {
+    std::string name;
+    Shape shape;
+    int64_t offset = 0;       // elements into values_
+    int64_t grad_offset = -1;  // elements into grads_, -1 when frozen
+  };
+  void require_finalized(const char* what) const;
+
+  std::vector<Entry> entries_;
+  std::unordered_map<std::string, int> index_;
+  int64_t value_count_ = 0, grad_count_ = 0;
+  bool finalized_ = false;
+  Tensor values_, grads_;
+};
+
+}  // namespace sal
