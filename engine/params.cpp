@@ -12,12 +12,9 @@ ParamRef ParamStore::add(const std::string& name, const Shape& shape, bool train
   SAL_CHECK(!finalized_, "ParamStore::add('", name, "'): the store is already finalized");
   SAL_CHECK(!name.empty(), "ParamStore::add: empty parameter name");
   SAL_CHECK(!index_.count(name), "ParamStore::add: parameter '", name, "' added twice");
-  Entry e{name, shape, value_count_, -1};
+  Entry e{name, shape, 0, trainable ? 0 : -1};
   value_count_ += align_elems(shape.numel());
-  if (trainable) {
-    e.grad_offset = grad_count_;
-    grad_count_ += align_elems(shape.numel());
-  }
+  if (trainable) grad_count_ += align_elems(shape.numel());
   index_[name] = static_cast<int>(entries_.size());
   entries_.push_back(e);
   return ParamRef{static_cast<int>(entries_.size()) - 1};
@@ -25,6 +22,19 @@ ParamRef ParamStore::add(const std::string& name, const Shape& shape, bool train
 
 void ParamStore::finalize(Device device, DType dtype) {
   SAL_CHECK(!finalized_, "ParamStore::finalize called twice");
+  // Trainable parameters first, so values [0, num_trainable) line up with the gradient buffer
+  // element for element and an optimizer runs over one contiguous range.
+  int64_t offset = 0;
+  for (Entry& e : entries_)
+    if (e.grad_offset >= 0) {
+      e.offset = e.grad_offset = offset;
+      offset += align_elems(e.shape.numel());
+    }
+  for (Entry& e : entries_)
+    if (e.grad_offset < 0) {
+      e.offset = offset;
+      offset += align_elems(e.shape.numel());
+    }
   values_ = Tensor::zeros(Shape{value_count_}, dtype, device);
   if (grad_count_) grads_ = Tensor::zeros(Shape{grad_count_}, dtype, device);
   finalized_ = true;

@@ -38,6 +38,8 @@ class ParamStore {
   std::vector<std::string> names() const;
 
   Tensor flat_values() const { return values_; }
+  // The trainable parameters: the first num_trainable() values, aligned with flat_grads().
+  Tensor flat_trainable_values() const { return values_.slice0(0, num_trainable()); }
   Tensor flat_grads() const { return grads_; }  // one slice per trainable parameter, in add() order
   int64_t num_values() const { return values_.numel(); }
   int64_t num_trainable() const { return grads_.defined() ? grads_.numel() : 0; }
@@ -47,8 +49,8 @@ class ParamStore {
   struct Entry {
     std::string name;
     Shape shape;
-    int64_t offset = 0;       // elements into values_
-    int64_t grad_offset = -1;  // elements into grads_, -1 when frozen
+    int64_t offset = 0;        // elements into values_ (set by finalize)
+    int64_t grad_offset = -1;  // elements into grads_ (== offset), -1 when frozen
   };
   void require_finalized(const char* what) const;
 

@@ -60,8 +60,9 @@ void to_double(const void* src, DType t, double* dst, int64_t n) {
 void* device_alloc(Device device, size_t bytes) {
   if (bytes == 0) bytes = 1;
   if (device == Device::CPU) {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
+    // 256-byte alignment, like cudaMalloc, so arena offsets keep the same alignment on both devices.
+    size_t rounded = (bytes + 255) / 256 * 256;
+    void* p = std::aligned_alloc(256, rounded);
     SAL_CHECK(p, "out of host memory allocating ", bytes, " bytes");
     return p;
   }

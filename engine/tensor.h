@@ -16,7 +16,7 @@ class Tensor {
  public:
   Tensor() = default;
 
-  // Owning allocation, uninitialised (CPU memory is 64-byte aligned).
+  // Owning allocation, uninitialised (256-byte aligned on both devices).
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
   // Non-owning view of memory that outlives the tensor.

@@ -1,0 +1,165 @@
+// Tensor, arena and flat parameter store.
+#include <doctest/doctest.h>
+
+#include "engine/arena.h"
+#include "engine/context.h"
+#include "engine/params.h"
+#include "tests/op_check.h"
+
+using namespace sal;
+
+TEST_CASE("shape: extents, numel, comparison, errors") {
+  Shape s{2, 3, 4};
+  CHECK(s.ndim() == 3);
+  CHECK(s.numel() == 24);
+  CHECK(s[-1] == 4);
+  CHECK(s.str() == "[2,3,4]");
+  CHECK(s == Shape{2, 3, 4});
+  CHECK(s != Shape{2, 3});
+  CHECK(Shape{}.numel() == 1);  // a scalar
+  CHECK_THROWS_WITH_AS(Shape({1, 2, 3, 4, 5, 6, 7}), doctest::Contains("at most 6"), Error);
+  CHECK_THROWS_WITH_AS(Shape({2, -1}), doctest::Contains("negative extent"), Error);
+}
+
+TEST_CASE("tensor: owning, views, reshape, slices, conversions") {
+  Tensor t = Tensor::from_values({1, 2, 3, 4, 5, 6}, Shape{2, 3});
+  CHECK(t.owns_memory());
+  CHECK(t.desc() == "f32[2,3]@cpu");
+  CHECK(t.nbytes() == 24);
+  CHECK(reinterpret_cast<uintptr_t>(t.raw()) % 64 == 0);
+
+  Tensor r = t.reshape(Shape{3, 2});
+  CHECK(r.raw() == t.raw());
+  CHECK_THROWS_WITH_AS(t.reshape(Shape{4, 2}), doctest::Contains("reshape: [2,3] (6 elements) to [4,2]"), Error);
+
+  Tensor row = t.slice0(1, 1);
+  CHECK(row.values() == std::vector<double>{4, 5, 6});
+  row.data<float>()[0] = 40;  // a view writes through
+  CHECK(t.values()[3] == 40);
+  CHECK_THROWS_WITH_AS(t.slice0(1, 2), doctest::Contains("slice0"), Error);
+
+  CHECK_THROWS_WITH_AS(t.data<double>(), doctest::Contains("is f32, accessed as f64"), Error);
+
+  Tensor d = t.to(DType::F64);
+  CHECK(d.dtype() == DType::F64);
+  CHECK(d.values() == t.values());
+
+  Tensor b = Tensor::from_values({1.0, -2.5, 3.00390625}, Shape{3}, DType::BF16);
+  // 3.00390625 is halfway between two bf16 values (3.0 and 3.015625): rounds to even (3.0).
+  CHECK(b.values() == std::vector<double>{1.0, -2.5, 3.0});
+
+  Tensor c = t.clone();
+  CHECK(c.raw() != t.raw());
+  CHECK(c.values() == t.values());
+
+  Tensor z = Tensor::zeros(Shape{2, 2}, DType::I32);
+  CHECK(z.values() == std::vector<double>{0, 0, 0, 0});
+  z.fill(7);
+  CHECK(z.values() == std::vector<double>{7, 7, 7, 7});
+  CHECK(Tensor::from_labels({3, 1}).values() == std::vector<double>{3, 1});
+  CHECK_THROWS_WITH_AS(t.copy_from(z), doctest::Contains("copy_from: i32[2,2]@cpu into f32[2,3]@cpu"), Error);
+  CHECK_THROWS_WITH_AS(t.item(), doctest::Contains("has 6 elements"), Error);
+}
+
+TEST_CASE("tensor: CUDA memory is reached only through explicit copies") {
+  Tensor t = Tensor::from_values({1, 2, 3}, Shape{3});
+  if (!cuda_available()) {
+    CHECK_THROWS_AS(t.to(Device::CUDA), Error);
+    MESSAGE("skipped: no CUDA device (host/device copy round trip)");
+    return;
+  }
+  Tensor g = t.to(Device::CUDA);
+  CHECK(g.on_cuda());
+  CHECK(g.values() == t.values());
+  CHECK_THROWS_WITH_AS(g.fill(1), doctest::Contains("not on the CPU"), Error);
+}
+
+TEST_CASE("arena: bump allocation, alignment, marks, growth then no allocation after reset") {
+  Arena a(Device::CPU, 4096);
+  Tensor x = a.alloc(Shape{10}, DType::F32);
+  Tensor y = a.alloc(Shape{3}, DType::F64);
+  CHECK_FALSE(x.owns_memory());
+  CHECK(reinterpret_cast<uintptr_t>(x.raw()) % Arena::kAlign == 0);
+  CHECK(reinterpret_cast<uintptr_t>(y.raw()) % Arena::kAlign == 0);
+  CHECK(static_cast<char*>(y.raw()) - static_cast<char*>(x.raw()) == 256);
+  CHECK(a.used() == 512);
+
+  Arena::Mark m = a.mark();
+  a.alloc(Shape{100}, DType::F32);
+  CHECK(a.used() == 512 + 512);
+  a.release(m);
+  CHECK(a.used() == 512);
+  Tensor again = a.alloc(Shape{1}, DType::F32);
+  CHECK(static_cast<char*>(again.raw()) - static_cast<char*>(y.raw()) == 256);
+
+  // A step that needs more than the capacity grows the arena ...
+  a.reset();
+  for (int i = 0; i < 8; ++i) a.alloc(Shape{1024}, DType::F32);
+  CHECK(a.growths() >= 1);
+  size_t peak = a.peak();
+  CHECK(peak >= 8 * 4096);
+  // ... and after a reset the same step fits in one block without growing.
+  a.reset();
+  size_t growths = a.growths();
+  for (int step = 0; step < 3; ++step) {
+    for (int i = 0; i < 8; ++i) a.alloc(Shape{1024}, DType::F32);
+    a.reset();
+  }
+  CHECK(a.growths() == growths);
+  CHECK(a.capacity() >= peak);
+
+  // A mark taken before a growth releases the grown blocks too.
+  Arena b(Device::CPU, 1024);
+  Arena::Mark start = b.mark();
+  b.alloc(Shape{512}, DType::F32);
+  b.alloc(Shape{4096}, DType::F32);
+  b.release(start);
+  CHECK(b.used() == 0);
+}
+
+TEST_CASE("ctx: outputs come from the arena when one is set") {
+  Arena a(Device::CPU, 1 << 16);
+  Ctx ctx(Device::CPU, &a);
+  Tensor x = Tensor::from_values({-1, 2}, Shape{2});
+  Tensor y = relu(ctx, x);
+  CHECK_FALSE(y.owns_memory());
+  CHECK(a.used() > 0);
+  Ctx plain;
+  CHECK(relu(plain, x).owns_memory());
+  CHECK_THROWS_WITH_AS(Ctx(Device::CUDA, &a), doctest::Contains("arena is on cpu, context on cuda"), Error);
+}
+
+TEST_CASE("param store: named slices of flat buffers") {
+  ParamStore ps;
+  ParamRef w = ps.add("layer1.0.conv1.weight", Shape{4, 3, 3, 3});
+  ParamRef rm = ps.add("layer1.0.bn1.running_mean", Shape{4}, /*trainable=*/false);
+  ParamRef b = ps.add("fc.bias", Shape{5});
+  CHECK_THROWS_WITH_AS(ps.add("fc.bias", Shape{5}), doctest::Contains("'fc.bias' added twice"), Error);
+  CHECK_THROWS_WITH_AS(ps.value(w), doctest::Contains("call finalize() first"), Error);
+  ps.finalize(Device::CPU);
+  CHECK_THROWS_WITH_AS(ps.add("late", Shape{1}), doctest::Contains("already finalized"), Error);
+
+  CHECK(ps.value(w).shape() == Shape{4, 3, 3, 3});
+  CHECK(ps.trainable(w));
+  CHECK_FALSE(ps.trainable(rm));
+  CHECK_THROWS_WITH_AS(ps.grad(rm), doctest::Contains("'layer1.0.bn1.running_mean' is frozen"), Error);
+  CHECK_THROWS_WITH_AS(ps.find("nope"), doctest::Contains("no parameter named 'nope'"), Error);
+  CHECK(ps.names() == std::vector<std::string>{"layer1.0.conv1.weight", "layer1.0.bn1.running_mean", "fc.bias"});
+
+  // Slices are 64-byte aligned views into one buffer; gradients are slices of another.
+  Tensor wv = ps.value(w), bv = ps.value(b);
+  CHECK(reinterpret_cast<uintptr_t>(wv.raw()) % 64 == 0);
+  CHECK(reinterpret_cast<uintptr_t>(bv.raw()) % 64 == 0);
+  // Trainable parameters come first (w: 108 elements padded to 112, then b), frozen ones after.
+  const float* base = static_cast<const float*>(ps.flat_values().raw());
+  CHECK(static_cast<float*>(bv.raw()) - base == 112);
+  CHECK(static_cast<float*>(ps.value(rm).raw()) - base == 128);
+  CHECK(ps.num_trainable() == 128);
+  CHECK(ps.flat_trainable_values().numel() == ps.flat_grads().numel());
+  CHECK(static_cast<float*>(ps.grad(b).raw()) - static_cast<float*>(ps.flat_grads().raw()) == 112);
+  bv.fill(2);
+  CHECK(ps.value("fc.bias").values() == std::vector<double>(5, 2.0));
+  ps.grad(b).fill(3);
+  ps.zero_grads();
+  CHECK(ps.grad(b).values() == std::vector<double>(5, 0.0));
+}
