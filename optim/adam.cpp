@@ -37,7 +37,9 @@ void adam_update(Ctx& ctx, Tensor& w, const Tensor& g, Tensor& m, Tensor& v, con
     const T* pg = g.data<T>();
     T* pm = m.data<T>();
     T* pv = v.data<T>();
+    // 1 - beta in double: 1 - 0.999f in float is off by 1e-5 relative.
     const T b1 = static_cast<T>(cfg.beta1), b2 = static_cast<T>(cfg.beta2);
+    const T c_b1 = static_cast<T>(1 - cfg.beta1), c_b2 = static_cast<T>(1 - cfg.beta2);
     // Bias corrections folded into the step size and epsilon, computed once in double.
     const double c1 = 1 - std::pow(cfg.beta1, static_cast<double>(step));
     const double c2 = 1 - std::pow(cfg.beta2, static_cast<double>(step));
@@ -48,8 +50,8 @@ void adam_update(Ctx& ctx, Tensor& w, const Tensor& g, Tensor& m, Tensor& v, con
 #pragma omp parallel for if (n > SAL_OMP_MIN_WORK) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       T gi = pg[i];
-      pm[i] = b1 * pm[i] + (T(1) - b1) * gi;
-      pv[i] = b2 * pv[i] + (T(1) - b2) * gi * gi;
+      pm[i] = b1 * pm[i] + c_b1 * gi;
+      pv[i] = b2 * pv[i] + c_b2 * gi * gi;
       pw[i] -= lr_t * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_c2 + eps) + decay * pw[i];
     }
   });
