@@ -159,6 +159,17 @@ TEST_CASE("sum_to: every reduction pattern against a naive loop") {
   }
 }
 
+TEST_CASE("empty tensors: broadcasting to no elements, sums of nothing are 0") {
+  Ctx ctx;
+  Tensor e = Tensor::zeros(Shape{0, 3});
+  CHECK(add(ctx, e, Tensor::from_values({1, 2, 3}, Shape{1, 3})).shape() == Shape{0, 3});
+  CHECK(all_close(sum_to(ctx, e, Shape{1, 3}), {0, 0, 0}));
+  CHECK(sum(ctx, e).item() == 0);
+  const std::vector<Tensor> no_channels = {Tensor::zeros(Shape{2, 0, 1, 1}), Tensor::zeros(Shape{2, 0, 1, 1})};
+  CHECK(concat_channels(ctx, no_channels).shape() == Shape{2, 0, 1, 1});
+  CHECK(slice_channels(ctx, Tensor::zeros(Shape{2, 3, 1, 1}), 3, 0).shape() == Shape{2, 0, 1, 1});
+}
+
 TEST_CASE("scale / axpy / sum / mean: hand-worked values") {
   Ctx ctx;
   CHECK(all_close(scale(ctx, Tensor::from_values({1, -2, 0.5}, Shape{3}), 3), {3, -6, 1.5}));

@@ -66,6 +66,12 @@ TEST_CASE("tv_loss: hand-worked values and gradient") {
   //    counted once): 0.5 * 8 = 4.
   Tensor two = Tensor::from_values({0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, Shape{2, 1, 3, 3});
   CHECK(all_close(tv_loss(ctx, two, 0.5), {4, 4}));
+  // The same from a context with an arena (the per-row partial sums come from it).
+  Arena arena(Device::CPU);
+  Ctx actx(Device::CPU, &arena);
+  CHECK(all_close(tv_loss(actx, two, 0.5), {4, 4}));
+  CHECK(all_close(area_loss(actx, two, 1, 0), {1.0 / 9, 1}));
+  CHECK(arena.used() > 0);
   // A single row: the ring is every pixel. (1, 3): diff 4, ring 1 + 9 = 10, weight 0.1 -> 5.
   CHECK(all_close(tv_loss(ctx, Tensor::from_values({1, 3}, Shape{1, 1, 1, 2}), 0.1), {5}));
 }

@@ -144,6 +144,19 @@ void binary_op(const char* op, const Tensor& a, const Tensor& b, Tensor& y, F f)
   });
 }
 
+// Sum of a contiguous run in double. Eight independent partial sums break the dependency chain
+// of one accumulator (several times faster than a single running sum, and still deterministic).
+template <class T>
+inline double sum_run(const T* p, int64_t n) {
+  double acc[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(p[j + k]);
+  double tail = 0;
+  for (; j < n; ++j) tail += static_cast<double>(p[j]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
 // A list of dimensions (sizes and strides into one tensor) enumerated in row-major order.
 struct Dims {
   int n = 0;
@@ -209,17 +222,12 @@ void sum_to_impl(const Tensor& X, Tensor& Y) {
   }
 
   // The last dimension is reduced: each output sums nred contiguous runs of `inner` elements.
-  auto run_sum = [&](const T* p) {
-    double s = 0;
-    for (int64_t j = 0; j < inner; ++j) s += p[j];
-    return s;
-  };
   if (ny >= 2 * omp_get_max_threads()) {
 #pragma omp parallel for if (nx > SAL_OMP_MIN_WORK) schedule(static)
     for (int64_t q = 0; q < ny; ++q) {
       const T* base = x + kept.offset(q);
       double s = 0;
-      for (int64_t r = 0; r < nred; ++r) s += run_sum(base + reduced.offset(r));
+      for (int64_t r = 0; r < nred; ++r) s += sum_run(base + reduced.offset(r), inner);
       y[q] = static_cast<T>(s);
     }
     return;
@@ -233,10 +241,7 @@ void sum_to_impl(const Tensor& X, Tensor& Y) {
     for (int64_t t = 0; t < nred * chunks; ++t) {
       const int64_t r = t / chunks, j0 = (t % chunks) * kChunk;
       const int64_t len = std::min(inner - j0, kChunk);
-      const T* p = base + reduced.offset(r) + j0;
-      double part = 0;
-      for (int64_t j = 0; j < len; ++j) part += p[j];
-      s += part;
+      s += sum_run(base + reduced.offset(r) + j0, len);
     }
     y[q] = static_cast<T>(s);
   }
@@ -246,9 +251,10 @@ template <class T>
 double total(const Tensor& X) {
   const T* x = X.data<T>();
   const int64_t n = X.numel();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
   double s = 0;
 #pragma omp parallel for if (n > SAL_OMP_MIN_WORK) schedule(static) reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+  for (int64_t t = 0; t < chunks; ++t) s += sum_run(x + t * kChunk, std::min(kChunk, n - t * kChunk));
   return s;
 }
 

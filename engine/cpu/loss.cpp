@@ -2,8 +2,10 @@
 // regularisers (total variation with an optional border term, area as a mean of a power).
 //
 // softmax family: logits [N,K] row-major; one row per task, rows in parallel. Every row
-//   subtracts its maximum before exponentiating (no overflow for large logits) and sums the
-//   exponentials in double. cross_entropy = max + log(sum exp(z - max)) - z[label]; its backward
+//   subtracts its maximum before exponentiating (no overflow for large logits); exponentials
+//   are taken in the tensor's type (expf for f32, the costly part) and summed in double. softmax
+//   and the cross-entropy backward store the exponentials in their output and rescale them, so
+//   each element is exponentiated once. cross_entropy = max + log(sum exp(z - max)) - z[label]; its backward
 //   is (softmax - onehot) * dloss[n], recomputed from the logits (nothing is saved).
 // tv_loss: m [N,1,H,W] -> [N]. Per sample: sum over (i,j) of (m[i+1,j]-m[i,j])^2 and
 //   (m[i,j+1]-m[i,j])^2, plus border_weight * sum of m^2 over the outermost ring of pixels (rows
@@ -12,6 +14,7 @@
 // area_loss: m [N,1,H,W] -> [N], mean over the H*W pixels of (m + eps)^power. Backward:
 //   dloss[n] / (H*W) * power * (m + eps)^(power-1). A non-integer power of a base <= 0 is
 //   undefined (or has an infinite derivative at 0), so such a base is an error naming the pixel.
+//   The power is taken in the tensor's type (powf for f32), the mean in double.
 //
 // The per-sample losses are split into (sample, row) tasks so a batch of one 224x224 mask still
 // spreads over the threads; each task writes its row's partial sum (double) into a temporary
@@ -35,13 +38,24 @@ void for_rows(int64_t N, int64_t K, Fn fn) {
   for (int64_t n = 0; n < N; ++n) fn(n);
 }
 
-// max and sum of exp(z - max) of one row.
+// Row maximum of z[0..K).
 template <class T>
-inline void row_stats(const T* z, int64_t K, T& mx, double& s) {
-  mx = z[0];
+inline T row_max(const T* z, int64_t K) {
+  T mx = z[0];
   for (int64_t k = 1; k < K; ++k) mx = std::max(mx, z[k]);
-  s = 0;
-  for (int64_t k = 0; k < K; ++k) s += std::exp(static_cast<double>(z[k] - mx));
+  return mx;
+}
+
+// e[k] = exp(z[k] - mx) (in T: expf for f32) and their sum (in double); e may be null.
+template <class T>
+inline double exp_shifted(const T* z, int64_t K, T mx, T* e) {
+  double s = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const T v = std::exp(z[k] - mx);
+    if (e) e[k] = v;
+    s += static_cast<double>(v);
+  }
+  return s;
 }
 
 void check_labels_range(const char* op, const Tensor& labels, int64_t K) {
@@ -88,11 +102,9 @@ void softmax(Ctx&, const Tensor& logits, Tensor& y) {
     for_rows(N, K, [&](int64_t n) {
       const T* zr = z + n * K;
       T* yr = py + n * K;
-      T mx;
-      double s;
-      row_stats(zr, K, mx, s);
-      const double inv = 1.0 / s;
-      for (int64_t k = 0; k < K; ++k) yr[k] = static_cast<T>(std::exp(static_cast<double>(zr[k] - mx)) * inv);
+      const T mx = row_max(zr, K);
+      const T inv = static_cast<T>(1.0 / exp_shifted(zr, K, mx, yr));
+      for (int64_t k = 0; k < K; ++k) yr[k] *= inv;
     });
   });
 }
@@ -127,9 +139,8 @@ void log_softmax(Ctx&, const Tensor& logits, Tensor& y) {
     for_rows(N, K, [&](int64_t n) {
       const T* zr = z + n * K;
       T* yr = py + n * K;
-      T mx;
-      double s;
-      row_stats(zr, K, mx, s);
+      const T mx = row_max(zr, K);
+      const double s = exp_shifted(zr, K, mx, static_cast<T*>(nullptr));
       const T shift = static_cast<T>(static_cast<double>(mx) + std::log(s));
       for (int64_t k = 0; k < K; ++k) yr[k] = zr[k] - shift;
     });
@@ -167,9 +178,8 @@ void cross_entropy(Ctx&, const Tensor& logits, const Tensor& labels, Tensor& los
     T* out = loss.data<T>();
     for_rows(N, K, [&](int64_t n) {
       const T* zr = z + n * K;
-      T mx;
-      double s;
-      row_stats(zr, K, mx, s);
+      const T mx = row_max(zr, K);
+      const double s = exp_shifted(zr, K, mx, static_cast<T*>(nullptr));
       out[n] = static_cast<T>(static_cast<double>(mx - zr[l[n]]) + std::log(s));
     });
   });
@@ -188,11 +198,9 @@ void cross_entropy_backward(Ctx&, const Tensor& dloss, const Tensor& logits, con
     for_rows(N, K, [&](int64_t n) {
       const T* zr = z + n * K;
       T* dr = d + n * K;
-      T mx;
-      double s;
-      row_stats(zr, K, mx, s);
-      const double w = static_cast<double>(g[n]) / s;
-      for (int64_t k = 0; k < K; ++k) dr[k] = static_cast<T>(std::exp(static_cast<double>(zr[k] - mx)) * w);
+      const T mx = row_max(zr, K);
+      const T w = static_cast<T>(static_cast<double>(g[n]) / exp_shifted(zr, K, mx, dr));
+      for (int64_t k = 0; k < K; ++k) dr[k] *= w;
       dr[l[n]] -= g[n];
     });
   });
@@ -276,6 +284,7 @@ void area_loss(Ctx& ctx, const Tensor& m, double power, double eps, Tensor& loss
   dispatch_float(m.dtype(), "area_loss", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* pm = m.data<T>();
+    const T te = static_cast<T>(eps), tp = static_cast<T>(power);  // powf for f32 masks
     int64_t bad = 0;
 #pragma omp parallel for if (N * H * W > SAL_OMP_MIN_WORK) schedule(static) reduction(+ : bad)
     for (int64_t t = 0; t < N * H; ++t) {
@@ -285,9 +294,9 @@ void area_loss(Ctx& ctx, const Tensor& m, double power, double eps, Tensor& loss
         for (int64_t j = 0; j < W; ++j) s += static_cast<double>(r[j]) + eps;
       } else {
         for (int64_t j = 0; j < W; ++j) {
-          const double b = static_cast<double>(r[j]) + eps;
-          bad += need_positive && !(b > 0);
-          s += std::pow(b, power);
+          const T b = r[j] + te;
+          bad += need_positive && !(b > T(0));
+          s += static_cast<double>(std::pow(b, tp));
         }
       }
       part[t] = s;
@@ -306,20 +315,21 @@ void area_loss_backward(Ctx&, const Tensor& dloss, const Tensor& m, double power
     const T* pm = m.data<T>();
     const T* g = dloss.data<T>();
     T* pd = dm.data<T>();
+    const T te = static_cast<T>(eps), tp1 = static_cast<T>(power - 1);
     int64_t bad = 0;
 #pragma omp parallel for if (N * HW > SAL_OMP_MIN_WORK) schedule(static) reduction(+ : bad)
     for (int64_t t = 0; t < N * H; ++t) {
       const int64_t n = t / H;
-      const double k = static_cast<double>(g[n]) / static_cast<double>(HW) * power;
+      const T tk = static_cast<T>(static_cast<double>(g[n]) / static_cast<double>(HW) * power);
       const T* r = pm + t * W;
       T* d = pd + t * W;
       if (power == 0 || power == 1) {  // constant derivative (0 or 1), no pow
-        for (int64_t j = 0; j < W; ++j) d[j] = static_cast<T>(k);
+        for (int64_t j = 0; j < W; ++j) d[j] = tk;
       } else {
         for (int64_t j = 0; j < W; ++j) {
-          const double b = static_cast<double>(r[j]) + eps;
-          bad += need_positive && !(b > 0);
-          d[j] = static_cast<T>(k * std::pow(b, power - 1));
+          const T b = r[j] + te;
+          bad += need_positive && !(b > T(0));
+          d[j] = tk * std::pow(b, tp1);
         }
       }
     }

@@ -23,9 +23,10 @@ namespace {
 
 constexpr int64_t kChunk = 1024;  // pixels per task
 
+// Branch-free so the backward loop vectorises.
 template <class T>
 inline T sign_of(T v) {
-  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+  return static_cast<T>(static_cast<int>(v > T(0)) - static_cast<int>(v < T(0)));
 }
 
 }  // namespace
