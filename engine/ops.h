@@ -141,7 +141,8 @@ Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize);
 Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksize);  // the adjoint
 
 // ---------------------------------------------------------------- masks
-// c:[N,2,H,W] -> m:[N,1,H,W], m = |c0| / (|c0| + |c1| + eps)
+// c:[N,2,H,W] -> m:[N,1,H,W], m = |c0| / (|c0| + |c1| + eps); eps >= 0 (eps = 0 gives NaN where c0 = c1 = 0).
+// The backward uses sign(c) with sign(0) = 0.
 Tensor abs_ratio(Ctx& ctx, const Tensor& c, double eps);
 Tensor abs_ratio_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double eps);
 // Evidence removal: y = x*m + a*(1-m); x,a:[N,C,H,W], m:[N,1,H,W] (broadcast over channels).
