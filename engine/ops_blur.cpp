@@ -1,0 +1,50 @@
+// Op API: Gaussian blur and its adjoint. Validation and dispatch only.
+#include <cmath>
+#include <limits>
+
+#include "engine/cpu/blur.h"
+#include "engine/dispatch.h"
+#include "engine/ops.h"
+
+namespace sal {
+
+using namespace detail;
+
+namespace {
+
+void check_blur(const char* op, const char* what, const Tensor& t, double sigma, int ksize) {
+  check_ndim(op, what, t, 4);
+  SAL_CHECK(ksize >= 1 && ksize % 2 == 1, op, ": ksize must be odd and positive, got ", ksize);
+  SAL_CHECK(std::isfinite(sigma) && sigma > 0, op, ": sigma must be positive and finite, got ", sigma);
+  SAL_CHECK(t.dim(2) >= 1 && t.dim(3) >= 1, op, ": ", what, " must have H, W >= 1, got ", t.desc());
+  // The kernels index rows and tap lists with i32.
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max() / 2;
+  SAL_CHECK(t.dim(2) * ksize < kMax && t.dim(3) + ksize < kMax, op, ": ", what, " ", t.desc(), " with ksize ", ksize,
+            " is too large (H * ksize must stay below 2^30)");
+}
+
+}  // namespace
+
+Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize) {
+  const char* op = "gaussian_blur";
+  check_device(op, ctx, {&x});
+  check_float(op, ctx, {&x});
+  check_blur(op, "x", x, sigma, ksize);
+  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
+  Tensor y = ctx.alloc(x.shape(), x.dtype());
+  cpu::gaussian_blur(ctx, x, sigma, ksize, y);
+  return y;
+}
+
+Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksize) {
+  const char* op = "gaussian_blur_backward";
+  check_device(op, ctx, {&dy});
+  check_float(op, ctx, {&dy});
+  check_blur(op, "dy", dy, sigma, ksize);
+  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
+  Tensor dx = ctx.alloc(dy.shape(), dy.dtype());
+  cpu::gaussian_blur_backward(ctx, dy, sigma, ksize, dx);
+  return dx;
+}
+
+}  // namespace sal
