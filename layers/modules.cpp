@@ -1,0 +1,132 @@
+#include "layers/modules.h"
+
+namespace sal {
+
+namespace {
+// Parameter gradients are accumulated only for trainable parameters, and only when asked for.
+Tensor* grad_or_null(ParamStore& ps, ParamRef p, bool wanted, Tensor& slot) {
+  if (!wanted || !p.valid() || !ps.trainable(p)) return nullptr;
+  slot = ps.grad(p);
+  return &slot;
+}
+}  // namespace
+
+Conv2d::Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int kh, int kw,
+               const Conv2dArgs& args, bool bias, bool trainable)
+    : ps_(&ps), args_(args) {
+  SAL_CHECK(args.groups >= 1 && in % args.groups == 0 && out % args.groups == 0, "Conv2d '", name, "': ", in, " -> ",
+            out, " channels do not divide into ", args.groups, " groups");
+  w_ = ps.add(name + ".weight", Shape{out, in / args.groups, kh, kw}, trainable);
+  if (bias) b_ = ps.add(name + ".bias", Shape{out}, trainable);
+}
+
+Tensor Conv2d::forward(Ctx& ctx, const Tensor& x) {
+  x_ = x;
+  Tensor b = b_.valid() ? ps_->value(b_) : Tensor();
+  return conv2d(ctx, x, ps_->value(w_), b_.valid() ? &b : nullptr, args_);
+}
+
+Tensor Conv2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  Tensor w = ps_->value(w_);
+  Tensor dw, db;
+  Tensor* pdw = grad_or_null(*ps_, w_, param_grads, dw);
+  Tensor* pdb = grad_or_null(*ps_, b_, param_grads, db);
+  if (pdw) conv2d_wgrad(ctx, dy, x_, *pdw, pdb, args_);
+  return conv2d_dgrad(ctx, dy, w, x_.shape(), args_);
+}
+
+ConvTranspose2d::ConvTranspose2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int kh, int kw,
+                                 const ConvTranspose2dArgs& args, bool bias, bool trainable)
+    : ps_(&ps), args_(args) {
+  SAL_CHECK(args.groups >= 1 && in % args.groups == 0 && out % args.groups == 0, "ConvTranspose2d '", name, "': ",
+            in, " -> ", out, " channels do not divide into ", args.groups, " groups");
+  w_ = ps.add(name + ".weight", Shape{in, out / args.groups, kh, kw}, trainable);
+  if (bias) b_ = ps.add(name + ".bias", Shape{out}, trainable);
+}
+
+Tensor ConvTranspose2d::forward(Ctx& ctx, const Tensor& x) {
+  x_ = x;
+  Tensor b = b_.valid() ? ps_->value(b_) : Tensor();
+  return conv_transpose2d(ctx, x, ps_->value(w_), b_.valid() ? &b : nullptr, args_);
+}
+
+Tensor ConvTranspose2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  Tensor dw, db;
+  Tensor* pdw = grad_or_null(*ps_, w_, param_grads, dw);
+  Tensor* pdb = grad_or_null(*ps_, b_, param_grads, db);
+  if (pdw) conv_transpose2d_wgrad(ctx, dy, x_, *pdw, pdb, args_);
+  return conv_transpose2d_dgrad(ctx, dy, ps_->value(w_), x_.shape(), args_);
+}
+
+BatchNorm2d::BatchNorm2d(ParamStore& ps, const std::string& name, int64_t channels, double eps, bool trainable,
+                         double momentum)
+    : ps_(&ps), eps_(eps), momentum_(momentum) {
+  gamma_ = ps.add(name + ".weight", Shape{channels}, trainable);
+  beta_ = ps.add(name + ".bias", Shape{channels}, trainable);
+  mean_ = ps.add(name + ".running_mean", Shape{channels}, false);
+  var_ = ps.add(name + ".running_var", Shape{channels}, false);
+}
+
+Tensor BatchNorm2d::forward(Ctx& ctx, const Tensor& x, bool training) {
+  x_ = x;
+  trained_ = training;
+  Tensor gamma = ps_->value(gamma_), beta = ps_->value(beta_), mean = ps_->value(mean_), var = ps_->value(var_);
+  if (!training) return batchnorm2d_infer(ctx, x, gamma, beta, mean, var, eps_);
+  save_mean_ = ctx.alloc(Shape{x.dim(1)}, x.dtype());
+  save_invstd_ = ctx.alloc(Shape{x.dim(1)}, x.dtype());
+  return batchnorm2d_train(ctx, x, gamma, beta, eps_, momentum_, &mean, &var, save_mean_, save_invstd_);
+}
+
+Tensor BatchNorm2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  Tensor dg, db;
+  Tensor* pdg = grad_or_null(*ps_, gamma_, param_grads, dg);
+  Tensor* pdb = grad_or_null(*ps_, beta_, param_grads, db);
+  Tensor gamma = ps_->value(gamma_);
+  if (trained_) return batchnorm2d_train_backward(ctx, dy, x_, gamma, save_mean_, save_invstd_, pdg, pdb);
+  return batchnorm2d_infer_backward(ctx, dy, x_, gamma, ps_->value(mean_), ps_->value(var_), eps_, pdg, pdb);
+}
+
+Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, bool trainable)
+    : ps_(&ps) {
+  w_ = ps.add(name + ".weight", Shape{out, in}, trainable);
+  if (bias) b_ = ps.add(name + ".bias", Shape{out}, trainable);
+}
+
+Tensor Linear::forward(Ctx& ctx, const Tensor& x) {
+  x_ = x;
+  Tensor b = b_.valid() ? ps_->value(b_) : Tensor();
+  return linear(ctx, x, ps_->value(w_), b_.valid() ? &b : nullptr);
+}
+
+Tensor Linear::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  Tensor dw, db;
+  Tensor* pdw = grad_or_null(*ps_, w_, param_grads, dw);
+  Tensor* pdb = grad_or_null(*ps_, b_, param_grads, db);
+  if (pdw) linear_wgrad(ctx, dy, x_, *pdw, pdb);
+  return linear_dgrad(ctx, dy, ps_->value(w_));
+}
+
+ConvBnAct::ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::string& bn_name, int64_t in,
+                     int64_t out, int k, const Conv2dArgs& args, double bn_eps, Act act, bool trainable)
+    : conv_(ps, conv_name, in, out, k, k, args, /*bias=*/false, trainable),
+      bn_(ps, bn_name, out, bn_eps, trainable),
+      act_(act) {}
+
+Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
+  Tensor y = bn_.forward(ctx, conv_.forward(ctx, x), training);
+  switch (act_) {
+    case Act::ReLU: return relu_.forward(ctx, y);
+    case Act::ReLU6: return relu6_.forward(ctx, y);
+    case Act::None: return y;
+  }
+  return y;
+}
+
+Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  Tensor d = dy;
+  if (act_ == Act::ReLU) d = relu_.backward(ctx, dy);
+  if (act_ == Act::ReLU6) d = relu6_.backward(ctx, dy);
+  return conv_.backward(ctx, bn_.backward(ctx, d, param_grads), param_grads);
+}
+
+}  // namespace sal

@@ -1,0 +1,143 @@
+// Layers written once over the op API: they run on whichever device their Ctx names.
+//
+// Each module remembers, as views, the tensors its backward needs from the last forward
+// (caffe-style); the views live in the context's arena until it is reset, so a forward and its
+// backward must share one arena step. backward() returns the input gradient and, when the
+// module's parameters are trainable (they have gradient slices in the ParamStore) and
+// `param_grads` is true, accumulates their gradients. Frozen networks (black boxes, encoders)
+// never compute weight gradients.
+#pragma once
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/params.h"
+
+namespace sal {
+
+class Conv2d {
+ public:
+  Conv2d() = default;
+  // Registers `<name>.weight` [out, in/groups, kh, kw] and, with bias, `<name>.bias` [out].
+  Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int kh, int kw, const Conv2dArgs& args,
+         bool bias, bool trainable);
+  Tensor forward(Ctx& ctx, const Tensor& x);
+  Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+  const Conv2dArgs& args() const { return args_; }
+  // TF "same" padding depends on the input size: set the args for the size at hand.
+  void set_args(const Conv2dArgs& a) { args_ = a; }
+  Tensor weight() const { return ps_->value(w_); }
+
+ private:
+  ParamStore* ps_ = nullptr;
+  ParamRef w_, b_;
+  Conv2dArgs args_;
+  Tensor x_;
+};
+
+class ConvTranspose2d {
+ public:
+  ConvTranspose2d() = default;
+  // `<name>.weight` [in, out/groups, kh, kw], `<name>.bias` [out].
+  ConvTranspose2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int kh, int kw,
+                  const ConvTranspose2dArgs& args, bool bias, bool trainable);
+  Tensor forward(Ctx& ctx, const Tensor& x);
+  Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+
+ private:
+  ParamStore* ps_ = nullptr;
+  ParamRef w_, b_;
+  ConvTranspose2dArgs args_;
+  Tensor x_;
+};
+
+// BatchNorm2d with PyTorch names: `<name>.weight`, `.bias` (trainable when the layer is),
+// `.running_mean`, `.running_var` (never trainable).
+class BatchNorm2d {
+ public:
+  BatchNorm2d() = default;
+  BatchNorm2d(ParamStore& ps, const std::string& name, int64_t channels, double eps, bool trainable,
+              double momentum = 0.1);
+  // training=true: batch statistics, running statistics updated; false: running statistics.
+  Tensor forward(Ctx& ctx, const Tensor& x, bool training = false);
+  Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+  double eps() const { return eps_; }
+
+ private:
+  ParamStore* ps_ = nullptr;
+  ParamRef gamma_, beta_, mean_, var_;
+  double eps_ = 1e-5, momentum_ = 0.1;
+  bool trained_ = false;  // the last forward used batch statistics
+  Tensor x_, save_mean_, save_invstd_;
+};
+
+class Linear {
+ public:
+  Linear() = default;
+  // `<name>.weight` [out, in], `<name>.bias` [out].
+  Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, bool trainable);
+  Tensor forward(Ctx& ctx, const Tensor& x);  // x: [N, in] -> [N, out]
+  Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+
+ private:
+  ParamStore* ps_ = nullptr;
+  ParamRef w_, b_;
+  Tensor x_;
+};
+
+// Activations that remember what their backward needs.
+class ReLU {
+ public:
+  Tensor forward(Ctx& ctx, const Tensor& x) { return y_ = relu(ctx, x); }
+  Tensor backward(Ctx& ctx, const Tensor& dy) { return relu_backward(ctx, dy, y_); }
+
+ private:
+  Tensor y_;
+};
+
+class ReLU6 {
+ public:
+  Tensor forward(Ctx& ctx, const Tensor& x) {
+    x_ = x;
+    return relu6(ctx, x);
+  }
+  Tensor backward(Ctx& ctx, const Tensor& dy) { return relu6_backward(ctx, dy, x_); }
+
+ private:
+  Tensor x_;
+};
+
+class MaxPool2d {
+ public:
+  explicit MaxPool2d(const Pool2dArgs& a = {}) : args_(a) {}
+  Tensor forward(Ctx& ctx, const Tensor& x) {
+    x_ = x;
+    return max_pool2d(ctx, x, args_);
+  }
+  Tensor backward(Ctx& ctx, const Tensor& dy) { return max_pool2d_backward(ctx, dy, x_, args_); }
+
+ private:
+  Pool2dArgs args_;
+  Tensor x_;
+};
+
+// Conv2d -> BatchNorm2d -> ReLU or ReLU6 (activation optional): the unit most networks repeat.
+class ConvBnAct {
+ public:
+  enum class Act { None, ReLU, ReLU6 };
+  ConvBnAct() = default;
+  // Names `<conv_name>.weight` and `<bn_name>.*` (torchvision: "conv1"/"bn1"; Keras: "conv1"/"conv1_bn").
+  ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::string& bn_name, int64_t in, int64_t out, int k,
+            const Conv2dArgs& args, double bn_eps, Act act, bool trainable);
+  Tensor forward(Ctx& ctx, const Tensor& x, bool training = false);
+  Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+  Conv2d& conv() { return conv_; }
+
+ private:
+  Conv2d conv_;
+  BatchNorm2d bn_;
+  Act act_ = Act::None;
+  ReLU relu_;
+  ReLU6 relu6_;
+};
+
+}  // namespace sal
