@@ -335,6 +335,13 @@ TEST_CASE("conv2d backward in f32 agrees with f64 (whose gradients the harness c
       {{1, 6, 24, 22}, {4, 6, 1, 1}, Conv2dArgs::make(1, 0)},
       {{16, 4, 6, 6}, {6, 2, 3, 3}, Conv2dArgs::make(2, 1, 1, 2)},
       {{3, 5, 13, 12}, {5, 1, 3, 3}, Conv2dArgs::make(1, 1, 1, 5)},
+      {{2, 3, 6, 57}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},        // rows of 4 vectors
+      {{1, 2, 4, 70}, {3, 2, 3, 3}, Conv2dArgs::make(1, 1)},        // rows wider than 64
+      {{2, 3, 9, 40}, {4, 3, 3, 3}, Conv2dArgs{1, 2, 1, 1, 1, 1, 2, 1, 1}},  // column stride 2 (gathers)
+      {{2, 2, 30, 9}, {3, 2, 3, 5}, Conv2dArgs{2, 1, 0, 2, 1, 2, 1, 1, 1}},  // row stride 2, wide kernel
+      {{2, 4, 11, 20}, {4, 1, 3, 3}, Conv2dArgs{2, 1, 1, 1, 1, 1, 1, 1, 4}},  // depthwise, row stride 2
+      {{2, 3, 9, 33}, {3, 1, 5, 3}, Conv2dArgs{1, 2, 2, 1, 2, 1, 1, 2, 3}},   // depthwise, column stride 2
+      {{1, 2, 5, 70}, {2, 1, 3, 3}, Conv2dArgs::make(1, 1, 1, 2)},            // depthwise, wider than 64
   };
   Ctx ctx;
   for (const Geo& g : geos) {

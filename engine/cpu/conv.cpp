@@ -27,10 +27,12 @@
 // ctx.alloc (the arena when there is one) and are released when the op returns.
 #include "engine/cpu/conv.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/gemm.h"
@@ -189,97 +191,279 @@ void for_chunks(const Plan& pl, Body&& body) {
 }
 
 // ---------------------------------------------------------------- depthwise (Cg = Kg = 1)
-// One (image, channel) plane per iteration; every tap (r, s) is a contiguous row update.
+// One (image, channel) plane per call; every tap (r, s) is a contiguous row update
+// (y_row[q] += w * x_row[q*sw + off]) over the output columns where the tap is inside the image.
+// The plane kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
+// (the build itself targets baseline x86-64); OpenMP runs over planes (forward, dgrad) or
+// channels (wgrad), so no two threads write the same memory.
+
+// Valid output-column ranges of every kernel column s, computed once per plane (valid_q
+// divides; per output row and tap that cost more than the row update itself).
+struct TapCols {
+  static constexpr int64_t kMax = 16;
+  QRange qr[kMax];
+  int64_t off[kMax];
+  TapCols(const ConvGeom& g) {
+    for (int64_t s = 0; s < std::min(g.S, kMax); ++s) {
+      off[s] = s * g.dw - g.pl;
+      qr[s] = valid_q(off[s], g.sw, g.W, g.Q);
+    }
+  }
+  static QRange range(const ConvGeom& g, const TapCols& t, int64_t s) {
+    return s < kMax ? t.qr[s] : valid_q(s * g.dw - g.pl, g.sw, g.W, g.Q);
+  }
+};
+
+// xp:[H,W], wc:[R,S] -> yp:[P,Q] (overwritten; starts at bias)
+template <class T>
+inline __attribute__((always_inline)) void dw_forward_plane(const ConvGeom& g, const T* xp, const T* wc, T bias,
+                                                            T* yp) {
+  std::fill(yp, yp + g.pq(), bias);
+  const TapCols taps(g);
+  for (int64_t p = 0; p < g.P; ++p) {
+    T* yrow = yp + p * g.Q;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.sh - g.pt + r * g.dh;
+      if (h < 0 || h >= g.H) continue;
+      const T* xrow = xp + h * g.W;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t off = s * g.dw - g.pl;
+        const QRange qr = TapCols::range(g, taps, s);
+        const T wv = wc[r * g.S + s];
+        if (g.sw == 1) {
+          const T* xs = xrow + off;
+          for (int64_t q = qr.lo; q < qr.hi; ++q) yrow[q] += wv * xs[q];
+        } else {
+          for (int64_t q = qr.lo; q < qr.hi; ++q) yrow[q] += wv * xrow[q * g.sw + off];
+        }
+      }
+    }
+  }
+}
+
+// dyp:[P,Q], wc:[R,S] -> dxp:[H,W] (overwritten)
+template <class T>
+inline __attribute__((always_inline)) void dw_dgrad_plane(const ConvGeom& g, const T* dyp, const T* wc, T* dxp) {
+  std::fill(dxp, dxp + g.hw(), T(0));
+  const TapCols taps(g);
+  for (int64_t p = 0; p < g.P; ++p) {
+    const T* dyrow = dyp + p * g.Q;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.sh - g.pt + r * g.dh;
+      if (h < 0 || h >= g.H) continue;
+      T* dxrow = dxp + h * g.W;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t off = s * g.dw - g.pl;
+        const QRange qr = TapCols::range(g, taps, s);
+        const T wv = wc[r * g.S + s];
+        if (g.sw == 1) {
+          T* dxs = dxrow + off;
+          for (int64_t q = qr.lo; q < qr.hi; ++q) dxs[q] += wv * dyrow[q];
+        } else {
+          for (int64_t q = qr.lo; q < qr.hi; ++q) dxrow[q * g.sw + off] += wv * dyrow[q];
+        }
+      }
+    }
+  }
+}
+
+// acc[r*S + s][q] += dy[p][q] * x[h(p, r)][q*sw + off(s)] over one plane: per-tap vector partial
+// sums (acc: [R*S, Q]), so the inner loop is an elementwise multiply-add and each dy row is
+// reused from L1 by every tap; the caller reduces acc rows into dw once per channel.
+template <class T>
+inline __attribute__((always_inline)) void dw_wgrad_plane(const ConvGeom& g, const T* dyp, const T* xp, T* acc) {
+  const TapCols taps(g);
+  for (int64_t p = 0; p < g.P; ++p) {
+    const T* dyrow = dyp + p * g.Q;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.sh - g.pt + r * g.dh;
+      if (h < 0 || h >= g.H) continue;
+      const T* xrow = xp + h * g.W;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t off = s * g.dw - g.pl;
+        const QRange qr = TapCols::range(g, taps, s);
+        T* a = acc + (r * g.S + s) * g.Q;
+        if (g.sw == 1) {
+          const T* xs = xrow + off;
+          for (int64_t q = qr.lo; q < qr.hi; ++q) a[q] += dyrow[q] * xs[q];
+        } else {
+          for (int64_t q = qr.lo; q < qr.hi; ++q) a[q] += dyrow[q] * xrow[q * g.sw + off];
+        }
+      }
+    }
+  }
+}
+
+// AVX-512 versions for f32 planes up to 64 columns wide (MobileNet's 112..7, CIFAR's 32..8):
+// each output row lives in NW registers while all R*S taps are added (masked loads give the
+// zeros of the padding), and is stored once, instead of being read and written back per tap.
+inline uint32_t lanes(int64_t lo, int64_t hi) {
+  lo = std::clamp<int64_t>(lo, 0, 16);
+  hi = std::clamp<int64_t>(hi, 0, 16);
+  return hi <= lo ? 0u : ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+}
+
+template <int NW>
+__attribute__((target("avx512f"))) void dw_forward_avx512(const ConvGeom& g, const float* xp, const float* wc,
+                                                            float bias, float* yp) {
+  const int64_t S = g.S;
+  __mmask16 m[TapCols::kMax][NW];
+  for (int64_t s = 0; s < S; ++s) {
+    const QRange qr = valid_q(s * g.dw - g.pl, g.sw, g.W, g.Q);
+    for (int k = 0; k < NW; ++k) m[s][k] = static_cast<__mmask16>(lanes(qr.lo - 16 * k, qr.hi - 16 * k));
+  }
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(g.sw)));
+  for (int64_t p = 0; p < g.P; ++p) {
+    __m512 acc[NW];
+    for (int k = 0; k < NW; ++k) acc[k] = _mm512_set1_ps(bias);
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.sh - g.pt + r * g.dh;
+      if (h < 0 || h >= g.H) continue;
+      const float* xrow = xp + h * g.W;
+      for (int64_t s = 0; s < S; ++s) {
+        const __m512 wv = _mm512_set1_ps(wc[r * S + s]);
+        // Lane j of vector k is output column q = 16k + j, reading x[h][q*sw + s*dw - pl].
+        const float* base = xrow + s * g.dw - g.pl;
+        for (int k = 0; k < NW; ++k) {
+          const __m512 v = g.sw == 1 ? _mm512_maskz_loadu_ps(m[s][k], base + 16 * k)
+                                     : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m[s][k], idx,
+                                                                base + 16 * k * g.sw, 4);
+          acc[k] = _mm512_fmadd_ps(wv, v, acc[k]);
+        }
+      }
+    }
+    for (int k = 0; k < NW; ++k)
+      _mm512_mask_storeu_ps(yp + p * g.Q + 16 * k, static_cast<__mmask16>(lanes(0, g.Q - 16 * k)), acc[k]);
+  }
+}
+
+// Stride-1 columns: dx[h][w] = sum over taps of w[r][s] * dy[p][w + pl - s*dw], p*sh = h + pt - r*dh.
+template <int NW>
+__attribute__((target("avx512f"))) void dw_dgrad_avx512(const ConvGeom& g, const float* dyp, const float* wc,
+                                                          float* dxp) {
+  const int64_t S = g.S, W = g.W, Q = g.Q;
+  __mmask16 m[TapCols::kMax][NW];
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t qoff = g.pl - s * g.dw;  // lane w reads q = w + qoff
+    for (int k = 0; k < NW; ++k)
+      m[s][k] = static_cast<__mmask16>(lanes(-qoff - 16 * k, Q - qoff - 16 * k) & lanes(0, W - 16 * k));
+  }
+  for (int64_t h = 0; h < g.H; ++h) {
+    __m512 acc[NW];
+    for (int k = 0; k < NW; ++k) acc[k] = _mm512_setzero_ps();
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t t = h + g.pt - r * g.dh;
+      if (t < 0) break;  // t only falls as r grows
+      int64_t p = t;
+      if (g.sh != 1) {
+        if (t % g.sh != 0) continue;
+        p = t / g.sh;
+      }
+      if (p >= g.P) continue;
+      const float* dyrow = dyp + p * Q + g.pl;
+      for (int64_t s = 0; s < S; ++s) {
+        const __m512 wv = _mm512_set1_ps(wc[r * S + s]);
+        const float* base = dyrow - s * g.dw;
+        for (int k = 0; k < NW; ++k)
+          acc[k] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m[s][k], base + 16 * k), acc[k]);
+      }
+    }
+    for (int k = 0; k < NW; ++k)
+      _mm512_mask_storeu_ps(dxp + h * W + 16 * k, static_cast<__mmask16>(lanes(0, W - 16 * k)), acc[k]);
+  }
+}
+
+bool dw_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+#define SAL_DW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+SAL_DW_CLONES void dw_forward_isa(const ConvGeom& g, const float* x, const float* w, float b, float* y) {
+  dw_forward_plane<float>(g, x, w, b, y);
+}
+SAL_DW_CLONES void dw_forward_isa(const ConvGeom& g, const double* x, const double* w, double b, double* y) {
+  dw_forward_plane<double>(g, x, w, b, y);
+}
+SAL_DW_CLONES void dw_dgrad_isa(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  dw_dgrad_plane<float>(g, dy, w, dx);
+}
+SAL_DW_CLONES void dw_dgrad_isa(const ConvGeom& g, const double* dy, const double* w, double* dx) {
+  dw_dgrad_plane<double>(g, dy, w, dx);
+}
+SAL_DW_CLONES void dw_wgrad_isa(const ConvGeom& g, const float* dy, const float* x, float* acc) {
+  dw_wgrad_plane<float>(g, dy, x, acc);
+}
+SAL_DW_CLONES void dw_wgrad_isa(const ConvGeom& g, const double* dy, const double* x, double* acc) {
+  dw_wgrad_plane<double>(g, dy, x, acc);
+}
+#undef SAL_DW_CLONES
 
 template <class T>
 void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t planes = g.N * g.C, rs = g.R * g.S;
+  using Fn = void (*)(const ConvGeom&, const float*, const float*, float, float*);
+  Fn fast = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t nw = (g.Q + 15) / 16;
+    if (dw_avx512() && g.S <= TapCols::kMax && nw <= 4)
+      fast = nw == 1 ? dw_forward_avx512<1> : nw == 2 ? dw_forward_avx512<2> : nw == 3 ? dw_forward_avx512<3>
+                                                                                        : dw_forward_avx512<4>;
+  }
 #pragma omp parallel for if (planes * g.pq() * rs > SAL_OMP_MIN_WORK) schedule(static)
   for (int64_t i = 0; i < planes; ++i) {
     const int64_t c = i % g.C;
-    const T* xp = x + i * g.hw();
-    const T* wc = w + c * rs;
-    T* yp = y + i * g.pq();
-    std::fill(yp, yp + g.pq(), bias ? bias[c] : T(0));
-    for (int64_t p = 0; p < g.P; ++p) {
-      T* yrow = yp + p * g.Q;
-      for (int64_t r = 0; r < g.R; ++r) {
-        const int64_t h = p * g.sh - g.pt + r * g.dh;
-        if (h < 0 || h >= g.H) continue;
-        const T* xrow = xp + h * g.W;
-        for (int64_t s = 0; s < g.S; ++s) {
-          const int64_t off = s * g.dw - g.pl;
-          const QRange qr = valid_q(off, g.sw, g.W, g.Q);
-          const T wv = wc[r * g.S + s];
-          if (g.sw == 1) {
-            for (int64_t q = qr.lo; q < qr.hi; ++q) yrow[q] += wv * xrow[q + off];
-          } else {
-            for (int64_t q = qr.lo; q < qr.hi; ++q) yrow[q] += wv * xrow[q * g.sw + off];
-          }
-        }
+    const T b = bias ? bias[c] : T(0);
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast) {
+        fast(g, x + i * g.hw(), w + c * rs, b, y + i * g.pq());
+        continue;
       }
     }
+    dw_forward_isa(g, x + i * g.hw(), w + c * rs, b, y + i * g.pq());
   }
 }
 
 template <class T>
 void depthwise_dgrad(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   const int64_t planes = g.N * g.C, rs = g.R * g.S;
+  using Fn = void (*)(const ConvGeom&, const float*, const float*, float*);
+  Fn fast = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t nw = (g.W + 15) / 16;
+    if (dw_avx512() && g.sw == 1 && g.S <= TapCols::kMax && nw <= 4)
+      fast = nw == 1 ? dw_dgrad_avx512<1> : nw == 2 ? dw_dgrad_avx512<2> : nw == 3 ? dw_dgrad_avx512<3>
+                                                                                    : dw_dgrad_avx512<4>;
+  }
 #pragma omp parallel for if (planes * g.pq() * rs > SAL_OMP_MIN_WORK) schedule(static)
   for (int64_t i = 0; i < planes; ++i) {
-    const int64_t c = i % g.C;
-    const T* dyp = dy + i * g.pq();
-    const T* wc = w + c * rs;
-    T* dxp = dx + i * g.hw();
-    std::fill(dxp, dxp + g.hw(), T(0));
-    for (int64_t p = 0; p < g.P; ++p) {
-      const T* dyrow = dyp + p * g.Q;
-      for (int64_t r = 0; r < g.R; ++r) {
-        const int64_t h = p * g.sh - g.pt + r * g.dh;
-        if (h < 0 || h >= g.H) continue;
-        T* dxrow = dxp + h * g.W;
-        for (int64_t s = 0; s < g.S; ++s) {
-          const int64_t off = s * g.dw - g.pl;
-          const QRange qr = valid_q(off, g.sw, g.W, g.Q);
-          const T wv = wc[r * g.S + s];
-          if (g.sw == 1) {
-            for (int64_t q = qr.lo; q < qr.hi; ++q) dxrow[q + off] += wv * dyrow[q];
-          } else {
-            for (int64_t q = qr.lo; q < qr.hi; ++q) dxrow[q * g.sw + off] += wv * dyrow[q];
-          }
-        }
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast) {
+        fast(g, dy + i * g.pq(), w + (i % g.C) * rs, dx + i * g.hw());
+        continue;
       }
     }
+    dw_dgrad_isa(g, dy + i * g.pq(), w + (i % g.C) * rs, dx + i * g.hw());
   }
 }
 
 template <class T>
-void depthwise_wgrad(const ConvGeom& g, const T* dy, const T* x, T* dw) {
-  const int64_t rs = g.R * g.S;
+void depthwise_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw) {
+  const int64_t rs = g.R * g.S, acc_size = rs * g.Q;
+  const int threads = omp_get_max_threads();
+  Scratch scratch(ctx);
+  T* acc_buf = scratch.get<T>(acc_size * threads);
 #pragma omp parallel for if (g.N * g.C * g.pq() * rs > SAL_OMP_MIN_WORK) schedule(static)
   for (int64_t c = 0; c < g.C; ++c) {
-    for (int64_t r = 0; r < g.R; ++r) {
-      for (int64_t s = 0; s < g.S; ++s) {
-        const int64_t off = s * g.dw - g.pl;
-        const QRange qr = valid_q(off, g.sw, g.W, g.Q);
-        T acc = 0;
-        for (int64_t n = 0; n < g.N; ++n) {
-          const T* xp = x + (n * g.C + c) * g.hw();
-          const T* dyp = dy + (n * g.C + c) * g.pq();
-          for (int64_t p = 0; p < g.P; ++p) {
-            const int64_t h = p * g.sh - g.pt + r * g.dh;
-            if (h < 0 || h >= g.H) continue;
-            const T* xrow = xp + h * g.W;
-            const T* dyrow = dyp + p * g.Q;
-            if (g.sw == 1) {
-              for (int64_t q = qr.lo; q < qr.hi; ++q) acc += dyrow[q] * xrow[q + off];
-            } else {
-              for (int64_t q = qr.lo; q < qr.hi; ++q) acc += dyrow[q] * xrow[q * g.sw + off];
-            }
-          }
-        }
-        dw[c * rs + r * g.S + s] += acc;
-      }
+    T* acc = acc_buf + omp_get_thread_num() * acc_size;
+    std::fill(acc, acc + acc_size, T(0));
+    for (int64_t n = 0; n < g.N; ++n)
+      dw_wgrad_isa(g, dy + (n * g.C + c) * g.pq(), x + (n * g.C + c) * g.hw(), acc);
+    for (int64_t k = 0; k < rs; ++k) {
+      T sum = 0;
+      for (int64_t q = 0; q < g.Q; ++q) sum += acc[k * g.Q + q];
+      dw[c * rs + k] += sum;
     }
   }
 }
@@ -351,12 +535,6 @@ void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx) {
     T* tmp = tmp_buf ? tmp_buf + worker * tmp_size : nullptr;
     const int64_t n0 = ci * pl.B, nb = std::min(pl.B, g.N - n0), cols = nb * pq;
     const bool direct = pointwise && nb == 1;
-    if (!direct) {  // col2im accumulates
-      T* d = dx + n0 * g.C * g.hw();
-      const int64_t len = nb * g.C * g.hw();
-#pragma omp parallel for if (par && len > SAL_OMP_MIN_WORK) schedule(static)
-      for (int64_t i = 0; i < len; ++i) d[i] = T(0);
-    }
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const T* dyg = dy + (n0 * g.K + gi * g.Kg) * pq;
       const T* wg = w + gi * g.Kg * crs;
@@ -381,7 +559,7 @@ void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx) {
 template <class T>
 void conv_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0 || g.crs() == 0) return;
-  if (g.depthwise()) return depthwise_wgrad(g, dy, x, dw);
+  if (g.depthwise()) return depthwise_wgrad(ctx, g, dy, x, dw);
   Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq(), max_cols = pl.B * pq, dw_size = g.K * crs;

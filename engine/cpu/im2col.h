@@ -47,8 +47,9 @@ inline QRange valid_q(int64_t off, int64_t stride, int64_t W, int64_t Q) {
 template <class T>
 void im2col(const ConvGeom& g, const T* x, int64_t nb, T* col, int64_t ldcol, bool parallel);
 
-// The adjoint: dx[b, c, h, w] += every column entry that im2col copied from (b, c, h, w).
-// dx is laid out like x above. `parallel`: OpenMP over (image, channel) planes.
+// The adjoint: dx[b, c, h, w] = the sum of every column entry that im2col copied from
+// (b, c, h, w); dx (laid out like x above) is overwritten, each plane zeroed just before its
+// sums so that no separate pass over dx is needed. `parallel`: OpenMP over (image, channel) planes.
 template <class T>
 void col2im(const ConvGeom& g, const T* col, int64_t ldcol, int64_t nb, T* dx, bool parallel);
 
