@@ -1,0 +1,165 @@
+// CPU conv2d forward on the distinct ResNet-50 layer shapes (batch 8, 224x224 input), in
+// GFLOP/s (2*N*K*(C/g)*R*S*P*Q per call), each next to a plain OpenBLAS sgemm of the same
+// GEMM size (M = K, N = batch*P*Q, K = C*R*S, BLAS threaded its own way) so the ratio of the
+// conv to raw sgemm is visible.
+//
+// Validate, then time: before timing, a sample of output elements of the engine's conv is
+// compared with a direct loop computed here; a mismatch skips the benchmark with an error.
+// Outputs come from a workspace arena that is reset every iteration, as in a training step.
+//
+//   conv_cpu_bench --benchmark_min_time=0.05 [--benchmark_filter=l1_]
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/ops.h"
+
+using namespace sal;
+
+namespace {
+
+constexpr int kBatch = 8;
+
+struct Layer {
+  const char* name;
+  int c, k, r, stride, pad, h;  // square kernel r x r, square input h x h
+};
+
+// Every distinct conv shape of torchvision's ResNet-50 (v1.5: the stride sits on the 3x3), with
+// the input size it sees at 224x224. "ds" is the projection shortcut of the first block.
+const Layer kLayers[] = {
+    {"conv1_7x7s2_3to64_224", 3, 64, 7, 2, 3, 224},
+    {"l1_1x1_64to64_56", 64, 64, 1, 1, 0, 56},
+    {"l1_3x3_64to64_56", 64, 64, 3, 1, 1, 56},
+    {"l1_1x1_64to256_56", 64, 256, 1, 1, 0, 56},
+    {"l1_1x1_256to64_56", 256, 64, 1, 1, 0, 56},
+    {"l2_1x1_256to128_56", 256, 128, 1, 1, 0, 56},
+    {"l2_3x3s2_128to128_56to28", 128, 128, 3, 2, 1, 56},
+    {"l2_ds_1x1s2_256to512_56to28", 256, 512, 1, 2, 0, 56},
+    {"l2_1x1_128to512_28", 128, 512, 1, 1, 0, 28},
+    {"l2_1x1_512to128_28", 512, 128, 1, 1, 0, 28},
+    {"l2_3x3_128to128_28", 128, 128, 3, 1, 1, 28},
+    {"l3_1x1_512to256_28", 512, 256, 1, 1, 0, 28},
+    {"l3_3x3s2_256to256_28to14", 256, 256, 3, 2, 1, 28},
+    {"l3_ds_1x1s2_512to1024_28to14", 512, 1024, 1, 2, 0, 28},
+    {"l3_1x1_256to1024_14", 256, 1024, 1, 1, 0, 14},
+    {"l3_1x1_1024to256_14", 1024, 256, 1, 1, 0, 14},
+    {"l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14},
+    {"l4_1x1_1024to512_14", 1024, 512, 1, 1, 0, 14},
+    {"l4_3x3s2_512to512_14to7", 512, 512, 3, 2, 1, 14},
+    {"l4_ds_1x1s2_1024to2048_14to7", 1024, 2048, 1, 2, 0, 14},
+    {"l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7},
+    {"l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7},
+    {"l4_3x3_512to512_7", 512, 512, 3, 1, 1, 7},
+};
+
+int out_size(const Layer& l) { return (l.h + 2 * l.pad - l.r) / l.stride + 1; }
+
+double conv_flops(const Layer& l) {
+  const double p = out_size(l);
+  return 2.0 * kBatch * l.k * l.c * l.r * l.r * p * p;
+}
+
+void fill_random(Tensor& t, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
+}
+
+// Direct-loop value of one output element, in double.
+double direct_output(const Layer& l, const float* x, const float* w, int n, int k, int p, int q) {
+  double acc = 0;
+  for (int c = 0; c < l.c; ++c)
+    for (int r = 0; r < l.r; ++r)
+      for (int s = 0; s < l.r; ++s) {
+        const int h = p * l.stride - l.pad + r, ww = q * l.stride - l.pad + s;
+        if (h < 0 || h >= l.h || ww < 0 || ww >= l.h) continue;
+        acc += double(x[((int64_t(n) * l.c + c) * l.h + h) * l.h + ww]) * w[((int64_t(k) * l.c + c) * l.r + r) * l.r + s];
+      }
+  return acc;
+}
+
+void BM_conv2d(benchmark::State& state, Layer l) {
+  Tensor x = Tensor::empty(Shape{kBatch, l.c, l.h, l.h});
+  Tensor w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
+  fill_random(x, 1);
+  fill_random(w, 2);
+  // Keep outputs O(1): scale the weights by 1/sqrt(fan-in).
+  const float sc = 1.f / std::sqrt(float(l.c * l.r * l.r));
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] *= sc;
+  const Conv2dArgs a = Conv2dArgs::make(l.stride, l.pad);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+
+  {  // validate
+    Tensor y = conv2d(ctx, x, w, nullptr, a);
+    const int P = out_size(l);
+    std::mt19937 rng(3);
+    double worst = 0;
+    for (int i = 0; i < 24; ++i) {
+      const int n = int(rng() % kBatch), k = int(rng() % l.k), p = int(rng() % P), q = int(rng() % P);
+      const double want = direct_output(l, x.data<float>(), w.data<float>(), n, k, p, q);
+      const double got = y.data<float>()[((int64_t(n) * l.k + k) * P + p) * P + q];
+      worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
+    }
+    if (!(worst < 1e-4)) {
+      state.SkipWithError(("conv2d output differs from the direct loop by " + std::to_string(worst)).c_str());
+      return;
+    }
+    arena.reset();
+  }
+  for (auto _ : state) {
+    arena.reset();
+    Tensor y = conv2d(ctx, x, w, nullptr, a);
+    benchmark::DoNotOptimize(y.raw());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(conv_flops(l) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("threads=" + std::to_string(omp_get_max_threads()));
+}
+
+// The same GEMM size as the whole conv: [K, C*R*S] x [C*R*S, batch*P*Q], OpenBLAS's own threads.
+void BM_sgemm(benchmark::State& state, Layer l) {
+  const int P = out_size(l);
+  const int M = l.k, N = kBatch * P * P, K = l.c * l.r * l.r;
+  Tensor a = Tensor::empty(Shape{M, K}), b = Tensor::empty(Shape{K, N}), c = Tensor::empty(Shape{M, N});
+  fill_random(a, 4);
+  fill_random(b, 5);
+  // The engine keeps OpenBLAS single-threaded (it parallelises with OpenMP); the reference
+  // gets all cores through OpenBLAS's threads, then the engine's setting is restored.
+  openblas_set_num_threads(omp_get_max_threads());
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N, 0.f,
+                c.data<float>(), N);
+    benchmark::ClobberMemory();
+  }
+  openblas_set_num_threads(1);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * M * N * K * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+}
+
+const bool registered = [] {
+  for (const Layer& l : kLayers) {
+    benchmark::RegisterBenchmark((std::string("conv2d/") + l.name).c_str(), BM_conv2d, l)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("sgemm/") + l.name).c_str(), BM_sgemm, l)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();

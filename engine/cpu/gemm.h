@@ -1,0 +1,21 @@
+// CPU backend: the thin BLAS wrapper. The only place in the CPU backend that calls
+// cblas_sgemm / cblas_dgemm. Row-major GEMM, C = alpha * op(A) * op(B) + beta * C, with
+// op(A): [M,K], op(B): [K,N], C: [M,N].
+#pragma once
+#include <cstdint>
+
+namespace sal::cpu {
+
+// One BLAS call on the calling thread (BLAS itself runs single-threaded, see gemm.cpp).
+// Safe to call from inside an OpenMP parallel region, one call per thread.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+// The same GEMM split over the OpenMP threads (C in column or row slabs, no reduction across
+// threads). Called inside a parallel region, or for small problems, it is a plain gemm().
+template <class T>
+void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                   int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+}  // namespace sal::cpu

@@ -1,0 +1,563 @@
+// Hand-worked cases, comparisons with direct-loop references, and argument errors for conv2d,
+// conv_transpose2d and linear. The finite-difference gradient checks of every backward run from
+// the rows in tests/op_cases/conv_cases.cpp.
+#include <doctest/doctest.h>
+
+#include <omp.h>
+
+#include <random>
+
+#include "engine/arena.h"
+#include "engine/ops.h"
+#include "tests/op_check.h"
+
+using namespace sal;
+using sal::test::all_close;
+using sal::test::max_rel_diff;
+
+namespace {
+
+Tensor vals(std::vector<double> v, Shape s, DType dt = DType::F32) { return Tensor::from_values(v, s, dt); }
+
+std::vector<double> iota_values(int64_t n, double start = 1) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = start + static_cast<double>(i);
+  return v;
+}
+
+Tensor random_tensor(Shape s, std::mt19937_64& rng, DType dt = DType::F32) {
+  return Tensor::from_values(test::uniform(s, rng), s, dt);
+}
+
+// Direct 7-loop conv2d, written from the definition.
+Tensor reference_conv2d(const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a) {
+  Shape ys = conv2d_out_shape(x.shape(), w.shape(), a);
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t K = w.dim(0), Cg = w.dim(1), R = w.dim(2), S = w.dim(3), P = ys[2], Q = ys[3];
+  const int64_t Kg = K / a.groups;
+  std::vector<double> xv = x.values(), wv = w.values(), bv = b ? b->values() : std::vector<double>{};
+  std::vector<double> y(static_cast<size_t>(ys.numel()), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          double acc = b ? bv[static_cast<size_t>(k)] : 0.0;
+          const int64_t g = k / Kg;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t s = 0; s < S; ++s) {
+                const int64_t h = p * a.stride_h - a.pad_top + r * a.dil_h;
+                const int64_t ww = q * a.stride_w - a.pad_left + s * a.dil_w;
+                if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                acc += xv[static_cast<size_t>(((n * C + g * Cg + c) * H + h) * W + ww)] *
+                       wv[static_cast<size_t>(((k * Cg + c) * R + r) * S + s)];
+              }
+          y[static_cast<size_t>(((n * K + k) * P + p) * Q + q)] = acc;
+        }
+  return Tensor::from_values(y, ys, DType::F64);
+}
+
+// Direct scatter: every input pixel adds w * x to the output pixels its taps reach (PyTorch
+// ConvTranspose2d written from its definition, not from conv2d).
+Tensor reference_conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a) {
+  Shape ys = conv_transpose2d_out_shape(x.shape(), w.shape(), a);
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t Kg = w.dim(1), R = w.dim(2), S = w.dim(3), K = ys[1], P = ys[2], Q = ys[3];
+  const int64_t Cg = C / a.groups;
+  std::vector<double> xv = x.values(), wv = w.values(), bv = b ? b->values() : std::vector<double>{};
+  std::vector<double> y(static_cast<size_t>(ys.numel()), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j) {
+          const double v = xv[static_cast<size_t>(((n * C + c) * H + i) * W + j)];
+          const int64_t g = c / Cg;
+          for (int64_t kk = 0; kk < Kg; ++kk)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t s = 0; s < S; ++s) {
+                const int64_t oh = i * a.stride_h - a.pad_h + r * a.dil_h;
+                const int64_t ow = j * a.stride_w - a.pad_w + s * a.dil_w;
+                if (oh < 0 || oh >= P || ow < 0 || ow >= Q) continue;
+                const int64_t k = g * Kg + kk;
+                y[static_cast<size_t>(((n * K + k) * P + oh) * Q + ow)] +=
+                    v * wv[static_cast<size_t>(((c * Kg + kk) * R + r) * S + s)];
+              }
+        }
+  if (b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < P * Q; ++i) y[static_cast<size_t>((n * K + k) * P * Q + i)] += bv[static_cast<size_t>(k)];
+  return Tensor::from_values(y, ys, DType::F64);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- conv2d hand cases
+
+TEST_CASE("conv2d: 1x3x3 input, 2x2 kernel, forward and both gradients by hand") {
+  Ctx ctx;
+  // x = [[1,2,3],[4,5,6],[7,8,9]], w = [[1,2],[3,4]], b = 1.
+  // y[p,q] = x[p,q] + 2 x[p,q+1] + 3 x[p+1,q] + 4 x[p+1,q+1] + 1:
+  // y00 = 1+4+12+20+1 = 38, y01 = 2+6+15+24+1 = 48, y10 = 4+10+21+32+1 = 68, y11 = 5+12+24+36+1 = 78.
+  Tensor x = vals(iota_values(9), {1, 1, 3, 3});
+  Tensor w = vals({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor b = vals({1}, {1});
+  Tensor y = conv2d(ctx, x, w, &b, Conv2dArgs::make(1, 0));
+  CHECK(y.shape() == Shape{1, 1, 2, 2});
+  CHECK(all_close(y, {38, 48, 68, 78}));
+
+  // dy = 1 everywhere: dx[h,w] sums the taps that touch (h,w): corners get one tap each
+  // (w00=1 top-left, w01=2 top-right, w10=3, w11=4), the centre all four (10).
+  Tensor dy = vals({1, 1, 1, 1}, {1, 1, 2, 2});
+  CHECK(all_close(conv2d_dgrad(ctx, dy, w, x.shape(), Conv2dArgs::make(1, 0)), {1, 3, 2, 4, 10, 6, 3, 7, 4}));
+
+  // dw[r,s] = sum over the 2x2 windows shifted by (r,s): dw00 = 1+2+4+5 = 12, dw01 = 16, dw10 = 24,
+  // dw11 = 28; db = 4 outputs. A second call adds the same again (gradients accumulate).
+  Tensor dw = Tensor::zeros(w.shape());
+  Tensor db = Tensor::zeros(b.shape());
+  conv2d_wgrad(ctx, dy, x, dw, &db, Conv2dArgs::make(1, 0));
+  CHECK(all_close(dw, {12, 16, 24, 28}));
+  CHECK(all_close(db, {4}));
+  conv2d_wgrad(ctx, dy, x, dw, &db, Conv2dArgs::make(1, 0));
+  CHECK(all_close(dw, {24, 32, 48, 56}));
+  CHECK(all_close(db, {8}));
+}
+
+TEST_CASE("conv2d: stride 2 with padding 1") {
+  Ctx ctx;
+  // 3x3 all-ones kernel on x = 1..9 (3x3), stride 2, pad 1 -> 2x2 windows over rows/cols
+  // {-1,0,1} and {1,2,3}; only in-image values count:
+  // y00 = 1+2+4+5 = 12, y01 = 2+3+5+6 = 16, y10 = 4+5+7+8 = 24, y11 = 5+6+8+9 = 28.
+  Tensor x = vals(iota_values(9), {1, 1, 3, 3});
+  Tensor w = vals(std::vector<double>(9, 1.0), {1, 1, 3, 3});
+  Tensor y = conv2d(ctx, x, w, nullptr, Conv2dArgs::make(2, 1));
+  CHECK(y.shape() == Shape{1, 1, 2, 2});
+  CHECK(all_close(y, {12, 16, 24, 28}));
+}
+
+TEST_CASE("conv2d: dilation 2") {
+  Ctx ctx;
+  // x[h,w] = 5h + w (5x5), w = [[1,2],[3,4]] dilated by 2 taps x[p,q], x[p,q+2], x[p+2,q], x[p+2,q+2]:
+  // y = x + 2(x+2) + 3(x+10) + 4(x+12) = 10 x[p,q] + 82, a 3x3 output.
+  Tensor x = vals(iota_values(25, 0), {1, 1, 5, 5});
+  Tensor w = vals({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor y = conv2d(ctx, x, w, nullptr, Conv2dArgs::make(1, 0, 2));
+  CHECK(y.shape() == Shape{1, 1, 3, 3});
+  CHECK(all_close(y, {82, 92, 102, 132, 142, 152, 182, 192, 202}));
+}
+
+TEST_CASE("conv2d: groups and depthwise") {
+  Ctx ctx;
+  // groups 2 on a 1x1 image: channel 0 of y sees x0, x1; channel 1 sees x2, x3.
+  // w = [[1,10],[100,1000]]: y0 = 1 + 20 = 21, y1 = 300 + 4000 = 4300.
+  Tensor x = vals({1, 2, 3, 4}, {1, 4, 1, 1});
+  Tensor w = vals({1, 10, 100, 1000}, {2, 2, 1, 1});
+  CHECK(all_close(conv2d(ctx, x, w, nullptr, Conv2dArgs::make(1, 0, 1, 2)), {21, 4300}));
+  // Its gradients (the GEMM path): with dy = [1, 2], dx = [1*1, 1*10, 2*100, 2*1000] and
+  // dw[k][c] = dy_k * x[group k, c] = [[1,2],[6,8]], doubled by a second call.
+  Tensor dyg = vals({1, 2}, {1, 2, 1, 1});
+  CHECK(all_close(conv2d_dgrad(ctx, dyg, w, x.shape(), Conv2dArgs::make(1, 0, 1, 2)), {1, 10, 200, 2000}));
+  Tensor dwg = Tensor::zeros(w.shape());
+  conv2d_wgrad(ctx, dyg, x, dwg, nullptr, Conv2dArgs::make(1, 0, 1, 2));
+  CHECK(all_close(dwg, {1, 2, 6, 8}));
+  conv2d_wgrad(ctx, dyg, x, dwg, nullptr, Conv2dArgs::make(1, 0, 1, 2));
+  CHECK(all_close(dwg, {2, 4, 12, 16}));
+
+  // Depthwise (groups = C = K = 2): channel 0 is the 1..9 image with [[1,2],[3,4]] (the first hand
+  // case: 37 47 67 77 without bias), channel 1 is all ones with 0.5 taps (2 everywhere), bias 0 and 1.
+  std::vector<double> xv = iota_values(9);
+  xv.insert(xv.end(), 9, 1.0);
+  Tensor xd = vals(xv, {1, 2, 3, 3});
+  Tensor wd = vals({1, 2, 3, 4, 0.5, 0.5, 0.5, 0.5}, {2, 1, 2, 2});
+  Tensor bd = vals({0, 1}, {2});
+  const Conv2dArgs dwa = Conv2dArgs::make(1, 0, 1, 2);
+  CHECK(all_close(conv2d(ctx, xd, wd, &bd, dwa), {37, 47, 67, 77, 3, 3, 3, 3}));
+  // dgrad with dy = 1: channel 0 as in the first case; channel 1 counts windows per pixel
+  // ([[1,2,1],[2,4,2],[1,2,1]]) times 0.5.
+  Tensor dy = vals(std::vector<double>(8, 1.0), {1, 2, 2, 2});
+  CHECK(all_close(conv2d_dgrad(ctx, dy, wd, xd.shape(), dwa),
+                  {1, 3, 2, 4, 10, 6, 3, 7, 4, 0.5, 1, 0.5, 1, 2, 1, 0.5, 1, 0.5}));
+  // wgrad: channel 0 12 16 24 28 as before; channel 1 sums 4 ones per tap; db = 4 per channel.
+  Tensor dw = Tensor::zeros(wd.shape()), db = Tensor::zeros(bd.shape());
+  conv2d_wgrad(ctx, dy, xd, dw, &db, dwa);
+  CHECK(all_close(dw, {12, 16, 24, 28, 4, 4, 4, 4}));
+  CHECK(all_close(db, {4, 4}));
+  conv2d_wgrad(ctx, dy, xd, dw, &db, dwa);
+  CHECK(all_close(dw, {24, 32, 48, 56, 8, 8, 8, 8}));
+  CHECK(all_close(db, {8, 8}));
+}
+
+TEST_CASE("Conv2dArgs::tf_same: asymmetric padding, odd pixel at the bottom/right") {
+  // 224, k3, s2: out = ceil(224/2) = 112, total pad = (112-1)*2 + 3 - 224 = 1 -> top 0, bottom 1.
+  Conv2dArgs a = Conv2dArgs::tf_same(224, 224, 3, 3, 2);
+  CHECK(a.pad_top == 0);
+  CHECK(a.pad_bottom == 1);
+  CHECK(a.pad_left == 0);
+  CHECK(a.pad_right == 1);
+  CHECK(a.stride_h == 2);
+  CHECK(a.stride_w == 2);
+  CHECK(conv2d_out_shape(Shape{1, 3, 224, 224}, Shape{24, 3, 3, 3}, a) == Shape{1, 24, 112, 112});
+  // 112, k3, s1: total pad 2 -> 1 and 1. 7, k4, s1: total 3 -> 1 top, 2 bottom.
+  // 7, k1, s2: out 4, total (4-1)*2 + 1 - 7 = 0. Groups are carried through.
+  Conv2dArgs b = Conv2dArgs::tf_same(112, 112, 3, 3, 1, 8);
+  CHECK(b.pad_top == 1);
+  CHECK(b.pad_bottom == 1);
+  CHECK(b.groups == 8);
+  Conv2dArgs c = Conv2dArgs::tf_same(7, 9, 4, 1, 1);
+  CHECK(c.pad_top == 1);
+  CHECK(c.pad_bottom == 2);
+  CHECK(c.pad_left == 0);
+  CHECK(c.pad_right == 0);
+  Conv2dArgs d = Conv2dArgs::tf_same(7, 7, 1, 1, 2);
+  CHECK(d.pad_bottom == 0);
+  CHECK(conv2d_out_shape(Shape{1, 1, 7, 7}, Shape{1, 1, 1, 1}, d) == Shape{1, 1, 4, 4});
+
+  // 4x4 image 1..16, 3x3 ones, stride 2, TF same: pad top/left 0, bottom/right 1.
+  // y00 = rows 0-2 x cols 0-2 = 6+18+30 = 54; y01 = rows 0-2 x cols 2-3 = 7+15+23 = 45;
+  // y10 = rows 2-3 x cols 0-2 = 30+42 = 72; y11 = rows 2-3 x cols 2-3 = 11+12+15+16 = 54.
+  // (Symmetric padding 1 would give y00 = 1+2+5+6 = 14.)
+  Ctx ctx;
+  Tensor x = vals(iota_values(16), {1, 1, 4, 4});
+  Tensor w = vals(std::vector<double>(9, 1.0), {1, 1, 3, 3});
+  CHECK(all_close(conv2d(ctx, x, w, nullptr, Conv2dArgs::tf_same(4, 4, 3, 3, 2)), {54, 45, 72, 54}));
+}
+
+// ---------------------------------------------------------------- conv_transpose2d hand case
+
+TEST_CASE("conv_transpose2d: stride 2, padding 1, output_padding 1 by hand") {
+  Ctx ctx;
+  // x = [[1,2],[3,4]], w = [[1,2,3],[4,5,6],[7,8,9]], stride 2, pad 1, out_pad 1:
+  // P = (2-1)*2 - 2 + 2 + 1 + 1 = 4. Input pixel i reaches output row o = 2i - 1 + r, so
+  // o=0: (i0,r1); o=1: (i0,r2),(i1,r0); o=2: (i1,r1); o=3: (i1,r2) (the output_padding row), same
+  // for columns. E.g. y[1][1] = x00 w22 + x01 w20 + x10 w02 + x11 w00 = 9 + 14 + 9 + 4 = 36,
+  // y[0][1] = x00 w12 + x01 w10 = 6 + 8 = 14, y[3][3] = x11 w22 = 36. Bias 0.5 on every pixel.
+  Tensor x = vals({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor w = vals(iota_values(9), {1, 1, 3, 3});
+  Tensor b = vals({0.5}, {1});
+  const ConvTranspose2dArgs a = ConvTranspose2dArgs::make(2, 1, 1);
+  Tensor y = conv_transpose2d(ctx, x, w, &b, a);
+  CHECK(y.shape() == Shape{1, 1, 4, 4});
+  std::vector<double> want{5, 14, 10, 12, 14, 36, 24, 30, 15, 34, 20, 24, 24, 55, 32, 36};
+  for (double& v : want) v += 0.5;
+  CHECK(all_close(y, want));
+  CHECK(all_close(reference_conv_transpose2d(x, w, &b, a), want));
+
+  // Its input gradient is a conv2d of dy: with dy = 1, dx[i][j] sums the taps that land inside
+  // the output: x00 reaches rows/cols {0,1} via r,s in {1,2}: 5+6+8+9 = 28; x01 reaches rows
+  // {0,1} (r 1,2) and cols {1,2,3} (s 0,1,2): 4+5+6+7+8+9 = 39; x10: rows r 0,1,2, cols s 1,2:
+  // 2+3+5+6+8+9 = 33; x11: all 45. db = 16 pixels.
+  Tensor dy = vals(std::vector<double>(16, 1.0), {1, 1, 4, 4});
+  CHECK(all_close(conv_transpose2d_dgrad(ctx, dy, w, x.shape(), a), {28, 39, 33, 45}));
+  // wgrad with dy = 1: dw[r][s] = sum of x over pixels whose tap (r,s) lands inside. Rows: r=0
+  // only i=1 (o=1), r=1,2 both i. So dw[0][0] = x11 (cols s=0: only j=1) = 4; dw[0][1] = x10+x11 = 7,
+  // dw[1][0] = x01 + x11 = 6; dw[1][1] = 10 and so on.
+  Tensor dw = Tensor::zeros(w.shape()), db = Tensor::zeros(b.shape());
+  conv_transpose2d_wgrad(ctx, dy, x, dw, &db, a);
+  CHECK(all_close(dw, {4, 7, 7, 6, 10, 10, 6, 10, 10}));
+  CHECK(all_close(db, {16}));
+  conv_transpose2d_wgrad(ctx, dy, x, dw, &db, a);
+  CHECK(all_close(dw, {8, 14, 14, 12, 20, 20, 12, 20, 20}));
+  CHECK(all_close(db, {32}));
+}
+
+// ---------------------------------------------------------------- linear hand case
+
+TEST_CASE("linear: forward and gradients by hand") {
+  Ctx ctx;
+  // x = [[1,2,3],[4,5,6]], w = [[1,0,-1],[2,1,0]], b = [0.5,-1]:
+  // y = [[1-3+0.5, 2+2-1], [4-6+0.5, 8+5-1]] = [[-1.5, 3], [-1.5, 12]].
+  Tensor x = vals({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor w = vals({1, 0, -1, 2, 1, 0}, {2, 3});
+  Tensor b = vals({0.5, -1}, {2});
+  CHECK(all_close(linear(ctx, x, w, &b), {-1.5, 3, -1.5, 12}));
+  CHECK(all_close(linear(ctx, x, w, nullptr), {-2, 4, -2, 13}));
+  // dy = [[1,0],[0,2]]: dx = dy w = [[1,0,-1],[4,2,0]]; dw = dy^T x = [[1,2,3],[8,10,12]]; db = [1,2].
+  Tensor dy = vals({1, 0, 0, 2}, {2, 2});
+  CHECK(all_close(linear_dgrad(ctx, dy, w), {1, 0, -1, 4, 2, 0}));
+  Tensor dw = Tensor::zeros(w.shape()), db = Tensor::zeros(b.shape());
+  linear_wgrad(ctx, dy, x, dw, &db);
+  CHECK(all_close(dw, {1, 2, 3, 8, 10, 12}));
+  CHECK(all_close(db, {1, 2}));
+  linear_wgrad(ctx, dy, x, dw, &db);
+  CHECK(all_close(dw, {2, 4, 6, 16, 20, 24}));
+  CHECK(all_close(db, {2, 4}));
+}
+
+// ---------------------------------------------------------------- against direct references
+
+TEST_CASE("conv2d matches a direct loop on many geometries, f32 and f64, arena or not") {
+  std::mt19937_64 rng(11);
+  struct Geo {
+    Shape x, w;
+    Conv2dArgs a;
+  };
+  const std::vector<Geo> geos{
+      {{2, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{5, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(2, 1)},                   // odd batch, several chunks
+      {{1, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, batch 1
+      {{4, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, per thread
+      {{3, 3, 40, 33}, {8, 3, 7, 7}, Conv2dArgs::make(2, 3)},                 // conv1-like
+      {{8, 16, 7, 7}, {12, 16, 3, 3}, Conv2dArgs::make(1, 1)},                // small images batched
+      {{16, 4, 4, 4}, {4, 4, 3, 3}, Conv2dArgs::make(1, 1)},                  // several batched chunks
+      {{2, 6, 11, 10}, {9, 2, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},           // groups
+      {{2, 8, 26, 25}, {8, 1, 3, 3}, Conv2dArgs::make(2, 1, 1, 8)},           // depthwise stride 2
+      {{1, 4, 9, 9}, {4, 1, 5, 5}, Conv2dArgs::make(1, 4, 2, 4)},             // depthwise dilated
+      {{2, 3, 10, 9}, {5, 3, 3, 2}, Conv2dArgs{2, 3, 0, 1, 1, 2, 2, 1, 1}},   // everything asymmetric
+      {{2, 4, 15, 15}, {4, 4, 3, 3}, Conv2dArgs::tf_same(15, 15, 3, 3, 2)},
+  };
+  Arena arena(Device::CPU);
+  for (const Geo& g : geos) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      for (bool use_arena : {false, true}) {
+        INFO("x " << g.x.str() << " w " << g.w.str() << " " << dtype_name(dt) << (use_arena ? " arena" : ""));
+        Ctx ctx(Device::CPU, use_arena ? &arena : nullptr);
+        Tensor x = random_tensor(g.x, rng, dt), w = random_tensor(g.w, rng, dt);
+        Tensor b = random_tensor(Shape{g.w[0]}, rng, dt);
+        Tensor y = conv2d(ctx, x, w, &b, g.a);
+        CHECK(max_rel_diff(y, reference_conv2d(x, w, &b, g.a)) < (dt == DType::F32 ? 1e-5 : 1e-12));
+        arena.reset();
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d backward in f32 agrees with f64 (whose gradients the harness checks)") {
+  // The f64 path is verified by finite differences; this catches an f32-only mistake (sgemm
+  // arguments) on geometries that reach the per-thread and the in-place paths.
+  std::mt19937_64 rng(5);
+  struct Geo {
+    Shape x, w;
+    Conv2dArgs a;
+  };
+  const std::vector<Geo> geos{
+      {{4, 3, 24, 24}, {5, 3, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{4, 6, 24, 22}, {4, 6, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{1, 6, 24, 22}, {4, 6, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{16, 4, 6, 6}, {6, 2, 3, 3}, Conv2dArgs::make(2, 1, 1, 2)},
+      {{3, 5, 13, 12}, {5, 1, 3, 3}, Conv2dArgs::make(1, 1, 1, 5)},
+      {{2, 3, 6, 57}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},        // rows of 4 vectors
+      {{1, 2, 4, 70}, {3, 2, 3, 3}, Conv2dArgs::make(1, 1)},        // rows wider than 64
+      {{2, 3, 9, 40}, {4, 3, 3, 3}, Conv2dArgs{1, 2, 1, 1, 1, 1, 2, 1, 1}},  // column stride 2 (gathers)
+      {{2, 2, 30, 9}, {3, 2, 3, 5}, Conv2dArgs{2, 1, 0, 2, 1, 2, 1, 1, 1}},  // row stride 2, wide kernel
+      {{2, 4, 11, 20}, {4, 1, 3, 3}, Conv2dArgs{2, 1, 1, 1, 1, 1, 1, 1, 4}},  // depthwise, row stride 2
+      {{2, 3, 9, 33}, {3, 1, 5, 3}, Conv2dArgs{1, 2, 2, 1, 2, 1, 1, 2, 3}},   // depthwise, column stride 2
+      {{1, 2, 5, 70}, {2, 1, 3, 3}, Conv2dArgs::make(1, 1, 1, 2)},            // depthwise, wider than 64
+  };
+  Ctx ctx;
+  for (const Geo& g : geos) {
+    INFO("x " << g.x.str() << " w " << g.w.str());
+    Tensor x = random_tensor(g.x, rng, DType::F64), w = random_tensor(g.w, rng, DType::F64);
+    Shape ys = conv2d_out_shape(g.x, g.w, g.a);
+    Tensor dy = random_tensor(ys, rng, DType::F64);
+    Tensor dx64 = conv2d_dgrad(ctx, dy, w, g.x, g.a);
+    Tensor dw64 = Tensor::zeros(g.w, DType::F64), db64 = Tensor::zeros(Shape{g.w[0]}, DType::F64);
+    conv2d_wgrad(ctx, dy, x, dw64, &db64, g.a);
+    Tensor x32 = x.to(DType::F32), w32 = w.to(DType::F32), dy32 = dy.to(DType::F32);
+    Tensor dx32 = conv2d_dgrad(ctx, dy32, w32, g.x, g.a);
+    Tensor dw32 = Tensor::zeros(g.w), db32 = Tensor::zeros(Shape{g.w[0]});
+    conv2d_wgrad(ctx, dy32, x32, dw32, &db32, g.a);
+    CHECK(max_rel_diff(dx32, dx64) < 1e-4);
+    CHECK(max_rel_diff(dw32, dw64) < 1e-4);
+    CHECK(max_rel_diff(db32, db64) < 1e-4);
+    // And the adjoint identity <conv(x), dy> = <x, dgrad(dy)> = <w, wgrad(dy, x)>.
+    Tensor y = conv2d(ctx, x, w, nullptr, g.a);
+    auto dot = [](const Tensor& a, const Tensor& b) {
+      std::vector<double> u = a.values(), v = b.values();
+      double s = 0;
+      for (size_t i = 0; i < u.size(); ++i) s += u[i] * v[i];
+      return s;
+    };
+    const double lhs = dot(y, dy);
+    CHECK(dot(x, dx64) == doctest::Approx(lhs).epsilon(1e-10));
+    CHECK(dot(w, dw64) == doctest::Approx(lhs).epsilon(1e-10));
+  }
+}
+
+TEST_CASE("conv_transpose2d matches a direct scatter") {
+  std::mt19937_64 rng(3);
+  struct Geo {
+    Shape x, w;
+    ConvTranspose2dArgs a;
+  };
+  const std::vector<Geo> geos{
+      {{2, 3, 4, 5}, {3, 4, 3, 3}, ConvTranspose2dArgs::make(2, 1, 1)},
+      {{3, 8, 7, 7}, {8, 4, 2, 2}, ConvTranspose2dArgs::make(2, 0)},
+      {{2, 4, 5, 4}, {4, 3, 3, 3}, ConvTranspose2dArgs::make(1, 1, 0, 1, 2)},
+      {{1, 2, 4, 4}, {2, 3, 3, 3}, ConvTranspose2dArgs::make(1, 0, 1, 2)},    // output_padding >= stride
+      {{2, 6, 9, 8}, {6, 1, 3, 3}, ConvTranspose2dArgs::make(2, 1, 1, 1, 6)},  // depthwise
+      {{1, 4, 24, 24}, {4, 2, 4, 4}, ConvTranspose2dArgs::make(2, 1)},
+      {{2, 3, 5, 6}, {3, 2, 3, 2}, ConvTranspose2dArgs{2, 3, 1, 0, 1, 2, 1, 1, 1}},
+  };
+  Ctx ctx;
+  for (const Geo& g : geos) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      INFO("x " << g.x.str() << " w " << g.w.str() << " " << dtype_name(dt));
+      Tensor x = random_tensor(g.x, rng, dt), w = random_tensor(g.w, rng, dt);
+      Shape ys = conv_transpose2d_out_shape(g.x, g.w, g.a);
+      Tensor b = random_tensor(Shape{ys[1]}, rng, dt);
+      Tensor y = conv_transpose2d(ctx, x, w, &b, g.a);
+      CHECK(y.shape() == ys);
+      CHECK(max_rel_diff(y, reference_conv_transpose2d(x, w, &b, g.a)) < (dt == DType::F32 ? 1e-5 : 1e-12));
+    }
+  }
+}
+
+TEST_CASE("conv ops give the same result with one thread and with all threads") {
+  std::mt19937_64 rng(9);
+  Ctx ctx;
+  Tensor x = random_tensor({4, 6, 20, 26}, rng), w = random_tensor({8, 6, 3, 3}, rng);
+  const Conv2dArgs a = Conv2dArgs::make(1, 1);
+  Tensor dy = random_tensor(conv2d_out_shape(x.shape(), w.shape(), a), rng);
+  auto run = [&] {
+    std::vector<Tensor> out{conv2d(ctx, x, w, nullptr, a), conv2d_dgrad(ctx, dy, w, x.shape(), a),
+                            Tensor::zeros(w.shape())};
+    conv2d_wgrad(ctx, dy, x, out[2], nullptr, a);
+    return out;
+  };
+  std::vector<Tensor> many = run();
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  std::vector<Tensor> one = run();
+  omp_set_num_threads(saved);
+  for (size_t i = 0; i < one.size(); ++i) CHECK(max_rel_diff(many[i], one[i]) < 1e-5);
+}
+
+TEST_CASE("conv2d leaves the arena where it found it: scratch is released") {
+  Arena arena(Device::CPU, 64 << 20);
+  Ctx ctx(Device::CPU, &arena);
+  std::mt19937_64 rng(2);
+  Tensor x = random_tensor({2, 3, 17, 17}, rng), w = random_tensor({4, 3, 3, 3}, rng);
+  const size_t before = arena.used();
+  Tensor y = conv2d(ctx, x, w, nullptr, Conv2dArgs::make(1, 1));
+  // Only the output (2*4*17*17 floats, rounded to the arena alignment) remains allocated.
+  CHECK(arena.used() - before == (y.nbytes() + Arena::kAlign - 1) / Arena::kAlign * Arena::kAlign);
+}
+
+// ---------------------------------------------------------------- argument errors
+
+TEST_CASE("conv2d: argument errors") {
+  Ctx ctx;
+  Tensor x = Tensor::zeros({1, 4, 5, 5});
+  Tensor w = Tensor::zeros({6, 3, 3, 3});
+  // Channel mismatch with groups: w has 3 channels per group, x 4 channels / 2 groups = 2.
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, w, nullptr, Conv2dArgs::make(1, 1, 1, 2)),
+                       doctest::Contains("conv2d: w [6,3,3,3] has 3 input channels per group, expected 4 / groups 2 = 2"),
+                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({6, 1, 3, 3}), nullptr, Conv2dArgs::make(1, 1, 1, 3)),
+                       doctest::Contains("conv2d: x has 4 channels, not divisible by groups 3"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({5, 2, 3, 3}), nullptr, Conv2dArgs::make(1, 1, 1, 2)),
+                       doctest::Contains("conv2d: w has 5 output channels, not divisible by groups 2"), Error);
+  // Kernel larger than the padded input: 5x5 with dilation 2 spans 9 > 5 + 2 + 1.
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({2, 4, 5, 5}), nullptr, Conv2dArgs{1, 1, 1, 1, 1, 1, 2, 2, 1}),
+                       doctest::Contains("conv2d: kernel 5x5 (9x9 with dilation) is larger than the padded input 7x7"),
+                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, Tensor::zeros({1, 1, 2, 2}), Tensor::zeros({1, 1, 3, 3}), nullptr,
+                              Conv2dArgs::make(1, 0)),
+                       doctest::Contains("larger than the padded input 2x2"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({2, 4, 3, 3}), nullptr, Conv2dArgs::make(0, 1)),
+                       doctest::Contains("conv2d: stride must be >= 1, got 0x0"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({2, 4, 3, 3}), nullptr, Conv2dArgs::make(1, -1)),
+                       doctest::Contains("conv2d: padding must be >= 0"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, Tensor::zeros({4, 5, 5}), w, nullptr, Conv2dArgs::make(1, 1)),
+                       doctest::Contains("conv2d: x must have 4 dimensions"), Error);
+  Tensor b3 = Tensor::zeros({3});
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({2, 4, 3, 3}), &b3, Conv2dArgs::make(1, 1)),
+                       doctest::Contains("conv2d: b has shape [3], expected [2]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, x, Tensor::zeros({2, 4, 3, 3}, DType::F64), nullptr, Conv2dArgs::make(1, 1)),
+                       doctest::Contains("conv2d: mixed dtypes"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(ctx, Tensor::from_labels({1, 2}).reshape({1, 1, 1, 2}), Tensor::zeros({1, 1, 1, 1}),
+                              nullptr, Conv2dArgs::make(1, 0)),
+                       doctest::Contains("conv2d: tensor i32[1,1,1,2]@cpu has an unsupported dtype"), Error);
+  CHECK_THROWS_WITH_AS(Conv2dArgs::tf_same(224, 224, 3, 3, 0), doctest::Contains("Conv2dArgs::tf_same"), Error);
+
+  // Gradients: dy of the wrong shape, dw of the wrong shape.
+  const Conv2dArgs a = Conv2dArgs::make(1, 1);
+  Tensor w2 = Tensor::zeros({2, 4, 3, 3});
+  Tensor dy = Tensor::zeros({1, 2, 5, 5});
+  CHECK_THROWS_WITH_AS(conv2d_dgrad(ctx, Tensor::zeros({1, 2, 4, 5}), w2, x.shape(), a),
+                       doctest::Contains("conv2d_dgrad: dy has shape [1,2,4,5], expected [1,2,5,5]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad(ctx, dy, Tensor::zeros({2, 3, 3, 3}), x.shape(), a),
+                       doctest::Contains("conv2d_dgrad: w [2,3,3,3] has 3 input channels per group"), Error);
+  Tensor dw_bad_k = Tensor::zeros({3, 4, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d_wgrad(ctx, dy, x, dw_bad_k, nullptr, a),
+                       doctest::Contains("conv2d_wgrad: dw [3,4,3,3] has 3 output channels, dy [1,2,5,5] has 2"), Error);
+  Tensor dw_bad_r = Tensor::zeros({2, 4, 5, 5});
+  CHECK_THROWS_WITH_AS(conv2d_wgrad(ctx, dy, x, dw_bad_r, nullptr, a),
+                       doctest::Contains("conv2d_wgrad: dy has shape [1,2,5,5], expected [1,2,3,3]"), Error);
+  Tensor dw_bad_c = Tensor::zeros({2, 3, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d_wgrad(ctx, dy, x, dw_bad_c, nullptr, a),
+                       doctest::Contains("conv2d_wgrad: w [2,3,3,3] has 3 input channels per group, expected 4"), Error);
+  Tensor dw = Tensor::zeros({2, 4, 3, 3}), db_bad = Tensor::zeros({4});
+  CHECK_THROWS_WITH_AS(conv2d_wgrad(ctx, dy, x, dw, &db_bad, a),
+                       doctest::Contains("conv2d_wgrad: db has shape [4], expected [2]"), Error);
+
+  // Mixed devices: tensors on the CPU, context on CUDA (no silent copies).
+  Ctx gpu(Device::CUDA);
+  CHECK_THROWS_WITH_AS(conv2d(gpu, x, w2, nullptr, a), doctest::Contains("conv2d: tensor f32[1,4,5,5]@cpu is not on the context's device (cuda)"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad(gpu, dy, w2, x.shape(), a), doctest::Contains("conv2d_dgrad: tensor"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_wgrad(gpu, dy, x, dw, nullptr, a), doctest::Contains("not on the context's device"), Error);
+  if (cuda_available()) {
+    // All on CUDA: validation passes and the op says it has no CUDA kernel yet.
+    Tensor xg = x.to(Device::CUDA), wg = w2.to(Device::CUDA), bg = Tensor::zeros({2}).to(Device::CUDA);
+    CHECK_THROWS_WITH_AS(conv2d(gpu, xg, w2, nullptr, a), doctest::Contains("not on the context's device"), Error);
+    CHECK_THROWS_WITH_AS(conv2d(gpu, xg, wg, &bg, a), doctest::Contains("conv2d: the CUDA backend has no kernel"), Error);
+  }
+}
+
+TEST_CASE("conv_transpose2d: argument errors") {
+  Ctx ctx;
+  Tensor x = Tensor::zeros({1, 4, 3, 3});
+  CHECK_THROWS_WITH_AS(conv_transpose2d(ctx, x, Tensor::zeros({3, 2, 3, 3}), nullptr, ConvTranspose2dArgs::make(2, 1)),
+                       doctest::Contains("conv_transpose2d: w [3,2,3,3] has 3 input channels, x [1,4,3,3] has 4"), Error);
+  CHECK_THROWS_WITH_AS(
+      conv_transpose2d(ctx, x, Tensor::zeros({4, 2, 3, 3}), nullptr, ConvTranspose2dArgs::make(2, 1, 0, 1, 3)),
+      doctest::Contains("conv_transpose2d: x has 4 channels, not divisible by groups 3"), Error);
+  CHECK_THROWS_WITH_AS(
+      conv_transpose2d(ctx, x, Tensor::zeros({4, 2, 3, 3}), nullptr, ConvTranspose2dArgs::make(2, 1, 2)),
+      doctest::Contains("conv_transpose2d: output_padding 2x2 must be >= 0 and smaller than stride 2x2 or dilation 1x1"),
+      Error);
+  CHECK_THROWS_WITH_AS(
+      conv_transpose2d(ctx, Tensor::zeros({1, 4, 1, 1}), Tensor::zeros({4, 2, 1, 1}), nullptr,
+                       ConvTranspose2dArgs::make(1, 1)),
+      doctest::Contains("conv_transpose2d: output size -1x-1 is not positive"), Error);
+  Tensor b = Tensor::zeros({4});
+  // w [4,2,...] with groups 1 gives 2 output channels: the bias must be [2].
+  CHECK_THROWS_WITH_AS(conv_transpose2d(ctx, x, Tensor::zeros({4, 2, 3, 3}), &b, ConvTranspose2dArgs::make(2, 1)),
+                       doctest::Contains("conv_transpose2d: b has shape [4], expected [2]"), Error);
+  const ConvTranspose2dArgs a = ConvTranspose2dArgs::make(2, 1, 1);  // 3x3 -> 6x6
+  Tensor w = Tensor::zeros({4, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(conv_transpose2d_dgrad(ctx, Tensor::zeros({1, 2, 5, 5}), w, x.shape(), a),
+                       doctest::Contains("conv_transpose2d_dgrad: dy has shape [1,2,5,5], expected [1,2,6,6]"), Error);
+  Tensor dw_bad = Tensor::zeros({4, 3, 3, 3});
+  CHECK_THROWS_WITH_AS(conv_transpose2d_wgrad(ctx, Tensor::zeros({1, 2, 6, 6}), x, dw_bad, nullptr, a),
+                       doctest::Contains("conv_transpose2d_wgrad: dy has shape [1,2,6,6], expected [1,3,6,6]"), Error);
+  Ctx gpu(Device::CUDA);
+  CHECK_THROWS_WITH_AS(conv_transpose2d(gpu, x, w, nullptr, a),
+                       doctest::Contains("conv_transpose2d: tensor f32[1,4,3,3]@cpu is not on the context's device"),
+                       Error);
+}
+
+TEST_CASE("linear: argument errors") {
+  Ctx ctx;
+  Tensor x = Tensor::zeros({2, 3});
+  CHECK_THROWS_WITH_AS(linear(ctx, x, Tensor::zeros({4, 5}), nullptr),
+                       doctest::Contains("linear: x [2,3] has 3 features, w [4,5] expects 5"), Error);
+  Tensor b = Tensor::zeros({3});
+  CHECK_THROWS_WITH_AS(linear(ctx, x, Tensor::zeros({4, 3}), &b), doctest::Contains("linear: b has shape [3], expected [4]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(linear(ctx, Tensor::zeros({2, 3, 1}), Tensor::zeros({4, 3}), nullptr),
+                       doctest::Contains("linear: x must have 2 dimensions"), Error);
+  CHECK_THROWS_WITH_AS(linear_dgrad(ctx, Tensor::zeros({2, 5}), Tensor::zeros({4, 3})),
+                       doctest::Contains("linear_dgrad: dy [2,5] has 5 features, w [4,3] has 4 outputs"), Error);
+  Tensor dw = Tensor::zeros({4, 2});
+  CHECK_THROWS_WITH_AS(linear_wgrad(ctx, Tensor::zeros({2, 4}), x, dw, nullptr),
+                       doctest::Contains("linear_wgrad: dw has shape [4,2], expected [4,3]"), Error);
+  Tensor dw_ok = Tensor::zeros({4, 3});
+  CHECK_THROWS_WITH_AS(linear_wgrad(ctx, Tensor::zeros({3, 4}), x, dw_ok, nullptr),
+                       doctest::Contains("linear_wgrad: dy [3,4] and x [2,3] have different batch sizes"), Error);
+  CHECK_THROWS_WITH_AS(linear(ctx, x, Tensor::zeros({4, 3}, DType::F64), nullptr), doctest::Contains("linear: mixed dtypes"),
+                       Error);
+  Ctx gpu(Device::CUDA);
+  CHECK_THROWS_WITH_AS(linear(gpu, x, Tensor::zeros({4, 3}), nullptr),
+                       doctest::Contains("linear: tensor f32[2,3]@cpu is not on the context's device"), Error);
+}
