@@ -16,6 +16,7 @@ PACKAGES=(
   nlohmann-json3-dev         # safetensors headers, JSON logs
   libcli11-dev libfmt-dev    # command-line tools
   libstb-dev libturbojpeg0-dev libpng-dev  # image decode/encode
+  python3 python3-numpy python3-torch python3-torchvision  # tools only: weight conversion, golden fixtures
 )
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
