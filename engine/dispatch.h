@@ -53,13 +53,28 @@ inline void check_labels(const char* op, const Ctx& ctx, const Tensor& labels, i
   fail(op, ": the CUDA backend has no kernel for this op yet");
 }
 
+[[noreturn]] inline void no_cuda_build(const char* op) {
+  fail(op, ": a CUDA context, but this build has no CUDA backend (configure with nvcc to enable it)");
+}
+
 }  // namespace sal::detail
 
-// SAL_DISPATCH(ctx, op, args...): calls cpu::op(args...) or cuda::op(args...) by ctx.device.
-// Until an op has a CUDA kernel its file uses SAL_DISPATCH_CPU_ONLY, which rejects CUDA
-// contexts with a clear error rather than copying to the host.
-#define SAL_DISPATCH_CPU_ONLY(ctx, op, ...)                                  \
-  do {                                                                       \
-    if ((ctx).device == ::sal::Device::CUDA) ::sal::detail::no_cuda_kernel(#op); \
-    ::sal::cpu::op(__VA_ARGS__);                                             \
+// SAL_BACKEND(ctx, "op", cuda_call, cpu_call): runs cuda_call on a CUDA context and cpu_call on a
+// CPU one. In a build without CUDA the cuda_call text is never compiled, and a CUDA context is
+// an error. An ops_*.cpp includes its cuda/<family>.h under #ifdef SAL_WITH_CUDA.
+#ifdef SAL_WITH_CUDA
+#define SAL_BACKEND(ctx, op, cuda_call, cpu_call)            \
+  do {                                                       \
+    if ((ctx).device == ::sal::Device::CUDA) {               \
+      cuda_call;                                             \
+    } else {                                                 \
+      cpu_call;                                              \
+    }                                                        \
   } while (0)
+#else
+#define SAL_BACKEND(ctx, op, cuda_call, cpu_call)                           \
+  do {                                                                      \
+    if ((ctx).device == ::sal::Device::CUDA) ::sal::detail::no_cuda_build(op); \
+    cpu_call;                                                               \
+  } while (0)
+#endif

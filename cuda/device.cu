@@ -1,0 +1,36 @@
+#include <cstring>
+
+#include "cuda/check.cuh"
+#include "cuda/device.h"
+#include "cuda/launch.cuh"
+#include "cuda/libraries.h"
+
+namespace sal {
+
+CudaDevice::CudaDevice(int ordinal) : ordinal_(ordinal) {
+  int n = cuda::device_count();
+  SAL_CHECK(ordinal >= 0 && ordinal < n, "CudaDevice(", ordinal, "): ", n, " CUDA device(s) present");
+  SAL_CUDA_CHECK(cudaSetDevice(ordinal));
+  cudaDeviceProp prop{};
+  SAL_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
+  std::strncpy(name_, prop.name, sizeof(name_) - 1);
+  cudaStream_t s = nullptr;
+  SAL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  stream_ = s;
+}
+
+CudaDevice::~CudaDevice() {
+  cuda::release_cublas(*this);
+  cuda::release_cudnn(*this);
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+Ctx CudaDevice::ctx(Arena* arena) {
+  Ctx c(Device::CUDA, arena);
+  c.cuda = this;
+  return c;
+}
+
+void CudaDevice::synchronize() const { SAL_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_))); }
+
+}  // namespace sal

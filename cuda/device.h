@@ -1,0 +1,36 @@
+// CudaDevice: the CUDA backend's per-device state: the device ordinal, one stream that every
+// kernel and library call of a Ctx runs on, and the cuBLAS / cuDNN handles (created lazily by
+// their wrappers, each in its own translation unit). A Ctx on Device::CUDA points to one through
+// Ctx::cuda; a CUDA Ctx without one runs on the legacy default stream of device 0.
+//
+// This header is plain C++ (no CUDA types), so engine code compiled by g++ can use it.
+#pragma once
+#include "engine/context.h"
+
+namespace sal {
+
+class CudaDevice {
+ public:
+  explicit CudaDevice(int ordinal = 0);
+  ~CudaDevice();
+  CudaDevice(const CudaDevice&) = delete;
+  CudaDevice& operator=(const CudaDevice&) = delete;
+
+  // A context whose ops run on this device's stream, outputs from `arena` (a CUDA arena) or owning.
+  Ctx ctx(Arena* arena = nullptr);
+  void synchronize() const;  // waits for the stream; throws on an asynchronous kernel error
+  int ordinal() const { return ordinal_; }
+  void* stream() const { return stream_; }  // cudaStream_t
+  const char* name() const { return name_; }
+
+  // Library handles, created on first use by cuda/cublas_gemm.cpp and cuda/cudnn_conv.cpp.
+  void* cublas = nullptr;
+  void* cudnn = nullptr;
+
+ private:
+  int ordinal_ = 0;
+  void* stream_ = nullptr;
+  char name_[256] = {};
+};
+
+}  // namespace sal
