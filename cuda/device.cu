@@ -4,6 +4,7 @@
 #include "cuda/device.h"
 #include "cuda/launch.cuh"
 #include "cuda/libraries.h"
+#include "cuda/runtime.h"
 
 namespace sal {
 
