@@ -145,6 +145,10 @@ Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksiz
 // The backward uses sign(c) with sign(0) = 0.
 Tensor abs_ratio(Ctx& ctx, const Tensor& c, double eps);
 Tensor abs_ratio_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double eps);
+// The head fused with its upsampling: resize_bilinear(abs_ratio(c, eps), out_h, out_w) -> [N,1,out_h,out_w],
+// one pass on CUDA (no intermediate mask). The backward takes dm:[N,1,P,Q] and returns dc:[N,2,H,W].
+Tensor abs_ratio_upsample(Ctx& ctx, const Tensor& c, double eps, int64_t out_h, int64_t out_w);
+Tensor abs_ratio_upsample_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double eps);
 // Evidence removal: y = x*m + a*(1-m); x,a:[N,C,H,W], m:[N,1,H,W] (broadcast over channels).
 Tensor blend(Ctx& ctx, const Tensor& x, const Tensor& a, const Tensor& m);
 struct BlendGrads {
@@ -160,6 +164,7 @@ Tensor softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);
 Tensor log_softmax(Ctx& ctx, const Tensor& logits);
 Tensor log_softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y);
 // logits:[N,K], labels:I32[N] -> [N], -log softmax(logits)[label]
+// A label outside [0, K) throws on the CPU; on CUDA that sample's loss (gradient row) is NaN.
 Tensor cross_entropy(Ctx& ctx, const Tensor& logits, const Tensor& labels);
 Tensor cross_entropy_backward(Ctx& ctx, const Tensor& dloss, const Tensor& logits, const Tensor& labels);
 // m:[N,1,H,W] -> [N]: sum of squared differences of vertical and horizontal neighbours, plus
@@ -167,12 +172,14 @@ Tensor cross_entropy_backward(Ctx& ctx, const Tensor& dloss, const Tensor& logit
 Tensor tv_loss(Ctx& ctx, const Tensor& m, double border_weight);
 Tensor tv_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double border_weight);
 // m:[N,1,H,W] -> [N]: mean over pixels of (m + eps)^power. power=1, eps=0 is the plain mean area;
-// the released variant is power=0.3, eps=5e-4.
+// the released variant is power=0.3, eps=5e-4. A non-integer power of m + eps <= 0 throws on the
+// CPU; on CUDA it makes that sample's loss (that pixel's gradient) NaN.
 Tensor area_loss(Ctx& ctx, const Tensor& m, double power, double eps);
 Tensor area_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double power, double eps);
 
 // ---------------------------------------------------------------- embedding
-// table:[V,D], ids:I32[N] -> [N,D]; backward accumulates rows into dtable.
+// table:[V,D], ids:I32[N] -> [N,D]; backward accumulates rows into dtable (deterministically on CUDA).
+// An id outside [0, V) throws on the CPU; on CUDA its row of the output is NaN (backward: row 0 of dtable).
 Tensor embedding(Ctx& ctx, const Tensor& table, const Tensor& ids);
 void embedding_backward(Ctx& ctx, const Tensor& dy, const Tensor& ids, Tensor& dtable);
 

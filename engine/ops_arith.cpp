@@ -1,11 +1,14 @@
 // Op API: broadcasting arithmetic, reductions, channel concat/slice, embedding.
-// Validation and dispatch only; the kernels are in engine/cpu/arith.cpp.
+// Validation and dispatch only; the kernels are in engine/cpu/arith.cpp and cuda/arith.cu.
 #include <algorithm>
 #include <string>
 
 #include "engine/cpu/arith.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/arith.h"
+#endif
 
 namespace sal {
 
@@ -28,15 +31,23 @@ Shape broadcast_for(const char* op, const Shape& a, const Shape& b) {
   return out;
 }
 
-Tensor binary(Ctx& ctx, const char* op, const Tensor& a, const Tensor& b,
-              void (*cpu_fn)(Ctx&, const Tensor&, const Tensor&, Tensor&)) {
+using BinaryFn = void (*)(Ctx&, const Tensor&, const Tensor&, Tensor&);
+
+// The CUDA function of a family, or null in a build without CUDA (never called then).
+#ifdef SAL_WITH_CUDA
+#define CUDA_FN(f) cuda::f
+#else
+#define CUDA_FN(f) nullptr
+#endif
+
+Tensor binary(Ctx& ctx, const char* op, const Tensor& a, const Tensor& b, BinaryFn cpu_fn,
+              [[maybe_unused]] BinaryFn cuda_fn) {
   SAL_CHECK(a.defined() && b.defined(), op, ": an operand is undefined");
   check_device(op, ctx, {&a, &b});
   const DType dt = check_float(op, ctx, {&a, &b});
   const Shape out = broadcast_for(op, a.shape(), b.shape());
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(out, dt);
-  cpu_fn(ctx, a, b, y);
+  SAL_BACKEND(ctx, op, cuda_fn(ctx, a, b, y), cpu_fn(ctx, a, b, y));
   return y;
 }
 
@@ -50,15 +61,14 @@ void check_defined_float(const char* op, const Ctx& ctx, const Tensor& x) {
 
 Shape broadcast_shape(const Shape& a, const Shape& b) { return broadcast_for("broadcast_shape", a, b); }
 
-Tensor add(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "add", a, b, cpu::add); }
-Tensor sub(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "sub", a, b, cpu::sub); }
-Tensor mul(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "mul", a, b, cpu::mul); }
+Tensor add(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "add", a, b, cpu::add, CUDA_FN(add)); }
+Tensor sub(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "sub", a, b, cpu::sub, CUDA_FN(sub)); }
+Tensor mul(Ctx& ctx, const Tensor& a, const Tensor& b) { return binary(ctx, "mul", a, b, cpu::mul, CUDA_FN(mul)); }
 
 Tensor scale(Ctx& ctx, const Tensor& x, double alpha) {
   check_defined_float("scale", ctx, x);
-  if (ctx.device == Device::CUDA) no_cuda_kernel("scale");
   Tensor y = ctx.alloc(x.shape(), x.dtype());
-  cpu::scale(ctx, x, alpha, y);
+  SAL_BACKEND(ctx, "scale", cuda::scale(ctx, x, alpha, y), cpu::scale(ctx, x, alpha, y));
   return y;
 }
 
@@ -67,8 +77,7 @@ void axpy(Ctx& ctx, double alpha, const Tensor& x, Tensor& y) {
   check_device("axpy", ctx, {&x, &y});
   check_float("axpy", ctx, {&x, &y});
   check_shape("axpy", "x", x, y.shape());
-  if (ctx.device == Device::CUDA) no_cuda_kernel("axpy");
-  cpu::axpy(ctx, alpha, x, y);
+  SAL_BACKEND(ctx, "axpy", cuda::axpy(ctx, alpha, x, y), cpu::axpy(ctx, alpha, x, y));
 }
 
 Tensor sum_to(Ctx& ctx, const Tensor& x, const Shape& shape) {
@@ -80,26 +89,23 @@ Tensor sum_to(Ctx& ctx, const Tensor& x, const Shape& shape) {
   }
   SAL_CHECK(ok, "sum_to: shape ", shape.str(), " does not broadcast to x's shape ", x.shape().str(),
             " (expected at most ", x.ndim(), " dimensions, each, aligned from the right, equal to x's or 1)");
-  if (ctx.device == Device::CUDA) no_cuda_kernel("sum_to");
   Tensor y = ctx.alloc(shape, x.dtype());
-  cpu::sum_to(ctx, x, y);
+  SAL_BACKEND(ctx, "sum_to", cuda::sum_to(ctx, x, y), cpu::sum_to(ctx, x, y));
   return y;
 }
 
 Tensor sum(Ctx& ctx, const Tensor& x) {
   check_defined_float("sum", ctx, x);
-  if (ctx.device == Device::CUDA) no_cuda_kernel("sum");
   Tensor y = ctx.alloc(Shape{1}, x.dtype());
-  cpu::sum(ctx, x, y);
+  SAL_BACKEND(ctx, "sum", cuda::sum(ctx, x, y), cpu::sum(ctx, x, y));
   return y;
 }
 
 Tensor mean(Ctx& ctx, const Tensor& x) {
   check_defined_float("mean", ctx, x);
   SAL_CHECK(x.numel() > 0, "mean: x ", x.desc(), " has no elements (the mean of nothing is undefined)");
-  if (ctx.device == Device::CUDA) no_cuda_kernel("mean");
   Tensor y = ctx.alloc(Shape{1}, x.dtype());
-  cpu::mean(ctx, x, y);
+  SAL_BACKEND(ctx, "mean", cuda::mean(ctx, x, y), cpu::mean(ctx, x, y));
   return y;
 }
 
@@ -119,9 +125,8 @@ Tensor concat_channels(Ctx& ctx, std::span<const Tensor> xs) {
               x0.shape().str());
     channels += x.dim(1);
   }
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x0.dim(0), channels, x0.dim(2), x0.dim(3)}, x0.dtype());
-  cpu::concat_channels(ctx, xs, y);
+  SAL_BACKEND(ctx, op, cuda::concat_channels(ctx, xs, y), cpu::concat_channels(ctx, xs, y));
   return y;
 }
 
@@ -132,9 +137,8 @@ Tensor slice_channels(Ctx& ctx, const Tensor& x, int64_t begin, int64_t count) {
   check_float(op, ctx, {&x});
   SAL_CHECK(begin >= 0 && count >= 0 && begin + count <= x.dim(1), op, ": channels [", begin, ", ", begin + count,
             ") are not inside the ", x.dim(1), " channels of ", x.desc());
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x.dim(0), count, x.dim(2), x.dim(3)}, x.dtype());
-  cpu::slice_channels(ctx, x, begin, y);
+  SAL_BACKEND(ctx, op, cuda::slice_channels(ctx, x, begin, y), cpu::slice_channels(ctx, x, begin, y));
   return y;
 }
 
@@ -153,9 +157,9 @@ Tensor embedding(Ctx& ctx, const Tensor& table, const Tensor& ids) {
   check_device(op, ctx, {&table});
   check_float(op, ctx, {&table});
   check_ids_tensor(op, ctx, ids);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{ids.dim(0), table.dim(1)}, table.dtype());
-  cpu::embedding(ctx, table, ids, y);  // throws naming an id outside [0, V)
+  // The CPU throws naming an id outside [0, V); CUDA writes NaN rows (see engine/ops.h).
+  SAL_BACKEND(ctx, op, cuda::embedding(ctx, table, ids, y), cpu::embedding(ctx, table, ids, y));
   return y;
 }
 
@@ -166,8 +170,7 @@ void embedding_backward(Ctx& ctx, const Tensor& dy, const Tensor& ids, Tensor& d
   check_float(op, ctx, {&dy, &dtable});
   check_ids_tensor(op, ctx, ids);
   check_shape(op, "dy", dy, Shape{ids.dim(0), dtable.dim(1)});
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
-  cpu::embedding_backward(ctx, dy, ids, dtable);
+  SAL_BACKEND(ctx, op, cuda::embedding_backward(ctx, dy, ids, dtable), cpu::embedding_backward(ctx, dy, ids, dtable));
 }
 
 }  // namespace sal

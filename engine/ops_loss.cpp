@@ -1,11 +1,15 @@
 // Op API: softmax, log-softmax, cross-entropy, total variation and area losses.
 // Validation and dispatch only; the kernels are in engine/cpu/loss.cpp (which also raises the
-// data-dependent errors: labels out of range, a fractional power of a non-positive base).
+// data-dependent errors: labels out of range, a fractional power of a non-positive base) and
+// cuda/loss.cu (which cannot throw from a kernel and writes NaN instead, see engine/ops.h).
 #include <cmath>
 
 #include "engine/cpu/loss.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/loss.h"
+#endif
 
 namespace sal {
 
@@ -20,23 +24,31 @@ void check_logits(const char* op, const Ctx& ctx, const Tensor& z, const char* w
   SAL_CHECK(z.dim(1) > 0, op, ": ", what, " ", z.desc(), " has no classes (expected [N,K] with K >= 1)");
 }
 
-Tensor rowwise(Ctx& ctx, const char* op, const Tensor& z, void (*cpu_fn)(Ctx&, const Tensor&, Tensor&)) {
+using RowFn = void (*)(Ctx&, const Tensor&, Tensor&);
+using RowBackwardFn = void (*)(Ctx&, const Tensor&, const Tensor&, Tensor&);
+
+// The CUDA function of a family, or null in a build without CUDA (never called then).
+#ifdef SAL_WITH_CUDA
+#define CUDA_FN(f) cuda::f
+#else
+#define CUDA_FN(f) nullptr
+#endif
+
+Tensor rowwise(Ctx& ctx, const char* op, const Tensor& z, RowFn cpu_fn, [[maybe_unused]] RowFn cuda_fn) {
   check_logits(op, ctx, z);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(z.shape(), z.dtype());
-  cpu_fn(ctx, z, y);
+  SAL_BACKEND(ctx, op, cuda_fn(ctx, z, y), cpu_fn(ctx, z, y));
   return y;
 }
 
-Tensor rowwise_backward(Ctx& ctx, const char* op, const Tensor& dy, const Tensor& y,
-                        void (*cpu_fn)(Ctx&, const Tensor&, const Tensor&, Tensor&)) {
+Tensor rowwise_backward(Ctx& ctx, const char* op, const Tensor& dy, const Tensor& y, RowBackwardFn cpu_fn,
+                        [[maybe_unused]] RowBackwardFn cuda_fn) {
   check_logits(op, ctx, y, "y");
   check_device(op, ctx, {&dy});
   check_float(op, ctx, {&y, &dy});
   check_shape(op, "dy", dy, y.shape());
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(y.shape(), y.dtype());
-  cpu_fn(ctx, dy, y, dx);
+  SAL_BACKEND(ctx, op, cuda_fn(ctx, dy, y, dx), cpu_fn(ctx, dy, y, dx));
   return dx;
 }
 
@@ -66,22 +78,26 @@ void check_area_args(const char* op, const Tensor& m, double power, double eps) 
 
 }  // namespace
 
-Tensor softmax(Ctx& ctx, const Tensor& logits) { return rowwise(ctx, "softmax", logits, cpu::softmax); }
-Tensor softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y) {
-  return rowwise_backward(ctx, "softmax_backward", dy, y, cpu::softmax_backward);
+Tensor softmax(Ctx& ctx, const Tensor& logits) {
+  return rowwise(ctx, "softmax", logits, cpu::softmax, CUDA_FN(softmax));
 }
-Tensor log_softmax(Ctx& ctx, const Tensor& logits) { return rowwise(ctx, "log_softmax", logits, cpu::log_softmax); }
+Tensor softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y) {
+  return rowwise_backward(ctx, "softmax_backward", dy, y, cpu::softmax_backward, CUDA_FN(softmax_backward));
+}
+Tensor log_softmax(Ctx& ctx, const Tensor& logits) {
+  return rowwise(ctx, "log_softmax", logits, cpu::log_softmax, CUDA_FN(log_softmax));
+}
 Tensor log_softmax_backward(Ctx& ctx, const Tensor& dy, const Tensor& y) {
-  return rowwise_backward(ctx, "log_softmax_backward", dy, y, cpu::log_softmax_backward);
+  return rowwise_backward(ctx, "log_softmax_backward", dy, y, cpu::log_softmax_backward, CUDA_FN(log_softmax_backward));
 }
 
 Tensor cross_entropy(Ctx& ctx, const Tensor& logits, const Tensor& labels) {
   const char* op = "cross_entropy";
   check_logits(op, ctx, logits);
   check_labels(op, ctx, labels, logits.dim(0));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor loss = ctx.alloc(Shape{logits.dim(0)}, logits.dtype());
-  cpu::cross_entropy(ctx, logits, labels, loss);  // throws naming a label outside [0, K)
+  // The CPU throws naming a label outside [0, K); CUDA writes NaN for that sample.
+  SAL_BACKEND(ctx, op, cuda::cross_entropy(ctx, logits, labels, loss), cpu::cross_entropy(ctx, logits, labels, loss));
   return loss;
 }
 
@@ -90,9 +106,9 @@ Tensor cross_entropy_backward(Ctx& ctx, const Tensor& dloss, const Tensor& logit
   check_logits(op, ctx, logits);
   check_labels(op, ctx, labels, logits.dim(0));
   check_dloss(op, ctx, dloss, logits);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor d = ctx.alloc(logits.shape(), logits.dtype());
-  cpu::cross_entropy_backward(ctx, dloss, logits, labels, d);
+  SAL_BACKEND(ctx, op, cuda::cross_entropy_backward(ctx, dloss, logits, labels, d),
+              cpu::cross_entropy_backward(ctx, dloss, logits, labels, d));
   return d;
 }
 
@@ -100,9 +116,8 @@ Tensor tv_loss(Ctx& ctx, const Tensor& m, double border_weight) {
   const char* op = "tv_loss";
   check_mask(op, ctx, m);
   check_finite(op, "border_weight", border_weight);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor loss = ctx.alloc(Shape{m.dim(0)}, m.dtype());
-  cpu::tv_loss(ctx, m, border_weight, loss);
+  SAL_BACKEND(ctx, op, cuda::tv_loss(ctx, m, border_weight, loss), cpu::tv_loss(ctx, m, border_weight, loss));
   return loss;
 }
 
@@ -111,9 +126,9 @@ Tensor tv_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double b
   check_mask(op, ctx, m);
   check_finite(op, "border_weight", border_weight);
   check_dloss(op, ctx, dloss, m);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dm = ctx.alloc(m.shape(), m.dtype());
-  cpu::tv_loss_backward(ctx, dloss, m, border_weight, dm);
+  SAL_BACKEND(ctx, op, cuda::tv_loss_backward(ctx, dloss, m, border_weight, dm),
+              cpu::tv_loss_backward(ctx, dloss, m, border_weight, dm));
   return dm;
 }
 
@@ -121,9 +136,9 @@ Tensor area_loss(Ctx& ctx, const Tensor& m, double power, double eps) {
   const char* op = "area_loss";
   check_mask(op, ctx, m);
   check_area_args(op, m, power, eps);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor loss = ctx.alloc(Shape{m.dim(0)}, m.dtype());
-  cpu::area_loss(ctx, m, power, eps, loss);  // throws if m + eps <= 0 with a non-integer power
+  // The CPU throws if m + eps <= 0 with a non-integer power; CUDA writes NaN for that sample.
+  SAL_BACKEND(ctx, op, cuda::area_loss(ctx, m, power, eps, loss), cpu::area_loss(ctx, m, power, eps, loss));
   return loss;
 }
 
@@ -132,9 +147,9 @@ Tensor area_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double
   check_mask(op, ctx, m);
   check_area_args(op, m, power, eps);
   check_dloss(op, ctx, dloss, m);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dm = ctx.alloc(m.shape(), m.dtype());
-  cpu::area_loss_backward(ctx, dloss, m, power, eps, dm);
+  SAL_BACKEND(ctx, op, cuda::area_loss_backward(ctx, dloss, m, power, eps, dm),
+              cpu::area_loss_backward(ctx, dloss, m, power, eps, dm));
   return dm;
 }
 

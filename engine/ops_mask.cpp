@@ -1,10 +1,15 @@
-// Op API: the mask head (abs-ratio) and evidence removal (blend).
-// Validation and dispatch only; the kernels are in engine/cpu/mask.cpp.
+// Op API: the mask head (abs-ratio, alone or fused with bilinear upsampling) and evidence
+// removal (blend). Validation and dispatch only; the kernels are in engine/cpu/mask.cpp and
+// cuda/mask.cu.
 #include <cmath>
+#include <limits>
 
 #include "engine/cpu/mask.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/mask.h"
+#endif
 
 namespace sal {
 
@@ -28,9 +33,8 @@ Tensor abs_ratio(Ctx& ctx, const Tensor& c, double eps) {
   check_head(op, c, eps);
   check_device(op, ctx, {&c});
   check_float(op, ctx, {&c});
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor m = ctx.alloc(mask_shape(c), c.dtype());
-  cpu::abs_ratio(ctx, c, eps, m);
+  SAL_BACKEND(ctx, op, cuda::abs_ratio(ctx, c, eps, m), cpu::abs_ratio(ctx, c, eps, m));
   return m;
 }
 
@@ -40,9 +44,45 @@ Tensor abs_ratio_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double ep
   check_device(op, ctx, {&dm, &c});
   check_float(op, ctx, {&dm, &c});
   check_shape(op, "dm", dm, mask_shape(c));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dc = ctx.alloc(c.shape(), c.dtype());
-  cpu::abs_ratio_backward(ctx, dm, c, eps, dc);
+  SAL_BACKEND(ctx, op, cuda::abs_ratio_backward(ctx, dm, c, eps, dc), cpu::abs_ratio_backward(ctx, dm, c, eps, dc));
+  return dc;
+}
+
+namespace {
+constexpr int64_t kMaxExtent = std::numeric_limits<int32_t>::max();  // the kernels index rows/cols in i32
+
+void check_extent(const char* op, const char* what, int64_t h, int64_t w) {
+  SAL_CHECK(h >= 1 && w >= 1 && h <= kMaxExtent && w <= kMaxExtent, op, ": ", what,
+            " must be at least 1x1 (and below 2^31), got ", h, "x", w);
+}
+}  // namespace
+
+Tensor abs_ratio_upsample(Ctx& ctx, const Tensor& c, double eps, int64_t out_h, int64_t out_w) {
+  const char* op = "abs_ratio_upsample";
+  check_head(op, c, eps);
+  check_device(op, ctx, {&c});
+  check_float(op, ctx, {&c});
+  check_extent(op, "c's H x W", c.dim(2), c.dim(3));
+  check_extent(op, "the output size", out_h, out_w);
+  Tensor y = ctx.alloc(Shape{c.dim(0), 1, out_h, out_w}, c.dtype());
+  SAL_BACKEND(ctx, op, cuda::abs_ratio_upsample(ctx, c, eps, y), cpu::abs_ratio_upsample(ctx, c, eps, y));
+  return y;
+}
+
+Tensor abs_ratio_upsample_backward(Ctx& ctx, const Tensor& dm, const Tensor& c, double eps) {
+  const char* op = "abs_ratio_upsample_backward";
+  check_head(op, c, eps);
+  check_device(op, ctx, {&dm, &c});
+  check_float(op, ctx, {&dm, &c});
+  check_extent(op, "c's H x W", c.dim(2), c.dim(3));
+  check_ndim(op, "dm", dm, 4);
+  SAL_CHECK(dm.dim(0) == c.dim(0) && dm.dim(1) == 1, op, ": dm ", dm.desc(), " must be [N,1,P,Q] with the N = ",
+            c.dim(0), " of c ", c.desc());
+  check_extent(op, "dm's H x W", dm.dim(2), dm.dim(3));
+  Tensor dc = ctx.alloc(c.shape(), c.dtype());
+  SAL_BACKEND(ctx, op, cuda::abs_ratio_upsample_backward(ctx, dm, c, eps, dc),
+              cpu::abs_ratio_upsample_backward(ctx, dm, c, eps, dc));
   return dc;
 }
 
@@ -59,9 +99,8 @@ void check_blend(const char* op, const Ctx& ctx, const Tensor& x, const Tensor& 
 
 Tensor blend(Ctx& ctx, const Tensor& x, const Tensor& a, const Tensor& m) {
   check_blend("blend", ctx, x, a, m, nullptr);
-  if (ctx.device == Device::CUDA) no_cuda_kernel("blend");
   Tensor y = ctx.alloc(x.shape(), x.dtype());
-  cpu::blend(ctx, x, a, m, y);
+  SAL_BACKEND(ctx, "blend", cuda::blend(ctx, x, a, m, y), cpu::blend(ctx, x, a, m, y));
   return y;
 }
 
@@ -70,12 +109,14 @@ BlendGrads blend_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Ten
   const char* op = "blend_backward";
   SAL_CHECK(dy.defined(), op, ": dy is undefined");
   check_blend(op, ctx, x, a, m, &dy);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   BlendGrads g;
   g.dm = ctx.alloc(m.shape(), m.dtype());
   if (need_dx) g.dx = ctx.alloc(x.shape(), x.dtype());
   if (need_da) g.da = ctx.alloc(x.shape(), x.dtype());
-  cpu::blend_backward(ctx, dy, x, a, m, g.dm, need_dx ? &g.dx : nullptr, need_da ? &g.da : nullptr);
+  Tensor* dx = need_dx ? &g.dx : nullptr;
+  Tensor* da = need_da ? &g.da : nullptr;
+  SAL_BACKEND(ctx, op, cuda::blend_backward(ctx, dy, x, a, m, g.dm, dx, da),
+              cpu::blend_backward(ctx, dy, x, a, m, g.dm, dx, da));
   return g;
 }
 

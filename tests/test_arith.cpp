@@ -291,3 +291,57 @@ TEST_CASE("concat / slice / embedding: argument errors") {
   CHECK_THROWS_WITH_AS(embedding(gpu, table, Tensor::from_labels({0})),
                        doctest::Contains("embedding: tensor f32[3,2]@cpu is not on the context's device"), Error);
 }
+
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+
+TEST_CASE("cuda: ids out of range give NaN (kernels cannot throw); sums repeat bitwise on a stream") {
+  if (!cuda_available()) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  CudaDevice dev;
+  Arena arena(Device::CUDA);
+  Ctx g = dev.ctx(&arena);
+  Ctx cpu;
+  // Id 3 of a 3-row table: its output row is NaN; in the backward, row 0 of dtable is NaN and
+  // the other rows get their (duplicate) contributions added in order.
+  Tensor table = Tensor::from_values({0, 1, 10, 11, 20, 21}, Shape{3, 2});
+  Tensor ids = Tensor::from_labels({2, 3, 2});
+  Tensor y = embedding(g, table.to(Device::CUDA), ids.to(Device::CUDA));
+  Tensor dtable = Tensor::from_values({1, 1, 1, 1, 1, 1}, Shape{3, 2}).to(Device::CUDA);
+  embedding_backward(g, Tensor::from_values({1, 2, 3, 4, 5, 6}, Shape{3, 2}).to(Device::CUDA), ids.to(Device::CUDA),
+                     dtable);
+  dev.synchronize();
+  const std::vector<double> yv = y.values(), dv = dtable.values();
+  CHECK(yv[0] == 20);
+  CHECK(yv[1] == 21);
+  CHECK(std::isnan(yv[2]));
+  CHECK(std::isnan(yv[3]));
+  CHECK(yv[4] == 20);
+  CHECK(std::isnan(dv[0]));
+  CHECK(std::isnan(dv[1]));
+  CHECK(dv[2] == 1);
+  CHECK(dv[3] == 1);
+  CHECK(dv[4] == 7);  // 1 + 1 + 5
+  CHECK(dv[5] == 9);  // 1 + 2 + 6
+
+  // Large reductions (slice partials, finalize kernels): equal to the CPU and bitwise repeatable.
+  std::mt19937_64 rng(23);
+  const Shape xs{16, 64, 56, 56};
+  Tensor x = Tensor::from_values(sal::test::uniform(xs, rng), xs);
+  Tensor dx = x.to(Device::CUDA);
+  for (const Shape& to : {Shape{1}, Shape{1, 64, 1, 1}, Shape{16, 1, 56, 56}, Shape{1, 64, 56, 56}, Shape{16, 64, 1, 1}}) {
+    INFO(to.str());
+    Tensor a = sum_to(g, dx, to), b = sum_to(g, dx, to);
+    dev.synchronize();
+    CHECK(a.values() == b.values());
+    CHECK(sal::test::max_rel_diff(a, sum_to(cpu, x, to)) < 1e-5);
+  }
+  Tensor s1 = sum(g, dx), s2 = sum(g, dx), m1 = mean(g, dx);
+  dev.synchronize();
+  CHECK(s1.item() == s2.item());
+  CHECK(sal::test::max_rel_diff(s1, sum(cpu, x)) < 1e-5);
+  CHECK(sal::test::max_rel_diff(m1, mean(cpu, x)) < 1e-6);
+}
+#endif

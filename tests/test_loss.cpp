@@ -194,3 +194,54 @@ TEST_CASE("tv_loss / area_loss: argument errors") {
   CHECK_THROWS_WITH_AS(tv_loss(gpu, m, 0), doctest::Contains("tv_loss: tensor f32[1,1,2,2]@cpu is not on the context"),
                        Error);
 }
+
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+
+TEST_CASE("cuda: bad labels and a bad area base give NaN (kernels cannot throw); reductions repeat bitwise") {
+  if (!cuda_available()) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  CudaDevice dev;
+  Arena arena(Device::CUDA);
+  Ctx g = dev.ctx(&arena);
+  Ctx cpu;
+  // Label 5 of 5 classes: sample 1's loss and gradient row are NaN, sample 0 is right.
+  Tensor z = Tensor::from_values({0, std::log(3.0), 0, 0, 0, 1, 2, 3, 4, 5}, Shape{2, 5});
+  Tensor labels = Tensor::from_labels({1, 5});
+  Tensor loss = cross_entropy(g, z.to(Device::CUDA), labels.to(Device::CUDA));
+  Tensor dz = cross_entropy_backward(g, Tensor::from_values({1, 1}, Shape{2}).to(Device::CUDA), z.to(Device::CUDA),
+                                     labels.to(Device::CUDA));
+  dev.synchronize();
+  const std::vector<double> lv = loss.values(), dv = dz.values();
+  CHECK(lv[0] == doctest::Approx(std::log(7.0 / 3.0)).epsilon(1e-6));  // -log(3 / (3 + 4))
+  CHECK(std::isnan(lv[1]));
+  for (int k = 0; k < 5; ++k) {
+    CHECK(std::isfinite(dv[static_cast<size_t>(k)]));
+    CHECK(std::isnan(dv[static_cast<size_t>(5 + k)]));
+  }
+  // A fractional power of m + eps <= 0 at sample 0, pixel 3: that loss and that gradient are NaN.
+  Tensor bad = Tensor::from_values({0.5, 0.5, 0.5, -0.1, 0.2, 0.2, 0.2, 0.2}, Shape{2, 1, 2, 2});
+  Tensor al = area_loss(g, bad.to(Device::CUDA), 0.3, 0.05);
+  Tensor ad = area_loss_backward(g, Tensor::from_values({1, 1}, Shape{2}).to(Device::CUDA), bad.to(Device::CUDA), 0.3, 0.05);
+  dev.synchronize();
+  const std::vector<double> alv = al.values(), adv = ad.values();
+  CHECK(std::isnan(alv[0]));
+  CHECK(alv[1] == doctest::Approx(std::pow(0.25, 0.3)).epsilon(1e-6));
+  for (size_t i = 0; i < adv.size(); ++i) CHECK(std::isnan(adv[i]) == (i == 3));
+
+  // Per-sample reductions split over many blocks: equal to the CPU, and bitwise equal run to run.
+  std::mt19937_64 rng(17);
+  const Shape ms{3, 1, 224, 224};
+  Tensor m = Tensor::from_values(sal::test::uniform(ms, rng, 0, 1), ms);
+  Tensor dm = m.to(Device::CUDA);
+  Tensor tv1 = tv_loss(g, dm, 0.3), tv2 = tv_loss(g, dm, 0.3);
+  Tensor ar1 = area_loss(g, dm, 0.3, 5e-4), ar2 = area_loss(g, dm, 0.3, 5e-4);
+  dev.synchronize();
+  CHECK(tv1.values() == tv2.values());
+  CHECK(ar1.values() == ar2.values());
+  CHECK(sal::test::max_rel_diff(tv1, tv_loss(cpu, m, 0.3)) < 1e-5);
+  CHECK(sal::test::max_rel_diff(ar1, area_loss(cpu, m, 0.3, 5e-4)) < 1e-5);
+}
+#endif

@@ -126,3 +126,71 @@ TEST_CASE("abs_ratio / blend: argument errors") {
                        Error);
   CHECK_THROWS_WITH_AS(abs_ratio(gpu, c, 1e-3), doctest::Contains("abs_ratio: tensor f32[1,2,1,3]@cpu is not on"), Error);
 }
+
+TEST_CASE("abs_ratio_upsample: hand-worked values and gradient, equal to the composition") {
+  Ctx ctx;
+  // One sample, a 1x2 image: (c0, c1) = (3, 1) and (-1, 1): m = (0.75, 0.5) with eps = 0.
+  Tensor c = Tensor::from_values({3, -1, 1, 1}, Shape{1, 2, 1, 2});
+  // 2 -> 4 columns (scale 0.5): src = -0.25 (clamped to 0), 0.25, 0.75, 1.25 (the last column
+  // clamps to i0 = i1 = 1): 0.75, 0.75*0.75 + 0.25*0.5, 0.25*0.75 + 0.75*0.5, 0.5.
+  Tensor y = abs_ratio_upsample(ctx, c, 0, 1, 4);
+  CHECK(y.shape() == Shape{1, 1, 1, 4});
+  CHECK(all_close(y, {0.75, 0.6875, 0.5625, 0.5}));
+  // dy = 1 everywhere: each input column collects weights 1 + 0.75 + 0.25 = 2 and
+  // 0.25 + 0.75 + 1 = 2. Then the abs-ratio backward with eps = 0:
+  //   (3, 1):  s = 4: dc0 = 2 * 1/16 = 0.125, dc1 = -2 * 3/16 = -0.375;
+  //   (-1, 1): s = 2: dc0 = 2 * 1/4 * -1 = -0.5, dc1 = -2 * 1/4 = -0.5.
+  Tensor dc = abs_ratio_upsample_backward(ctx, Tensor::from_values({1, 1, 1, 1}, Shape{1, 1, 1, 4}), c, 0);
+  CHECK(dc.shape() == c.shape());
+  CHECK(all_close(dc, {0.125, -0.5, -0.375, -0.5}));
+
+  // A larger case against resize_bilinear(abs_ratio(c)) and its adjoint, both dtypes, with an arena.
+  Arena arena(Device::CPU);
+  Ctx actx(Device::CPU, &arena);
+  std::mt19937_64 rng(3);
+  for (DType dt : {DType::F32, DType::F64}) {
+    const Shape cs{2, 2, 7, 9};
+    Tensor cc = Tensor::from_values(sal::test::away_from_zero(cs, rng, 0.1), cs, dt);
+    Tensor fused = abs_ratio_upsample(actx, cc, 1e-3, 28, 20);
+    Tensor composed = resize_bilinear(actx, abs_ratio(actx, cc, 1e-3), 28, 20);
+    CHECK(fused.shape() == Shape{2, 1, 28, 20});
+    CHECK(sal::test::max_rel_diff(fused, composed) == 0);
+    Tensor g = Tensor::from_values(sal::test::uniform(fused.shape(), rng), fused.shape(), dt);
+    Tensor dfused = abs_ratio_upsample_backward(actx, g, cc, 1e-3);
+    Tensor dcomposed = abs_ratio_backward(actx, resize_bilinear_backward(actx, g, Shape{2, 1, 7, 9}), cc, 1e-3);
+    CHECK(sal::test::max_rel_diff(dfused, dcomposed) == 0);
+  }
+  CHECK(arena.used() > 0);
+}
+
+TEST_CASE("abs_ratio_upsample: argument errors") {
+  Ctx ctx;
+  Tensor c = Tensor::zeros(Shape{2, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(ctx, Tensor::zeros(Shape{2, 3, 3, 3}), 1e-3, 8, 8),
+                       doctest::Contains("abs_ratio_upsample: c must have 2 channels (c0, c1), got f32[2,3,3,3]@cpu"),
+                       Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(ctx, Tensor::zeros(Shape{2, 2, 9}), 1e-3, 8, 8),
+                       doctest::Contains("abs_ratio_upsample: c must have 4 dimensions"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(ctx, c, -1, 8, 8),
+                       doctest::Contains("abs_ratio_upsample: eps must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(ctx, c, 1e-3, 0, 8),
+                       doctest::Contains("abs_ratio_upsample: the output size must be at least 1x1 (and below 2^31), got 0x8"),
+                       Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(ctx, Tensor::zeros(Shape{2, 2, 0, 3}), 1e-3, 8, 8),
+                       doctest::Contains("abs_ratio_upsample: c's H x W must be at least 1x1"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample_backward(ctx, Tensor::zeros(Shape{2, 2, 8, 8}), c, 1e-3),
+                       doctest::Contains("abs_ratio_upsample_backward: dm f32[2,2,8,8]@cpu must be [N,1,P,Q] with the N = 2"),
+                       Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample_backward(ctx, Tensor::zeros(Shape{3, 1, 8, 8}), c, 1e-3),
+                       doctest::Contains("abs_ratio_upsample_backward: dm f32[3,1,8,8]@cpu must be [N,1,P,Q]"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample_backward(ctx, Tensor::zeros(Shape{2, 1, 8}), c, 1e-3),
+                       doctest::Contains("abs_ratio_upsample_backward: dm must have 4 dimensions"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample_backward(ctx, Tensor::zeros(Shape{2, 1, 0, 8}), c, 1e-3),
+                       doctest::Contains("abs_ratio_upsample_backward: dm's H x W must be at least 1x1"), Error);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample_backward(ctx, Tensor::zeros(Shape{2, 1, 8, 8}, DType::F64), c, 1e-3),
+                       doctest::Contains("abs_ratio_upsample_backward: mixed dtypes"), Error);
+  Ctx gpu(Device::CUDA);
+  CHECK_THROWS_WITH_AS(abs_ratio_upsample(gpu, c, 1e-3, 8, 8),
+                       doctest::Contains("abs_ratio_upsample: tensor f32[2,2,3,3]@cpu is not on the context's device"),
+                       Error);
+}

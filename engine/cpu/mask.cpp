@@ -3,6 +3,9 @@
 // abs_ratio: c: [N,2,H,W] -> m: [N,1,H,W], m = |c0| / (|c0| + |c1| + eps).
 //   With s = |c0| + |c1| + eps: dm/d|c0| = (|c1| + eps) / s^2, dm/d|c1| = -|c0| / s^2, times
 //   sign(c) with sign(0) = 0 (the subgradient that keeps an exactly-zero channel at zero).
+// abs_ratio_upsample: resize_bilinear(abs_ratio(c)) composed from the two CPU kernels through a
+//   temporary mask from the context (the fused single pass is the CUDA kernel's business); its
+//   backward likewise composes the two adjoints.
 // blend: x, a: [N,C,H,W], m: [N,1,H,W] -> y = x*m + a*(1-m), computed as a + m*(x - a).
 //   Backward: dm = sum_c dy*(x - a) ([N,1,H,W]), dx = dy*m, da = dy*(1-m).
 //
@@ -16,6 +19,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/resample.h"
 
 namespace sal::cpu {
 
@@ -81,6 +85,20 @@ void abs_ratio_backward(Ctx&, const Tensor& dm, const Tensor& c, double eps, Ten
       }
     }
   });
+}
+
+// c: [N,2,H,W] -> m: [N,1,H,W] (temporary) -> y: [N,1,P,Q]
+void abs_ratio_upsample(Ctx& ctx, const Tensor& c, double eps, Tensor& y) {
+  Tensor m = ctx.alloc(Shape{c.dim(0), 1, c.dim(2), c.dim(3)}, c.dtype());
+  abs_ratio(ctx, c, eps, m);
+  resize_bilinear(ctx, m, y);
+}
+
+// dy: [N,1,P,Q] -> dm: [N,1,H,W] (temporary) -> dc: [N,2,H,W]
+void abs_ratio_upsample_backward(Ctx& ctx, const Tensor& dy, const Tensor& c, double eps, Tensor& dc) {
+  Tensor dm = ctx.alloc(Shape{c.dim(0), 1, c.dim(2), c.dim(3)}, c.dtype());
+  resize_bilinear_backward(ctx, dy, dm);
+  abs_ratio_backward(ctx, dm, c, eps, dc);
 }
 
 // x, a: [N,C,H,W], m: [N,1,H,W] -> y: [N,C,H,W]

@@ -52,6 +52,23 @@ OpCase sum_to_case(std::string name, Shape x, Shape to) {
                 }};
 }
 
+// `c` with a per-row CUDA tolerance and a cap on finite differences (large rows).
+OpCase big(OpCase c, double cuda_tol = 1e-4, int max_fd = 8) {
+  c.cuda_tol = cuda_tol;
+  c.max_fd_elements = max_fd;
+  return c;
+}
+
+// A zero tensor of `full`'s shape with rows [1, n) of its first dimension set to `rows` (the
+// adjoint of taking the view slice0(1, n - 1), which starts at an unaligned address when a row's
+// size is not a multiple of 4 floats).
+Tensor place_rows_after_first(Ctx& c, const Shape& full, const Tensor& rows) {
+  Tensor z = c.alloc_zeros(full, rows.dtype());
+  Tensor view = z.slice0(1, full[0] - 1);
+  view.copy_from(rows);
+  return z;
+}
+
 OpCase embedding_case(std::string name, Shape table, std::vector<double> ids) {
   const int64_t n = static_cast<int64_t>(ids.size());
   return OpCase{.name = std::move(name),
@@ -185,10 +202,95 @@ SAL_OP_CASES {
                const Tensor parts[] = {z, dy, z};
                return std::vector<Tensor>{concat_channels(c, parts)};
              }},
+      // Larger shapes for the CUDA comparison: float4 and scalar rows, multi-block grids, the
+      // generic (short-row) kernel, scalars broadcast over long rows.
+      big(add_case("add/large_same_shape_vec", {3, 5, 64, 64}, {3, 5, 64, 64})),
+      big(add_case("add/odd_same_shape", {3, 7, 13}, {3, 7, 13})),
+      big(add_case("add/scalar_over_long_rows", {1}, {5, 1003})),
+      big(sub_case("sub/short_rows_generic", {50, 3, 7}, {50, 1, 7})),
+      big(mul_case("mul/nchw_by_nc11_odd_large", {4, 8, 33, 35}, {4, 8, 1, 1})),
+      big(mul_case("mul/nchw_by_n1hw_large", {2, 3, 64, 68}, {2, 1, 64, 68})),
+      big(mul_case("mul/outer_large", {300, 1}, {1, 260})),
+      big(mul_case("mul/batch1_n1hw_odd", {1, 5, 17, 19}, {1, 1, 17, 19})),
+      OpCase{.name = "scale/unaligned_view",
+             .shapes = {{5, 9, 7}},
+             .check_grad = {true},
+             .forward = [](Ctx& c, const Inputs& in) { return scale(c, in[0].slice0(1, 4), -2.5); },
+             .backward = [](Ctx& c, const Inputs& in, const Tensor&, const Tensor& dy) {
+               return std::vector<Tensor>{place_rows_after_first(c, in[0].shape(), scale(c, dy, -2.5))};
+             }},
+      big(OpCase{.name = "scale/large_vec",
+                 .shapes = {{4, 100, 101}},
+                 .check_grad = {true},
+                 .forward = [](Ctx& c, const Inputs& in) { return scale(c, in[0], 0.3); },
+                 .backward = [](Ctx& c, const Inputs&, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{scale(c, dy, 0.3)};
+                 }}),
+      big(OpCase{.name = "axpy/unaligned_view_large",
+                 .shapes = {{5, 99, 101}, {4, 99, 101}},
+                 .check_grad = {true, true},
+                 .forward =
+                     [](Ctx& c, const Inputs& in) {
+                       Tensor y = c.alloc(in[1].shape(), in[1].dtype());
+                       y.copy_from(in[1]);
+                       axpy(c, -1.5, in[0].slice0(1, 4), y);
+                       return y;
+                     },
+                 .backward = [](Ctx& c, const Inputs& in, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{place_rows_after_first(c, in[0].shape(), scale(c, dy, -1.5)),
+                                              scale(c, dy, 1)};
+                 }}),
+      // sum_to on the CUDA paths: last dimension reduced with slices split over blocks (bias-like),
+      // short runs (incremental index tracking), several kept and reduced dimensions; last
+      // dimension kept with 2-D and flat grids, with and without slice partials.
+      big(sum_to_case("sum_to/bias_like_large_split", {8, 16, 40, 40}, {1, 16, 1, 1})),
+      big(sum_to_case("sum_to/short_runs", {3, 4, 5, 6}, {1, 4, 1, 1})),
+      big(sum_to_case("sum_to/two_kept_one_reduced", {4, 3, 5, 6}, {4, 1, 5, 1})),
+      big(sum_to_case("sum_to/over_channels_large", {4, 9, 50, 50}, {4, 1, 50, 50})),
+      big(sum_to_case("sum_to/keep_last_flat_split", {600, 40}, {1, 40})),
+      big(sum_to_case("sum_to/keep_last_2d_split", {300, 200}, {200})),
+      big(sum_to_case("sum_to/keep_last_two_reduced_split", {7, 4, 5, 6}, {1, 4, 1, 6})),
+      big(sum_to_case("sum_to/per_channel_batch1_odd", {1, 5, 13, 11}, {1, 5, 1, 1})),
+      big(OpCase{.name = "sum/large_split",
+                 .shapes = {{1000, 37}},
+                 .check_grad = {true},
+                 .forward = [](Ctx& c, const Inputs& in) { return sum(c, in[0]); },
+                 .backward = [](Ctx& c, const Inputs& in, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{broadcast_like(c, dy, in[0].shape())};
+                 }}),
+      big(OpCase{.name = "mean/large_odd",
+                 .shapes = {{3, 1001, 7}},
+                 .check_grad = {true},
+                 .forward = [](Ctx& c, const Inputs& in) { return mean(c, in[0]); },
+                 .backward = [](Ctx& c, const Inputs& in, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{scale(c, broadcast_like(c, dy, in[0].shape()), 1.0 / 21021)};
+                 }}),
+      big(OpCase{.name = "concat_channels/large_odd_hw",
+                 .shapes = {{2, 3, 31, 33}, {2, 5, 31, 33}},
+                 .check_grad = {true, true},
+                 .forward = [](Ctx& c, const Inputs& in) { return concat_channels(c, in); },
+                 .backward = [](Ctx& c, const Inputs&, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{slice_channels(c, dy, 0, 3), slice_channels(c, dy, 3, 5)};
+                 }}),
+      big(OpCase{.name = "concat_channels/large_vec",
+                 .shapes = {{3, 4, 32, 40}, {3, 8, 32, 40}, {3, 1, 32, 40}},
+                 .check_grad = {true, true, true},
+                 .forward = [](Ctx& c, const Inputs& in) { return concat_channels(c, in); },
+                 .backward = [](Ctx& c, const Inputs&, const Tensor&, const Tensor& dy) {
+                   return std::vector<Tensor>{slice_channels(c, dy, 0, 4), slice_channels(c, dy, 4, 8),
+                                              slice_channels(c, dy, 12, 1)};
+                 }}),
       embedding_case("embedding/duplicates", {6, 4}, {2, 0, 5, 2, 3}),
+      big(embedding_case("embedding/odd_width_many_duplicates", {50, 130},
+                         {7, 3, 7, 49, 0, 3, 7, 12, 12, 12, 0, 49, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                          16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 7})),
+      big(embedding_case("embedding/vec_width", {20, 256},
+                         {19, 0, 5, 5, 5, 5, 18, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                          0, 0, 3, 3, 9, 19})),
       embedding_case("embedding/batch1", {3, 5}, {1}),
       feature_filter_case("feature_filter/embedding_mul_sum_to_sigmoid", {2, 4, 3, 3}, 5, {3, 1}),
       feature_filter_case("feature_filter/batch1_odd", {1, 3, 2, 5}, 4, {2}),
+      big(feature_filter_case("feature_filter/large", {4, 16, 20, 20}, 10, {9, 0, 9, 4})),
   };
   return cases;
 }

@@ -64,6 +64,20 @@ OpCase area_case(std::string name, Shape m, double power, double eps, double lo,
                 }};
 }
 
+// `c` with a per-row CUDA tolerance and a cap on finite differences (large rows).
+OpCase big(OpCase c, double cuda_tol = 1e-4, int max_fd = 8) {
+  c.cuda_tol = cuda_tol;
+  c.max_fd_elements = max_fd;
+  return c;
+}
+
+// n labels spread over [0, k).
+std::vector<double> spread_labels(int64_t n, int64_t k) {
+  std::vector<double> l(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) l[static_cast<size_t>(i)] = static_cast<double>((i * 7919 + 3) % k);
+  return l;
+}
+
 }  // namespace
 
 SAL_OP_CASES {
@@ -84,6 +98,23 @@ SAL_OP_CASES {
       area_case("area_loss/plain_mean", {1, 1, 5, 3}, 1, 0, -1, 1),
       area_case("area_loss/square_any_sign", {2, 1, 2, 3}, 2, 0.1, -1, 1),
       area_case("area_loss/sqrt_batch1", {1, 1, 3, 3}, 0.5, 0, 0.1, 1),
+      // Larger shapes for the CUDA comparison: block-per-row widths (32 to 256 threads), odd
+      // widths, per-sample reductions split over several blocks, batch 1 at the masker's size.
+      big(softmax_case("softmax/imagenet_width", {5, 1000})),
+      big(softmax_case("softmax/odd_width", {7, 37})),
+      big(softmax_case("softmax/wide_batch1", {1, 3001})),
+      big(log_softmax_case("log_softmax/imagenet_width", {6, 1000})),
+      big(log_softmax_case("log_softmax/odd", {9, 67})),
+      big(cross_entropy_case("cross_entropy/imagenet_width", {6, 1000}, spread_labels(6, 1000))),
+      big(cross_entropy_case("cross_entropy/wide_batch1", {1, 2500}, {2499})),
+      big(cross_entropy_case("cross_entropy/odd", {11, 129}, spread_labels(11, 129))),
+      big(tv_case("tv_loss/large_split", {2, 1, 64, 80}, 0.3)),
+      big(tv_case("tv_loss/odd", {3, 1, 37, 29}, 0.7)),
+      big(tv_case("tv_loss/masker_224_batch1", {1, 1, 224, 224}, 0)),
+      big(area_case("area_loss/large_released", {2, 1, 64, 80}, 0.3, 5e-4, 0.05, 1)),
+      big(area_case("area_loss/masker_224_batch1_plain", {1, 1, 224, 224}, 1, 0, -1, 1)),
+      big(area_case("area_loss/odd_square", {3, 1, 33, 35}, 2, 0.1, -1, 1)),
+      big(area_case("area_loss/sqrt_large", {1, 1, 50, 50}, 0.5, 0, 0.1, 1)),
   };
 }
 
