@@ -16,7 +16,9 @@ CudaDevice::CudaDevice(int ordinal) : ordinal_(ordinal) {
   SAL_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
   std::strncpy(name_, prop.name, sizeof(name_) - 1);
   cudaStream_t s = nullptr;
-  SAL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  // A blocking stream: it orders itself after the legacy default stream, which Tensor::zero()
+  // and the explicit copies (no Ctx, hence no stream) use.
+  SAL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamDefault));
   stream_ = s;
 }
 
