@@ -90,8 +90,13 @@ const Card& card() {
   return c;
 }
 
+// Uploads and zero fills (Tensor::to, Tensor::zeros) run on the legacy default stream, which the
+// device's non-blocking stream does not wait for: settle them before the first op.
+void settle() { cudaDeviceSynchronize(); }
+
 // Compares the GPU output with the CPU oracle; skips the benchmark on a mismatch.
 bool agrees(benchmark::State& state, const char* what, const Tensor& gpu, const Tensor& cpu, double tol) {
+  card().dev->synchronize();  // the copy back runs on the legacy stream, which does not wait for ours
   const double e = max_rel(gpu.to(Device::CPU), cpu);
   if (e <= tol) return true;
   state.SkipWithError((std::string(what) + " differs from the CPU by " + std::to_string(e) + " (tolerance " +
@@ -147,6 +152,7 @@ void BM_gaussian_blur(benchmark::State& state, bool backward) {
   Arena arena(Device::CUDA);
   Ctx ctx = k.dev->ctx(&arena);
   Tensor xg = x.to(Device::CUDA);
+  settle();
   auto run = [&] {
     return backward ? gaussian_blur_backward(ctx, xg, sigma, ksize) : gaussian_blur(ctx, xg, sigma, ksize);
   };
@@ -186,6 +192,7 @@ void BM_batchnorm2d_infer_act(benchmark::State& state) {
   Ctx ctx = k.dev->ctx(&arena);
   Tensor xg = x.to(Device::CUDA), rg = res.to(Device::CUDA);
   const BnParams pg = to_cuda(p);
+  settle();
   auto run = [&] { return batchnorm2d_infer_act(ctx, xg, pg.gamma, pg.beta, pg.mean, pg.var, kEps, &rg, Activation::ReLU); };
   if (!agrees(state, "batchnorm2d_infer_act", run(), want, 1e-4)) return;
   time_it(state, arena, 3.0 * bytes_of(s), [&] { run(); });
@@ -208,6 +215,7 @@ void BM_batchnorm2d_train(benchmark::State& state) {
   const BnParams pg = to_cuda(p);
   Tensor smg = Tensor::empty(cs, DType::F32, Device::CUDA), sig = Tensor::empty(cs, DType::F32, Device::CUDA);
   Tensor rmg = p.mean.to(Device::CUDA), rvg = p.var.to(Device::CUDA);
+  settle();
   auto run = [&] { return batchnorm2d_train(ctx, xg, pg.gamma, pg.beta, kEps, 0.1, &rmg, &rvg, smg, sig); };
   Tensor y = run();
   if (!agrees(state, "batchnorm2d_train y", y, want, 3e-4) ||
@@ -236,6 +244,7 @@ void BM_batchnorm2d_train_backward(benchmark::State& state) {
   Tensor xg = x.to(Device::CUDA), dyg = dy.to(Device::CUDA), gg = p.gamma.to(Device::CUDA);
   Tensor smg = sm.to(Device::CUDA), sig = si.to(Device::CUDA);  // the CPU's statistics: same inputs
   Tensor dgg = Tensor::zeros(cs, DType::F32, Device::CUDA), dbg = Tensor::zeros(cs, DType::F32, Device::CUDA);
+  settle();
   auto run = [&] { return batchnorm2d_train_backward(ctx, dyg, xg, gg, smg, sig, &dgg, &dbg); };
   Tensor dx = run();
   if (!agrees(state, "batchnorm2d_train_backward dx", dx, want, 3e-4) ||
@@ -258,6 +267,7 @@ void BM_max_pool2d(benchmark::State& state) {
   Arena arena(Device::CUDA);
   Ctx ctx = k.dev->ctx(&arena);
   Tensor xg = x.to(Device::CUDA);
+  settle();
   if (!agrees(state, "max_pool2d", max_pool2d(ctx, xg, a), want, 0)) return;
   time_it(state, arena, double(bytes_of(s) + bytes_of(want.shape())), [&] { max_pool2d(ctx, xg, a); });
 }
@@ -272,6 +282,7 @@ void BM_resize_bilinear(benchmark::State& state) {
   Arena arena(Device::CUDA);
   Ctx ctx = k.dev->ctx(&arena);
   Tensor xg = x.to(Device::CUDA);
+  settle();
   if (!agrees(state, "resize_bilinear", resize_bilinear(ctx, xg, 224, 224), want, 1e-6)) return;
   time_it(state, arena, double(bytes_of(s) + bytes_of(want.shape())), [&] { resize_bilinear(ctx, xg, 224, 224); });
 }

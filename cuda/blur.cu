@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
       if (rem) taps4(acc, a, b4[k / 4 + 1], t4[k / 4], rem);
       const int o0 = w0 + 4 * lane;
       if (Adjoint) {
-        auto at = [&](int p) { return buf[p - (w0 - half)]; };
+        auto at = [buf, off = w0 - half](int p) { return buf[p - off]; };  // by value: no stack copies
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           if (o0 + j < n && near_edge(o0 + j, n, half)) acc[j] += mirror_terms(o0 + j, n, half, ksize, st, at);
@@ -238,7 +238,7 @@ __global__ void __launch_bounds__(kColW * kColThreadRows)
       for (int j = 0; j < kRowsPerThread - 1; ++j) win[j] = win[j + 1];
     }
     if (col < width) {
-      auto at = [&](int p) { return tc[(p - (h0 - half)) * kColW]; };
+      auto at = [tc, off = h0 - half](int p) { return tc[(p - off) * kColW]; };  // by value: no stack copies
 #pragma unroll
       for (int j = 0; j < kRowsPerThread; ++j) {
         const int o = h0 + r0 + j;
