@@ -63,9 +63,18 @@ Tensor linear_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w);               
 void linear_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db);  // dw:[M,K] +=, db:[M] +=
 
 // ---------------------------------------------------------------- batch norm (per channel of NCHW)
+enum class Activation { None, ReLU, ReLU6 };
+
 // Inference with running statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. All params [C].
 Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                          const Tensor& var, double eps);
+// Fused inference epilogue in one pass: y = act(batchnorm2d_infer(x) + residual), residual
+// (nullable) of x's shape: ResNet's bn3 + identity + ReLU, MobileNet's BN + ReLU6. No backward op
+// of its own: dz = relu_backward(dy, y) / relu6_backward(dy, y) (y is in (0, 6) exactly when the
+// pre-activation is) / dy for None; then dx = batchnorm2d_infer_backward(dz, ...) and
+// dresidual = dz.
+Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                             const Tensor& var, double eps, const Tensor* residual, Activation act);
 // dx = dy * gamma / sqrt(var + eps); dgamma/dbeta (nullable) accumulate.
 Tensor batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                   const Tensor& mean, const Tensor& var, double eps, Tensor* dgamma, Tensor* dbeta);
@@ -136,7 +145,7 @@ Tensor pixel_unshuffle(Ctx& ctx, const Tensor& x, int r);
 // ---------------------------------------------------------------- blur
 // Separable Gaussian blur of every channel: weights exp(-d^2 / (2 sigma^2)) normalised to sum 1
 // over the odd ksize taps, reflect padding (torch 'reflect': the edge pixel is not repeated;
-// indices are folded repeatedly when the kernel is wider than the image).
+// indices are folded repeatedly when the kernel is wider than the image). On CUDA, ksize <= 255.
 Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize);
 Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksize);  // the adjoint
 

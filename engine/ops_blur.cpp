@@ -5,6 +5,9 @@
 #include "engine/cpu/blur.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/blur.h"
+#endif
 
 namespace sal {
 
@@ -30,9 +33,8 @@ Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize) {
   check_device(op, ctx, {&x});
   check_float(op, ctx, {&x});
   check_blur(op, "x", x, sigma, ksize);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(x.shape(), x.dtype());
-  cpu::gaussian_blur(ctx, x, sigma, ksize, y);
+  SAL_BACKEND(ctx, op, cuda::gaussian_blur(ctx, x, sigma, ksize, y), cpu::gaussian_blur(ctx, x, sigma, ksize, y));
   return y;
 }
 
@@ -41,9 +43,8 @@ Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksiz
   check_device(op, ctx, {&dy});
   check_float(op, ctx, {&dy});
   check_blur(op, "dy", dy, sigma, ksize);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(dy.shape(), dy.dtype());
-  cpu::gaussian_blur_backward(ctx, dy, sigma, ksize, dx);
+  SAL_BACKEND(ctx, op, cuda::gaussian_blur_backward(ctx, dy, sigma, ksize, dx), cpu::gaussian_blur_backward(ctx, dy, sigma, ksize, dx));
   return dx;
 }
 

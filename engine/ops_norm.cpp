@@ -5,6 +5,9 @@
 #include "engine/cpu/batchnorm.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/batchnorm.h"
+#endif
 
 namespace sal {
 
@@ -33,9 +36,25 @@ Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const T
   check_float(op, ctx, {&x, &gamma, &beta, &mean, &var});
   check_bn_shapes(op, x, {{"gamma", &gamma}, {"beta", &beta}, {"mean", &mean}, {"var", &var}});
   check_eps(op, eps);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(x.shape(), x.dtype());
-  cpu::batchnorm2d_infer(ctx, x, gamma, beta, mean, var, eps, y);
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer(ctx, x, gamma, beta, mean, var, eps, y),
+              cpu::batchnorm2d_infer(ctx, x, gamma, beta, mean, var, eps, y));
+  return y;
+}
+
+Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                             const Tensor& var, double eps, const Tensor* residual, Activation act) {
+  const char* op = "batchnorm2d_infer_act";
+  check_device(op, ctx, {&x, &gamma, &beta, &mean, &var, residual});
+  check_float(op, ctx, {&x, &gamma, &beta, &mean, &var, residual});
+  check_bn_shapes(op, x, {{"gamma", &gamma}, {"beta", &beta}, {"mean", &mean}, {"var", &var}});
+  if (residual) check_shape(op, "residual", *residual, x.shape());
+  check_eps(op, eps);
+  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
+            ": unknown activation ", static_cast<int>(act));
+  Tensor y = ctx.alloc(x.shape(), x.dtype());
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, y),
+              cpu::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, y));
   return y;
 }
 
@@ -49,9 +68,9 @@ Tensor batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, c
   if (dgamma) check_shape(op, "dgamma", *dgamma, gamma.shape());
   if (dbeta) check_shape(op, "dbeta", *dbeta, gamma.shape());
   check_eps(op, eps);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x.shape(), x.dtype());
-  cpu::batchnorm2d_infer_backward(ctx, dy, x, gamma, mean, var, eps, dx, dgamma, dbeta);
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer_backward(ctx, dy, x, gamma, mean, var, eps, dx, dgamma, dbeta),
+              cpu::batchnorm2d_infer_backward(ctx, dy, x, gamma, mean, var, eps, dx, dgamma, dbeta));
   return dx;
 }
 
@@ -73,9 +92,11 @@ Tensor batchnorm2d_train(Ctx& ctx, const Tensor& x, const Tensor& gamma, const T
             x.desc());
   check_eps(op, eps);
   SAL_CHECK(momentum >= 0 && momentum <= 1, op, ": momentum must be in [0, 1], got ", momentum);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(x.shape(), x.dtype());
-  cpu::batchnorm2d_train(ctx, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y);
+  SAL_BACKEND(
+      ctx, op,
+      cuda::batchnorm2d_train(ctx, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y),
+      cpu::batchnorm2d_train(ctx, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y));
   return y;
 }
 
@@ -88,9 +109,9 @@ Tensor batchnorm2d_train_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, c
   check_shape(op, "dy", dy, x.shape());
   if (dgamma) check_shape(op, "dgamma", *dgamma, gamma.shape());
   if (dbeta) check_shape(op, "dbeta", *dbeta, gamma.shape());
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x.shape(), x.dtype());
-  cpu::batchnorm2d_train_backward(ctx, dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_train_backward(ctx, dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta),
+              cpu::batchnorm2d_train_backward(ctx, dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta));
   return dx;
 }
 

@@ -2,6 +2,9 @@
 #include "engine/cpu/pool.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/pool.h"
+#endif
 
 namespace sal {
 
@@ -45,9 +48,8 @@ Tensor max_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a) {
   check_float(op, ctx, {&x});
   check_ndim(op, "x", x, 4);
   const Shape out = pool_shape(op, x.shape(), a);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(out, x.dtype());
-  cpu::max_pool2d(ctx, x, a, y);
+  SAL_BACKEND(ctx, op, cuda::max_pool2d(ctx, x, a, y), cpu::max_pool2d(ctx, x, a, y));
   return y;
 }
 
@@ -57,9 +59,8 @@ Tensor max_pool2d_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Po
   check_float(op, ctx, {&dy, &x});
   check_ndim(op, "x", x, 4);
   check_shape(op, "dy", dy, pool_shape(op, x.shape(), a));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x.shape(), x.dtype());
-  cpu::max_pool2d_backward(ctx, dy, x, a, dx);
+  SAL_BACKEND(ctx, op, cuda::max_pool2d_backward(ctx, dy, x, a, dx), cpu::max_pool2d_backward(ctx, dy, x, a, dx));
   return dx;
 }
 
@@ -69,9 +70,8 @@ Tensor avg_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a) {
   check_float(op, ctx, {&x});
   check_ndim(op, "x", x, 4);
   const Shape out = pool_shape(op, x.shape(), a);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(out, x.dtype());
-  cpu::avg_pool2d(ctx, x, a, y);
+  SAL_BACKEND(ctx, op, cuda::avg_pool2d(ctx, x, a, y), cpu::avg_pool2d(ctx, x, a, y));
   return y;
 }
 
@@ -80,9 +80,8 @@ Tensor avg_pool2d_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape, con
   check_device(op, ctx, {&dy});
   check_float(op, ctx, {&dy});
   check_shape(op, "dy", dy, pool_shape(op, x_shape, a));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
-  cpu::avg_pool2d_backward(ctx, dy, a, dx);
+  SAL_BACKEND(ctx, op, cuda::avg_pool2d_backward(ctx, dy, a, dx), cpu::avg_pool2d_backward(ctx, dy, a, dx));
   return dx;
 }
 
@@ -92,9 +91,8 @@ Tensor global_avg_pool(Ctx& ctx, const Tensor& x) {
   check_float(op, ctx, {&x});
   check_ndim(op, "x", x, 4);
   SAL_CHECK(x.dim(2) > 0 && x.dim(3) > 0, op, ": x must have H, W >= 1, got ", x.desc());
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x.dim(0), x.dim(1), 1, 1}, x.dtype());
-  cpu::global_avg_pool(ctx, x, y);
+  SAL_BACKEND(ctx, op, cuda::global_avg_pool(ctx, x, y), cpu::global_avg_pool(ctx, x, y));
   return y;
 }
 
@@ -105,9 +103,8 @@ Tensor global_avg_pool_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape
   SAL_CHECK(x_shape.nd == 4 && x_shape[2] > 0 && x_shape[3] > 0, op,
             ": x_shape must be [N,C,H,W] with H, W >= 1, got ", x_shape.str());
   check_shape(op, "dy", dy, Shape{x_shape[0], x_shape[1], 1, 1});
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
-  cpu::global_avg_pool_backward(ctx, dy, dx);
+  SAL_BACKEND(ctx, op, cuda::global_avg_pool_backward(ctx, dy, dx), cpu::global_avg_pool_backward(ctx, dy, dx));
   return dx;
 }
 

@@ -4,6 +4,9 @@
 #include "engine/cpu/resample.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/resample.h"
+#endif
 
 namespace sal {
 
@@ -29,9 +32,8 @@ Tensor resize_bilinear(Ctx& ctx, const Tensor& x, int64_t out_h, int64_t out_w) 
   check_ndim(op, "x", x, 4);
   check_extent(op, "the input's H x W", x.dim(2), x.dim(3));
   check_extent(op, "the output size", out_h, out_w);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x.dim(0), x.dim(1), out_h, out_w}, x.dtype());
-  cpu::resize_bilinear(ctx, x, y);
+  SAL_BACKEND(ctx, op, cuda::resize_bilinear(ctx, x, y), cpu::resize_bilinear(ctx, x, y));
   return y;
 }
 
@@ -45,9 +47,8 @@ Tensor resize_bilinear_backward(Ctx& ctx, const Tensor& dy, const Shape& x_shape
   SAL_CHECK(dy.dim(0) == x_shape[0] && dy.dim(1) == x_shape[1], op, ": dy ", dy.desc(),
             " must have the batch and channels of x_shape ", x_shape.str());
   check_extent(op, "dy's H x W", dy.dim(2), dy.dim(3));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
-  cpu::resize_bilinear_backward(ctx, dy, dx);
+  SAL_BACKEND(ctx, op, cuda::resize_bilinear_backward(ctx, dy, dx), cpu::resize_bilinear_backward(ctx, dy, dx));
   return dx;
 }
 
@@ -59,9 +60,8 @@ Tensor pixel_shuffle(Ctx& ctx, const Tensor& x, int r) {
   check_factor(op, r);
   const int64_t rr = static_cast<int64_t>(r) * r;
   SAL_CHECK(x.dim(1) % rr == 0, op, ": channels of x ", x.desc(), " must be divisible by r*r = ", rr);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x.dim(0), x.dim(1) / rr, x.dim(2) * r, x.dim(3) * r}, x.dtype());
-  cpu::pixel_shuffle(ctx, x, r, y);
+  SAL_BACKEND(ctx, op, cuda::pixel_shuffle(ctx, x, r, y), cpu::pixel_shuffle(ctx, x, r, y));
   return y;
 }
 
@@ -72,10 +72,9 @@ Tensor pixel_unshuffle(Ctx& ctx, const Tensor& x, int r) {
   check_ndim(op, "x", x, 4);
   check_factor(op, r);
   SAL_CHECK(x.dim(2) % r == 0 && x.dim(3) % r == 0, op, ": H and W of x ", x.desc(), " must be divisible by r = ", r);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   const int64_t rr = static_cast<int64_t>(r) * r;
   Tensor y = ctx.alloc(Shape{x.dim(0), x.dim(1) * rr, x.dim(2) / r, x.dim(3) / r}, x.dtype());
-  cpu::pixel_unshuffle(ctx, x, r, y);
+  SAL_BACKEND(ctx, op, cuda::pixel_unshuffle(ctx, x, r, y), cpu::pixel_unshuffle(ctx, x, r, y));
   return y;
 }
 

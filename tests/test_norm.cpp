@@ -155,3 +155,71 @@ TEST_CASE("batch norm: argument errors") {
   CHECK_THROWS_WITH_AS(batchnorm2d_train_backward(ctx, x, x, c2, c3, si, nullptr, nullptr),
                        doctest::Contains("batchnorm2d_train_backward: save_mean has shape [3], expected [2]"), Error);
 }
+
+TEST_CASE("batchnorm2d_infer_act: hand-worked values, and its backward composed of existing ops") {
+  Ctx ctx;
+  // The batchnorm2d_infer hand case: bn(x) = {2.5, 4.5 | -1.5, 0}; residual {1, -5 | 0.5, 7}
+  // gives z = bn(x) + residual = {3.5, -0.5 | -1, 7}.
+  Tensor x = Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2});
+  Tensor gamma = Tensor::from_values({2, 0.5}, Shape{2});
+  Tensor beta = Tensor::from_values({0.5, -1}, Shape{2});
+  Tensor mean = Tensor::from_values({1, 2}, Shape{2});
+  Tensor var = Tensor::from_values({3, 15}, Shape{2});
+  Tensor res = Tensor::from_values({1, -5, 0.5, 7}, Shape{1, 2, 1, 2});
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor xd = x.to(dt), g = gamma.to(dt), b = beta.to(dt), m = mean.to(dt), v = var.to(dt), r = res.to(dt);
+    CHECK(all_close(batchnorm2d_infer_act(ctx, xd, g, b, m, v, 1.0, nullptr, Activation::None), {2.5, 4.5, -1.5, 0}));
+    CHECK(all_close(batchnorm2d_infer_act(ctx, xd, g, b, m, v, 1.0, nullptr, Activation::ReLU), {2.5, 4.5, 0, 0}));
+    CHECK(all_close(batchnorm2d_infer_act(ctx, xd, g, b, m, v, 1.0, &r, Activation::None), {3.5, -0.5, -1, 7}));
+    CHECK(all_close(batchnorm2d_infer_act(ctx, xd, g, b, m, v, 1.0, &r, Activation::ReLU), {3.5, 0, 0, 7}));
+    CHECK(all_close(batchnorm2d_infer_act(ctx, xd, g, b, m, v, 1.0, &r, Activation::ReLU6), {3.5, 0, 0, 6}));
+  }
+
+  // Backward of y = relu6(bn(x) + residual) with dy {1, 2 | 3, 4}: y = {3.5, 0 | 0, 6}, so
+  // dz = relu6_backward(dy, y) = {1, 0 | 0, 0} (y is in (0, 6) only where z is);
+  // dx = dz * gamma / sqrt(var + eps) = {1, 0 | 0, 0}; dresidual = dz; dgamma = sum dz * xhat:
+  // c0: 1 * (3 - 1) / 2 = 1; dbeta = sum dz = {1, 0}.
+  Tensor y = batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, 1.0, &res, Activation::ReLU6);
+  Tensor dy = Tensor::from_values({1, 2, 3, 4}, Shape{1, 2, 1, 2});
+  Tensor dz = relu6_backward(ctx, dy, y);
+  CHECK(all_close(dz, {1, 0, 0, 0}));
+  Tensor dgamma = Tensor::zeros(Shape{2}), dbeta = Tensor::zeros(Shape{2});
+  CHECK(all_close(batchnorm2d_infer_backward(ctx, dz, x, gamma, mean, var, 1.0, &dgamma, &dbeta), {1, 0, 0, 0}));
+  CHECK(all_close(dgamma, {1, 0}));
+  CHECK(all_close(dbeta, {1, 0}));
+
+  // The ReLU kink and NaN follow engine/cpu/activation.cpp: relu(NaN) = 0, relu6 passes NaN.
+  Tensor nan_x = Tensor::from_values({std::nan(""), 1}, Shape{1, 1, 1, 2});
+  Tensor one = Tensor::from_values({1}, Shape{1}), zero = Tensor::from_values({0}, Shape{1});
+  std::vector<double> r1 = batchnorm2d_infer_act(ctx, nan_x, one, zero, zero, one, 0.0, nullptr, Activation::ReLU).values();
+  CHECK(r1[0] == 0);
+  std::vector<double> r6 = batchnorm2d_infer_act(ctx, nan_x, one, zero, zero, one, 0.0, nullptr, Activation::ReLU6).values();
+  CHECK(std::isnan(r6[0]));
+}
+
+TEST_CASE("batchnorm2d_infer_act: argument errors") {
+  Ctx ctx;
+  Tensor x = Tensor::from_values({1, 2, 3, 4}, Shape{1, 2, 1, 2});
+  Tensor c2 = Tensor::from_values({1, 1}, Shape{2});
+  Tensor c3 = Tensor::from_values({1, 1, 1}, Shape{3});
+  Tensor short_res = Tensor::from_values({1, 2}, Shape{1, 2, 1, 1});
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c2, c2, c2, 1e-5, &short_res, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act: residual has shape [1,2,1,1], expected [1,2,1,2]"),
+                       Error);
+  Tensor res64 = x.to(DType::F64);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c2, c2, c2, 1e-5, &res64, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act: mixed dtypes"), Error);
+  Tensor undefined;
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c2, c2, c2, 1e-5, &undefined, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act: residual is undefined"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c3, c2, c2, 1e-5, nullptr, Activation::None),
+                       doctest::Contains("batchnorm2d_infer_act: beta has shape [3], expected [2]"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c2, c2, c2, -1, nullptr, Activation::None),
+                       doctest::Contains("batchnorm2d_infer_act: eps must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(ctx, x, c2, c2, c2, c2, 1e-5, nullptr, static_cast<Activation>(7)),
+                       doctest::Contains("batchnorm2d_infer_act: unknown activation 7"), Error);
+  Ctx gpu(Device::CUDA);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(gpu, x, c2, c2, c2, c2, 1e-5, nullptr, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act: tensor f32[1,2,1,2]@cpu is not on the context's device"),
+                       Error);
+}

@@ -17,6 +17,8 @@
 // - The normalisation is one subtract and one multiply-add per element with per-channel
 //   constants: y = (x - mean) * scale + beta, scale = gamma * invstd. Subtracting the mean first
 //   (rather than folding it into the shift) keeps f32 precise when |mean| >> std.
+// - batchnorm2d_infer_act fuses the residual add and the activation into the same sweep, so a
+//   ResNet bottleneck's tail (bn3 + identity + ReLU) reads x and the residual once.
 #include "engine/cpu/batchnorm.h"
 
 #include <algorithm>
@@ -56,6 +58,16 @@ void affine(const T* x, T* out, int64_t n, T center, T scale, T shift) {
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - center) * scale + shift;
 }
 
+// out = act((x - center) * scale + shift [+ r]) over one plane (r nullable).
+template <class T, class Act>
+void affine_act(const T* x, const T* r, T* out, int64_t n, T center, T scale, T shift, Act act) {
+  if (r) {
+    for (int64_t i = 0; i < n; ++i) out[i] = act((x[i] - center) * scale + shift + r[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = act((x[i] - center) * scale + shift);
+  }
+}
+
 }  // namespace
 
 void batchnorm2d_infer(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
@@ -70,6 +82,32 @@ void batchnorm2d_infer(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor&
       const int64_t c = p % d.c;
       const double scale = static_cast<double>(g[c]) / std::sqrt(static_cast<double>(v[c]) + eps);
       affine(px + p * d.hw, py + p * d.hw, d.hw, m[c], static_cast<T>(scale), b[c]);
+    }
+  });
+}
+
+void batchnorm2d_infer_act(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                           const Tensor& var, double eps, const Tensor* residual, Activation act, Tensor& y) {
+  const Dims d = dims_of(x);
+  dispatch_float(x.dtype(), "batchnorm2d_infer_act", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T *px = x.data<T>(), *g = gamma.data<T>(), *b = beta.data<T>(), *m = mean.data<T>(), *v = var.data<T>();
+    const T* pr = residual ? residual->data<T>() : nullptr;
+    T* py = y.data<T>();
+    // The activations are those of engine/cpu/activation.cpp (relu maps NaN to 0, relu6 passes it).
+    auto run = [&](auto act) {
+#pragma omp parallel for if (d.numel() > SAL_OMP_MIN_WORK) schedule(static)
+      for (int64_t p = 0; p < d.planes(); ++p) {
+        const int64_t c = p % d.c;
+        const double scale = static_cast<double>(g[c]) / std::sqrt(static_cast<double>(v[c]) + eps);
+        affine_act(px + p * d.hw, pr ? pr + p * d.hw : nullptr, py + p * d.hw, d.hw, m[c], static_cast<T>(scale), b[c],
+                   act);
+      }
+    };
+    switch (act) {
+      case Activation::None: run([](T t) { return t; }); break;
+      case Activation::ReLU: run([](T t) { return t > T(0) ? t : T(0); }); break;
+      case Activation::ReLU6: run([](T t) { return t < T(0) ? T(0) : (t > T(6) ? T(6) : t); }); break;
     }
   });
 }

@@ -2,13 +2,16 @@
 // Arguments are validated by engine/ops_norm.cpp; outputs are preallocated by the caller.
 // dgamma / dbeta (nullable) are ACCUMULATED (+=).
 #pragma once
-#include "engine/context.h"
+#include "engine/ops.h"
 
 namespace sal::cpu {
 
 // x: [N,C,H,W]; gamma, beta, mean, var: [C] -> y: [N,C,H,W]
 void batchnorm2d_infer(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                        const Tensor& var, double eps, Tensor& y);
+// y = act(bn(x) + residual); residual (nullable): [N,C,H,W]
+void batchnorm2d_infer_act(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                           const Tensor& var, double eps, const Tensor* residual, Activation act, Tensor& y);
 // dy, x: [N,C,H,W] -> dx: [N,C,H,W]; dgamma, dbeta: [C] +=
 void batchnorm2d_infer_backward(Ctx&, const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                 const Tensor& var, double eps, Tensor& dx, Tensor* dgamma, Tensor* dbeta);

@@ -36,6 +36,12 @@ OpCase unshuffle_case(const std::string& name, Shape x, int r) {
                 }};
 }
 
+// A big row (many blocks on CUDA): fewer finite differences.
+OpCase big(OpCase c, int fd = 16) {
+  c.max_fd_elements = fd;
+  return c;
+}
+
 }  // namespace
 
 SAL_OP_CASES {
@@ -51,6 +57,15 @@ SAL_OP_CASES {
       shuffle_case("pixel_shuffle/r2_1x1", {1, 4, 1, 1}, 2),
       unshuffle_case("pixel_unshuffle/r2", {1, 2, 4, 6}, 2),
       unshuffle_case("pixel_unshuffle/r3_batch2", {2, 1, 3, 3}, 3),
+      big(resize_case("resize_bilinear/x4_56_to_224", {2, 1, 56, 56}, 224, 224)),
+      big(resize_case("resize_bilinear/down_odd_97x83_to_31x40", {1, 2, 97, 83}, 31, 40)),
+      big(resize_case("resize_bilinear/up_odd_batch1_13x9_to_50x37", {1, 3, 13, 9}, 50, 37)),
+      big(resize_case("resize_bilinear/to_1x1", {2, 2, 5, 6}, 1, 1)),
+      big(resize_case("resize_bilinear/single_row_1x40_to_3x101", {1, 1, 1, 40}, 3, 101)),
+      big(shuffle_case("pixel_shuffle/r2_2x16x9x11", {2, 16, 9, 11}, 2)),
+      big(shuffle_case("pixel_shuffle/r3_batch1_9x13x7", {1, 9, 13, 7}, 3)),
+      big(unshuffle_case("pixel_unshuffle/r3_1x3x12x18", {1, 3, 12, 18}, 3)),
+      big(unshuffle_case("pixel_unshuffle/r2_2x5x22x14", {2, 5, 22, 14}, 2)),
   };
 }
 
