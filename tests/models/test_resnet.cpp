@@ -3,6 +3,7 @@
 // ResNet8 and the Bottleneck block (with its weight gradients, training-mode BN) against central
 // finite differences in double precision; and the errors of loading a wrong file.
 #include <doctest/doctest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -81,6 +82,16 @@ void check_network_golden(const std::string& arch, const std::vector<std::string
     }
   }
 }
+
+// One OpenMP thread while in scope. The finite-difference checks run hundreds of small forwards
+// of many tiny ops; when ctest runs tests in parallel on 2 cores, 2-thread fork/joins on
+// oversubscribed cores cost milliseconds each (measured: 0.4 s -> 12 s for cifar_resnet8).
+// The golden tests keep the default thread count and cover the parallel paths.
+struct SingleThreaded {
+  int saved = omp_get_max_threads();
+  SingleThreaded() { omp_set_num_threads(1); }
+  ~SingleThreaded() { omp_set_num_threads(saved); }
+};
 
 // Parameters drawn from a seeded generator: He-scaled conv/linear weights, BN affine around 1/0,
 // running statistics with positive variance (a random network whose activations stay O(1)).
@@ -206,6 +217,7 @@ TEST_CASE("resnet feature shapes and parameter counts") {
 }
 
 TEST_CASE("Bottleneck: trainable parameters, training-mode BN and weight gradients") {
+  SingleThreaded one_thread;
   ParamStore ps;
   Bottleneck down(ps, "dec.0", 8, 4, 16, 2, 1e-5, /*trainable=*/true);
   Bottleneck same(ps, "dec.1", 16, 4, 16, 1, 1e-5, /*trainable=*/true);
@@ -275,6 +287,7 @@ TEST_CASE("Bottleneck: trainable parameters, training-mode BN and weight gradien
 }
 
 TEST_CASE("cifar_resnet8 input gradient matches finite differences (F64)") {
+  SingleThreaded one_thread;
   // A depth-8 CIFAR ResNet (one block per stage, both option-A shortcuts) with seeded random
   // weights, in double precision; 2 images of 16x16 keep the many forwards cheap.
   CifarResNet net(cifar_spec("cifar_resnet8"), Device::CPU, 8, DType::F64);
@@ -331,6 +344,7 @@ TEST_CASE("cifar_resnet8 input gradient matches finite differences (F64)") {
 }
 
 TEST_CASE("resnet50 input gradient matches finite differences (F64)") {
+  SingleThreaded one_thread;
   // The golden weights (BN calibrated by PyTorch, so activations stay O(1) through 16 blocks)
   // in a double-precision ResNet-50; 1 image of 64x64 (layer4 at 2x2) keeps the forwards cheap.
   const std::string wpath = golden_path("resnet50.weights.safetensors");
