@@ -91,12 +91,12 @@ void InputSpec::affine(float scale[3], float shift[3]) const {
   }
 }
 
-void Network::finish(Device device) {
-  params_.finalize(device);
+void Network::finish(Device device, DType dtype) {
+  params_.finalize(device, dtype);
   float scale[3], shift[3];
   spec_.affine(scale, shift);
-  norm_scale_ = Tensor::from_values({scale[0], scale[1], scale[2]}, Shape{1, 3, 1, 1}).to(device);
-  norm_shift_ = Tensor::from_values({shift[0], shift[1], shift[2]}, Shape{1, 3, 1, 1}).to(device);
+  norm_scale_ = Tensor::from_values({scale[0], scale[1], scale[2]}, Shape{1, 3, 1, 1}, dtype).to(device);
+  norm_shift_ = Tensor::from_values({shift[0], shift[1], shift[2]}, Shape{1, 3, 1, 1}, dtype).to(device);
 }
 
 Tensor Network::normalize(Ctx& ctx, const Tensor& images) {

@@ -60,8 +60,9 @@ class Network {
   InputSpec spec_;
   ParamStore params_;
   Tensor norm_scale_, norm_shift_;  // [1,3,1,1] on the parameters' device, made by finish()
-  // Called by a subclass constructor after it has added every parameter.
-  void finish(Device device);
+  // Called by a subclass constructor after it has added every parameter. dtype F64 (CPU only)
+  // gives a double-precision network for gradient checks.
+  void finish(Device device, DType dtype = DType::F32);
 };
 
 // Builds the network named by the file's "arch" metadata on `device` and loads its weights.
