@@ -178,7 +178,11 @@ bool png_read_header(png_structp png, png_infop info, png_uint_32* w, png_uint_3
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (bit_depth == 16) png_set_strip_16(png);
-  if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  // Transparency, as an alpha channel or a tRNS chunk (which palette expansion would turn into
+  // alpha), is dropped: the colour values are kept as they are.
+  const bool trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
+  if (trns) png_set_tRNS_to_alpha(png);
+  if ((color_type & PNG_COLOR_MASK_ALPHA) || trns) png_set_strip_alpha(png);
   if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);

@@ -81,6 +81,9 @@ struct PngSpec {
   int w, h, color_type, bit_depth;
   bool interlace = false;
   std::vector<png_color> palette;
+  std::vector<uint8_t> trns_alpha;  // tRNS for a palette
+  bool trns_color = false;          // tRNS for gray or RGB: the level trns_value is transparent
+  uint16_t trns_value = 0;
 };
 
 void png_append(png_structp png, png_bytep data, png_size_t n) {
@@ -96,6 +99,14 @@ bool write_png_raw(png_structp png, png_infop info, const PngSpec* s, png_bytepp
                PNG_FILTER_TYPE_DEFAULT);
   if (!s->palette.empty())
     png_set_PLTE(png, info, const_cast<png_colorp>(s->palette.data()), static_cast<int>(s->palette.size()));
+  if (!s->trns_alpha.empty())  // palette transparency
+    png_set_tRNS(png, info, const_cast<png_bytep>(s->trns_alpha.data()), static_cast<int>(s->trns_alpha.size()),
+                 nullptr);
+  if (s->trns_color) {  // the one transparent gray level or RGB colour
+    png_color_16 c{};
+    c.gray = c.red = s->trns_value;
+    png_set_tRNS(png, info, nullptr, 0, &c);
+  }
   png_write_info(png, info);
   png_write_image(png, rows);
   png_write_end(png, nullptr);
@@ -209,6 +220,25 @@ TEST_CASE("image: PNG colour types are converted to 8-bit RGB") {
     s.palette = {{255, 0, 0}, {0, 255, 0}, {10, 20, 30}};
     Image im = decode_image(make_png(s, {{0, 1, 2}, {2, 2, 0}}), "pal.png");
     CHECK(im.pixels == std::vector<uint8_t>{255, 0, 0, 0, 255, 0, 10, 20, 30, 10, 20, 30, 10, 20, 30, 255, 0, 0});
+  }
+  SUBCASE("palette with tRNS transparency: colours kept, transparency dropped") {
+    PngSpec s{3, 1, PNG_COLOR_TYPE_PALETTE, 8};
+    s.palette = {{255, 0, 0}, {0, 255, 0}, {10, 20, 30}};
+    s.trns_alpha = {0, 128};
+    Image im = decode_image(make_png(s, {{0, 1, 2}}), "pal_trns.png");
+    CHECK(im.pixels == std::vector<uint8_t>{255, 0, 0, 0, 255, 0, 10, 20, 30});
+  }
+  SUBCASE("gray and RGB with a tRNS colour") {
+    PngSpec g{2, 1, PNG_COLOR_TYPE_GRAY, 8};
+    g.trns_color = true, g.trns_value = 7;
+    CHECK(decode_image(make_png(g, {{7, 9}}), "g_trns.png").pixels == std::vector<uint8_t>{7, 7, 7, 9, 9, 9});
+    PngSpec g4{2, 1, PNG_COLOR_TYPE_GRAY, 4};
+    g4.trns_color = true, g4.trns_value = 1;
+    CHECK(decode_image(make_png(g4, {{0x1f}}), "g4_trns.png").pixels ==
+          std::vector<uint8_t>{17, 17, 17, 255, 255, 255});
+    PngSpec c{1, 1, PNG_COLOR_TYPE_RGB, 8};
+    c.trns_color = true, c.trns_value = 5;
+    CHECK(decode_image(make_png(c, {{5, 0, 0}}), "rgb_trns.png").pixels == std::vector<uint8_t>{5, 0, 0});
   }
   SUBCASE("1-bit gray expands to 0/255") {
     PngSpec s{10, 1, PNG_COLOR_TYPE_GRAY, 1};
