@@ -91,8 +91,8 @@ struct GemmSize {
 const GemmSize kGemms[] = {
     {"1024x1024x1024", 1024, 1024, 1024},
     {"4096x4096x4096", 4096, 4096, 4096},
-    {"512x12544x2048", 512, 12544, 2048},   // l4 1x1 2048->512 at 7x7, batch 256
-    {"256x200704x64", 256, 200704, 64},     // l1 1x1 64->256 at 56x56, batch 64
+    {"512x12544x2048", 512, 12544, 2048},  // l4 1x1 2048->512 at 7x7, batch 256
+    {"256x200704x64", 256, 200704, 64},    // l1 1x1 64->256 at 56x56, batch 64
 };
 
 enum class Pass { Fwd, Dgrad, Wgrad };
@@ -137,7 +137,6 @@ double rel_err(const Tensor& a, const Tensor& ref) {
   }
   return d / std::max(m, 1e-30);
 }
-
 
 struct Gpu {
   CudaDevice dev;
@@ -308,8 +307,8 @@ void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
   mean_times()[key] = mean;
   st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
   if (be == ConvBackend::Custom) {
-    auto it = mean_times().find(std::make_tuple(std::string(l.name), static_cast<int>(pass),
-                                                static_cast<int>(ConvBackend::Cudnn)));
+    auto it = mean_times().find(
+        std::make_tuple(std::string(l.name), static_cast<int>(pass), static_cast<int>(ConvBackend::Cudnn)));
     const double ref = it != mean_times().end() ? it->second : time_pass(nullptr, d, pass, ConvBackend::Cudnn, 5);
     st.counters["custom/cudnn"] = ref > 0 ? mean / ref : 0;
   }
@@ -393,8 +392,8 @@ void register_all() {
   for (const Layer& l : kLayers)
     for (Pass p : {Pass::Fwd, Pass::Dgrad, Pass::Wgrad})
       for (ConvBackend be : {ConvBackend::Cudnn, ConvBackend::Custom}) {
-        const std::string name = cat("conv/", l.name, "/", pass_name(p), "/",
-                                     be == ConvBackend::Custom ? "custom" : "cudnn");
+        const std::string name =
+            cat("conv/", l.name, "/", pass_name(p), "/", be == ConvBackend::Custom ? "custom" : "cudnn");
         benchmark::RegisterBenchmark(name.c_str(), BM_conv, l, p, be)->UseManualTime()->Unit(benchmark::kMicrosecond);
       }
   for (const GemmSize& s : kGemms)

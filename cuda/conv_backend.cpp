@@ -39,8 +39,8 @@ enum class Pass { Fwd, Dgrad, Wgrad };
 using Key = std::array<int64_t, 17>;
 
 Key key_of(Pass pass, const ConvGeom& g) {
-  return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G,
-             g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+  return Key{
+      static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
 }
 
 std::mutex& choices_mutex() {
@@ -188,9 +188,12 @@ ConvBackend parse_conv_backend(std::string_view name) {
 
 const char* conv_backend_name(ConvBackend backend) {
   switch (backend) {
-    case ConvBackend::Custom: return "custom";
-    case ConvBackend::Cudnn: return "cudnn";
-    case ConvBackend::Auto: return "auto";
+    case ConvBackend::Custom:
+      return "custom";
+    case ConvBackend::Cudnn:
+      return "cudnn";
+    case ConvBackend::Auto:
+      return "auto";
   }
   return "?";
 }

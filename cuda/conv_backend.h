@@ -39,8 +39,7 @@ void clear_conv_auto_choices();  // forget Auto's decisions (the next call of ea
 void conv2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y);
 void conv2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx);
 void conv2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db);
-void conv_transpose2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a,
-                      Tensor& y);
+void conv_transpose2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a, Tensor& y);
 void conv_transpose2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx);
 void conv_transpose2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const ConvTranspose2dArgs& a, Tensor& dw,
                             Tensor* db);

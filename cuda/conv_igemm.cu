@@ -5,17 +5,22 @@
 //   forward  y[n, gKg+k, p, q]   = sum_(c,r,s)  w[gKg+k, c, r, s] * x[n, gCg+c, p*sh-pt+r*dh, q*sw-pl+s*dw]
 //            GEMM M = Kg, N = N*P*Q, K = Cg*R*S; A = w (row-major [Kg, CRS]), B = im2col(x) gathered.
 //   dgrad    dx[n, gCg+c, h, w]  = sum_(k,r,s)  w[gKg+k, c, r, s] * dy[n, gKg+k, p, q]
-//            where p = (h+pt-r*dh)/sh, q = (w+pl-s*dw)/sw when those divide exactly and are in range;
-//            GEMM M = Cg, N = N*H*W, K = Kg*R*S; A = w transposed once per call into [G, Cg, Kg*R*S]
-//            (a small kernel, so that A is row-major like the forward's), B = dy gathered. Every dx
-//            element is written once by one block: no col2im scatter, no atomics. With stride > 1
-//            most B entries are zeros (the taps that do not divide) and are multiplied anyway: simple
-//            and correct, at up to sh*sw times the work of a phase-split dgrad (a later optimisation).
+//            where p = (h+pt-r*dh)/sh, q = (w+pl-s*dw)/sw when those divide exactly and are in range.
+//            Split by stride phase: the pixels h = a + sh*i (a < sh; likewise w = b + sw*j) are
+//            reached only by the taps r with (a+pt-r*dh) divisible by sh, which are r0, r0+step, ...
+//            (step = sh/gcd(sh,dh)), and then p = i + (a+pt-r*dh)/sh. So each phase (a,b) is a dense
+//            GEMM M = Cg, N = N*ceil((H-a)/sh)*ceil((W-b)/sw), K = Kg*(its taps), with no wasted
+//            zero taps and no division per element; stride 1 is the single phase (0,0) with all taps.
+//            A = w restricted to the phase's taps and transposed into [G, Cg, Kg*taps] (a small
+//            kernel, so that A is row-major like the forward's), B = dy gathered. Every dx element is
+//            written once by one block: no col2im scatter, no atomics.
 //   wgrad    dw[gKg+k, c, r, s] += sum_(n,p,q) dy[n, gKg+k, p, q] * x[n, gCg+c, h(p,r), w(q,s)]
 //            GEMM M = Kg, N = Cg*R*S, K = N*P*Q; A = dy, B = im2col(x)^T. The reduction is long and
 //            the output small, so it is split over blockIdx.z (split-K) into a workspace and the
 //            splits are summed by a second kernel in a fixed order (deterministic, no atomics).
 //   Forward and dgrad also split K when the grid would leave most multiprocessors idle (batch 1).
+//   All index arithmetic is int inside one image (the host checks C*H*W and K*P*Q fit) and 64-bit
+//   for image and group base offsets.
 //
 // Tensor cores through nvcuda::wmma (16x16x8 TF32 fragments) rather than inline mma.sync PTX: the
 // fragment API fixes the register layouts, which cannot be checked without a GPU here; its only
@@ -33,9 +38,11 @@
 // tile t+1 are issued before the tensor-core work of tile t and stored after it. Values are
 // rounded to TF32 (round to nearest) when stored to shared memory, once per element.
 // Gathers: each thread keeps the column it loads for the whole kernel (forward, dgrad) and decodes
-// it once; the decoding of the K index (c,r,s) -> (offset, r*dh, s*dw) is a 32-entry table per K
-// tile in shared memory, built by one warp and double-buffered. In wgrad the columns (c,r,s) are
-// fixed per block (one 64-entry table) and each thread decodes its K row (n,p,q) once per tile.
+// it once; the decoding of the K index (forward: (c,r,s) -> (c*H*W, r*dh, s*dw); dgrad: (k,u,v) ->
+// (k*P*Q, row and column offset of the tap in dy)) is a 32-entry table per K tile in shared memory,
+// built by one warp and double-buffered, so the per-element work is two adds and a bounds test.
+// In wgrad the columns (c,r,s) are fixed per block (one 64-entry table) and each thread decodes its
+// K row (n,p,q) once per tile.
 // Loads of A use float4 when the row length is a multiple of 4 and the pointer 16-byte aligned,
 // else scalar loads (coalesced along k either way). All edges (M, N, K not multiples of the tile)
 // are guarded: padding taps and out-of-range rows/columns load zeros and store nothing.
@@ -46,6 +53,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <numeric>
 #include <type_traits>
 
 #include "cuda/conv_igemm.h"
@@ -79,37 +87,59 @@ enum class Pass { Fwd, Dgrad, Wgrad };
 struct Gemm {
   int N, C, H, W, K, P, Q, R, S, G, Cg, Kg;
   int sh, sw, pt, pl, dh, dw;
-  int M, Kdim, Ncols;   // the GEMM of one group: [M, Kdim] x [Kdim, Ncols]
-  const float* a;       // forward: w [G*Kg, Cg*R*S]; dgrad: w^T [G, Cg, Kg*R*S]; wgrad: dy
-  const float* b;       // forward, wgrad: x; dgrad: dy
-  const float* bias;    // indexed by g*M + m; null for none
-  float* out;           // (g, m, col) -> out[(col / plane) * img_stride + (g*M + m) * plane + col % plane]
+  int M, Kdim, Ncols;  // the GEMM of one group: [M, Kdim] x [Kdim, Ncols]
+  // The K index is (channel, u, v) with tap (r, s) = (r0 + step_r*u, s0 + step_s*v), u < tap_rs/tap_s:
+  // all taps (r0 = s0 = 0, steps 1) except in a dgrad stride phase.
+  int tap_rs, tap_s, r0, s0, step_r, step_s;
+  int pa, pb, Hi, Wj;  // dgrad: the phase (pa, pb) and its pixel grid Hi x Wj; Hi = 0 otherwise
+  const float* a;      // forward: w [G*Kg, Cg*R*S]; dgrad: w^T [G, Cg, Kg*R*S]; wgrad: dy
+  const float* b;      // forward, wgrad: x; dgrad: dy
+  const float* bias;   // indexed by g*M + m; null for none
+  float* out;          // (g, m, col) -> out[col_offset(col) + (g*M + m) * plane]
   int plane;
   long long img_stride;
-  bool accumulate;      // out += instead of out =
+  bool accumulate;  // out += instead of out =
   int splits, kt_per_split;
-  float* ws;            // splits > 1: partial sums [splits][G][M][Ncols]
+  float* ws;  // splits > 1: partial sums [splits][G][M][Ncols]
 };
 
-// The K-index table entry: element offset of the channel plane, r*dh, s*dw, valid.
-__device__ __forceinline__ int4 tap_entry(int idx, int limit, int RS, int S, int mult, int dh, int dw) {
+// The table entry of K index idx = (channel, u, v): {offset of the channel's plane, row term,
+// column term, valid}. Forward / wgrad (im2col of x): {c*H*W, r*dh, s*dw}; dgrad (dy of a phase):
+// {k*P*Q, (pa+pt-r*dh)/sh, (pb+pl-s*dw)/sw} (exact divisions: the phase's taps divide).
+template <bool DGRAD, class G>
+__device__ __forceinline__ int4 tap_entry(const G& p, int idx, int limit) {
   if (idx >= limit) return make_int4(0, 0, 0, 0);
-  const int c = idx / RS, rs = idx - c * RS;
-  const int r = rs / S, s = rs - r * S;
-  return make_int4(c * mult, r * dh, s * dw, 1);
+  const int ch = idx / p.tap_rs, t = idx - ch * p.tap_rs;
+  const int u = t / p.tap_s, v = t - u * p.tap_s;
+  const int r = p.r0 + p.step_r * u, s = p.s0 + p.step_s * v;
+  if (DGRAD) return make_int4(ch * p.P * p.Q, (p.pa + p.pt - r * p.dh) / p.sh, (p.pb + p.pl - s * p.dw) / p.sw, 1);
+  return make_int4(ch * p.H * p.W, r * p.dh, s * p.dw, 1);
+}
+
+// Element offset of output column col, channel term excluded: n*img_stride + pixel offset.
+template <class G>
+__device__ __forceinline__ long long col_offset(const G& p, int col) {
+  if (p.Hi > 0) {  // dgrad phase: col = (n, i, j) -> pixel (pa + sh*i, pb + sw*j)
+    const int hw = p.Hi * p.Wj;
+    const int n = col / hw, rem = col - n * hw;
+    const int i = rem / p.Wj, j = rem - i * p.Wj;
+    return n * p.img_stride + static_cast<long long>(p.pa + p.sh * i) * p.W + p.pb + p.sw * j;
+  }
+  const int n = col / p.plane;
+  return n * p.img_stride + (col - n * p.plane);
 }
 
 __device__ __forceinline__ float tf32(float v) { return wmma::__float_to_tf32(v); }
 
 // x: [N,C,H,W] (*) w: [K,C/G,R,S] -> y: [N,K,P,Q]      (PASS = Fwd)
-// dy: [N,K,P,Q] (*) w^T: [G,C/G,K/G*R*S] -> dx: [N,C,H,W] (PASS = Dgrad)
+// dy: [N,K,P,Q] (*) w^T: [G,C/G,K/G*taps] -> dx: [N,C,H,W] at one stride phase (PASS = Dgrad)
 // dy: [N,K,P,Q] (*) x: [N,C,H,W] -> dw: [K,C/G,R,S] += (PASS = Wgrad)
 // grid: (ceil(Ncols/64), ceil(M/BM), G*splits), block: 128.
-template <Pass PASS, int BM, bool UNIT, bool VEC_A>
+template <Pass PASS, int BM, bool VEC_A>
 __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   constexpr int WM = BM / 2;  // warp tile rows; warps are 2 (m) x 2 (n), each 32 columns wide
   constexpr int FM = WM / 16, FN = 2;
-  constexpr int A_PER = BM * kBK / kThreads;  // A values per thread per tile (BM/4)
+  constexpr int A_PER = BM * kBK / kThreads;   // A values per thread per tile (BM/4)
   constexpr int B_PER = kBK * kBN / kThreads;  // 16
   constexpr bool B_COL = PASS == Pass::Wgrad;
   constexpr int A_ELEMS = BM * kLdA;
@@ -132,15 +162,13 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   const int ktiles = (p.Kdim + kBK - 1) / kBK;
   const int kt0 = split * p.kt_per_split;
   const int nk = max(min(ktiles, kt0 + p.kt_per_split) - kt0, 0);
-  const int HW = p.H * p.W, PQ = p.P * p.Q, RS = p.R * p.S;
-  // Multiplier of the channel index in the table: x planes (forward, wgrad) or dy planes (dgrad).
-  const int tab_mult = PASS == Pass::Dgrad ? PQ : HW;
+  const int HW = p.H * p.W, PQ = p.P * p.Q;
 
   // ---- per-thread column of B (forward, dgrad): fixed for the whole kernel
   const int bj = tid & (kBN - 1);  // column within the tile
   const int bcol = n0 + bj;
   const bool bcol_ok = bcol < p.Ncols;
-  int bh = 0, bw = 0;              // forward: p*sh-pt, q*sw-pl; dgrad: h+pt, w+pl
+  int bh = 0, bw = 0;  // forward: p*sh-pt, q*sw-pl; dgrad: the phase pixel (i, j)
   const float* bbase = p.b;
   if constexpr (PASS == Pass::Fwd) {
     if (bcol_ok) {
@@ -152,10 +180,10 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
     }
   } else if constexpr (PASS == Pass::Dgrad) {
     if (bcol_ok) {
-      const int n = bcol / HW, hw = bcol - n * HW;
-      const int h = hw / p.W, w = hw - h * p.W;
-      bh = h + p.pt;
-      bw = w + p.pl;
+      const int hw = p.Hi * p.Wj;
+      const int n = bcol / hw, rem = bcol - n * hw;
+      bh = rem / p.Wj;
+      bw = rem - bh * p.Wj;
       bbase = p.b + (static_cast<long long>(n) * p.K + static_cast<long long>(g) * p.Kg) * PQ;
     }
   }
@@ -195,7 +223,8 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
         float v = 0.f;
         if (row_ok && e.w) {
           const int h = h0 + e.y, w = w0 + e.z;
-          if (static_cast<unsigned>(h) < static_cast<unsigned>(p.H) && static_cast<unsigned>(w) < static_cast<unsigned>(p.W))
+          if (static_cast<unsigned>(h) < static_cast<unsigned>(p.H) &&
+              static_cast<unsigned>(w) < static_cast<unsigned>(p.W))
             v = __ldg(xb + e.x + h * p.W + w);
         }
         rb[i] = v;
@@ -208,7 +237,8 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
         for (int i = 0; i < BM / 16; ++i) {
           const int m = m0 + (tid >> 3) + 16 * i;
           float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-          if (m < p.M && k < p.Kdim) v = __ldg(reinterpret_cast<const float4*>(a_g + static_cast<long long>(m) * p.Kdim + k));
+          if (m < p.M && k < p.Kdim)
+            v = __ldg(reinterpret_cast<const float4*>(a_g + static_cast<long long>(m) * p.Kdim + k));
           ra[4 * i] = v.x;
           ra[4 * i + 1] = v.y;
           ra[4 * i + 2] = v.z;
@@ -231,20 +261,14 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
         if (bcol_ok && e.w) {
           if constexpr (PASS == Pass::Fwd) {
             const int h = bh + e.y, w = bw + e.z;
-            if (static_cast<unsigned>(h) < static_cast<unsigned>(p.H) && static_cast<unsigned>(w) < static_cast<unsigned>(p.W))
+            if (static_cast<unsigned>(h) < static_cast<unsigned>(p.H) &&
+                static_cast<unsigned>(w) < static_cast<unsigned>(p.W))
               v = __ldg(bbase + e.x + h * p.W + w);
           } else {
-            const int hp = bh - e.y, wp = bw - e.z;  // = p*sh, q*sw when this tap reaches (h, w)
-            if (hp >= 0 && wp >= 0) {
-              int pp = hp, qq = wp;
-              bool hit = true;
-              if constexpr (!UNIT) {
-                pp = hp / p.sh;
-                qq = wp / p.sw;
-                hit = pp * p.sh == hp && qq * p.sw == wp;
-              }
-              if (hit && pp < p.P && qq < p.Q) v = __ldg(bbase + e.x + pp * p.Q + qq);
-            }
+            const int pp = bh + e.y, qq = bw + e.z;  // the dy pixel this tap takes (i, j) from
+            if (static_cast<unsigned>(pp) < static_cast<unsigned>(p.P) &&
+                static_cast<unsigned>(qq) < static_cast<unsigned>(p.Q))
+              v = __ldg(bbase + e.x + pp * p.Q + qq);
           }
         }
         rb[i] = v;
@@ -276,7 +300,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
 
   // Table of K tile kt into half `buf` (forward, dgrad), by the first warp.
   auto build_tab = [&](int kt, int buf) {
-    if (tid < kBK) tab[buf * kBK + tid] = tap_entry(kt * kBK + tid, p.Kdim, RS, p.S, tab_mult, p.dh, p.dw);
+    if (tid < kBK) tab[buf * kBK + tid] = tap_entry<PASS == Pass::Dgrad>(p, kt * kBK + tid, p.Kdim);
   };
 
   using BLayout = typename std::conditional<B_COL, wmma::col_major, wmma::row_major>::type;
@@ -309,7 +333,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
 
   // ---- prologue: tables, first tile
   if constexpr (B_COL) {
-    if (tid < kBN) tab[tid] = tap_entry(n0 + tid, p.Ncols, RS, p.S, HW, p.dh, p.dw);
+    if (tid < kBN) tab[tid] = tap_entry<false>(p, n0 + tid, p.Ncols);
   } else {
     build_tab(kt0, 0);
   }
@@ -356,8 +380,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
       if (m < p.M) dst[static_cast<long long>(m) * p.Ncols] = Cs[r * kLdC + bj];
     }
   } else {
-    const int n = col / p.plane, pix = col - n * p.plane;
-    float* dst = p.out + n * p.img_stride + static_cast<long long>(g) * p.M * p.plane + pix;
+    float* dst = p.out + col_offset(p, col) + static_cast<long long>(g) * p.M * p.plane;
     for (int r = tid >> 6; r < BM; r += kThreads / kBN) {
       const int m = m0 + r;
       if (m >= p.M) break;
@@ -372,39 +395,39 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   }
 }
 
-// Split-K sum: part [splits][G*M][Ncols] -> out, mapped as in Gemm (bias by g*M+m; += or =).
+// Split-K sum: part [splits][G*M][Ncols] -> p.out, mapped as in Gemm (bias by g*M+m; += or =).
 // grid-stride over G*M*Ncols.
-__global__ void splitk_finish_kernel(const float* __restrict__ part, int splits, long long total, int Ncols,
-                                     float* out, int plane, long long img_stride, const float* bias,
-                                     bool accumulate) {
+__global__ void splitk_finish_kernel(const float* __restrict__ part, int splits, long long total, const Gemm p) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
     float s = 0.f;
     for (int k = 0; k < splits; ++k) s += part[k * total + i];
-    const long long gm = i / Ncols;
-    const int col = static_cast<int>(i - gm * Ncols);
-    if (bias) s += bias[gm];
-    const int n = col / plane, pix = col - n * plane;
-    float* o = out + n * img_stride + gm * plane + pix;
-    if (accumulate)
+    const long long gm = i / p.Ncols;
+    const int col = static_cast<int>(i - gm * p.Ncols);
+    if (p.bias) s += p.bias[gm];
+    float* o = p.out + col_offset(p, col) + gm * p.plane;
+    if (p.accumulate)
       *o += s;
     else
       *o = s;
   }
 }
 
-// w: [G*Kg, Cg, RS] -> wT: [G, Cg, Kg*RS] (the dgrad GEMM's A, row-major per group)
-__global__ void transpose_weights_kernel(const float* __restrict__ w, float* __restrict__ wT, int Kg, int Cg,
-                                         int RS, long long total) {
+// w: [G*Kg, Cg, R, S] -> wT: [G, Cg, Kg, taps] (the dgrad GEMM's A of one phase, row-major per
+// group), tap (u, v) = w's (r0 + step_r*u, s0 + step_s*v); taps = tap_rs = Ru * tap_s.
+__global__ void transpose_weights_kernel(const float* __restrict__ w, float* __restrict__ wT, const Gemm p,
+                                         long long total) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const int rs = static_cast<int>(i % RS);
-    long long t = i / RS;
-    const int k = static_cast<int>(t % Kg);
-    t /= Kg;
-    const int c = static_cast<int>(t % Cg);
-    const long long g = t / Cg;
-    wT[i] = w[((g * Kg + k) * Cg + c) * RS + rs];
+    const int t = static_cast<int>(i % p.tap_rs);
+    long long rest = i / p.tap_rs;
+    const int k = static_cast<int>(rest % p.Kg);
+    rest /= p.Kg;
+    const int c = static_cast<int>(rest % p.Cg);
+    const long long g = rest / p.Cg;
+    const int u = t / p.tap_s, v = t - u * p.tap_s;
+    const int r = p.r0 + p.step_r * u, s = p.s0 + p.step_s * v;
+    wT[i] = w[((g * p.Kg + k) * p.Cg + c) * p.R * p.S + r * p.S + s];
   }
 }
 
@@ -480,9 +503,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 // dy: [N,C,P,Q] x: [N,C,H,W] -> dw: [C,1,R,S] += (splits == 1) or part: [splits][C*R*S]
 // grid: (C, splits), block: 256; block (c, s) covers elements [s*per_split, ...) of N*P*Q.
-__global__ void __launch_bounds__(kRedThreads) dw_wgrad_kernel(const DwGeom g, const float* __restrict__ dy,
-                                                               const float* __restrict__ x, float* dw, float* part,
-                                                               long long per_split) {
+__global__ void __launch_bounds__(kRedThreads)
+    dw_wgrad_kernel(const DwGeom g, const float* __restrict__ dy, const float* __restrict__ x, float* dw, float* part,
+                    long long per_split) {
   __shared__ float red[kRedThreads / 32][kDwTaps];
   const int c = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -512,7 +535,8 @@ __global__ void __launch_bounds__(kRedThreads) dw_wgrad_kernel(const DwGeom g, c
       for (int t = 0; t < kDwTaps; ++t) {
         if (t0 + t >= RS) break;
         const int h = h0 + tdr[t], w = w0 + tds[t];
-        if (static_cast<unsigned>(h) < static_cast<unsigned>(g.H) && static_cast<unsigned>(w) < static_cast<unsigned>(g.W))
+        if (static_cast<unsigned>(h) < static_cast<unsigned>(g.H) &&
+            static_cast<unsigned>(w) < static_cast<unsigned>(g.W))
           acc[t] += v * xp[h * g.W + w];
       }
     }
@@ -546,9 +570,9 @@ __global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__
 
 // dy: [n, K, plane] -> db[K] += (splits == 1) or part: [splits][K]
 // grid: (K, splits), block: 256; block (k, s) sums elements [s*per_split, ...) of n*plane.
-__global__ void __launch_bounds__(kRedThreads) channel_sum_kernel(const float* __restrict__ dy, int n, int K,
-                                                                  long long plane, float* db, float* part,
-                                                                  long long per_split) {
+__global__ void __launch_bounds__(kRedThreads)
+    channel_sum_kernel(const float* __restrict__ dy, int n, int K, long long plane, float* db, float* part,
+                       long long per_split) {
   __shared__ float red[kRedThreads / 32];
   const int k = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
   const long long E = static_cast<long long>(n) * plane;
@@ -581,42 +605,37 @@ int as_int(int64_t v, const char* op, const char* what) {
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
-// Sums `splits` partial arrays [splits][L] into dst[L] (+=), L = G*M*Ncols in the Gemm mapping.
-void finish_splits(Ctx& ctx, const char* op, const float* part, int splits, long long gm, int Ncols, float* out,
-                   int plane, long long img_stride, const float* bias, bool accumulate) {
-  const long long total = gm * Ncols;
-  splitk_finish_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(part, splits, total, Ncols, out, plane,
-                                                                    img_stride, bias, accumulate);
+// Sums the split-K partials [splits][G*M][Ncols] into p.out with p's mapping.
+void finish_splits(Ctx& ctx, const char* op, const float* part, int splits, const Gemm& p) {
+  const long long total = static_cast<long long>(p.G) * p.M * p.Ncols;
+  splitk_finish_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(part, splits, total, p);
   SAL_CUDA_LAUNCH_CHECK(op);
 }
 
-template <Pass PASS, int BM, bool UNIT, bool VEC_A>
+// dst[i] += sum_s part[s][i], i < L (the finish of the split reductions).
+void finish_linear(Ctx& ctx, const char* op, const float* part, int splits, float* dst, int L) {
+  Gemm p{};
+  p.G = 1, p.M = 1, p.Ncols = L, p.plane = L, p.img_stride = 0, p.Hi = 0;
+  p.out = dst, p.bias = nullptr, p.accumulate = true;
+  finish_splits(ctx, op, part, splits, p);
+}
+
+template <Pass PASS, int BM, bool VEC_A>
 void launch(Ctx& ctx, const char* op, const Gemm& p, dim3 grid) {
-  igemm_kernel<PASS, BM, UNIT, VEC_A><<<grid, kThreads, 0, stream_of(ctx)>>>(p);
+  igemm_kernel<PASS, BM, VEC_A><<<grid, kThreads, 0, stream_of(ctx)>>>(p);
   SAL_CUDA_LAUNCH_CHECK(op);
 }
 
 template <Pass PASS, int BM>
-void launch_bm(Ctx& ctx, const char* op, const Gemm& p, dim3 grid, bool unit, bool vec_a) {
-  if constexpr (PASS == Pass::Wgrad) {
-    launch<PASS, BM, false, false>(ctx, op, p, grid);
-  } else if constexpr (PASS == Pass::Fwd) {
-    if (vec_a)
-      launch<PASS, BM, false, true>(ctx, op, p, grid);
-    else
-      launch<PASS, BM, false, false>(ctx, op, p, grid);
-  } else {
-    if (unit)
-      vec_a ? launch<PASS, BM, true, true>(ctx, op, p, grid) : launch<PASS, BM, true, false>(ctx, op, p, grid);
-    else
-      vec_a ? launch<PASS, BM, false, true>(ctx, op, p, grid) : launch<PASS, BM, false, false>(ctx, op, p, grid);
-  }
+void launch_bm(Ctx& ctx, const char* op, const Gemm& p, dim3 grid, bool vec_a) {
+  if (vec_a && PASS != Pass::Wgrad)
+    launch<PASS, BM, PASS != Pass::Wgrad>(ctx, op, p, grid);
+  else
+    launch<PASS, BM, false>(ctx, op, p, grid);
 }
 
-// The GEMM of one pass. a, b, bias, out as in Gemm; accumulate: out += (wgrad).
-template <Pass PASS>
-void run_igemm(Ctx& ctx, const char* op, const ConvGeom& cg, const float* a, const float* b, const float* bias,
-               float* out, bool accumulate) {
+// The geometry part of a Gemm; the K index covers all taps (no phase).
+Gemm base_gemm(const char* op, const ConvGeom& cg) {
   Gemm p{};
   p.N = as_int(cg.N, op, "N");
   p.C = as_int(cg.C, op, "C");
@@ -631,31 +650,21 @@ void run_igemm(Ctx& ctx, const char* op, const ConvGeom& cg, const float* a, con
   p.Cg = as_int(cg.Cg(), op, "C/groups");
   p.Kg = as_int(cg.Kg(), op, "K/groups");
   p.sh = cg.sh, p.sw = cg.sw, p.pt = cg.pt, p.pl = cg.pl, p.dh = cg.dh, p.dw = cg.dw;
-  // Per-image planes times channels must fit int (offsets inside one image are int).
+  // Offsets inside one image (all channels) are int.
   as_int(cg.C * cg.hw(), op, "C*H*W");
   as_int(cg.K * cg.pq(), op, "K*P*Q");
-  if constexpr (PASS == Pass::Fwd) {
-    p.M = p.Kg;
-    p.Kdim = as_int(cg.crs(), op, "C/groups*R*S");
-    p.Ncols = as_int(cg.N * cg.pq(), op, "N*P*Q");
-    p.plane = as_int(cg.pq(), op, "P*Q");
-    p.img_stride = cg.K * cg.pq();
-  } else if constexpr (PASS == Pass::Dgrad) {
-    p.M = p.Cg;
-    p.Kdim = as_int(cg.Kg() * cg.rs(), op, "K/groups*R*S");
-    p.Ncols = as_int(cg.N * cg.hw(), op, "N*H*W");
-    p.plane = as_int(cg.hw(), op, "H*W");
-    p.img_stride = cg.C * cg.hw();
-  } else {
-    p.M = p.Kg;
-    p.Kdim = as_int(cg.N * cg.pq(), op, "N*P*Q");
-    p.Ncols = as_int(cg.crs(), op, "C/groups*R*S");
-    p.plane = p.Ncols;
-    p.img_stride = 0;
-  }
-  if (p.M == 0 || p.Ncols == 0 || p.G == 0) return;
-  p.a = a, p.b = b, p.bias = bias, p.out = out, p.accumulate = accumulate;
+  p.tap_rs = as_int(cg.rs(), op, "R*S");
+  p.tap_s = p.S;
+  p.r0 = p.s0 = 0;
+  p.step_r = p.step_s = 1;
+  p.Hi = p.Wj = 0;
+  return p;
+}
 
+// One implicit GEMM (plus the split-K sum): p complete but for the split fields.
+template <Pass PASS>
+void run_igemm(Ctx& ctx, const char* op, Gemm p) {
+  if (p.M == 0 || p.Ncols == 0 || p.G == 0) return;
   const int bm = p.M > 64 ? 128 : 64;
   const long long tiles_n = (p.Ncols + kBN - 1) / kBN, tiles_m = (p.M + bm - 1) / bm;
   const int ktiles = (p.Kdim + kBK - 1) / kBK;
@@ -678,24 +687,50 @@ void run_igemm(Ctx& ctx, const char* op, const ConvGeom& cg, const float* a, con
             " is too many for the grid");
 
   DeviceScratch scratch(ctx);
-  if (p.splits > 1) p.ws = scratch.floats(splits * p.G * static_cast<long long>(p.M) * p.Ncols);
-  const bool unit = p.sh == 1 && p.sw == 1;
-  const bool vec_a = PASS != Pass::Wgrad && p.Kdim % 4 == 0 && aligned16(a);
+  p.ws = p.splits > 1 ? scratch.floats(splits * p.G * static_cast<long long>(p.M) * p.Ncols) : nullptr;
+  const bool vec_a = PASS != Pass::Wgrad && p.Kdim % 4 == 0 && aligned16(p.a);
   const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(p.G * splits));
   if (bm == 128)
-    launch_bm<PASS, 128>(ctx, op, p, grid, unit, vec_a);
+    launch_bm<PASS, 128>(ctx, op, p, grid, vec_a);
   else
-    launch_bm<PASS, 64>(ctx, op, p, grid, unit, vec_a);
-  if (p.splits > 1)
-    finish_splits(ctx, op, p.ws, p.splits, static_cast<long long>(p.G) * p.M, p.Ncols, out, p.plane, p.img_stride,
-                  bias, accumulate);
+    launch_bm<PASS, 64>(ctx, op, p, grid, vec_a);
+  if (p.splits > 1) finish_splits(ctx, op, p.ws, p.splits, p);
+}
+
+// The taps of one stride phase along one axis: the kernel offsets r < R with (a + pad - r*dil)
+// divisible by stride are first, first + step, ... (count of them; step = stride / gcd).
+struct PhaseTaps {
+  int first = 0, step = 1, count = 0;
+};
+PhaseTaps phase_taps(int a, int pad, int dil, int stride, int R) {
+  PhaseTaps t;
+  t.step = stride / std::gcd(stride, dil);
+  for (int r = 0; r < t.step && r < R; ++r) {
+    if (((a + pad - r * dil) % stride + stride) % stride == 0) {
+      t.first = r;
+      t.count = (R - 1 - r) / t.step + 1;
+      break;
+    }
+  }
+  return t;
 }
 
 DwGeom dw_geom(const char* op, const ConvGeom& g) {
   as_int(g.N * g.C * std::max(g.hw(), g.pq()), op, "N*C*H*W");
-  return DwGeom{static_cast<int>(g.N), static_cast<int>(g.C), static_cast<int>(g.H), static_cast<int>(g.W),
-                static_cast<int>(g.P), static_cast<int>(g.Q), static_cast<int>(g.R), static_cast<int>(g.S),
-                g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+  return DwGeom{static_cast<int>(g.N),
+                static_cast<int>(g.C),
+                static_cast<int>(g.H),
+                static_cast<int>(g.W),
+                static_cast<int>(g.P),
+                static_cast<int>(g.Q),
+                static_cast<int>(g.R),
+                static_cast<int>(g.S),
+                g.sh,
+                g.sw,
+                g.pt,
+                g.pl,
+                g.dh,
+                g.dw};
 }
 
 // Splits of a per-channel reduction over E elements with `channels` blocks: enough blocks for two
@@ -711,7 +746,8 @@ long long reduction_splits(long long channels, long long E) {
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
       cudaGetLastError();
       v = 0;
     }
@@ -730,7 +766,14 @@ void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const floa
     SAL_CUDA_LAUNCH_CHECK(op);
     return;
   }
-  run_igemm<Pass::Fwd>(ctx, op, g, w, x, bias, y, false);
+  Gemm p = base_gemm(op, g);
+  p.M = p.Kg;
+  p.Kdim = as_int(g.crs(), op, "C/groups*R*S");
+  p.Ncols = as_int(g.N * g.pq(), op, "N*P*Q");
+  p.plane = as_int(g.pq(), op, "P*Q");
+  p.img_stride = g.K * g.pq();
+  p.a = w, p.b = x, p.bias = bias, p.out = y, p.accumulate = false;
+  run_igemm<Pass::Fwd>(ctx, op, p);
 }
 
 void custom_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
@@ -744,16 +787,37 @@ void custom_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
     if (bias) channel_bias_add(ctx, dx, bias, g.N, g.C, g.hw());
     return;
   }
-  // A = w^T [G, Cg, Kg*R*S] in the arena for the duration of the call.
+  // One GEMM per stride phase (pa, pb); A = the phase's weights transposed into [G, Cg, Kg*taps],
+  // one arena buffer reused by the phases in stream order.
   DeviceScratch scratch(ctx);
-  const long long wn = g.K * g.crs();
-  float* wT = scratch.floats(wn);
-  if (wn > 0) {
-    transpose_weights_kernel<<<grid_for(wn), 256, 0, stream_of(ctx)>>>(
-        w, wT, static_cast<int>(g.Kg()), static_cast<int>(g.Cg()), static_cast<int>(g.rs()), wn);
-    SAL_CUDA_LAUNCH_CHECK(op);
+  float* wT = scratch.floats(g.K * g.crs());
+  Gemm base = base_gemm(op, g);
+  base.M = base.Cg;
+  base.plane = as_int(g.hw(), op, "H*W");
+  base.img_stride = g.C * g.hw();
+  base.b = dy, base.bias = bias, base.out = dx, base.accumulate = false;
+  for (int pa = 0; pa < g.sh; ++pa) {
+    for (int pb = 0; pb < g.sw; ++pb) {
+      Gemm p = base;
+      p.pa = pa, p.pb = pb;
+      p.Hi = pa < base.H ? (base.H - pa + g.sh - 1) / g.sh : 0;
+      p.Wj = pb < base.W ? (base.W - pb + g.sw - 1) / g.sw : 0;
+      if (p.Hi == 0 || p.Wj == 0) continue;
+      const PhaseTaps tr = phase_taps(pa, g.pt, g.dh, g.sh, base.R), ts = phase_taps(pb, g.pl, g.dw, g.sw, base.S);
+      p.r0 = tr.first, p.step_r = tr.step, p.s0 = ts.first, p.step_s = ts.step;
+      p.tap_s = ts.count;
+      p.tap_rs = tr.count * ts.count;
+      p.Kdim = as_int(g.Kg() * p.tap_rs, op, "K/groups*R*S");
+      p.Ncols = as_int(g.N * p.Hi * static_cast<int64_t>(p.Wj), op, "N*H*W");
+      p.a = wT;
+      const long long wn = g.K * g.Cg() * p.tap_rs;
+      if (wn > 0) {  // no taps reach this phase: Kdim = 0 and the GEMM writes zeros (plus the bias)
+        transpose_weights_kernel<<<grid_for(wn), 256, 0, stream_of(ctx)>>>(w, wT, p, wn);
+        SAL_CUDA_LAUNCH_CHECK(op);
+      }
+      run_igemm<Pass::Dgrad>(ctx, op, p);
+    }
   }
-  run_igemm<Pass::Dgrad>(ctx, op, g, wT, dy, bias, dx, false);
 }
 
 void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw) {
@@ -770,12 +834,18 @@ void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
                       stream_of(ctx)>>>(d, dy, x, dw, part, per_split);
     SAL_CUDA_LAUNCH_CHECK(op);
     if (splits > 1) {
-      const int L = static_cast<int>(g.C * g.rs());
-      finish_splits(ctx, op, part, static_cast<int>(splits), 1, L, dw, L, 0, nullptr, true);
+      finish_linear(ctx, op, part, static_cast<int>(splits), dw, static_cast<int>(g.C * g.rs()));
     }
     return;
   }
-  run_igemm<Pass::Wgrad>(ctx, op, g, dy, x, nullptr, dw, true);
+  Gemm p = base_gemm(op, g);
+  p.M = p.Kg;
+  p.Kdim = as_int(g.N * g.pq(), op, "N*P*Q");
+  p.Ncols = as_int(g.crs(), op, "C/groups*R*S");
+  p.plane = p.Ncols;
+  p.img_stride = 0;
+  p.a = dy, p.b = x, p.bias = nullptr, p.out = dw, p.accumulate = true;
+  run_igemm<Pass::Wgrad>(ctx, op, p);
 }
 
 void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t k, int64_t plane) {
@@ -796,11 +866,10 @@ void channel_sum_add(Ctx& ctx, const float* dy, int64_t n, int64_t k, int64_t pl
   const long long per_split = (E + splits - 1) / splits;
   DeviceScratch scratch(ctx);
   float* part = splits > 1 ? scratch.floats(splits * k) : nullptr;
-  channel_sum_kernel<<<dim3(static_cast<unsigned>(k), static_cast<unsigned>(splits)), kRedThreads, 0,
-                       stream_of(ctx)>>>(dy, static_cast<int>(n), static_cast<int>(k), plane, db, part, per_split);
+  channel_sum_kernel<<<dim3(static_cast<unsigned>(k), static_cast<unsigned>(splits)), kRedThreads, 0, stream_of(ctx)>>>(
+      dy, static_cast<int>(n), static_cast<int>(k), plane, db, part, per_split);
   SAL_CUDA_LAUNCH_CHECK(op);
-  if (splits > 1) finish_splits(ctx, op, part, static_cast<int>(splits), 1, static_cast<int>(k), db,
-                                static_cast<int>(k), 0, nullptr, true);
+  if (splits > 1) finish_linear(ctx, op, part, static_cast<int>(splits), db, static_cast<int>(k));
 }
 
 }  // namespace sal::cuda

@@ -35,13 +35,15 @@ struct ConvGeom {
 
 // x:[N,C,H,W] w:[K,C/G,R,S] y:[N,K,P,Q]
 inline ConvGeom conv_geom(const Shape& x, const Shape& w, const Shape& y, const Conv2dArgs& a) {
-  return ConvGeom{x[0], x[1], x[2], x[3], y[1], y[2], y[3], w[2], w[3], a.groups,
-                  a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.dil_h, a.dil_w};
+  ConvGeom g{x[0], x[1], x[2], x[3], y[1], y[2], y[3], w[2], w[3], a.groups};
+  g.sh = a.stride_h, g.sw = a.stride_w, g.pt = a.pad_top, g.pl = a.pad_left, g.dh = a.dil_h, g.dw = a.dil_w;
+  return g;
 }
 // Transposed conv x:[N,C,H,W] w:[C,K/G,R,S] y:[N,K,P,Q]: the conv2d whose input is y and output x.
 inline ConvGeom transpose_geom(const Shape& x, const Shape& w, const Shape& y, const ConvTranspose2dArgs& a) {
-  return ConvGeom{y[0], y[1], y[2], y[3], x[1], x[2], x[3], w[2], w[3], a.groups,
-                  a.stride_h, a.stride_w, a.pad_h, a.pad_w, a.dil_h, a.dil_w};
+  ConvGeom g{y[0], y[1], y[2], y[3], x[1], x[2], x[3], w[2], w[3], a.groups};
+  g.sh = a.stride_h, g.sw = a.stride_w, g.pt = a.pad_h, g.pl = a.pad_w, g.dh = a.dil_h, g.dw = a.dil_w;
+  return g;
 }
 
 // Temporaries of one op call: from the arena (released, back to the mark, when this goes out of

@@ -15,10 +15,10 @@
 #include "cuda/device.h"
 #include "cuda/libraries.h"
 
-#define SAL_CUDNN_CHECK(call)                                                                          \
-  do {                                                                                                 \
-    cudnnStatus_t sal_st_ = (call);                                                                    \
-    if (sal_st_ != CUDNN_STATUS_SUCCESS)                                                               \
+#define SAL_CUDNN_CHECK(call)                                                                            \
+  do {                                                                                                   \
+    cudnnStatus_t sal_st_ = (call);                                                                      \
+    if (sal_st_ != CUDNN_STATUS_SUCCESS)                                                                 \
       ::sal::fail(#call, " failed: ", cudnnGetErrorString(sal_st_), " (", __FILE__, ":", __LINE__, ")"); \
   } while (0)
 
@@ -63,8 +63,8 @@ struct Plan {
 using Key = std::array<int64_t, 17>;
 
 Key key_of(Pass pass, const ConvGeom& g) {
-  return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G,
-             g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+  return Key{
+      static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
 }
 
 // The descriptors of g; math type left at the default (TF32 allowed on Ampere and later).
@@ -74,9 +74,12 @@ void describe(Plan& pl, const ConvGeom& g) {
   SAL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&pl.w));
   SAL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&pl.conv));
   auto i = [](int64_t v) { return static_cast<int>(v); };
-  SAL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
-  SAL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
-  SAL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i(g.K), i(g.Cg()), i(g.R), i(g.S)));
+  SAL_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(pl.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
+  SAL_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(pl.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
+  SAL_CUDNN_CHECK(
+      cudnnSetFilter4dDescriptor(pl.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i(g.K), i(g.Cg()), i(g.R), i(g.S)));
   SAL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl.conv, g.pt, g.pl, g.sh, g.sw, g.dh, g.dw, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
   SAL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl.conv, i(g.G)));
@@ -125,8 +128,7 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
     const auto* r = pick(perf, n, true, "backward data");
     SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, r->mathType));
     pl.algo = r->algo;
-    SAL_CUDNN_CHECK(
-        cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x, r->algo, &pl.workspace));
+    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x, r->algo, &pl.workspace));
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;

@@ -151,7 +151,7 @@ int main() {
   CudaDevice dev;
   Arena arena(Device::CUDA);
   Ctx cpu(Device::CPU);
-  Ctx plain(Device::CUDA);       // legacy default stream, owning outputs
+  Ctx plain(Device::CUDA);         // legacy default stream, owning outputs
   Ctx streamed = dev.ctx(&arena);  // the device's own stream, arena outputs and temporaries
 
   const ConvBackend modes[] = {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Auto};
@@ -170,8 +170,8 @@ int main() {
       cuda::set_conv_backend(mode);
       cuda::clear_conv_auto_choices();
       for (Ctx* ctx : {&plain, &streamed}) {
-        const std::string what = cat(c.name, " [", cuda::conv_backend_name(mode), ctx == &plain ? ", default stream]"
-                                                                                                 : ", own stream]");
+        const std::string what =
+            cat(c.name, " [", cuda::conv_backend_name(mode), ctx == &plain ? ", default stream]" : ", own stream]");
         try {
           // Inputs are copied by the runtime's synchronous copies (legacy stream): wait for them
           // before work on the device's non-blocking stream reads them.
