@@ -150,6 +150,10 @@ Gpu& gpu() {
   return g;
 }
 
+// Tensor::to / zeros copy and clear through the runtime's legacy stream, which the device's
+// non-blocking stream does not wait for: wait for the whole device after preparing inputs.
+void sync_all() { cudaDeviceSynchronize(); }
+
 // The tensors of the layer being benchmarked (one layer at a time: benchmarks run in order).
 struct LayerData {
   std::string name;
@@ -170,6 +174,7 @@ LayerData& layer_data(const Layer& l) {
     // Weights scaled by 1/sqrt(fan-in) keep outputs O(1), as in a trained network.
     d.w = host_random(Shape{l.k, l.c, l.r, l.r}, 2, 1.f / std::sqrt(float(l.c * l.r * l.r))).to(Device::CUDA);
     d.dy = host_random(Shape{kBatch, l.k, p, p}, 3, 1.f).to(Device::CUDA);
+    sync_all();
   }
   return d;
 }
@@ -183,7 +188,7 @@ Outs run_all(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& dy, const
   o.y = conv2d(ctx, x, w, nullptr, a);
   o.dx = conv2d_dgrad(ctx, dy, w, x.shape(), a);
   o.dw = Tensor::zeros(w.shape(), DType::F32, ctx.device);
-  if (ctx.device == Device::CUDA) gpu().dev.synchronize();  // the zeroing ran on the legacy stream
+  if (ctx.device == Device::CUDA) sync_all();
   conv2d_wgrad(ctx, dy, x, o.dw, nullptr, a);
   return o;
 }
@@ -258,7 +263,7 @@ double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, 
   Gpu& G = gpu();
   cuda::set_conv_backend(be);
   Tensor dw = Tensor::zeros(d.w.shape(), DType::F32, Device::CUDA);
-  G.dev.synchronize();
+  sync_all();
   auto run = [&] {
     if (pass == Pass::Fwd)
       benchmark::DoNotOptimize(conv2d(G.ctx, d.x, d.w, nullptr, d.a).raw());
@@ -326,6 +331,7 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
   const Tensor b = host_random(Shape{1, s.k, 1, s.n}, 5, 1.f).to(Device::CUDA);
   const Tensor a = host_random(Shape{s.m, s.k, 1, 1}, 6, 1.f / std::sqrt(float(s.k))).to(Device::CUDA);
   Tensor c = Tensor::empty(Shape{1, s.m, 1, s.n}, DType::F32, Device::CUDA);
+  sync_all();
   const Conv2dArgs args = Conv2dArgs::make(1, 0);
   auto run = [&] {
     if (custom) {

@@ -92,7 +92,7 @@ struct Gemm {
   // all taps (r0 = s0 = 0, steps 1) except in a dgrad stride phase.
   int tap_rs, tap_s, r0, s0, step_r, step_s;
   int pa, pb, Hi, Wj;  // dgrad: the phase (pa, pb) and its pixel grid Hi x Wj; Hi = 0 otherwise
-  const float* a;      // forward: w [G*Kg, Cg*R*S]; dgrad: w^T [G, Cg, Kg*R*S]; wgrad: dy
+  const float* a;      // forward: w [G*Kg, Cg*R*S]; dgrad: w^T [G, Cg, Kg*taps]; wgrad: dy
   const float* b;      // forward, wgrad: x; dgrad: dy
   const float* bias;   // indexed by g*M + m; null for none
   float* out;          // (g, m, col) -> out[col_offset(col) + (g*M + m) * plane]
