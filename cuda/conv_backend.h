@@ -10,6 +10,9 @@
 // geometry, and runs it from then on. That first call waits for the device (it reads the timing
 // events); later calls never do. Shapes cuDNN cannot take (asymmetric padding that changes the
 // output size, see cudnn_conv_supported) always run the custom kernels, in every mode.
+// Both backends are deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
+// algorithms are picked among its deterministic ones when it has one), but Auto's choice comes from
+// timings and may differ between processes: set custom or cudnn for bit-identical runs.
 #pragma once
 #include <cstdint>
 #include <string_view>
