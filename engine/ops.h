@@ -19,6 +19,8 @@
 namespace sal {
 
 // ---------------------------------------------------------------- convolution
+// On CUDA these compute in TF32 (f32 tensors, 10-bit-mantissa products, f32 sums) with the
+// hand-written kernels or cuDNN, chosen per shape: cuda/conv_backend.h, SAL_CONV_BACKEND.
 struct Conv2dArgs {
   int stride_h = 1, stride_w = 1;
   int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // asymmetric for TF "same"
@@ -57,7 +59,7 @@ void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor&
                             const ConvTranspose2dArgs& a);
 
 // ---------------------------------------------------------------- linear
-// x:[N,K] w:[M,K] b:[M] -> y:[N,M] (y = x w^T + b, PyTorch nn.Linear)
+// x:[N,K] w:[M,K] b:[M] -> y:[N,M] (y = x w^T + b, PyTorch nn.Linear); full f32 on CUDA (cuBLAS).
 Tensor linear(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b);
 Tensor linear_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w);                   // -> dx:[N,K]
 void linear_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db);  // dw:[M,K] +=, db:[M] +=

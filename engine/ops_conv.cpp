@@ -1,11 +1,16 @@
 // Op API: convolution, transposed convolution, linear. Validation and dispatch only; the
-// kernels are in engine/cpu/conv.cpp (CUDA kernels come later).
+// kernels are in engine/cpu/conv.cpp and, on CUDA, cuda/conv_backend.cpp (custom implicit-GEMM
+// kernels or cuDNN, see cuda/conv_backend.h) and cuda/linear.cpp (cuBLAS).
 #include <algorithm>
 #include <utility>
 
 #include "engine/cpu/conv.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/conv_backend.h"
+#include "cuda/linear.h"
+#endif
 
 namespace sal {
 
@@ -103,9 +108,8 @@ Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const
   check_ndim(op, "w", w, 4);
   const Shape out = conv_out_shape(op, x.shape(), w.shape(), a);
   check_bias(op, "b", b, w.dim(0));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(out, x.dtype());
-  cpu::conv2d(ctx, x, w, b, a, y);
+  SAL_BACKEND(ctx, op, cuda::conv2d(ctx, x, w, b, a, y), cpu::conv2d(ctx, x, w, b, a, y));
   return y;
 }
 
@@ -118,9 +122,8 @@ Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_
   const Shape out = conv_out_shape(op, x_shape, w.shape(), a);
   SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(), " (conv2d of x ",
             x_shape.str(), " with w ", w.shape().str(), ")");
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
-  cpu::conv2d_dgrad(ctx, dy, w, a, dx);
+  SAL_BACKEND(ctx, op, cuda::conv2d_dgrad(ctx, dy, w, a, dx), cpu::conv2d_dgrad(ctx, dy, w, a, dx));
   return dx;
 }
 
@@ -137,8 +140,7 @@ void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tenso
   SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(), " (conv2d of x ",
             x.shape().str(), " with dw ", dw.shape().str(), ")");
   check_bias(op, "db", db, dw.dim(0));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
-  cpu::conv2d_wgrad(ctx, dy, x, a, dw, db);
+  SAL_BACKEND(ctx, op, cuda::conv2d_wgrad(ctx, dy, x, a, dw, db), cpu::conv2d_wgrad(ctx, dy, x, a, dw, db));
 }
 
 // ---------------------------------------------------------------- conv_transpose2d
@@ -155,9 +157,8 @@ Tensor conv_transpose2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor
   check_ndim(op, "w", w, 4);
   const Shape out = transpose_out_shape(op, x.shape(), w.shape(), a);
   check_bias(op, "b", b, out[1]);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(out, x.dtype());
-  cpu::conv_transpose2d(ctx, x, w, b, a, y);
+  SAL_BACKEND(ctx, op, cuda::conv_transpose2d(ctx, x, w, b, a, y), cpu::conv_transpose2d(ctx, x, w, b, a, y));
   return y;
 }
 
@@ -171,9 +172,9 @@ Tensor conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const
   const Shape out = transpose_out_shape(op, x_shape, w.shape(), a);
   SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(),
             " (conv_transpose2d of x ", x_shape.str(), " with w ", w.shape().str(), ")");
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
-  cpu::conv_transpose2d_dgrad(ctx, dy, w, a, dx);
+  SAL_BACKEND(ctx, op, cuda::conv_transpose2d_dgrad(ctx, dy, w, a, dx),
+              cpu::conv_transpose2d_dgrad(ctx, dy, w, a, dx));
   return dx;
 }
 
@@ -189,8 +190,8 @@ void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor&
   SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(),
             " (conv_transpose2d of x ", x.shape().str(), " with dw ", dw.shape().str(), ")");
   check_bias(op, "db", db, out[1]);
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
-  cpu::conv_transpose2d_wgrad(ctx, dy, x, a, dw, db);
+  SAL_BACKEND(ctx, op, cuda::conv_transpose2d_wgrad(ctx, dy, x, a, dw, db),
+              cpu::conv_transpose2d_wgrad(ctx, dy, x, a, dw, db));
 }
 
 // ---------------------------------------------------------------- linear
@@ -204,9 +205,8 @@ Tensor linear(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b) {
   SAL_CHECK(w.dim(1) == x.dim(1), op, ": x ", x.shape().str(), " has ", x.dim(1), " features, w ", w.shape().str(),
             " expects ", w.dim(1), " (w is [out_features, in_features])");
   check_bias(op, "b", b, w.dim(0));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor y = ctx.alloc(Shape{x.dim(0), w.dim(0)}, x.dtype());
-  cpu::linear(ctx, x, w, b, y);
+  SAL_BACKEND(ctx, op, cuda::linear(ctx, x, w, b, y), cpu::linear(ctx, x, w, b, y));
   return y;
 }
 
@@ -218,9 +218,8 @@ Tensor linear_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w) {
   check_ndim(op, "w", w, 2);
   SAL_CHECK(dy.dim(1) == w.dim(0), op, ": dy ", dy.shape().str(), " has ", dy.dim(1), " features, w ",
             w.shape().str(), " has ", w.dim(0), " outputs");
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
   Tensor dx = ctx.alloc(Shape{dy.dim(0), w.dim(1)}, dy.dtype());
-  cpu::linear_dgrad(ctx, dy, w, dx);
+  SAL_BACKEND(ctx, op, cuda::linear_dgrad(ctx, dy, w, dx), cpu::linear_dgrad(ctx, dy, w, dx));
   return dx;
 }
 
@@ -234,8 +233,7 @@ void linear_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tenso
             " have different batch sizes");
   check_shape(op, "dw", dw, Shape{dy.dim(1), x.dim(1)});
   check_bias(op, "db", db, dy.dim(1));
-  if (ctx.device == Device::CUDA) no_cuda_kernel(op);
-  cpu::linear_wgrad(ctx, dy, x, dw, db);
+  SAL_BACKEND(ctx, op, cuda::linear_wgrad(ctx, dy, x, dw, db), cpu::linear_wgrad(ctx, dy, x, dw, db));
 }
 
 }  // namespace sal

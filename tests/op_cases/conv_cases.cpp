@@ -6,13 +6,26 @@
 // image), batch >= 2 (the threads take whole images), small images batched into one GEMM (P*Q
 // below 512) and large ones (P*Q >= 512, written straight into the output), the 1x1 path
 // without im2col, groups, the direct depthwise loops, strides, dilations and asymmetric padding.
+//
+// The CUDA comparison (tests/cuda_vs_cpu.cpp) runs the same rows through cuda/conv_backend.cpp:
+// the implicit-GEMM kernels and cuDNN compute in TF32 (10-bit mantissa products), hence cuda_tol
+// 2e-2 on every conv row. The rows after "CUDA tile edges" are there for the CUDA kernels (block
+// tile 64/128 x 64 x 32): K and C not multiples of 8/16/32, output and input pixel counts not
+// multiples of 64, both tile heights (M <= 64 and M > 64), float4 and scalar weight loads (C*R*S
+// a multiple of 4 or not), split-K (long reductions on small grids: forward at batch 1, wgrad on
+// large images), the depthwise kernels with more than 9 taps and with split reductions, and
+// shapes cuDNN takes or refuses (asymmetric padding). They are bigger than the rows above, so
+// they check fewer elements by finite differences (max_fd_elements).
 #include "tests/op_check.h"
 
 namespace sal::test {
 
 namespace {
 
-OpCase conv_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, bool bias = true) {
+// TF32 on CUDA (see above).
+constexpr double kConvCudaTol = 2e-2;
+
+OpCase conv_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, bool bias = true, int max_fd = 48) {
   std::vector<Shape> shapes{x, w};
   if (bias) shapes.push_back(Shape{w[0]});
   return OpCase{
@@ -31,10 +44,13 @@ OpCase conv_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, bool b
             if (bias) g.push_back(db);
             return g;
           },
+      .cuda_tol = kConvCudaTol,
+      .max_fd_elements = max_fd,
   };
 }
 
-OpCase transpose_case(const std::string& name, Shape x, Shape w, ConvTranspose2dArgs a, bool bias = true) {
+OpCase transpose_case(const std::string& name, Shape x, Shape w, ConvTranspose2dArgs a, bool bias = true,
+                      int max_fd = 48) {
   std::vector<Shape> shapes{x, w};
   if (bias) shapes.push_back(Shape{w[1] * a.groups});
   return OpCase{
@@ -56,6 +72,8 @@ OpCase transpose_case(const std::string& name, Shape x, Shape w, ConvTranspose2d
             if (bias) g.push_back(db);
             return g;
           },
+      .cuda_tol = kConvCudaTol,
+      .max_fd_elements = max_fd,
   };
 }
 
@@ -126,10 +144,31 @@ SAL_OP_CASES {
       transpose_case("asym_stride_large", {1, 2, 12, 23}, {2, 2, 3, 2},
                      ConvTranspose2dArgs{2, 1, 1, 0, 1, 0, 1, 1, 1}),
 
+      // ---- CUDA tile edges (see the header comment)
+      conv_case("cuda_k37_c19_13x13_pad1", {2, 19, 13, 13}, {37, 19, 3, 3}, A::make(1, 1), true, 8),
+      conv_case("cuda_k70_c33_17x17_stride2_batch3", {3, 33, 17, 17}, {70, 33, 3, 3}, A::make(2, 1), true, 6),
+      conv_case("cuda_resnet_3x3_64to64_14x14_batch2", {2, 64, 14, 14}, {64, 64, 3, 3}, A::make(1, 1), true, 4),
+      conv_case("cuda_1x1_k129_c68_7x7_batch1", {1, 68, 7, 7}, {129, 68, 1, 1}, A::make(1, 0), true, 6),
+      conv_case("cuda_1x1_stride2_k65_c33_13x13", {2, 33, 13, 13}, {65, 33, 1, 1}, A::make(2, 0), true, 6),
+      conv_case("cuda_splitk_fwd_3x3_256to40_7x7_batch1", {1, 256, 7, 7}, {40, 256, 3, 3}, A::make(1, 1), true, 4),
+      conv_case("cuda_splitk_wgrad_3x3_8to8_24x24", {2, 8, 24, 24}, {8, 8, 3, 3}, A::make(1, 1), true, 8),
+      conv_case("cuda_7x7_stride2_pad3_3to16_29x29_batch1", {1, 3, 29, 29}, {16, 3, 7, 7}, A::make(2, 3), true, 8),
+      conv_case("cuda_tf_same_asym_stride2_5to24_17x16_batch1", {1, 5, 17, 16}, {24, 5, 3, 3},
+                A::tf_same(17, 16, 3, 3, 2), true, 8),
+      conv_case("cuda_dil2_groups2_asym_pad_11x9", {2, 6, 11, 9}, {10, 3, 3, 3}, args(1, 1, 2, 1, 0, 3, 2, 2, 2), true,
+                8),
+      conv_case("cuda_groups2_k6_c10_stride2_7x7_batch3", {3, 10, 7, 7}, {6, 5, 3, 3}, A::make(2, 1, 1, 2), true, 8),
+      conv_case("cuda_depthwise_3x3_c37_17x17_batch3", {3, 37, 17, 17}, {37, 1, 3, 3}, A::make(1, 1, 1, 37), true, 8),
+      conv_case("cuda_depthwise_5x5_stride2_c20_13x13", {2, 20, 13, 13}, {20, 1, 5, 5}, A::make(2, 2, 1, 20), true, 8),
+      conv_case("cuda_depthwise_split_reduction_80x80", {2, 3, 80, 80}, {3, 1, 3, 3}, A::make(1, 1, 1, 3), true, 8),
+      transpose_case("cuda_stride2_outpad1_c13_k19_7x7", {2, 13, 7, 7}, {13, 19, 3, 3}, TA::make(2, 1, 1), true, 8),
+      transpose_case("cuda_4x4_stride2_outpad1_batch3", {3, 8, 5, 6}, {8, 6, 4, 4}, TA::make(2, 1, 1), true, 8),
+
       // ---- linear
       linear_case("3x5_to_4", 3, 5, 4),
       linear_case("batch1", 1, 7, 3),
       linear_case("nobias", 4, 6, 5, false),
+      linear_case("33x70_to_129", 33, 70, 129),
   };
 }
 

@@ -1,0 +1,421 @@
+// CUDA convolutions: the hand-written implicit-GEMM kernels (cuda/conv_igemm.cu) against cuDNN
+// (cuda/cudnn_conv.cpp), forward, dgrad and wgrad, on every distinct conv shape of ResNet-50 at
+// batch 64 and 224x224 input and on the masker decoder's shapes; and the same kernels used as a
+// plain GEMM (a 1x1 convolution) against cublasSgemm with TF32.
+//
+// Validate, then time. Before a layer is timed, both backends are compared with the CPU (f32) on a
+// batch of 2 and with each other at batch 64, for all three passes (tolerance: max |a - b| below
+// 1e-2 of max |reference|, TF32); a mismatch skips that layer's benchmarks with the error. Times
+// are CUDA-event times of one op call on the device's stream (UseManualTime), outputs from an
+// arena reset every iteration. Counters: TFLOP/s (2*N*K*C*R*S*P*Q per pass) and, on the custom
+// rows, custom/cudnn = mean custom time / mean cuDNN time (the target is <= 1.5).
+//
+// Without a CUDA device (or in a build without CUDA) every benchmark reports "no CUDA device".
+//
+//   conv_cuda_bench --benchmark_min_time=0.05 [--benchmark_filter=l3_]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/ops.h"
+#ifdef SAL_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/conv_backend.h"
+#include "cuda/cublas_gemm.h"
+#include "cuda/device.h"
+#endif
+
+using namespace sal;
+
+namespace {
+
+constexpr int kBatch = 64;
+
+struct Layer {
+  const char* name;
+  int c, k, r, stride, pad, h;  // square kernel r x r, square input h x h
+};
+
+// Every distinct conv shape of torchvision's ResNet-50 (v1.5: the stride sits on the 3x3), with
+// the input size it sees at 224x224; "ds" is the projection shortcut of each stage's first block.
+const Layer kLayers[] = {
+    {"conv1_7x7s2_3to64_224", 3, 64, 7, 2, 3, 224},
+    {"l1_1x1_64to64_56", 64, 64, 1, 1, 0, 56},
+    {"l1_3x3_64to64_56", 64, 64, 3, 1, 1, 56},
+    {"l1_1x1_64to256_56", 64, 256, 1, 1, 0, 56},
+    {"l1_1x1_256to64_56", 256, 64, 1, 1, 0, 56},
+    {"l2_1x1_256to128_56", 256, 128, 1, 1, 0, 56},
+    {"l2_3x3s2_128to128_56to28", 128, 128, 3, 2, 1, 56},
+    {"l2_ds_1x1s2_256to512_56to28", 256, 512, 1, 2, 0, 56},
+    {"l2_1x1_128to512_28", 128, 512, 1, 1, 0, 28},
+    {"l2_1x1_512to128_28", 512, 128, 1, 1, 0, 28},
+    {"l2_3x3_128to128_28", 128, 128, 3, 1, 1, 28},
+    {"l3_1x1_512to256_28", 512, 256, 1, 1, 0, 28},
+    {"l3_3x3s2_256to256_28to14", 256, 256, 3, 2, 1, 28},
+    {"l3_ds_1x1s2_512to1024_28to14", 512, 1024, 1, 2, 0, 28},
+    {"l3_1x1_256to1024_14", 256, 1024, 1, 1, 0, 14},
+    {"l3_1x1_1024to256_14", 1024, 256, 1, 1, 0, 14},
+    {"l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14},
+    {"l4_1x1_1024to512_14", 1024, 512, 1, 1, 0, 14},
+    {"l4_3x3s2_512to512_14to7", 512, 512, 3, 2, 1, 14},
+    {"l4_ds_1x1s2_1024to2048_14to7", 1024, 2048, 1, 2, 0, 14},
+    {"l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7},
+    {"l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7},
+    {"l4_3x3_512to512_7", 512, 512, 3, 1, 1, 7},
+    // Masker decoder (upsampler bottlenecks at 768/384/192 channels, 1/16, 1/8, 1/4 scale):
+    // the 3x3 at full width, the 1x1 reductions to a quarter and the expansions back.
+    {"dec_3x3_768to768_14", 768, 768, 3, 1, 1, 14},
+    {"dec_3x3_384to384_28", 384, 384, 3, 1, 1, 28},
+    {"dec_3x3_192to192_56", 192, 192, 3, 1, 1, 56},
+    {"dec_1x1_768to192_14", 768, 192, 1, 1, 0, 14},
+    {"dec_1x1_384to96_28", 384, 96, 1, 1, 0, 28},
+    {"dec_1x1_192to48_56", 192, 48, 1, 1, 0, 56},
+    {"dec_1x1_192to768_14", 192, 768, 1, 1, 0, 14},
+    {"dec_1x1_96to384_28", 96, 384, 1, 1, 0, 28},
+    {"dec_1x1_48to192_56", 48, 192, 1, 1, 0, 56},
+};
+// (layer1's projection shortcut, 1x1 64->256 at 56, has the shape of l1_1x1_64to256_56.)
+
+struct GemmSize {
+  const char* name;
+  int m, n, k;
+};
+const GemmSize kGemms[] = {
+    {"1024x1024x1024", 1024, 1024, 1024},
+    {"4096x4096x4096", 4096, 4096, 4096},
+    {"512x12544x2048", 512, 12544, 2048},  // l4 1x1 2048->512 at 7x7, batch 256
+    {"256x200704x64", 256, 200704, 64},    // l1 1x1 64->256 at 56x56, batch 64
+};
+
+enum class Pass { Fwd, Dgrad, Wgrad };
+const char* pass_name(Pass p) { return p == Pass::Fwd ? "fwd" : p == Pass::Dgrad ? "dgrad" : "wgrad"; }
+
+#ifdef SAL_WITH_CUDA
+using cuda::ConvBackend;
+
+constexpr int kCheckBatch = 2;
+constexpr double kTol = 1e-2;
+
+int out_size(const Layer& l) { return (l.h + 2 * l.pad - l.r) / l.stride + 1; }
+double conv_flops(const Layer& l, int batch) {
+  const double p = out_size(l);
+  return 2.0 * batch * l.k * l.c * l.r * l.r * p * p;
+}
+
+// Uniform values in [-scale, scale] from a hash of the index (fast for 50M elements).
+Tensor host_random(const Shape& s, uint64_t seed, float scale) {
+  Tensor t = Tensor::empty(s);
+  float* p = t.data<float>();
+  const int64_t n = t.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t z = (static_cast<uint64_t>(i) + seed * 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+    z ^= z >> 29;
+    p[i] = scale * (static_cast<float>(z >> 40) * (2.f / 16777216.f) - 1.f);
+  }
+  return t;
+}
+
+// max |a - b| / max |ref| (host copies)
+double rel_err(const Tensor& a, const Tensor& ref) {
+  const std::vector<double> av = a.values(), bv = ref.values();
+  double d = 0, m = 0;
+  for (size_t i = 0; i < av.size(); ++i) {
+    const double e = std::abs(av[i] - bv[i]);
+    if (std::isnan(e)) return INFINITY;
+    d = std::max(d, e);
+    m = std::max(m, std::abs(bv[i]));
+  }
+  return d / std::max(m, 1e-30);
+}
+
+struct Gpu {
+  CudaDevice dev;
+  Arena arena{Device::CUDA};
+  Ctx ctx;
+  Gpu() : ctx(dev.ctx(&arena)) {}
+  cudaStream_t stream() const { return static_cast<cudaStream_t>(dev.stream()); }
+};
+Gpu& gpu() {
+  static Gpu g;
+  return g;
+}
+
+// Tensor::to / zeros copy and clear through the runtime's legacy stream, which the device's
+// non-blocking stream does not wait for: wait for the whole device after preparing inputs.
+void sync_all() { cudaDeviceSynchronize(); }
+
+// The tensors of the layer being benchmarked (one layer at a time: benchmarks run in order).
+struct LayerData {
+  std::string name;
+  Tensor x, w, dy;  // on the device, batch kBatch
+  Conv2dArgs a;
+  bool validated = false;
+  std::string error;
+};
+
+LayerData& layer_data(const Layer& l) {
+  static LayerData d;
+  if (d.name != l.name) {
+    d = LayerData{};
+    d.name = l.name;
+    const int p = out_size(l);
+    d.a = Conv2dArgs::make(l.stride, l.pad);
+    d.x = host_random(Shape{kBatch, l.c, l.h, l.h}, 1, 1.f).to(Device::CUDA);
+    // Weights scaled by 1/sqrt(fan-in) keep outputs O(1), as in a trained network.
+    d.w = host_random(Shape{l.k, l.c, l.r, l.r}, 2, 1.f / std::sqrt(float(l.c * l.r * l.r))).to(Device::CUDA);
+    d.dy = host_random(Shape{kBatch, l.k, p, p}, 3, 1.f).to(Device::CUDA);
+    sync_all();
+  }
+  return d;
+}
+
+// The three passes on ctx; dw starts at zero.
+struct Outs {
+  Tensor y, dx, dw;
+};
+Outs run_all(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dArgs& a) {
+  Outs o;
+  o.y = conv2d(ctx, x, w, nullptr, a);
+  o.dx = conv2d_dgrad(ctx, dy, w, x.shape(), a);
+  o.dw = Tensor::zeros(w.shape(), DType::F32, ctx.device);
+  if (ctx.device == Device::CUDA) sync_all();
+  conv2d_wgrad(ctx, dy, x, o.dw, nullptr, a);
+  return o;
+}
+
+std::string compare(const Outs& got, const Outs& want, const std::string& what) {
+  const double e[3] = {rel_err(got.y, want.y), rel_err(got.dx, want.dx), rel_err(got.dw, want.dw)};
+  for (int i = 0; i < 3; ++i)
+    if (!(e[i] <= kTol))
+      return cat(what, ": ", pass_name(static_cast<Pass>(i)), " differs by ", e[i], " of the reference's maximum");
+  return "";
+}
+
+// CPU at batch 2 vs each backend, then custom vs cuDNN at full batch.
+void validate(LayerData& d) {
+  d.validated = true;
+  Gpu& G = gpu();
+  try {
+    Ctx cpu;
+    const Tensor xs = d.x.slice0(0, kCheckBatch), dys = d.dy.slice0(0, kCheckBatch);
+    const Outs ref = run_all(cpu, xs.to(Device::CPU), d.w.to(Device::CPU), dys.to(Device::CPU), d.a);
+    for (ConvBackend be : {ConvBackend::Custom, ConvBackend::Cudnn}) {
+      cuda::set_conv_backend(be);
+      const Outs got = run_all(G.ctx, xs, d.w, dys, d.a);
+      G.dev.synchronize();
+      d.error = compare(got, ref, cat(cuda::conv_backend_name(be), " vs CPU at batch ", kCheckBatch));
+      G.arena.reset();
+      if (!d.error.empty()) return;
+    }
+    cuda::set_conv_backend(ConvBackend::Cudnn);
+    const Outs dn = run_all(G.ctx, d.x, d.w, d.dy, d.a);
+    cuda::set_conv_backend(ConvBackend::Custom);
+    const Outs cu = run_all(G.ctx, d.x, d.w, d.dy, d.a);
+    G.dev.synchronize();
+    d.error = compare(cu, dn, cat("custom vs cudnn at batch ", kBatch));
+  } catch (const std::exception& e) {
+    d.error = e.what();
+  }
+  G.arena.reset();
+}
+
+std::map<std::tuple<std::string, int, int>, double>& mean_times() {  // (layer, pass, backend) -> s
+  static std::map<std::tuple<std::string, int, int>, double> m;
+  return m;
+}
+
+struct Events {
+  cudaEvent_t start, stop;
+  Events() {
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+  }
+  ~Events() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  // Seconds that fn takes on the stream.
+  template <class Fn>
+  double time(cudaStream_t s, Fn&& fn) {
+    cudaEventRecord(start, s);
+    fn();
+    cudaEventRecord(stop, s);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    return ms * 1e-3;
+  }
+};
+
+// One pass of one layer with one backend; returns the mean seconds of `iters` timed calls when
+// called outside a benchmark (state == nullptr), else times under the benchmark loop.
+double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, int iters = 0) {
+  Gpu& G = gpu();
+  cuda::set_conv_backend(be);
+  Tensor dw = Tensor::zeros(d.w.shape(), DType::F32, Device::CUDA);
+  sync_all();
+  auto run = [&] {
+    if (pass == Pass::Fwd)
+      benchmark::DoNotOptimize(conv2d(G.ctx, d.x, d.w, nullptr, d.a).raw());
+    else if (pass == Pass::Dgrad)
+      benchmark::DoNotOptimize(conv2d_dgrad(G.ctx, d.dy, d.w, d.x.shape(), d.a).raw());
+    else
+      conv2d_wgrad(G.ctx, d.dy, d.x, dw, nullptr, d.a);
+  };
+  run();  // warm-up: module loading, cuDNN plan, arena growth
+  G.dev.synchronize();
+  G.arena.reset();
+  Events ev;
+  double total = 0;
+  int64_t n = 0;
+  if (st) {
+    for (auto _ : *st) {
+      const double s = ev.time(G.stream(), run);
+      st->SetIterationTime(s);
+      total += s;
+      ++n;
+      G.arena.reset();
+    }
+  } else {
+    for (int i = 0; i < iters; ++i) {
+      total += ev.time(G.stream(), run);
+      ++n;
+      G.arena.reset();
+    }
+  }
+  return n ? total / n : 0;
+}
+
+void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
+  if (!cuda_available()) {
+    st.SkipWithError("no CUDA device");
+    return;
+  }
+  LayerData& d = layer_data(l);
+  if (!d.validated) validate(d);
+  if (!d.error.empty()) {
+    st.SkipWithError(d.error.c_str());
+    return;
+  }
+  const double mean = time_pass(&st, d, pass, be);
+  const auto key = std::make_tuple(std::string(l.name), static_cast<int>(pass), static_cast<int>(be));
+  mean_times()[key] = mean;
+  st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
+  if (be == ConvBackend::Custom) {
+    auto it = mean_times().find(
+        std::make_tuple(std::string(l.name), static_cast<int>(pass), static_cast<int>(ConvBackend::Cudnn)));
+    const double ref = it != mean_times().end() ? it->second : time_pass(nullptr, d, pass, ConvBackend::Cudnn, 5);
+    st.counters["custom/cudnn"] = ref > 0 ? mean / ref : 0;
+  }
+  cuda::set_conv_backend(ConvBackend::Auto);
+}
+
+// C[M,N] = A[M,K] B[K,N] as a 1x1 convolution x:[1,K,1,N], w:[M,K,1,1] -> y:[1,M,1,N] (custom),
+// or through cuBLAS with TF32.
+void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
+  if (!cuda_available()) {
+    st.SkipWithError("no CUDA device");
+    return;
+  }
+  Gpu& G = gpu();
+  const Tensor b = host_random(Shape{1, s.k, 1, s.n}, 5, 1.f).to(Device::CUDA);
+  const Tensor a = host_random(Shape{s.m, s.k, 1, 1}, 6, 1.f / std::sqrt(float(s.k))).to(Device::CUDA);
+  Tensor c = Tensor::empty(Shape{1, s.m, 1, s.n}, DType::F32, Device::CUDA);
+  sync_all();
+  const Conv2dArgs args = Conv2dArgs::make(1, 0);
+  auto run = [&] {
+    if (custom) {
+      cuda::set_conv_backend(ConvBackend::Custom);
+      benchmark::DoNotOptimize(conv2d(G.ctx, b, a, nullptr, args).raw());
+    } else {
+      cuda::gemm(G.ctx, false, false, s.m, s.n, s.k, 1.f, a.data<float>(), s.k, b.data<float>(), s.n, 0.f,
+                 c.data<float>(), s.n, true);
+    }
+  };
+  {  // validate: the custom path against cuBLAS, and sampled elements against a double dot product
+    cuda::set_conv_backend(ConvBackend::Custom);
+    const Tensor y = conv2d(G.ctx, b, a, nullptr, args);
+    cuda::gemm(G.ctx, false, false, s.m, s.n, s.k, 1.f, a.data<float>(), s.k, b.data<float>(), s.n, 0.f,
+               c.data<float>(), s.n, true);
+    G.dev.synchronize();
+    const Tensor yh = y.to(Device::CPU), ch = c.to(Device::CPU), ah = a.to(Device::CPU), bh = b.to(Device::CPU);
+    std::string err;
+    const double e = rel_err(yh, ch);
+    if (!(e <= kTol)) err = cat("custom vs cublas differ by ", e, " of the maximum");
+    const float *A = ah.data<float>(), *B = bh.data<float>(), *Y = yh.data<float>();
+    double worst = 0, big = 0;
+    for (int t = 0; t < 64 && err.empty(); ++t) {
+      const int64_t i = (t * 7919LL) % s.m, j = (t * 104729LL) % s.n;
+      double want = 0;
+      for (int k = 0; k < s.k; ++k) want += double(A[i * s.k + k]) * B[int64_t(k) * s.n + j];
+      worst = std::max(worst, std::abs(Y[i * s.n + j] - want));
+      big = std::max(big, std::abs(want));
+    }
+    if (err.empty() && !(worst <= kTol * std::max(big, 1.0))) err = cat("custom vs a CPU dot product: ", worst);
+    G.arena.reset();
+    if (!err.empty()) {
+      st.SkipWithError(err.c_str());
+      cuda::set_conv_backend(ConvBackend::Auto);
+      return;
+    }
+  }
+  run();
+  G.dev.synchronize();
+  G.arena.reset();
+  Events ev;
+  double total = 0;
+  int64_t n = 0;
+  for (auto _ : st) {
+    const double sec = ev.time(G.stream(), run);
+    st.SetIterationTime(sec);
+    total += sec;
+    ++n;
+    G.arena.reset();
+  }
+  st.counters["TFLOP/s"] = total > 0 ? 2.0 * s.m * s.n * s.k * n / total * 1e-12 : 0;
+  cuda::set_conv_backend(ConvBackend::Auto);
+}
+
+#else  // no CUDA in this build
+
+enum class ConvBackend { Custom, Cudnn };
+void BM_conv(benchmark::State& st, Layer, Pass, ConvBackend) { st.SkipWithError("no CUDA device"); }
+void BM_gemm(benchmark::State& st, GemmSize, bool) { st.SkipWithError("no CUDA device"); }
+
+#endif
+
+void register_all() {
+  for (const Layer& l : kLayers)
+    for (Pass p : {Pass::Fwd, Pass::Dgrad, Pass::Wgrad})
+      for (ConvBackend be : {ConvBackend::Cudnn, ConvBackend::Custom}) {
+        const std::string name =
+            cat("conv/", l.name, "/", pass_name(p), "/", be == ConvBackend::Custom ? "custom" : "cudnn");
+        benchmark::RegisterBenchmark(name.c_str(), BM_conv, l, p, be)->UseManualTime()->Unit(benchmark::kMicrosecond);
+      }
+  for (const GemmSize& s : kGemms)
+    for (bool custom : {false, true}) {
+      const std::string name = cat("gemm/", s.name, "/", custom ? "custom" : "cublas_tf32");
+      benchmark::RegisterBenchmark(name.c_str(), BM_gemm, s, custom)->UseManualTime()->Unit(benchmark::kMicrosecond);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

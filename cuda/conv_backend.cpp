@@ -1,0 +1,255 @@
+// Convolutions on CUDA: backend choice (custom kernels, cuDNN, or timed once per shape) and the
+// op-level entry points. See cuda/conv_backend.h.
+#include "cuda/conv_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/conv_igemm.h"
+#include "cuda/cudnn_conv.h"
+#include "cuda/launch.cuh"
+
+namespace sal::cuda {
+
+namespace {
+
+std::once_flag g_env_once;
+std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
+std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_timed{0};
+
+void read_env_once() {
+  std::call_once(g_env_once, [] {
+    const char* s = std::getenv("SAL_CONV_BACKEND");
+    if (s && *s) g_backend.store(static_cast<int>(parse_conv_backend(s)));
+  });
+}
+
+enum class Pass { Fwd, Dgrad, Wgrad };
+using Key = std::array<int64_t, 17>;
+
+Key key_of(Pass pass, const ConvGeom& g) {
+  return Key{
+      static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+}
+
+std::mutex& choices_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<Key, ConvBackend>& choices() {
+  static std::map<Key, ConvBackend> m;
+  return m;
+}
+
+// Runs one pass with the given backend into the given output.
+using RunFn = std::function<void(ConvBackend, float*)>;
+
+struct Events {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  Events() {
+    SAL_CUDA_CHECK(cudaEventCreate(&start));
+    SAL_CUDA_CHECK(cudaEventCreate(&stop));
+  }
+  ~Events() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  Events(const Events&) = delete;
+  Events& operator=(const Events&) = delete;
+};
+
+// Best of three timed runs after one untimed run (module loading, cuDNN plan building), in ms.
+float time_ms(cudaStream_t stream, const std::function<void()>& run) {
+  Events ev;
+  run();
+  float best = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < 3; ++i) {
+    SAL_CUDA_CHECK(cudaEventRecord(ev.start, stream));
+    run();
+    SAL_CUDA_CHECK(cudaEventRecord(ev.stop, stream));
+    SAL_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    SAL_CUDA_CHECK(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    best = std::min(best, ms);
+  }
+  return best;
+}
+
+// The backend that runs this (pass, shape); Auto times both on the first call of a shape.
+ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
+  const ConvBackend mode = conv_backend();
+  if (mode == ConvBackend::Custom || !cudnn_conv_supported(g)) return ConvBackend::Custom;
+  if (mode == ConvBackend::Cudnn) return ConvBackend::Cudnn;
+  const Key key = key_of(pass, g);
+  {
+    std::lock_guard<std::mutex> lock(choices_mutex());
+    auto it = choices().find(key);
+    if (it != choices().end()) return it->second;
+  }
+  // Scratch output: forward and dgrad overwrite it, wgrad accumulates into it (its values are
+  // never read), so the caller's tensors are untouched.
+  DeviceScratch scratch(ctx);
+  float* tmp = scratch.floats(out_elems);
+  const cudaStream_t stream = stream_of(ctx);
+  const float t_custom = time_ms(stream, [&] { run(ConvBackend::Custom, tmp); });
+  float t_cudnn = std::numeric_limits<float>::infinity();
+  try {
+    t_cudnn = time_ms(stream, [&] { run(ConvBackend::Cudnn, tmp); });
+  } catch (const std::exception&) {
+    // cuDNN refused this shape at run time (an API error, not a device fault): use the custom kernels.
+  }
+  const ConvBackend pick = t_cudnn < t_custom ? ConvBackend::Cudnn : ConvBackend::Custom;
+  g_timed.fetch_add(1);
+  std::lock_guard<std::mutex> lock(choices_mutex());
+  choices().emplace(key, pick);
+  return pick;
+}
+
+void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* out, const RunFn& run) {
+  const ConvBackend b = choose(ctx, pass, g, out_elems, run);
+  run(b, out);
+  (b == ConvBackend::Cudnn ? g_cudnn : g_custom).fetch_add(1);
+}
+
+// y = conv(x, w) + bias[K]
+void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t n = g.N * g.K * g.pq();
+  if (n == 0) return;
+  execute(ctx, Pass::Fwd, g, n, y, [&](ConvBackend b, float* out) {
+    if (b == ConvBackend::Custom) {
+      custom_conv_forward(ctx, g, x, w, bias, out);
+    } else {
+      cudnn_conv_forward(ctx, g, x, w, out);
+      if (bias) channel_bias_add(ctx, out, bias, g.N, g.K, g.pq());
+    }
+  });
+}
+
+// dx = input gradient of dy (+ bias[C]: a transposed conv's forward)
+void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
+  const int64_t n = g.N * g.C * g.hw();
+  if (n == 0) return;
+  execute(ctx, Pass::Dgrad, g, n, dx, [&](ConvBackend b, float* out) {
+    if (b == ConvBackend::Custom) {
+      custom_conv_dgrad(ctx, g, dy, w, bias, out);
+    } else {
+      cudnn_conv_dgrad(ctx, g, dy, w, out);
+      if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
+    }
+  });
+}
+
+// dw += weight gradient of (dy, x)
+void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw) {
+  const int64_t n = g.K * g.crs();
+  if (n == 0 || g.N * g.pq() == 0) return;
+  execute(ctx, Pass::Wgrad, g, n, dw, [&](ConvBackend b, float* out) {
+    if (b == ConvBackend::Custom)
+      custom_conv_wgrad(ctx, g, dy, x, out);
+    else
+      cudnn_conv_wgrad(ctx, g, dy, x, out);
+  });
+}
+
+const float* ptr_or_null(const Tensor* t) { return t ? t->data<float>() : nullptr; }
+
+}  // namespace
+
+ConvBackend conv_backend() {
+  read_env_once();
+  return static_cast<ConvBackend>(g_backend.load());
+}
+
+void set_conv_backend(ConvBackend backend) {
+  read_env_once();  // so that a later first read cannot override this
+  g_backend.store(static_cast<int>(backend));
+}
+
+ConvBackend parse_conv_backend(std::string_view name) {
+  std::string s(name);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "custom") return ConvBackend::Custom;
+  if (s == "cudnn") return ConvBackend::Cudnn;
+  if (s == "auto") return ConvBackend::Auto;
+  fail("SAL_CONV_BACKEND / parse_conv_backend: unknown convolution backend '", std::string(name),
+       "' (expected custom, cudnn or auto)");
+}
+
+const char* conv_backend_name(ConvBackend backend) {
+  switch (backend) {
+    case ConvBackend::Custom:
+      return "custom";
+    case ConvBackend::Cudnn:
+      return "cudnn";
+    case ConvBackend::Auto:
+      return "auto";
+  }
+  return "?";
+}
+
+ConvBackendCounts conv_backend_counts() { return ConvBackendCounts{g_custom.load(), g_cudnn.load(), g_timed.load()}; }
+
+void reset_conv_backend_counts() {
+  g_custom.store(0);
+  g_cudnn.store(0);
+  g_timed.store(0);
+}
+
+void clear_conv_auto_choices() {
+  std::lock_guard<std::mutex> lock(choices_mutex());
+  choices().clear();
+}
+
+// ---------------------------------------------------------------- conv2d
+
+void conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y) {
+  const ConvGeom g = conv_geom(x.shape(), w.shape(), y.shape(), a);
+  forward(ctx, g, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+}
+
+void conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx) {
+  const ConvGeom g = conv_geom(dx.shape(), w.shape(), dy.shape(), a);
+  dgrad(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
+}
+
+void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db) {
+  const ConvGeom g = conv_geom(x.shape(), dw.shape(), dy.shape(), a);
+  wgrad(ctx, g, dy.data<float>(), x.data<float>(), dw.data<float>());
+  if (db) channel_sum_add(ctx, dy.data<float>(), g.N, g.K, g.pq(), db->data<float>());
+}
+
+// ---------------------------------------------------------------- conv_transpose2d
+// In the conv2d view (transpose_geom) the transposed conv's output y is the input and its input x
+// the output: forward = dgrad (bias fused), dgrad = forward, wgrad = wgrad with x and dy swapped.
+
+void conv_transpose2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a,
+                      Tensor& y) {
+  const ConvGeom g = transpose_geom(x.shape(), w.shape(), y.shape(), a);
+  dgrad(ctx, g, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+}
+
+void conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx) {
+  const ConvGeom g = transpose_geom(dx.shape(), w.shape(), dy.shape(), a);
+  forward(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
+}
+
+void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const ConvTranspose2dArgs& a, Tensor& dw,
+                            Tensor* db) {
+  const ConvGeom g = transpose_geom(x.shape(), dw.shape(), dy.shape(), a);
+  // conv2d view: dy is the input image, x the output gradient.
+  wgrad(ctx, g, x.data<float>(), dy.data<float>(), dw.data<float>());
+  if (db) channel_sum_add(ctx, dy.data<float>(), g.N, g.C, g.hw(), db->data<float>());
+}
+
+}  // namespace sal::cuda

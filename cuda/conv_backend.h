@@ -1,0 +1,50 @@
+// Convolutions on CUDA: the choice between the hand-written kernels (cuda/conv_igemm.h) and cuDNN
+// (cuda/cudnn_conv.h), and the op-level entry points that engine/ops_conv.cpp dispatches to (same
+// signatures as engine/cpu/conv.h; tensors already validated, f32, on the device).
+//
+// The backend is a per-process setting: ConvBackend::Custom, Cudnn or Auto, read once from the
+// environment variable SAL_CONV_BACKEND ("custom", "cudnn" or "auto"; default auto) and changed
+// with set_conv_backend(). Auto times both backends once per (pass, shape) with CUDA events the
+// first time that shape is seen (forward, dgrad and wgrad separately; into scratch outputs, so a
+// weight gradient is not accumulated twice), keeps the faster one in a map keyed by the full
+// geometry, and runs it from then on. That first call waits for the device (it reads the timing
+// events); later calls never do. Shapes cuDNN cannot take (asymmetric padding that changes the
+// output size, see cudnn_conv_supported) always run the custom kernels, in every mode.
+// Both backends are deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
+// algorithms are picked among its deterministic ones when it has one), but Auto's choice comes from
+// timings and may differ between processes: set custom or cudnn for bit-identical runs.
+#pragma once
+#include <cstdint>
+#include <string_view>
+
+#include "engine/context.h"
+#include "engine/ops.h"
+
+namespace sal::cuda {
+
+enum class ConvBackend { Custom, Cudnn, Auto };
+
+ConvBackend conv_backend();  // the current setting (the environment is read on the first call)
+void set_conv_backend(ConvBackend backend);
+ConvBackend parse_conv_backend(std::string_view name);  // "custom" | "cudnn" | "auto" (any case); throws otherwise
+const char* conv_backend_name(ConvBackend backend);
+
+// How many convolution passes each backend has run (timing runs excluded), and how many
+// (pass, shape) pairs Auto has timed. For tests and benchmarks.
+struct ConvBackendCounts {
+  int64_t custom = 0, cudnn = 0, timed = 0;
+};
+ConvBackendCounts conv_backend_counts();
+void reset_conv_backend_counts();
+void clear_conv_auto_choices();  // forget Auto's decisions (the next call of each shape times again)
+
+// ---- op entry points (engine/ops_conv.cpp)
+void conv2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y);
+void conv2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx);
+void conv2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db);
+void conv_transpose2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a, Tensor& y);
+void conv_transpose2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx);
+void conv_transpose2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const ConvTranspose2dArgs& a, Tensor& dw,
+                            Tensor* db);
+
+}  // namespace sal::cuda

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# One command for a machine with an NVIDIA GPU: configure a Release build with CUDA (sm_90),
+# build, run the test suite (the CUDA tests must PASS here: a "skipped: no CUDA device" counts as
+# a failure) and every CUDA benchmark (bench/*cuda*), logging everything to
+# ${OUT:-<repo>/build}/gpu-check.log (benchmark results also as JSON beside it).
+# Exits non-zero when the build, any test, or any benchmark's validation failed.
+#
+#   scripts/gpu-check.sh                # everything, about 5 minutes on an H100 once built
+#   scripts/gpu-check.sh --fetch-debs   # on a Debian 12 machine with apt: download the .deb files
+#                                       # of the build's libraries into $SAL_DEBS (see below)
+#
+# Environment:
+#   SAL_BUILD_DIR        build folder (default <repo>/build-gpu)
+#   SAL_BENCH_MIN_TIME   --benchmark_min_time per benchmark, seconds (default 0.05)
+#   SAL_CTEST_EXCLUDE    ctest -E regex for tests not run here (default "golden": the PyTorch
+#                        fixtures need Debian's python3-torch, not a GPU)
+#   SAL_DEBS             folder of .deb files (default <repo>/.debs). When it holds any, they are
+#                        unpacked under /tmp/sal-deps and the build uses them: OpenBLAS, doctest,
+#                        Google Benchmark and nlohmann-json, which a CUDA image may lack and cannot
+#                        download. Fill it with --fetch-debs on a Debian 12 machine.
+#   CUDNN_ROOT           cuDNN install (include/, lib/). Found automatically when cudnn.h is under
+#                        the CUDA toolkit or in python3's site-packages (nvidia/cudnn, PyTorch's wheels).
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${SAL_BUILD_DIR:-$ROOT/build-gpu}"
+DEBS="${SAL_DEBS:-$ROOT/.debs}"
+DEB_PACKAGES=(libopenblas0-pthread libopenblas-pthread-dev libopenblas-dev libgfortran5
+              nlohmann-json3-dev doctest-dev libbenchmark-dev libbenchmark1debian)
+
+if [ "${1:-}" = "--fetch-debs" ]; then
+  mkdir -p "$DEBS" && cd "$DEBS" && apt-get download "${DEB_PACKAGES[@]}"
+  exit $?
+fi
+
+LOG_DIR="${OUT:-$ROOT/build}"
+mkdir -p "$LOG_DIR"
+LOG="$LOG_DIR/gpu-check.log"
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+
+FAILED=()
+step() { echo; echo "==== $* ($(date -u +%H:%M:%S))"; }
+
+step "machine"
+uname -a
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+"$NVCC" --version | tail -2
+CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}"
+cmake --version | head -1
+
+CMAKE_ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSAL_REQUIRE_CUDA=ON
+            -DSAL_BUILD_TESTS=ON -DSAL_BUILD_BENCH=ON -DCMAKE_CUDA_COMPILER="$NVCC")
+
+# ---- libraries from .deb files, when given
+if compgen -G "$DEBS/*.deb" >/dev/null; then
+  step "unpacking the .deb files of $DEBS into /tmp/sal-deps"
+  PREFIX=/tmp/sal-deps
+  mkdir -p "$PREFIX"
+  for f in "$DEBS"/*.deb; do dpkg-deb -x "$f" "$PREFIX" || FAILED+=("unpack $f"); done
+  BLAS_SO="$(find "$PREFIX" -name libopenblas.so -path '*openblas-pthread*' | head -1)"
+  CBLAS_H="$(find "$PREFIX" -name cblas.h -path '*openblas-pthread*' | head -1)"
+  CMAKE_ARGS+=(-DCMAKE_PREFIX_PATH="$PREFIX/usr")
+  [ -n "$BLAS_SO" ] && CMAKE_ARGS+=(-DOPENBLAS_LIB="$BLAS_SO")
+  [ -n "$CBLAS_H" ] && CMAKE_ARGS+=(-DCBLAS_INCLUDE_DIR="$(dirname "$CBLAS_H")")
+  export LD_LIBRARY_PATH="${BLAS_SO:+$(dirname "$BLAS_SO"):}$PREFIX/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+fi
+
+# ---- cuDNN: the toolkit's, the system's, or PyTorch's wheel (nvidia/cudnn in site-packages)
+step "cuDNN"
+if [ -z "${CUDNN_ROOT:-}" ]; then
+  for d in "$CUDA_HOME" /usr /usr/local; do
+    if [ -f "$d/include/cudnn.h" ] || [ -f "$d/include/x86_64-linux-gnu/cudnn.h" ]; then CUDNN_ROOT=""; FOUND=1; break; fi
+  done
+  if [ -z "${FOUND:-}" ]; then
+    CUDNN_H="$(python3 - <<'EOF' 2>/dev/null
+import glob, os, site, sys
+pats = [os.path.join(r, "nvidia", "*", "include", "cudnn.h") for r in site.getsitepackages() + [site.getusersitepackages()]]
+try:
+    import nvidia
+    pats += [os.path.join(p, "*", "include", "cudnn.h") for p in nvidia.__path__]
+except Exception:
+    pass
+for pat in pats:
+    for h in sorted(glob.glob(pat)):
+        print(h)
+        sys.exit(0)
+EOF
+)"
+    [ -n "$CUDNN_H" ] && CUDNN_ROOT="$(dirname "$(dirname "$CUDNN_H")")"
+  fi
+fi
+if [ -n "${CUDNN_ROOT:-}" ]; then
+  echo "cuDNN from CUDNN_ROOT=$CUDNN_ROOT"
+  CMAKE_ARGS+=(-DCUDNN_ROOT="$CUDNN_ROOT")
+  # cuDNN 9 opens its engine libraries (libcudnn_cnn.so.9, ...) at run time from the loader path.
+  export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:${LD_LIBRARY_PATH:-}"
+else
+  echo "cuDNN under the CUDA toolkit or the system"
+fi
+
+# ---- configure and build
+step "configure $BUILD"
+if ! cmake -S "$ROOT" -B "$BUILD" "${CMAKE_ARGS[@]}"; then
+  echo "gpu-check: configure FAILED"
+  exit 2
+fi
+step "build"
+if ! cmake --build "$BUILD" -j "$(nproc)"; then
+  echo "gpu-check: build FAILED"
+  exit 2
+fi
+grep -E "CUDNN_(INCLUDE_DIR|LIB)|OPENBLAS_LIB" "$BUILD/CMakeCache.txt" | grep -v "^//"
+
+# ---- tests: everything but the CUDA programs through ctest, then those directly (full output)
+step "ctest (CPU tests)"
+EXCLUDE="${SAL_CTEST_EXCLUDE:-golden}"
+(cd "$BUILD" && ctest --output-on-failure -j 8 --timeout 900 -E "(${EXCLUDE})|^cuda_") || FAILED+=("ctest")
+
+for t in "$BUILD"/cuda_vs_cpu "$BUILD"/cuda_conv_backends; do
+  [ -x "$t" ] || { FAILED+=("$(basename "$t") (not built)"); continue; }
+  step "$(basename "$t")"
+  "$t"
+  rc=$?
+  if [ $rc -ne 0 ]; then FAILED+=("$(basename "$t") (exit $rc$([ $rc -eq 77 ] && echo ': no CUDA device seen'))"); fi
+done
+
+# ---- CUDA benchmarks (validated against cuDNN / cuBLAS and the CPU before timing)
+MIN_TIME="${SAL_BENCH_MIN_TIME:-0.05}"
+for src in "$ROOT"/bench/*cuda*.cpp; do
+  [ -e "$src" ] || continue
+  name="$(basename "$src" .cpp)"
+  step "benchmark $name (min time ${MIN_TIME}s)"
+  if [ ! -x "$BUILD/$name" ]; then FAILED+=("$name (not built)"); continue; fi
+  out="$LOG_DIR/$name.txt"
+  "$BUILD/$name" --benchmark_min_time="$MIN_TIME" --benchmark_counters_tabular=true \
+      --benchmark_out="$LOG_DIR/$name.json" --benchmark_out_format=json 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  errors=$(grep -c "ERROR OCCURRED" "$out")
+  rm -f "$out"
+  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$name (exit $rc, $errors benchmarks reported an error)"); fi
+done
+
+step "summary"
+if [ ${#FAILED[@]} -eq 0 ]; then
+  echo "gpu-check: all passed (log: $LOG)"
+  exit 0
+fi
+echo "gpu-check: FAILED:"
+printf '  %s\n' "${FAILED[@]}"
+exit 1

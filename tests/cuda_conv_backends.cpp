@@ -1,0 +1,239 @@
+// The two CUDA convolution backends against each other and against the CPU, in each of the
+// three settings of cuda/conv_backend.h (Custom, Cudnn, Auto): conv2d forward, dgrad and wgrad
+// (with the bias gradient, accumulating onto nonzero gradients), and conv_transpose2d, on shapes
+// that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, and shapes cuDNN
+// refuses (asymmetric padding). Also checks which backend ran (counts), that Auto times a shape
+// once and then keeps its choice, and the parsing of SAL_CONV_BACKEND values.
+//
+// Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/conv_backend.h"
+#include "cuda/cudnn_conv.h"
+#include "cuda/device.h"
+#include "cuda/runtime.h"
+#include "engine/arena.h"
+#include "tests/op_check.h"
+
+using namespace sal;
+using namespace sal::test;
+using sal::cuda::ConvBackend;
+
+namespace {
+
+constexpr double kTol = 2e-2;  // TF32 (both backends) against the f32 CPU
+
+struct Case {
+  std::string name;
+  Shape x, w;
+  Conv2dArgs a;
+  bool transpose = false;  // x, w, args describe conv_transpose2d (args: stride, pad, out_pad via tr)
+  ConvTranspose2dArgs tr{};
+};
+
+Conv2dArgs args(int sh, int sw, int pt, int pl, int pb, int pr, int dh = 1, int dw = 1, int groups = 1) {
+  return Conv2dArgs{sh, sw, pt, pl, pb, pr, dh, dw, groups};
+}
+
+std::vector<Case> cases() {
+  using A = Conv2dArgs;
+  using TA = ConvTranspose2dArgs;
+  return {
+      {"resnet_3x3_64to64_14x14_batch2", {2, 64, 14, 14}, {64, 64, 3, 3}, A::make(1, 1)},
+      {"k37_c19_13x13", {2, 19, 13, 13}, {37, 19, 3, 3}, A::make(1, 1)},
+      {"k70_c33_17x17_stride2_batch3", {3, 33, 17, 17}, {70, 33, 3, 3}, A::make(2, 1)},
+      {"1x1_k129_c68_7x7_batch1", {1, 68, 7, 7}, {129, 68, 1, 1}, A::make(1, 0)},
+      {"1x1_stride2_k256_c128_14x14", {3, 128, 14, 14}, {256, 128, 1, 1}, A::make(2, 0)},
+      {"splitk_fwd_3x3_256to40_7x7_batch1", {1, 256, 7, 7}, {40, 256, 3, 3}, A::make(1, 1)},
+      {"splitk_wgrad_3x3_8to8_32x32", {2, 8, 32, 32}, {8, 8, 3, 3}, A::make(1, 1)},
+      {"7x7_stride2_pad3_3to64_56x56", {2, 3, 56, 56}, {64, 3, 7, 7}, A::make(2, 3)},
+      {"tf_same_asym_stride2_17x16", {1, 5, 17, 16}, {24, 5, 3, 3}, A::tf_same(17, 16, 3, 3, 2)},
+      {"unused_extra_pad_stride2_9x9", {2, 8, 9, 9}, {16, 8, 3, 3}, args(2, 2, 1, 1, 2, 2)},  // cuDNN takes it
+      {"dil2_groups2_asym_pad", {2, 6, 11, 9}, {10, 3, 3, 3}, args(1, 1, 2, 1, 0, 3, 2, 2, 2)},
+      {"groups2_stride2_batch3", {3, 10, 7, 7}, {6, 5, 3, 3}, A::make(2, 1, 1, 2)},
+      {"depthwise_3x3_c37_17x17_batch3", {3, 37, 17, 17}, {37, 1, 3, 3}, A::make(1, 1, 1, 37)},
+      {"depthwise_5x5_stride2_c20_13x13", {2, 20, 13, 13}, {20, 1, 5, 5}, A::make(2, 2, 1, 20)},
+      {"depthwise_tf_same_stride2_c32_28x28", {2, 32, 28, 28}, {32, 1, 3, 3}, A::tf_same(28, 28, 3, 3, 2, 32)},
+      {"depthwise_split_80x80", {2, 3, 80, 80}, {3, 1, 3, 3}, A::make(1, 1, 1, 3)},
+      {"transpose_stride2_outpad1_c13_k19", {2, 13, 7, 7}, {13, 19, 3, 3}, {}, true, TA::make(2, 1, 1)},
+      {"transpose_4x4_stride2_outpad1", {3, 8, 5, 6}, {8, 6, 4, 4}, {}, true, TA::make(2, 1, 1)},
+      {"transpose_dil2_outpad1_stride1", {1, 2, 3, 3}, {2, 2, 3, 3}, {}, true, TA::make(1, 0, 1, 2)},
+      {"transpose_depthwise_stride2", {2, 16, 6, 6}, {16, 1, 3, 3}, {}, true, TA::make(2, 1, 1, 1, 16)},
+  };
+}
+
+// Forward output, input gradient, weight gradient, bias gradient.
+struct Results {
+  Tensor y, dx, dw, db;
+};
+
+Tensor random_tensor(const Shape& s, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  return Tensor::from_values(uniform(s, rng), s, DType::F32);
+}
+
+// Everything on ctx's device; the gradients accumulate into dw and db (which start at 0.5, so
+// that += is checked).
+Results run_case(Ctx& ctx, const Case& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& dy,
+                 Tensor dw, Tensor db) {
+  Results r;
+  r.dw = dw;
+  r.db = db;
+  if (!c.transpose) {
+    r.y = conv2d(ctx, x, w, &b, c.a);
+    r.dx = conv2d_dgrad(ctx, dy, w, x.shape(), c.a);
+    conv2d_wgrad(ctx, dy, x, r.dw, &r.db, c.a);
+  } else {
+    r.y = conv_transpose2d(ctx, x, w, &b, c.tr);
+    r.dx = conv_transpose2d_dgrad(ctx, dy, w, x.shape(), c.tr);
+    conv_transpose2d_wgrad(ctx, dy, x, r.dw, &r.db, c.tr);
+  }
+  return r;
+}
+
+Tensor halves(const Shape& s) {
+  return Tensor::from_values(std::vector<double>(static_cast<size_t>(s.numel()), 0.5), s);
+}
+
+Shape out_shape(const Case& c) {
+  return c.transpose ? conv_transpose2d_out_shape(c.x, c.w, c.tr) : conv2d_out_shape(c.x, c.w, c.a);
+}
+
+cuda::ConvGeom geom(const Case& c) {
+  const Shape y = out_shape(c);
+  return c.transpose ? cuda::transpose_geom(c.x, c.w, y, c.tr) : cuda::conv_geom(c.x, c.w, y, c.a);
+}
+
+int g_failed = 0, g_checks = 0;
+
+void expect(bool ok, const std::string& what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failed;
+    std::printf("FAIL %s\n", what.c_str());
+  }
+}
+
+void compare(const Results& got, const Results& want, const std::string& what) {
+  const char* names[] = {"forward", "input gradient", "weight gradient", "bias gradient"};
+  const Tensor* g[] = {&got.y, &got.dx, &got.dw, &got.db};
+  const Tensor* w[] = {&want.y, &want.dx, &want.dw, &want.db};
+  for (int i = 0; i < 4; ++i) {
+    double e = max_rel_diff(g[i]->to(Device::CPU), w[i]->to(Device::CPU));
+    expect(e <= kTol, cat(what, ": ", names[i], " differs by ", e, " (tolerance ", kTol, ")"));
+  }
+}
+
+}  // namespace
+
+int main() {
+  if (!cuda_available()) {
+    std::printf("skipped: no CUDA device\n");
+    return 77;
+  }
+
+  // ---- parsing of the setting
+  expect(cuda::parse_conv_backend("custom") == ConvBackend::Custom, "parse custom");
+  expect(cuda::parse_conv_backend("CUDNN") == ConvBackend::Cudnn, "parse CUDNN");
+  expect(cuda::parse_conv_backend("Auto") == ConvBackend::Auto, "parse Auto");
+  bool threw = false;
+  try {
+    cuda::parse_conv_backend("fastest");
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("fastest") != std::string::npos;
+  }
+  expect(threw, "parse_conv_backend rejects an unknown name, naming it");
+
+  CudaDevice dev;
+  Arena arena(Device::CUDA);
+  Ctx cpu(Device::CPU);
+  Ctx plain(Device::CUDA);         // legacy default stream, owning outputs
+  Ctx streamed = dev.ctx(&arena);  // the device's own stream, arena outputs and temporaries
+
+  const ConvBackend modes[] = {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Auto};
+  int idx = 0;
+  for (const Case& c : cases()) {
+    ++idx;
+    const Shape ys = out_shape(c);
+    const int64_t k_out = ys[1];
+    Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx);
+    Tensor b = random_tensor(Shape{k_out}, 37 + idx), dy = random_tensor(ys, 41 + idx);
+    const Results want = run_case(cpu, c, x, w, b, dy, halves(c.w), halves(b.shape()));
+    const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
+
+    std::map<ConvBackend, Results> by_mode;
+    for (ConvBackend mode : modes) {
+      cuda::set_conv_backend(mode);
+      cuda::clear_conv_auto_choices();
+      for (Ctx* ctx : {&plain, &streamed}) {
+        const std::string what =
+            cat(c.name, " [", cuda::conv_backend_name(mode), ctx == &plain ? ", default stream]" : ", own stream]");
+        try {
+          // Inputs are copied by the runtime's synchronous copies (legacy stream): wait for them
+          // before work on the device's non-blocking stream reads them.
+          Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gb = b.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+          Tensor gdw = halves(c.w).to(Device::CUDA), gdb = halves(b.shape()).to(Device::CUDA);
+          cuda::synchronize();
+          cuda::reset_conv_backend_counts();
+          Results got = run_case(*ctx, c, gx, gw, gb, gdy, gdw, gdb);
+          if (ctx == &streamed) dev.synchronize();
+          const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+          compare(got, want, what + " vs CPU");
+          // Three passes per case; which backend ran them:
+          expect(n.custom + n.cudnn == 3, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 3"));
+          if (mode == ConvBackend::Custom || !cudnn_ok)
+            expect(n.cudnn == 0, cat(what, ": cuDNN ran ", n.cudnn, " passes"));
+          else if (mode == ConvBackend::Cudnn)
+            expect(n.cudnn == 3, cat(what, ": cuDNN ran ", n.cudnn, " of 3 passes"));
+          if (mode == ConvBackend::Auto) {
+            // The plain context timed the three passes; the second context reuses those choices.
+            const int64_t want_timed = (ctx == &plain && cudnn_ok) ? 3 : 0;
+            expect(n.timed == want_timed, cat(what, ": Auto timed ", n.timed, " passes, expected ", want_timed));
+          }
+          if (ctx == &plain) by_mode[mode] = got;
+        } catch (const std::exception& e) {
+          expect(false, cat(what, ": threw: ", e.what()));
+        }
+        arena.reset();
+      }
+    }
+    // The backends against each other (same inputs, same tolerance).
+    if (by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cudnn))
+      compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cudnn], c.name + " custom vs cudnn");
+  }
+
+  // ---- Auto keeps its choice: a second call of a timed shape times nothing.
+  {
+    cuda::set_conv_backend(ConvBackend::Auto);
+    cuda::clear_conv_auto_choices();
+    const Case c = cases()[0];
+    Tensor x = random_tensor(c.x, 1).to(Device::CUDA), w = random_tensor(c.w, 2).to(Device::CUDA);
+    cuda::reset_conv_backend_counts();
+    Tensor y1 = conv2d(plain, x, w, nullptr, c.a);
+    Tensor y2 = conv2d(plain, x, w, nullptr, c.a);
+    const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+    expect(n.timed == 1, cat("Auto timed the repeated shape ", n.timed, " times, expected 1"));
+    expect(max_rel_diff(y1.to(Device::CPU), y2.to(Device::CPU)) == 0,
+           "Auto: the same shape twice gives bit-identical results");
+  }
+
+  // ---- determinism: the custom kernels give bit-identical results run to run (no atomics)
+  {
+    cuda::set_conv_backend(ConvBackend::Custom);
+    const Case c = cases()[6];  // split-K wgrad
+    Tensor x = random_tensor(c.x, 3).to(Device::CUDA), w = random_tensor(c.w, 4).to(Device::CUDA);
+    Tensor dy = random_tensor(out_shape(c), 5).to(Device::CUDA);
+    Tensor dw1 = Tensor::zeros(c.w, DType::F32, Device::CUDA), dw2 = Tensor::zeros(c.w, DType::F32, Device::CUDA);
+    conv2d_wgrad(plain, dy, x, dw1, nullptr, c.a);
+    conv2d_wgrad(plain, dy, x, dw2, nullptr, c.a);
+    expect(max_rel_diff(dw1.to(Device::CPU), dw2.to(Device::CPU)) == 0, "custom split-K wgrad is deterministic");
+  }
+
+  cuda::set_conv_backend(ConvBackend::Auto);
+  std::printf("%d checks, %d failed\n", g_checks, g_failed);
+  return g_failed ? 1 : 0;
+}
