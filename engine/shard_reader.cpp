@@ -66,11 +66,16 @@ ReaderPosition ReaderPosition::parse(const std::string& text) {
     } catch (const std::exception&) {
       fail("reader position '", text, "': '", value, "' is not an integer");
     }
-    if (key == "epoch") p.epoch = v, seen |= 1;
-    else if (key == "consumed") p.consumed = v, seen |= 2;
-    else if (key == "shard") p.shard_index = v, seen |= 4;
-    else if (key == "sample") p.sample_index = v, seen |= 8;
-    else fail("reader position '", text, "': unknown key '", key, "'");
+    if (key == "epoch")
+      p.epoch = v, seen |= 1;
+    else if (key == "consumed")
+      p.consumed = v, seen |= 2;
+    else if (key == "shard")
+      p.shard_index = v, seen |= 4;
+    else if (key == "sample")
+      p.sample_index = v, seen |= 8;
+    else
+      fail("reader position '", text, "': unknown key '", key, "'");
   }
   SAL_CHECK(seen == 15, "reader position '", text, "': expected epoch=, consumed=, shard= and sample=");
   SAL_CHECK(p.epoch >= 0 && p.consumed >= 0, "reader position '", text, "': negative epoch or count");
@@ -250,8 +255,8 @@ ShardReader::ShardReader(ShardReaderOptions options, const ReaderPosition& start
             opt_.image_size, " must be positive");
   SAL_CHECK(opt_.threads >= 1 && opt_.prefetch_batches >= 1, "ShardReader: threads ", opt_.threads,
             " and prefetch_batches ", opt_.prefetch_batches, " must be at least 1");
-  SAL_CHECK(opt_.scale_min > 0 && opt_.scale_min <= opt_.scale_max && opt_.scale_max <= 1, "ShardReader: crop scale range [",
-            opt_.scale_min, ", ", opt_.scale_max, "] must lie in (0, 1]");
+  SAL_CHECK(opt_.scale_min > 0 && opt_.scale_min <= opt_.scale_max && opt_.scale_max <= 1,
+            "ShardReader: crop scale range [", opt_.scale_min, ", ", opt_.scale_max, "] must lie in (0, 1]");
   SAL_CHECK(opt_.ratio_min > 0 && opt_.ratio_min <= opt_.ratio_max, "ShardReader: aspect ratio range [", opt_.ratio_min,
             ", ", opt_.ratio_max, "] is empty or not positive");
   SAL_CHECK(opt_.crop_fraction > 0 && opt_.crop_fraction <= 1, "ShardReader: crop_fraction ", opt_.crop_fraction,
@@ -356,9 +361,9 @@ void ShardReader::reader_loop() {
           if (index == skip - 1 && start_.shard_index >= 0 &&
               (r.shard != start_.shard_index || r.sample_index != start_.sample_index))
             fail("ShardReader: resume position ", start_.str(), " does not match the shards: sample ", index,
-                 " of epoch ", epoch, " is sample ", r.sample_index, " of shard ", r.shard, " (", opt_.shards[static_cast<size_t>(r.shard)],
-                 "), expected sample ", start_.sample_index, " of shard ", start_.shard_index,
-                 " (same shards, seed and options?)");
+                 " of epoch ", epoch, " is sample ", r.sample_index, " of shard ", r.shard, " (",
+                 opt_.shards[static_cast<size_t>(r.shard)], "), expected sample ", start_.sample_index, " of shard ",
+                 start_.shard_index, " (same shards, seed and options?)");
           ++index;
           return;
         }

@@ -68,21 +68,21 @@ struct ShardReaderOptions {
   int64_t batch_size = 32;
   int64_t image_size = 224;  // S: batches are [B,3,S,S]
   AugmentMode mode = AugmentMode::Train;
-  double scale_min = 0.08, scale_max = 1.0;        // Train: crop area fraction
+  double scale_min = 0.08, scale_max = 1.0;             // Train: crop area fraction
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // Train: crop aspect ratio (width / height)
-  double flip_p = 0.5;                              // Train: horizontal flip probability
-  double crop_fraction = 0.875;                     // EvalCenterCrop: S / resized short side
-  int threads = 2;                                  // decode + augment workers
-  int prefetch_batches = 3;                         // batches of samples in flight
-  int64_t shuffle_buffer = 1000;                    // samples; 0 or 1: stream order
-  bool shuffle_shards = true;                       // a new shard order every epoch
+  double flip_p = 0.5;                                  // Train: horizontal flip probability
+  double crop_fraction = 0.875;                         // EvalCenterCrop: S / resized short side
+  int threads = 2;                                      // decode + augment workers
+  int prefetch_batches = 3;                             // batches of samples in flight
+  int64_t shuffle_buffer = 1000;                        // samples; 0 or 1: stream order
+  bool shuffle_shards = true;                           // a new shard order every epoch
   uint64_t seed = 0;
-  int64_t epochs = 0;                               // 0: endless
-  bool drop_last = true;                            // drop an epoch's last partial batch
-  int num_classes = 0;                              // > 0: labels must be below it
+  int64_t epochs = 0;     // 0: endless
+  bool drop_last = true;  // drop an epoch's last partial batch
+  int num_classes = 0;    // > 0: labels must be below it
   double max_corrupt_fraction = 0.01;
-  int64_t corrupt_check_after = 200;                // samples taken before the fraction is checked
-  bool quiet = false;                               // no stderr line per corrupt image
+  int64_t corrupt_check_after = 200;  // samples taken before the fraction is checked
+  bool quiet = false;                 // no stderr line per corrupt image
 };
 
 // Where a reader stands: `consumed` samples of epoch `epoch` have been taken (corrupt ones included;
@@ -96,14 +96,14 @@ struct ReaderPosition {
   int64_t shard_index = -1;
   int64_t sample_index = -1;
 
-  std::string str() const;                         // "epoch=1 consumed=640 shard=3 sample=17"
+  std::string str() const;                          // "epoch=1 consumed=640 shard=3 sample=17"
   static ReaderPosition parse(const std::string&);  // the inverse; errors name the text
   bool operator==(const ReaderPosition&) const = default;
 };
 
 struct Batch {
-  Tensor images;  // f32 CPU [B,3,S,S], RGB in [0,1]
-  Tensor labels;  // i32 CPU [B]
+  Tensor images;                  // f32 CPU [B,3,S,S], RGB in [0,1]
+  Tensor labels;                  // i32 CPU [B]
   std::vector<std::string> keys;  // "<shard file>:<key>" per row
   int64_t epoch = 0;
   int64_t size() const { return images.defined() ? images.dim(0) : 0; }
@@ -118,7 +118,7 @@ struct ReaderStats {
   int64_t taken = 0;      // samples taken from the stream (corrupt included)
   int64_t delivered = 0;  // samples put into batches
   int64_t corrupt = 0;
-  int64_t dropped = 0;    // samples of dropped last batches
+  int64_t dropped = 0;  // samples of dropped last batches
 };
 
 // Augments one decoded image into out[3*S*S] (planar RGB in [0,1], S = opt.image_size) by opt.mode,
@@ -156,8 +156,8 @@ class ShardReader {
   std::condition_variable cv_tasks_, cv_results_, cv_space_;
   std::deque<std::unique_ptr<Task>> tasks_;
   std::map<int64_t, std::unique_ptr<Result>> results_;  // by global sequence number
-  int64_t issued_ = 0;    // sequence numbers handed out by the reader thread
-  int64_t next_seq_ = 0;  // the next sequence number next() takes
+  int64_t issued_ = 0;                                  // sequence numbers handed out by the reader thread
+  int64_t next_seq_ = 0;                                // the next sequence number next() takes
   bool stop_ = false;
   bool finished_ = false;  // next() saw the end or an error
 

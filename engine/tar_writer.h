@@ -34,7 +34,7 @@ class TarWriter {
   uint64_t finish();
 
   const std::string& path() const { return path_; }
-  uint64_t bytes() const { return bytes_; }      // written so far
+  uint64_t bytes() const { return bytes_; }     // written so far
   int64_t entries() const { return entries_; }  // regular files added so far
 
  private:

@@ -31,7 +31,8 @@ struct TempDir {
   fs::path dir;
   TempDir() {
     static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() / ("sal_shard_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    dir =
+        fs::temp_directory_path() / ("sal_shard_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(dir);
     fs::create_directories(dir);
   }
@@ -54,7 +55,8 @@ std::vector<uint8_t> encode_jpeg(const Image& im, int quality = 95) {
   REQUIRE(c);
   unsigned char* buf = nullptr;
   unsigned long size = 0;
-  const int rc = tjCompress2(c, im.pixels.data(), im.width, 0, im.height, TJPF_RGB, &buf, &size, TJSAMP_444, quality, 0);
+  const int rc =
+      tjCompress2(c, im.pixels.data(), im.width, 0, im.height, TJPF_RGB, &buf, &size, TJSAMP_444, quality, 0);
   REQUIRE(rc == 0);
   std::vector<uint8_t> out(buf, buf + size);
   tjFree(buf);
@@ -156,9 +158,12 @@ TEST_CASE("TarWriter: archives read back by TarReader, long names via the ustar 
   TempDir t;
   const std::string path = t.file("a.tar");
   const std::string long_name = std::string(120, 'd') + "/" + std::string(90, 'f') + ".bin";
-  std::vector<std::pair<std::string, std::string>> files = {
-      {"empty", ""}, {"one", "x"}, {"dir/511", std::string(511, 'a')}, {"512", std::string(512, 'b')},
-      {"513.jpg", std::string(513, 'c')}, {long_name, std::string(3000, 'e')}};
+  std::vector<std::pair<std::string, std::string>> files = {{"empty", ""},
+                                                            {"one", "x"},
+                                                            {"dir/511", std::string(511, 'a')},
+                                                            {"512", std::string(512, 'b')},
+                                                            {"513.jpg", std::string(513, 'c')},
+                                                            {long_name, std::string(3000, 'e')}};
   {
     TarWriter w(path, 1234567);
     for (auto& [n, d] : files) w.add(n, d);
@@ -354,7 +359,8 @@ TEST_CASE("augment_image: flips, crops, centre crop and the default range on han
       CHECK(y0 + 32 <= 64);
       bool window = true;
       for (int y = 0; y < 32; ++y)
-        for (int x = 0; x < 32; ++x) window = window && R(out, 32, 0, y, x) == 4 * (x0 + x) && R(out, 32, 1, y, x) == 4 * (y0 + y);
+        for (int x = 0; x < 32; ++x)
+          window = window && R(out, 32, 0, y, x) == 4 * (x0 + x) && R(out, 32, 1, y, x) == 4 * (y0 + y);
       CHECK(window);
       origins.insert({x0, y0});
     }
@@ -451,7 +457,8 @@ TEST_CASE("ShardReader: truncated shard, missing .cls, bad .cls name the shard a
     return path;
   };
   SUBCASE("missing .cls") {
-    const std::string p = shard_with({{"a.jpg", "JPG"}, {"a.cls", "1"}, {"b.jpg", "JPG"}, {"c.jpg", "JPG"}, {"c.cls", "2"}});
+    const std::string p =
+        shard_with({{"a.jpg", "JPG"}, {"a.cls", "1"}, {"b.jpg", "JPG"}, {"c.jpg", "JPG"}, {"c.cls", "2"}});
     ShardReader r(eval_options({p}, 1, 8));
     Batch b;
     REQUIRE(r.next(b));  // the sample before the error is delivered
@@ -527,7 +534,8 @@ TEST_CASE("expand_shards: files, folders and globs, sorted; errors name the spec
   CHECK(expand_shards({t.dir.string()}) == shards);
   CHECK(expand_shards({t.file("set-*.tar")}) == shards);
   CHECK(expand_shards({shards[1], shards[0]}) == std::vector<std::string>{shards[1], shards[0]});
-  CHECK(error_of([&] { expand_shards({t.file("nope.tar")}); }).find("nope.tar: no such shard file") != std::string::npos);
+  CHECK(error_of([&] { expand_shards({t.file("nope.tar")}); }).find("nope.tar: no such shard file") !=
+        std::string::npos);
   CHECK(error_of([&] { expand_shards({t.file("none-*.tar")}); }).find("matches no shard") != std::string::npos);
 }
 
@@ -561,7 +569,7 @@ TEST_CASE("sal_make_shards: a generated class tree, end to end") {
   std::set<std::string> names;
   for (size_t i = 0; i < 12; ++i) {
     CHECK(std::abs(c.images[i][0] * 255 - (60 * c.labels[i] + 20)) < 3);  // label matches the image
-    names.insert(c.keys[i].substr(c.keys[i].find(':') + 11));           // after "NNNNNNNNN_"
+    names.insert(c.keys[i].substr(c.keys[i].find(':') + 11));             // after "NNNNNNNNN_"
   }
   CHECK(names.count("ant_img0") == 1);
   CHECK(names.count("cat_img3") == 1);
@@ -571,8 +579,8 @@ TEST_CASE("sal_make_shards: a generated class tree, end to end") {
 
   // With a --labels table; a folder without an index is an error; no source is a usage error.
   write_bytes(t.file("labels.tsv"), std::vector<uint8_t>{'a', 'n', 't', '\t', '7', '\n'});
-  CHECK(run(cat(SAL_MAKE_SHARDS, " --tree ", t.file("tree"), " --labels ", t.file("labels.tsv"), " --out ",
-                t.file("x"), " > ", t.file("log2.txt"), " 2>&1")) == 1);
+  CHECK(run(cat(SAL_MAKE_SHARDS, " --tree ", t.file("tree"), " --labels ", t.file("labels.tsv"), " --out ", t.file("x"),
+                " > ", t.file("log2.txt"), " 2>&1")) == 1);
   std::ifstream log2(t.file("log2.txt"));
   std::string text((std::istreambuf_iterator<char>(log2)), std::istreambuf_iterator<char>());
   CHECK(text.find("no class index for the folder 'bee'") != std::string::npos);
@@ -589,7 +597,7 @@ TEST_CASE("sal_make_shards: 300 images of the shared CIFAR-10 test tar, end to e
   const std::vector<std::string> shards = expand_shards({t.dir.string()});
   REQUIRE(shards.size() == 3);
   CHECK(TarReader::list(shards[2]).size() == 2 * 44);
-  const std::vector<std::string> names = {"airplane", "automobile", "bird", "cat", "deer",
+  const std::vector<std::string> names = {"airplane", "automobile", "bird",  "cat",  "deer",
                                           "dog",      "frog",       "horse", "ship", "truck"};
   ShardReaderOptions o = eval_options(shards, 64, 32);
   o.num_classes = 10;

@@ -16,8 +16,8 @@
 // re-encoded) + KEY.cls (the decimal class index); KEY = the sample's 9-digit number in the written order,
 // '_', and its source name with every character outside [A-Za-z0-9_-] replaced by '_'. --shuffle (with
 // --seed) permutes the samples before writing; --limit N writes only the first N of them (after the
-// shuffle: a random subset). Shards PREFIX-000000.tar, ... are written atomically (temporary + rename); one summary line
-// per shard goes to stdout and to PREFIX-index.tsv.
+// shuffle: a random subset). Shards PREFIX-000000.tar, ... are written atomically (temporary + rename); one summary
+// line per shard goes to stdout and to PREFIX-index.tsv.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -166,7 +166,8 @@ std::vector<Source> list_sources(const std::string& tsv, const std::string& imag
       p = base / file;
       if (!fs::exists(p)) p = base / "images" / file;
     }
-    SAL_CHECK(fs::is_regular_file(p), tsv, ": line ", row, ": image '", file, "' not found (looked for ", p.string(), ")");
+    SAL_CHECK(fs::is_regular_file(p), tsv, ": line ", row, ": image '", file, "' not found (looked for ", p.string(),
+              ")");
     Source src;
     src.name = p.string();
     src.label = parse_label(cells[c_label], cat(tsv, ": line ", row));
@@ -219,7 +220,8 @@ int main(int argc, char** argv) {
   app.add_option("--per-shard", per_shard, "samples per shard")->check(CLI::PositiveNumber);
   app.add_flag("--shuffle", shuffle, "permute the samples before writing");
   app.add_option("--seed", seed, "seed of --shuffle");
-  app.add_option("--limit", limit, "write only the first N samples, after --shuffle (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--limit", limit, "write only the first N samples, after --shuffle (0: all)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--quiet", quiet, "print only the final summary");
   CLI11_PARSE(app, argc, argv);
   if ((tree.empty() ? 0 : 1) + (tar_path.empty() ? 0 : 1) + (list.empty() ? 0 : 1) != 1) {
@@ -229,7 +231,7 @@ int main(int argc, char** argv) {
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<Source> sources = !tree.empty()      ? tree_sources(tree, labels)
+    std::vector<Source> sources = !tree.empty()       ? tree_sources(tree, labels)
                                   : !tar_path.empty() ? tar_sources(tar_path)
                                                       : list_sources(list, images_root);
     if (shuffle) {  // Fisher-Yates with our own index mapping: the same order on every platform
