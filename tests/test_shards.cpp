@@ -617,3 +617,33 @@ TEST_CASE("sal_make_shards: 300 images of the shared CIFAR-10 test tar, end to e
   CHECK(seen.size() == 10);  // the shuffled subset spans the classes
   CHECK(r.stats().corrupt == 0);
 }
+
+TEST_CASE("sal_make_shards: an ImageNet-style labels table (file and label columns), end to end") {
+  TempDir t;
+  fs::create_directories(t.dir / "set" / "images");
+  write_bytes(t.file("set/images/a.jpg"), encode_jpeg(label_image(2)));
+  write_bytes(t.file("set/images/b.png"), encode_png(label_image(0)));
+  write_bytes(t.file("set/images/c.jpg"), encode_jpeg(label_image(1)));
+  // Paths relative to the table's folder (imagenet-sample) or to its images/ folder (imagenet-val).
+  const std::string table = "file\tname\tlabel\na.jpg\tx\t2\nimages/b.png\ty\t0\nc.jpg\tz\t1\n";
+  write_bytes(t.file("set/labels.tsv"), std::vector<uint8_t>(table.begin(), table.end()));
+  const std::string out = t.file("out/list");
+  REQUIRE(run(cat(SAL_MAKE_SHARDS, " --list ", t.file("set/labels.tsv"), " --out ", out, " --per-shard 2 > ",
+                  t.file("log.txt"), " 2>&1")) == 0);
+  const std::vector<std::string> shards = expand_shards({t.file("out")});
+  REQUIRE(shards.size() == 2);
+  CHECK(TarReader::list(shards[0])[2].name == "000000001_images_b.png");  // the PNG kept as PNG
+  ShardReader r(eval_options(shards, 8, 8));
+  Collected c = collect(r);
+  CHECK(c.labels == std::vector<int>{2, 0, 1});
+  for (size_t i = 0; i < 3; ++i) CHECK(std::abs(c.images[i][0] * 255 - (60 * c.labels[i] + 20)) < 3);
+
+  // A missing image and a bad label are errors naming the table and the line.
+  const std::string bad = "file\tlabel\nmissing.jpg\t3\n";
+  write_bytes(t.file("set/bad.tsv"), std::vector<uint8_t>(bad.begin(), bad.end()));
+  CHECK(run(cat(SAL_MAKE_SHARDS, " --list ", t.file("set/bad.tsv"), " --out ", t.file("o2"), " > ", t.file("log2.txt"),
+                " 2>&1")) == 1);
+  std::ifstream log2(t.file("log2.txt"));
+  const std::string text((std::istreambuf_iterator<char>(log2)), std::istreambuf_iterator<char>());
+  CHECK(text.find("bad.tsv: line 2: image 'missing.jpg' not found") != std::string::npos);
+}
