@@ -67,8 +67,10 @@ __device__ __forceinline__ float qnan() { return __int_as_float(0x7fc00000); }
 // ---------------------------------------------------------------- geometry (host side)
 
 // Broadcast geometry (dims merged, operand strides): engine/broadcast.h, shared with the CPU.
-using broadcast::Geometry;
 using broadcast::collapse;
+using broadcast::Dims;  // sum_to's kept / reduced dimensions
+using broadcast::Geometry;
+using broadcast::split_outer;
 
 // ---------------------------------------------------------------- broadcasting binary ops
 
@@ -255,18 +257,6 @@ __global__ void axpy_kernel(const float* __restrict__ x, float* __restrict__ y, 
 }
 
 // ---------------------------------------------------------------- reductions
-
-// Dimensions (extents and strides into x) enumerated in row-major order.
-struct Dims {
-  int n = 0;
-  int64_t dim[kMaxDims] = {};
-  int64_t stride[kMaxDims] = {};
-  int64_t count() const {
-    int64_t c = 1;
-    for (int i = 0; i < n; ++i) c *= dim[i];
-    return c;
-  }
-};
 
 // Unrolled over kMaxDims (constant indices only, as outer_offsets).
 __device__ __forceinline__ int64_t dims_offset(const Dims& d, int64_t idx) {
@@ -597,12 +587,7 @@ void sum_to(Ctx& ctx, const Tensor& X, Tensor& Y) {
   const int k = g.nd - 1;
   const int64_t inner = g.dim[k];
   Dims kept, red;  // outer dimensions [0, k), strides into x
-  for (int d = 0; d < k; ++d) {
-    Dims& into = g.sb[d] ? kept : red;
-    into.dim[into.n] = g.dim[d];
-    into.stride[into.n] = g.sa[d];
-    ++into.n;
-  }
+  split_outer(g, kept, red);
   const float* x = X.data<float>();
   float* y = Y.data<float>();
   if (g.sb[k] != 0 || nx == ny)

@@ -1,7 +1,7 @@
 // Host-side broadcast geometry shared by the CPU (engine/cpu/arith.cpp) and CUDA (cuda/arith.cu)
 // elementwise kernels: right-aligned element strides of two contiguous row-major operands
 // against an output shape, with extent-1 dimensions dropped and neighbours contiguous in both
-// operands merged. Plain C++ (no device code), so .cu host code can include it.
+// operands merged, and the split of the outer dimensions that sum_to reduces. Plain C++ (no device code), so .cu host code can include it.
 #pragma once
 #include <cstdint>
 
@@ -56,6 +56,40 @@ inline Geometry collapse(const Shape& out, const Shape& a, const Shape& b) {
     g.dim[0] = 1;
   }
   return g;
+}
+
+// Dimensions (extents and strides into one tensor) enumerated in row-major order.
+struct Dims {
+  int n = 0;
+  int64_t dim[kMaxDims] = {};
+  int64_t stride[kMaxDims] = {};
+  int64_t count() const {
+    int64_t c = 1;
+    for (int i = 0; i < n; ++i) c *= dim[i];
+    return c;
+  }
+  // Offset of element idx (host side; the CUDA kernels use their own unrolled walk).
+  int64_t offset(int64_t idx) const {
+    int64_t off = 0;
+    for (int i = n - 1; i >= 0; --i) {
+      off += (idx % dim[i]) * stride[i];
+      idx /= dim[i];
+    }
+    return off;
+  }
+};
+
+// sum_to on g = collapse(x, x, y) ("a" = x, "b" = y, stride 0 on the reduced dimensions): the
+// outer dimensions [0, g.nd - 1) go to `kept` where y has them and to `reduced` where it does
+// not, with x's strides.
+inline void split_outer(const Geometry& g, Dims& kept, Dims& reduced) {
+  const int k = g.nd - 1;
+  for (int d = 0; d < k; ++d) {
+    Dims& into = g.sb[d] ? kept : reduced;
+    into.dim[into.n] = g.dim[d];
+    into.stride[into.n] = g.sa[d];
+    ++into.n;
+  }
 }
 
 }  // namespace sal::broadcast
