@@ -15,6 +15,7 @@
 
 #include "engine/image.h"
 #include "engine/tar.h"
+#include "tests/error_of.h"
 #include "tests/temp_files.h"
 
 using namespace sal;
@@ -114,14 +115,7 @@ std::vector<uint8_t> make_png(const PngSpec& s, std::vector<std::vector<uint8_t>
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 
 #include "engine/error.h"
 #include "engine/tar.h"
+#include "tests/error_of.h"
 #include "tests/temp_files.h"
 
 using namespace sal;
@@ -73,14 +74,7 @@ std::string pax_record(const std::string& key, const std::string& value) {
   return std::to_string(len) + " " + key + "=" + value + "\n";
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::string slurp(TarReader& r, const TarEntry& e) {
   std::vector<uint8_t> b = r.read(e);
