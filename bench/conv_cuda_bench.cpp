@@ -18,11 +18,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "bench/resnet50_conv_shapes.h"
 #include "engine/arena.h"
 #include "engine/ops.h"
 #ifdef SAL_WITH_CUDA
@@ -39,39 +41,11 @@ namespace {
 
 constexpr int kBatch = 64;
 
-struct Layer {
-  const char* name;
-  int c, k, r, stride, pad, h;  // square kernel r x r, square input h x h
-};
+using Layer = bench::ConvLayer;
 
-// Every distinct conv shape of torchvision's ResNet-50 (v1.5: the stride sits on the 3x3), with
-// the input size it sees at 224x224; "ds" is the projection shortcut of each stage's first block.
-const Layer kLayers[] = {
-    {"conv1_7x7s2_3to64_224", 3, 64, 7, 2, 3, 224},
-    {"l1_1x1_64to64_56", 64, 64, 1, 1, 0, 56},
-    {"l1_3x3_64to64_56", 64, 64, 3, 1, 1, 56},
-    {"l1_1x1_64to256_56", 64, 256, 1, 1, 0, 56},
-    {"l1_1x1_256to64_56", 256, 64, 1, 1, 0, 56},
-    {"l2_1x1_256to128_56", 256, 128, 1, 1, 0, 56},
-    {"l2_3x3s2_128to128_56to28", 128, 128, 3, 2, 1, 56},
-    {"l2_ds_1x1s2_256to512_56to28", 256, 512, 1, 2, 0, 56},
-    {"l2_1x1_128to512_28", 128, 512, 1, 1, 0, 28},
-    {"l2_1x1_512to128_28", 512, 128, 1, 1, 0, 28},
-    {"l2_3x3_128to128_28", 128, 128, 3, 1, 1, 28},
-    {"l3_1x1_512to256_28", 512, 256, 1, 1, 0, 28},
-    {"l3_3x3s2_256to256_28to14", 256, 256, 3, 2, 1, 28},
-    {"l3_ds_1x1s2_512to1024_28to14", 512, 1024, 1, 2, 0, 28},
-    {"l3_1x1_256to1024_14", 256, 1024, 1, 1, 0, 14},
-    {"l3_1x1_1024to256_14", 1024, 256, 1, 1, 0, 14},
-    {"l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14},
-    {"l4_1x1_1024to512_14", 1024, 512, 1, 1, 0, 14},
-    {"l4_3x3s2_512to512_14to7", 512, 512, 3, 2, 1, 14},
-    {"l4_ds_1x1s2_1024to2048_14to7", 1024, 2048, 1, 2, 0, 14},
-    {"l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7},
-    {"l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7},
-    {"l4_3x3_512to512_7", 512, 512, 3, 1, 1, 7},
-    // Masker decoder (upsampler bottlenecks at 768/384/192 channels, 1/16, 1/8, 1/4 scale):
-    // the 3x3 at full width, the 1x1 reductions to a quarter and the expansions back.
+// Masker decoder (upsampler bottlenecks at 768/384/192 channels, 1/16, 1/8, 1/4 scale):
+// the 3x3 at full width, the 1x1 reductions to a quarter and the expansions back.
+const Layer kDecoderLayers[] = {
     {"dec_3x3_768to768_14", 768, 768, 3, 1, 1, 14},
     {"dec_3x3_384to384_28", 384, 384, 3, 1, 1, 28},
     {"dec_3x3_192to192_56", 192, 192, 3, 1, 1, 56},
@@ -82,7 +56,13 @@ const Layer kLayers[] = {
     {"dec_1x1_96to384_28", 96, 384, 1, 1, 0, 28},
     {"dec_1x1_48to192_56", 48, 192, 1, 1, 0, 56},
 };
-// (layer1's projection shortcut, 1x1 64->256 at 56, has the shape of l1_1x1_64to256_56.)
+
+// ResNet-50's shapes (bench/resnet50_conv_shapes.h), then the decoder's.
+const std::vector<Layer> kLayers = [] {
+  std::vector<Layer> v(std::begin(bench::kResNet50ConvLayers), std::end(bench::kResNet50ConvLayers));
+  v.insert(v.end(), std::begin(kDecoderLayers), std::end(kDecoderLayers));
+  return v;
+}();
 
 struct GemmSize {
   const char* name;
@@ -104,11 +84,8 @@ using cuda::ConvBackend;
 constexpr int kCheckBatch = 2;
 constexpr double kTol = 1e-2;
 
-int out_size(const Layer& l) { return (l.h + 2 * l.pad - l.r) / l.stride + 1; }
-double conv_flops(const Layer& l, int batch) {
-  const double p = out_size(l);
-  return 2.0 * batch * l.k * l.c * l.r * l.r * p * p;
-}
+using bench::conv_flops;
+using bench::out_size;
 
 // Uniform values in [-scale, scale] from a hash of the index (fast for 50M elements).
 Tensor host_random(const Shape& s, uint64_t seed, float scale) {

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench_util.h"
 #include "engine/arena.h"
 #include "engine/ops.h"
 #include "optim/adam.h"
@@ -41,39 +42,19 @@ namespace {
 
 constexpr int64_t kN = 64, kH = 224, kW = 224;
 
-[[maybe_unused]] Tensor random_cpu(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Tensor t = Tensor::empty(s);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
-  return t;
-}
-
-// max |a - b| / (1 + |b|), NaN counts as a mismatch.
-[[maybe_unused]] double max_rel(const Tensor& gpu, const Tensor& cpu) {
-  if (gpu.shape() != cpu.shape()) return INFINITY;
-  const std::vector<double> a = gpu.values(), b = cpu.values();
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double e = std::abs(a[i] - b[i]) / (1 + std::abs(b[i]));
-    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
-  }
-  return worst;
-}
+using bench::max_rel;
+using bench::random_tensor;
 
 #ifdef SAL_WITH_CUDA
 
 double peak_bytes_per_s() {
   static const double peak = [] {
-    int dev = 0, clock_khz = 0, bus_bits = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
       cudaGetLastError();
       return 0.0;
     }
-    return 2.0 * clock_khz * 1e3 * bus_bits / 8.0;
+    return bench::peak_hbm_bytes_per_s(dev);
   }();
   return peak;
 }
@@ -107,25 +88,18 @@ void measure(benchmark::State& state, Gpu& g, double bytes, double tol, const st
   g.dev.synchronize();
   g.arena.reset();
   cudaStream_t st = static_cast<cudaStream_t>(g.dev.stream());
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
   double total = 0;
   int64_t iters = 0;
-  for (auto _ : state) {
-    cudaEventRecord(start, st);
-    run();
-    cudaEventRecord(stop, st);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms * 1e-3);
-    total += ms * 1e-3;
-    ++iters;
-    g.arena.reset();
+  {
+    bench::EventTimer timer;
+    for (auto _ : state) {
+      const double sec = timer.seconds(st, run);
+      state.SetIterationTime(sec);
+      total += sec;
+      ++iters;
+      g.arena.reset();
+    }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   g.dev.synchronize();
   const double bps = total > 0 ? bytes * static_cast<double>(iters) / total : 0;
   state.counters["GB/s"] = bps * 1e-9;
@@ -156,7 +130,7 @@ void BM_blend_fwd(benchmark::State& state) {
   Gpu g;
   Ctx cpu;
   const Shape xs{kN, 3, kH, kW}, ms{kN, 1, kH, kW};
-  Tensor x = random_cpu(xs, 1), a = random_cpu(xs, 2), m = random_cpu(ms, 3, 0, 1);
+  Tensor x = random_tensor(xs, 1), a = random_tensor(xs, 2), m = random_tensor(ms, 3, 0, 1);
   Tensor dx = x.to(Device::CUDA), da = a.to(Device::CUDA), dm = m.to(Device::CUDA);
   measure(
       state, g, F * (3.0 * xs.numel() + ms.numel()), 1e-5,
@@ -171,7 +145,7 @@ void blend_bwd(benchmark::State& state, bool need_all) {
   Gpu g;
   Ctx cpu;
   const Shape xs{kN, 3, kH, kW}, ms{kN, 1, kH, kW};
-  Tensor x = random_cpu(xs, 1), a = random_cpu(xs, 2), m = random_cpu(ms, 3, 0, 1), dy = random_cpu(xs, 4);
+  Tensor x = random_tensor(xs, 1), a = random_tensor(xs, 2), m = random_tensor(ms, 3, 0, 1), dy = random_tensor(xs, 4);
   Tensor dx = x.to(Device::CUDA), da = a.to(Device::CUDA), dm = m.to(Device::CUDA), ddy = dy.to(Device::CUDA);
   const double bytes = F * (3.0 * xs.numel() + ms.numel() + ms.numel() + (need_all ? 2.0 * xs.numel() : 0.0));
   measure(
@@ -197,7 +171,7 @@ void BM_abs_ratio_upsample_fwd(benchmark::State& state) {
   Gpu g;
   Ctx cpu;
   const Shape cs{kN, 2, 56, 56};
-  Tensor c = random_cpu(cs, 5), dc = c.to(Device::CUDA);
+  Tensor c = random_tensor(cs, 5), dc = c.to(Device::CUDA);
   measure(
       state, g, F * (cs.numel() + kN * kH * kW), 1e-4,
       [&] { return max_rel(abs_ratio_upsample(g.ctx, dc, 1e-3, kH, kW), abs_ratio_upsample(cpu, c, 1e-3, kH, kW)); },
@@ -211,7 +185,7 @@ void BM_abs_ratio_upsample_bwd(benchmark::State& state) {
   Gpu g;
   Ctx cpu;
   const Shape cs{kN, 2, 56, 56}, ys{kN, 1, kH, kW};
-  Tensor c = random_cpu(cs, 5), dy = random_cpu(ys, 6);
+  Tensor c = random_tensor(cs, 5), dy = random_tensor(ys, 6);
   Tensor dc = c.to(Device::CUDA), ddy = dy.to(Device::CUDA);
   measure(
       state, g, F * (2.0 * cs.numel() + ys.numel()), 1e-4,
@@ -227,7 +201,7 @@ void mask_loss(benchmark::State& state, bool tv, bool backward) {
   Gpu g;
   Ctx cpu;
   const Shape ms{kN, 1, kH, kW};
-  Tensor m = random_cpu(ms, 7, 0, 1), dl = random_cpu(Shape{kN}, 8);
+  Tensor m = random_tensor(ms, 7, 0, 1), dl = random_tensor(Shape{kN}, 8);
   Tensor dm = m.to(Device::CUDA), ddl = dl.to(Device::CUDA);
   const double bw = 0.3, p = 0.3, eps = 5e-4;
   auto fwd = [&](Ctx& c, const Tensor& mm) { return tv ? tv_loss(c, mm, bw) : area_loss(c, mm, p, eps); };
@@ -260,7 +234,7 @@ void cross_entropy_bench(benchmark::State& state, bool backward) {
   Gpu g;
   Ctx cpu;
   const int64_t K = 1000;
-  Tensor z = random_cpu(Shape{kN, K}, 9, -5, 5), dl = random_cpu(Shape{kN}, 10);
+  Tensor z = random_tensor(Shape{kN, K}, 9, -5, 5), dl = random_tensor(Shape{kN}, 10);
   std::vector<int32_t> lv(kN);
   for (int64_t i = 0; i < kN; ++i) lv[static_cast<size_t>(i)] = static_cast<int32_t>((i * 37) % K);
   Tensor l = Tensor::from_labels(lv);
@@ -291,8 +265,8 @@ void BM_adam_25M(benchmark::State& state) {
   Gpu g;
   Ctx cpu;
   const Shape ps{25'000'000};
-  Tensor w = random_cpu(ps, 11), gr = random_cpu(ps, 12), m = random_cpu(ps, 13, -0.1f, 0.1f),
-         v = random_cpu(ps, 14, 0, 0.01f);
+  Tensor w = random_tensor(ps, 11), gr = random_tensor(ps, 12), m = random_tensor(ps, 13, -0.1f, 0.1f),
+         v = random_tensor(ps, 14, 0, 0.01f);
   Tensor dw = w.to(Device::CUDA), dg = gr.to(Device::CUDA), dm = m.to(Device::CUDA), dv = v.to(Device::CUDA);
   const AdamConfig cfg{.lr = 1e-3, .weight_decay = 0.01};
   int64_t step = 1;

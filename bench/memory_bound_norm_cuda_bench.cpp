@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench_util.h"
 #include "engine/arena.h"
 #include "engine/ops.h"
 #ifdef SAL_WITH_CUDA
@@ -43,28 +44,8 @@ namespace {
 
 #ifdef SAL_WITH_CUDA
 
-Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  Tensor t = Tensor::empty(s);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
-  return t;
-}
-
-// max |got - want| / (1 + |want|) over the elements; infinity on a NaN or a shape mismatch.
-double max_rel(const Tensor& got, const Tensor& want) {
-  if (got.shape() != want.shape()) return INFINITY;
-  const float* g = got.data<float>();
-  const float* w = want.data<float>();
-  double worst = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    const double e = std::abs(double(g[i]) - double(w[i])) / (1 + std::abs(double(w[i])));
-    if (std::isnan(e)) return INFINITY;
-    worst = std::max(worst, e);
-  }
-  return worst;
-}
+using bench::max_rel;
+using bench::random_tensor;
 
 int64_t bytes_of(const Shape& s) { return s.numel() * 4; }
 
@@ -80,10 +61,7 @@ const Card& card() {
     Card k;
     if (!cuda_available()) return k;
     k.dev = new CudaDevice(0);  // lives for the whole run
-    int clock_khz = 0, bus_bits = 0;
-    cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, 0);
-    cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
-    k.peak_bytes_per_s = 2.0 * clock_khz * 1e3 * bus_bits / 8;
+    k.peak_bytes_per_s = bench::peak_hbm_bytes_per_s(0);
     k.name = k.dev->name();
     return k;
   }();
@@ -111,27 +89,18 @@ template <class Run>
 void time_it(benchmark::State& state, Arena& arena, double bytes, Run run) {
   const Card& k = card();
   cudaStream_t stream = static_cast<cudaStream_t>(k.dev->stream());
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
+  bench::EventTimer timer;
   arena.reset();
   run();  // warm-up: the arena reaches its peak, the next reset() folds it into one block
   k.dev->synchronize();
   double seconds = 0;
   for (auto _ : state) {
     arena.reset();
-    cudaEventRecord(start, stream);
-    run();
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms * 1e-3);
-    seconds += ms * 1e-3;
+    const double sec = timer.seconds(stream, run);
+    state.SetIterationTime(sec);
+    seconds += sec;
   }
   k.dev->synchronize();
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   if (seconds > 0 && k.peak_bytes_per_s > 0)
     state.counters["HBM_frac"] = bytes * static_cast<double>(state.iterations()) / seconds / k.peak_bytes_per_s;

@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "cuda/launch.cuh"
+#include "engine/broadcast.h"
 
 namespace sal::cuda {
 
@@ -65,54 +66,11 @@ __device__ __forceinline__ float qnan() { return __int_as_float(0x7fc00000); }
 
 // ---------------------------------------------------------------- geometry (host side)
 
-// Up to kMaxDims dimensions with the element strides of two operands (0 = broadcast / reduced).
-struct Geometry {
-  int nd = 0;
-  int64_t dim[kMaxDims] = {};
-  int64_t sa[kMaxDims] = {};
-  int64_t sb[kMaxDims] = {};
-};
-
-// Element strides of `s` right-aligned against `out`; 0 where s has extent 1 or no dimension.
-void aligned_strides(const Shape& s, const Shape& out, int64_t* st) {
-  const int off = out.nd - s.nd;
-  int64_t stride = 1;
-  for (int i = out.nd - 1; i >= 0; --i) {
-    const int j = i - off;
-    const int64_t ext = j >= 0 ? s.d[j] : 1;
-    st[i] = ext == 1 ? 0 : stride;
-    stride *= ext;
-  }
-}
-
-// Drops extent-1 dimensions of `out` and merges neighbours contiguous in both a and b.
-Geometry collapse(const Shape& out, const Shape& a, const Shape& b) {
-  int64_t sa[kMaxDims], sb[kMaxDims];
-  aligned_strides(a, out, sa);
-  aligned_strides(b, out, sb);
-  Geometry g;
-  for (int i = 0; i < out.nd; ++i) {
-    if (out.d[i] == 1) continue;
-    if (g.nd > 0) {
-      const int k = g.nd - 1;
-      if (g.sa[k] == sa[i] * out.d[i] && g.sb[k] == sb[i] * out.d[i]) {
-        g.dim[k] *= out.d[i];
-        g.sa[k] = sa[i];
-        g.sb[k] = sb[i];
-        continue;
-      }
-    }
-    g.dim[g.nd] = out.d[i];
-    g.sa[g.nd] = sa[i];
-    g.sb[g.nd] = sb[i];
-    ++g.nd;
-  }
-  if (g.nd == 0) {  // a single element
-    g.nd = 1;
-    g.dim[0] = 1;
-  }
-  return g;
-}
+// Broadcast geometry (dims merged, operand strides): engine/broadcast.h, shared with the CPU.
+using broadcast::collapse;
+using broadcast::Dims;  // sum_to's kept / reduced dimensions
+using broadcast::Geometry;
+using broadcast::split_outer;
 
 // ---------------------------------------------------------------- broadcasting binary ops
 
@@ -299,18 +257,6 @@ __global__ void axpy_kernel(const float* __restrict__ x, float* __restrict__ y, 
 }
 
 // ---------------------------------------------------------------- reductions
-
-// Dimensions (extents and strides into x) enumerated in row-major order.
-struct Dims {
-  int n = 0;
-  int64_t dim[kMaxDims] = {};
-  int64_t stride[kMaxDims] = {};
-  int64_t count() const {
-    int64_t c = 1;
-    for (int i = 0; i < n; ++i) c *= dim[i];
-    return c;
-  }
-};
 
 // Unrolled over kMaxDims (constant indices only, as outer_offsets).
 __device__ __forceinline__ int64_t dims_offset(const Dims& d, int64_t idx) {
@@ -641,12 +587,7 @@ void sum_to(Ctx& ctx, const Tensor& X, Tensor& Y) {
   const int k = g.nd - 1;
   const int64_t inner = g.dim[k];
   Dims kept, red;  // outer dimensions [0, k), strides into x
-  for (int d = 0; d < k; ++d) {
-    Dims& into = g.sb[d] ? kept : red;
-    into.dim[into.n] = g.dim[d];
-    into.stride[into.n] = g.sa[d];
-    ++into.n;
-  }
+  split_outer(g, kept, red);
   const float* x = X.data<float>();
   float* y = Y.data<float>();
   if (g.sb[k] != 0 || nx == ny)

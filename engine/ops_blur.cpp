@@ -15,7 +15,10 @@ using namespace detail;
 
 namespace {
 
-void check_blur(const char* op, const char* what, const Tensor& t, double sigma, int ksize) {
+// The checks of a blur pass on its one input `t` (x forward, dy backward).
+void check_blur(const char* op, const Ctx& ctx, const char* what, const Tensor& t, double sigma, int ksize) {
+  check_device(op, ctx, {&t});
+  check_float(op, ctx, {&t});
   check_ndim(op, what, t, 4);
   SAL_CHECK(ksize >= 1 && ksize % 2 == 1, op, ": ksize must be odd and positive, got ", ksize);
   SAL_CHECK(std::isfinite(sigma) && sigma > 0, op, ": sigma must be positive and finite, got ", sigma);
@@ -30,9 +33,7 @@ void check_blur(const char* op, const char* what, const Tensor& t, double sigma,
 
 Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize) {
   const char* op = "gaussian_blur";
-  check_device(op, ctx, {&x});
-  check_float(op, ctx, {&x});
-  check_blur(op, "x", x, sigma, ksize);
+  check_blur(op, ctx, "x", x, sigma, ksize);
   Tensor y = ctx.alloc(x.shape(), x.dtype());
   SAL_BACKEND(ctx, op, cuda::gaussian_blur(ctx, x, sigma, ksize, y), cpu::gaussian_blur(ctx, x, sigma, ksize, y));
   return y;
@@ -40,9 +41,7 @@ Tensor gaussian_blur(Ctx& ctx, const Tensor& x, double sigma, int ksize) {
 
 Tensor gaussian_blur_backward(Ctx& ctx, const Tensor& dy, double sigma, int ksize) {
   const char* op = "gaussian_blur_backward";
-  check_device(op, ctx, {&dy});
-  check_float(op, ctx, {&dy});
-  check_blur(op, "dy", dy, sigma, ksize);
+  check_blur(op, ctx, "dy", dy, sigma, ksize);
   Tensor dx = ctx.alloc(dy.shape(), dy.dtype());
   SAL_BACKEND(ctx, op, cuda::gaussian_blur_backward(ctx, dy, sigma, ksize, dx), cpu::gaussian_blur_backward(ctx, dy, sigma, ksize, dx));
   return dx;

@@ -38,16 +38,21 @@ Shape pool_shape(const char* op, const Shape& x, const Pool2dArgs& a) {
   return Shape{x[0], x[1], p, q};
 }
 
+// The checks of a pooling forward pass on x; returns y's shape.
+Shape pool_forward_shape(const char* op, const Ctx& ctx, const Tensor& x, const Pool2dArgs& a) {
+  check_device(op, ctx, {&x});
+  check_float(op, ctx, {&x});
+  check_ndim(op, "x", x, 4);
+  return pool_shape(op, x.shape(), a);
+}
+
 }  // namespace
 
 Shape pool2d_out_shape(const Shape& x, const Pool2dArgs& a) { return pool_shape("pool2d_out_shape", x, a); }
 
 Tensor max_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a) {
   const char* op = "max_pool2d";
-  check_device(op, ctx, {&x});
-  check_float(op, ctx, {&x});
-  check_ndim(op, "x", x, 4);
-  const Shape out = pool_shape(op, x.shape(), a);
+  const Shape out = pool_forward_shape(op, ctx, x, a);
   Tensor y = ctx.alloc(out, x.dtype());
   SAL_BACKEND(ctx, op, cuda::max_pool2d(ctx, x, a, y), cpu::max_pool2d(ctx, x, a, y));
   return y;
@@ -66,10 +71,7 @@ Tensor max_pool2d_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Po
 
 Tensor avg_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a) {
   const char* op = "avg_pool2d";
-  check_device(op, ctx, {&x});
-  check_float(op, ctx, {&x});
-  check_ndim(op, "x", x, 4);
-  const Shape out = pool_shape(op, x.shape(), a);
+  const Shape out = pool_forward_shape(op, ctx, x, a);
   Tensor y = ctx.alloc(out, x.dtype());
   SAL_BACKEND(ctx, op, cuda::avg_pool2d(ctx, x, a, y), cpu::avg_pool2d(ctx, x, a, y));
   return y;

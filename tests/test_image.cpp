@@ -15,31 +15,20 @@
 
 #include "engine/image.h"
 #include "engine/tar.h"
+#include "tests/error_of.h"
+#include "tests/temp_files.h"
 
 using namespace sal;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() /
-          ("sal_image_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("sal_image_test_") {}
 };
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  test::write_file(path, bytes.data(), bytes.size());
 }
 
 // Compresses interleaved pixels (pixel format pf) with libturbojpeg.
@@ -126,14 +115,7 @@ std::vector<uint8_t> make_png(const PngSpec& s, std::vector<std::vector<uint8_t>
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 }  // namespace
 

@@ -15,31 +15,19 @@
 
 #include "engine/error.h"
 #include "engine/tar.h"
+#include "tests/error_of.h"
+#include "tests/temp_files.h"
 
 using namespace sal;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() / ("sal_tar_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("sal_tar_test_") {}
 };
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using test::write_bytes;
 
 void put(std::string& h, size_t off, const std::string& s) { std::memcpy(&h[off], s.data(), s.size()); }
 
@@ -86,14 +74,7 @@ std::string pax_record(const std::string& key, const std::string& value) {
   return std::to_string(len) + " " + key + "=" + value + "\n";
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::string slurp(TarReader& r, const TarEntry& e) {
   std::vector<uint8_t> b = r.read(e);

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/broadcast.h"
 #include "engine/cpu/dispatch.h"
 
 namespace sal::cpu {
@@ -37,54 +38,11 @@ namespace {
 constexpr int64_t kChunk = 4096;     // elements of a row per elementwise task
 constexpr int64_t kAccChunk = 256;   // doubles of the stack accumulator in sum_to
 
-// Up to kMaxDims dimensions with the strides of two operands (0 = broadcast / reduced).
-struct Geometry {
-  int nd = 0;
-  int64_t dim[kMaxDims] = {};
-  int64_t sa[kMaxDims] = {};
-  int64_t sb[kMaxDims] = {};
-};
-
-// Element strides of `s` right-aligned against `out`; 0 where s has extent 1 or no dimension.
-void aligned_strides(const Shape& s, const Shape& out, int64_t* st) {
-  const int off = out.nd - s.nd;
-  int64_t stride = 1;
-  for (int i = out.nd - 1; i >= 0; --i) {
-    const int j = i - off;
-    const int64_t ext = j >= 0 ? s.d[j] : 1;
-    st[i] = ext == 1 ? 0 : stride;
-    stride *= ext;
-  }
-}
-
-// Drops extent-1 dimensions of `out` and merges neighbours contiguous in both a and b.
-Geometry collapse(const Shape& out, const Shape& a, const Shape& b) {
-  int64_t sa[kMaxDims], sb[kMaxDims];
-  aligned_strides(a, out, sa);
-  aligned_strides(b, out, sb);
-  Geometry g;
-  for (int i = 0; i < out.nd; ++i) {
-    if (out.d[i] == 1) continue;
-    if (g.nd > 0) {
-      const int k = g.nd - 1;
-      if (g.sa[k] == sa[i] * out.d[i] && g.sb[k] == sb[i] * out.d[i]) {
-        g.dim[k] *= out.d[i];
-        g.sa[k] = sa[i];
-        g.sb[k] = sb[i];
-        continue;
-      }
-    }
-    g.dim[g.nd] = out.d[i];
-    g.sa[g.nd] = sa[i];
-    g.sb[g.nd] = sb[i];
-    ++g.nd;
-  }
-  if (g.nd == 0) {  // a single element
-    g.nd = 1;
-    g.dim[0] = 1;
-  }
-  return g;
-}
+// Broadcast geometry (dims merged, operand strides): engine/broadcast.h, shared with CUDA.
+using broadcast::collapse;
+using broadcast::Dims;  // sum_to's kept / reduced dimensions
+using broadcast::Geometry;
+using broadcast::split_outer;
 
 // Offsets of the two operands at row r of the dimensions [0, k) (the last is fastest).
 inline void row_offsets(const Geometry& g, int k, int64_t r, int64_t& oa, int64_t& ob) {
@@ -157,26 +115,6 @@ inline double sum_run(const T* p, int64_t n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
-// A list of dimensions (sizes and strides into one tensor) enumerated in row-major order.
-struct Dims {
-  int n = 0;
-  int64_t dim[kMaxDims] = {};
-  int64_t stride[kMaxDims] = {};
-  int64_t count() const {
-    int64_t c = 1;
-    for (int i = 0; i < n; ++i) c *= dim[i];
-    return c;
-  }
-  int64_t offset(int64_t idx) const {
-    int64_t off = 0;
-    for (int i = n - 1; i >= 0; --i) {
-      off += (idx % dim[i]) * stride[i];
-      idx /= dim[i];
-    }
-    return off;
-  }
-};
-
 template <class T>
 void sum_to_impl(const Tensor& X, Tensor& Y) {
   const T* x = X.data<T>();
@@ -192,12 +130,7 @@ void sum_to_impl(const Tensor& X, Tensor& Y) {
   const int k = g.nd - 1;
   const int64_t inner = g.dim[k];
   Dims kept, reduced;  // outer dimensions [0, k): x strides in .stride
-  for (int d = 0; d < k; ++d) {
-    Dims& into = g.sb[d] ? kept : reduced;
-    into.dim[into.n] = g.dim[d];
-    into.stride[into.n] = g.sa[d];
-    ++into.n;
-  }
+  split_outer(g, kept, reduced);
   const int64_t nred = reduced.count();
 
   if (g.sb[k] != 0 || nx == ny) {
