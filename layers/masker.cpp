@@ -161,8 +161,8 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   classes_ = classes;
 
   // Feature filter: z = X . C_s per position, Y = X * sigmoid(z).
-  Tensor emb = embedding(ctx, params_.value(embedding_), classes).reshape(Shape{n, c, 1, 1});
-  Tensor z = sum_to(ctx, mul(ctx, x, emb), Shape{n, 1, h, w});
+  emb_ = embedding(ctx, params_.value(embedding_), classes).reshape(Shape{n, c, 1, 1});
+  Tensor z = sum_to(ctx, mul(ctx, x, emb_), Shape{n, 1, h, w});
   sig_ = sigmoid(ctx, z);
   Tensor y = mul(ctx, x, sig_);
 
@@ -192,8 +192,11 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   return out;
 }
 
-void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, const Tensor* dfilter_logits) {
+void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, const Tensor* dfilter_logits,
+                      std::vector<Tensor>* dfeatures) {
   SAL_CHECK(have_forward_, "Masker::backward: no forward in this step");
+  const size_t levels = cfg_.feature_channels.size();
+  if (dfeatures) dfeatures->assign(levels, Tensor());
   Tensor dc = abs_ratio_upsample_backward(ctx, dmask, head_out_, cfg_.mask_eps);
   if (dhead_mask && dhead_mask->defined())
     dc = add(ctx, dc, abs_ratio_backward(ctx, *dhead_mask, head_out_, cfg_.mask_eps));
@@ -202,7 +205,9 @@ void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, c
     Upsampler& u = ups_[k];
     for (size_t b = u.blocks.size(); b-- > 0;) dy = u.blocks[b].backward(ctx, dy);
     const int64_t total = dy.dim(1);
-    if (u.skip_conv) u.skip.backward(ctx, slice_channels(ctx, dy, u.up_channels, total - u.up_channels));
+    Tensor dskip = slice_channels(ctx, dy, u.up_channels, total - u.up_channels);
+    if (u.skip_conv) dskip = u.skip.backward(ctx, dskip);
+    if (dfeatures) (*dfeatures)[levels - 2 - k] = dskip;
     Tensor dup = slice_channels(ctx, dy, 0, u.up_channels);
     if (u.mode == UpsampleMode::ConvTranspose)
       dy = u.tconv.backward(ctx, u.tbn.backward(ctx, u.trelu.backward(ctx, dup)));
@@ -218,6 +223,7 @@ void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, c
               ", got ", dfilter_logits->desc());
     dz = add(ctx, dz, *dfilter_logits);
   }
+  if (dfeatures) (*dfeatures)[levels - 1] = add(ctx, mul(ctx, dy, sig_), mul(ctx, dz, emb_));
   Tensor demb = sum_to(ctx, mul(ctx, x_, dz), Shape{n, c, 1, 1}).reshape(Shape{n, c});
   Tensor dtable = params_.grad(embedding_);
   embedding_backward(ctx, demb, classes_, dtable);

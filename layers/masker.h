@@ -77,9 +77,10 @@ class Masker {
                                 int64_t out_h, int64_t out_w, bool training = true);
   // Accumulates the parameter gradients (into params().flat_grads(); zero them per step) from
   // dmask [N,1,H,W] and, when given, d head_mask [N,1,h',w'] and d filter_logits [N,1,h,w].
-  // Nothing flows into the encoder.
+  // Nothing flows into a frozen encoder; with `dfeatures` (for a trainable encoder) it is set to
+  // dL/d feature map, finest first, undefined for the finer maps the decoder does not use.
   void backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask = nullptr,
-                const Tensor* dfilter_logits = nullptr);
+                const Tensor* dfilter_logits = nullptr, std::vector<Tensor>* dfeatures = nullptr);
 
   // Copies a classifier's weights into the class embedding: [num_classes, C] or
   // [num_classes, C, 1, 1] (e.g. MobileNet's conv_preds.weight, a CIFAR ResNet's linear.weight).
@@ -110,7 +111,7 @@ class Masker {
   bool training_ = true;
 
   // What backward needs from the last forward.
-  Tensor x_, classes_, sig_, head_out_;
+  Tensor x_, classes_, emb_, sig_, head_out_;
   bool have_forward_ = false;
 
   void initialize();
