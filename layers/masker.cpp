@@ -47,6 +47,17 @@ MaskerConfig MaskerConfig::cifar_resnet(int64_t num_classes) {
   return c;
 }
 
+MaskerConfig MaskerConfig::cifar_scratch(int64_t num_classes) {
+  MaskerConfig c;
+  c.num_classes = num_classes;
+  c.encoder_channels = {32, 64, 128};
+  c.feature_channels = c.encoder_channels;
+  c.widths = {64, 32};
+  c.bottlenecks = 1;
+  c.upsample = UpsampleMode::PixelShuffle;
+  return c;
+}
+
 Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype) : cfg_(cfg) {
   const size_t levels = cfg.feature_channels.size(), ups = cfg.widths.size();
   SAL_CHECK(cfg.num_classes > 0, "Masker: num_classes must be positive, got ", cfg.num_classes);
@@ -58,6 +69,21 @@ Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype) : cfg_(cfg) 
             "Masker: parameters are F32 (or F64 on the CPU), got ", dtype_name(dtype), " on ", device_name(device));
   for (int64_t ch : cfg.feature_channels) SAL_CHECK(ch > 0, "Masker: feature channel counts must be positive");
   using Act = ConvBnAct::Act;
+  if (!cfg.encoder_channels.empty()) {
+    SAL_CHECK(cfg.encoder_channels == cfg.feature_channels, "Masker: encoder_channels must equal feature_channels");
+    int64_t cin = 3;
+    for (size_t b = 0; b < cfg.encoder_channels.size(); ++b) {
+      std::vector<ConvBnAct> block;
+      for (int j = 0; j < 5; ++j) {
+        const std::string p = "masker.encoder.block" + std::to_string(b) + ".";
+        block.emplace_back(params_, p + "conv" + std::to_string(j), p + "bn" + std::to_string(j), cin,
+                           cfg.encoder_channels[b], 3, Conv2dArgs::make(j == 0 ? 2 : 1, 1), cfg.bn_eps, Act::ReLU,
+                           /*trainable=*/true);
+        cin = cfg.encoder_channels[b];
+      }
+      enc_.push_back(std::move(block));
+    }
+  }
   const int64_t coarse = cfg.feature_channels.back();
   embedding_ = params_.add("masker.embedding.weight", Shape{cfg.num_classes, coarse});
   int64_t in = coarse;
@@ -141,7 +167,24 @@ MaskerOutput Masker::forward(Ctx& ctx, Network& encoder, const Tensor& images01,
   SAL_CHECK(images01.ndim() == 4 && images01.dim(1) == 3, "Masker::forward: images must be [N,3,H,W], got ",
             images01.desc());
   encoder.forward(ctx, encoder.normalize(ctx, images01));
-  return forward_features(ctx, encoder.features(), classes, images01.dim(2), images01.dim(3), training);
+  MaskerOutput out = forward_features(ctx, encoder.features(), classes, images01.dim(2), images01.dim(3), training);
+  used_encoder_ = false;
+  return out;
+}
+
+MaskerOutput Masker::forward(Ctx& ctx, const Tensor& images01, const Tensor& classes, bool training) {
+  SAL_CHECK(has_encoder(), "Masker::forward(images, classes): the config has no encoder_channels (pass a Network)");
+  SAL_CHECK(images01.ndim() == 4 && images01.dim(1) == 3 && images01.dim(2) % 8 == 0 && images01.dim(3) % 8 == 0,
+            "Masker::forward: images must be [N,3,H,W] with H, W divisible by 8, got ", images01.desc());
+  std::vector<Tensor> feats;
+  Tensor x = images01;
+  for (std::vector<ConvBnAct>& block : enc_) {
+    for (ConvBnAct& c : block) x = c.forward(ctx, x, training);
+    feats.push_back(x);
+  }
+  MaskerOutput out = forward_features(ctx, feats, classes, images01.dim(2), images01.dim(3), training);
+  used_encoder_ = true;
+  return out;
 }
 
 MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats, const Tensor& classes,
@@ -196,6 +239,8 @@ void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, c
                       std::vector<Tensor>* dfeatures) {
   SAL_CHECK(have_forward_, "Masker::backward: no forward in this step");
   const size_t levels = cfg_.feature_channels.size();
+  std::vector<Tensor> own;
+  if (used_encoder_ && !dfeatures) dfeatures = &own;
   if (dfeatures) dfeatures->assign(levels, Tensor());
   Tensor dc = abs_ratio_upsample_backward(ctx, dmask, head_out_, cfg_.mask_eps);
   if (dhead_mask && dhead_mask->defined())
@@ -227,6 +272,16 @@ void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, c
   Tensor demb = sum_to(ctx, mul(ctx, x_, dz), Shape{n, c, 1, 1}).reshape(Shape{n, c});
   Tensor dtable = params_.grad(embedding_);
   embedding_backward(ctx, demb, classes_, dtable);
+
+  if (used_encoder_) {  // the own encoder: each block output is a feature and the next block's input
+    Tensor d;
+    for (size_t b = enc_.size(); b-- > 0;) {
+      const Tensor& df = (*dfeatures)[b];
+      if (df.defined()) d = d.defined() ? add(ctx, d, df) : df;
+      if (!d.defined()) continue;
+      for (size_t j = enc_[b].size(); j-- > 0;) d = enc_[b][j].backward(ctx, d);
+    }
+  }
 }
 
 }  // namespace sal

@@ -12,6 +12,9 @@
 //                       (the released code)
 //     concat F_{L-2-i} (optionally through a 1x1 conv + BN + ReLU to skip_channels)
 //     `bottlenecks` Bottleneck blocks (layers/resnet.h), width widths[i]/4, out widths[i]
+//   (optional, the paper's CIFAR variant) a trainable encoder owned by the masker instead of a
+//     frozen Network: 3 downsampling blocks of 5 conv3x3 + BN + ReLU layers (the first of each
+//     block stride 2) on the [0,1] image; the block outputs are the features (1/2, 1/4, 1/8)
 //   head: 1x1 conv (with bias) to 2 channels c = (c0, c1)   at the scale of F_{L-1-U}
 //   mask = resize_bilinear(|c0| / (|c0| + |c1| + eps)) to the image size  (abs_ratio_upsample)
 //
@@ -42,6 +45,9 @@ struct MaskerConfig {
   double bn_eps = 1e-5;
   double mask_eps = 1e-6;       // abs_ratio's eps
   uint32_t seed = 0;            // parameter initialisation
+  // Non-empty: the masker's own trainable encoder with these block widths (must then equal
+  // feature_channels); use forward(ctx, images, classes).
+  std::vector<int64_t> encoder_channels;
 
   // The paper's masker for a ResNet-50 encoder: 768/384/192, 3 bottlenecks, transposed convs,
   // head at 1/4 (56x56 for 224 inputs).
@@ -53,6 +59,9 @@ struct MaskerConfig {
   // The CIFAR recipe of DESIGN.md: the CIFAR ResNet (features 16/32/64 at 1, 1/2, 1/4) as the
   // encoder, the filter at 8x8, one upsampler + one bottleneck to a 16x16 head.
   static MaskerConfig cifar_resnet(int64_t num_classes = 10);
+  // The paper's CIFAR variant: encoder trained from scratch (32/64/128 channels at 16, 8, 4 px for
+  // 32 px images), two upsamplers of one bottleneck each to a 16x16 head.
+  static MaskerConfig cifar_scratch(int64_t num_classes = 10);
 };
 
 struct MaskerOutput {
@@ -72,6 +81,10 @@ class Masker {
   // forward (encoder.normalize + encoder.forward) and the decoder.
   MaskerOutput forward(Ctx& ctx, Network& encoder, const Tensor& images01, const Tensor& classes,
                        bool training = true);
+  // With the masker's own encoder (config encoder_channels): images [N,3,H,W] in [0,1], H and W
+  // divisible by 8. backward() then also trains the encoder.
+  MaskerOutput forward(Ctx& ctx, const Tensor& images01, const Tensor& classes, bool training = true);
+  bool has_encoder() const { return !enc_.empty(); }
   // The decoder alone on given feature maps (finest first), producing a mask of out_h x out_w.
   MaskerOutput forward_features(Ctx& ctx, const std::vector<Tensor>& features, const Tensor& classes,
                                 int64_t out_h, int64_t out_w, bool training = true);
@@ -105,6 +118,8 @@ class Masker {
 
   MaskerConfig cfg_;
   ParamStore params_;
+  std::vector<std::vector<ConvBnAct>> enc_;  // the own encoder's blocks (empty without one)
+  bool used_encoder_ = false;                // the last forward ran the own encoder
   ParamRef embedding_;
   std::vector<Upsampler> ups_;
   Conv2d head_;

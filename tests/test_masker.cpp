@@ -224,7 +224,9 @@ TEST_CASE("saliency objective: fake samples get only the area term") {
 
 namespace {
 
-void check_masker_gradients(UpsampleMode mode, int64_t skip_channels, const std::string& what) {
+// scratch: the masker's own encoder (3 blocks of 5 convs on a 16x16 image) makes the features.
+void check_masker_gradients(UpsampleMode mode, int64_t skip_channels, const std::string& what,
+                            bool scratch = false) {
   OneThread one;
   MaskerConfig cfg;
   cfg.num_classes = 5;
@@ -234,26 +236,32 @@ void check_masker_gradients(UpsampleMode mode, int64_t skip_channels, const std:
   cfg.upsample = mode;
   cfg.skip_channels = skip_channels;
   cfg.seed = 3;
+  if (scratch) cfg.encoder_channels = cfg.feature_channels;
   Masker masker(cfg, Device::CPU, DType::F64);
   std::mt19937 gen(9);
   const int64_t n = 2;
   std::vector<Tensor> feats = {random_tensor(Shape{n, 3, 8, 8}, gen, 0.0, 1.0),
                                random_tensor(Shape{n, 4, 4, 4}, gen, 0.0, 1.0),
                                random_tensor(Shape{n, 6, 2, 2}, gen, 0.0, 1.0)};
+  Tensor images = random_tensor(Shape{n, 3, 16, 16}, gen, 0.0, 1.0);
   Tensor classes = Tensor::from_labels({4, 1});
   const int64_t oh = 11, ow = 13;  // a non-multiple output size for the bilinear head
-  Tensor r_mask = random_tensor(Shape{n, 1, oh, ow}, gen, -1.0, 1.0);
+  Tensor r_mask = random_tensor(scratch ? Shape{n, 1, 16, 16} : Shape{n, 1, oh, ow}, gen, -1.0, 1.0);
   Tensor r_head = random_tensor(Shape{n, 1, 8, 8}, gen, -1.0, 1.0);
   Tensor r_filter = random_tensor(Shape{n, 1, 2, 2}, gen, -1.0, 1.0);
   Ctx ctx;
   // L = <mask, r_mask> + <head_mask, r_head> + <filter_logits, r_filter>
+  const auto run = [&] {
+    return scratch ? masker.forward(ctx, images, classes, true)
+                   : masker.forward_features(ctx, feats, classes, oh, ow, true);
+  };
   const auto loss = [&] {
-    MaskerOutput o = masker.forward_features(ctx, feats, classes, oh, ow, true);
+    MaskerOutput o = run();
     return sum(ctx, mul(ctx, o.mask, r_mask)).item() + sum(ctx, mul(ctx, o.head_mask, r_head)).item() +
            sum(ctx, mul(ctx, o.filter_logits, r_filter)).item();
   };
-  MaskerOutput o = masker.forward_features(ctx, feats, classes, oh, ow, true);
-  CHECK(o.mask.shape() == (Shape{n, 1, oh, ow}));
+  MaskerOutput o = run();
+  CHECK(o.mask.shape() == (scratch ? Shape{n, 1, 16, 16} : Shape{n, 1, oh, ow}));
   CHECK(o.head.shape() == (Shape{n, 2, 8, 8}));
   CHECK(o.filter_logits.shape() == (Shape{n, 1, 2, 2}));
   masker.params().zero_grads();
@@ -262,7 +270,7 @@ void check_masker_gradients(UpsampleMode mode, int64_t skip_channels, const std:
   // The feature gradients (for a trainable encoder): with 2 upsamplers over 3 levels every map feeds
   // the decoder (the coarsest through the filter, the others as skips).
   REQUIRE(dfeats.size() == 3);
-  for (size_t i = 0; i < 3; ++i) {
+  for (size_t i = 0; i < 3 && !scratch; ++i) {
     REQUIRE(dfeats[i].defined());
     const double ef = scaled_max_error(dfeats[i].values(), numeric_grad(feats[i], loss));
     MESSAGE(what, ": dL/d feature ", i, " scaled max error ", ef);
@@ -295,11 +303,20 @@ void check_masker_gradients(UpsampleMode mode, int64_t skip_channels, const std:
       ++checked;
     }
   }
-  for (const auto& [a, nm] : pairs) worst = std::max(worst, std::abs(a - nm));
+  int bad = 0;
+  for (const auto& [a, nm] : pairs) {
+    worst = std::max(worst, std::abs(a - nm));
+    if (std::abs(a - nm) > 1e-6 * scale_ref) ++bad;
+  }
+  MESSAGE(what, ": ", bad, " elements off by more than 1e-6");
   MESSAGE(what, ": ", checked, " parameter elements, max |analytic - numeric| / max |numeric| = ",
           worst / scale_ref);
   CHECK(checked > 500);
-  CHECK(worst / scale_ref < 1e-6);
+  // The own encoder is 15 conv + training-mode BN + ReLU layers on a batch of 2: gradients reach
+  // hundreds and the third derivative is large, so central differences with h = 1e-6 are only good
+  // to ~1e-5 of the largest gradient there (measured 1.2e-5 at 22 of 7353 elements); a wrong
+  // gradient path is off by O(1).
+  CHECK(worst / scale_ref < (scratch ? 1e-4 : 1e-6));
   // The embedding rows of unused classes get nothing; a used one does.
   Tensor ge = ps.grad(ps.find("masker.embedding.weight"));
   std::vector<double> gv = ge.values();
@@ -320,6 +337,10 @@ TEST_CASE("masker: parameter gradients match finite differences (pixel shuffle)"
 
 TEST_CASE("masker: parameter gradients match finite differences (transposed conv, 1x1 skip conv)") {
   check_masker_gradients(UpsampleMode::ConvTranspose, 3, "conv transpose + skip conv");
+}
+
+TEST_CASE("masker: parameter gradients match finite differences (own encoder trained from scratch)") {
+  check_masker_gradients(UpsampleMode::PixelShuffle, 0, "own encoder", true);
 }
 
 TEST_CASE("masker: CIFAR config on the ResNet20 encoder and MobileNet config shapes") {
@@ -351,6 +372,18 @@ TEST_CASE("masker: CIFAR config on the ResNet20 encoder and MobileNet config sha
     CHECK(o.mask.shape() == (Shape{1, 1, 224, 224}));
     CHECK(o.head.shape() == (Shape{1, 2, 56, 56}));
     CHECK(o.filter_logits.shape() == (Shape{1, 1, 7, 7}));
+  }
+  {
+    // The paper's CIFAR variant with its own encoder.
+    Masker m(MaskerConfig::cifar_scratch(), Device::CPU);
+    CHECK(m.has_encoder());
+    CHECK(m.params().contains("masker.encoder.block2.conv4.weight"));
+    std::mt19937 gen(3);
+    MaskerOutput o = m.forward(ctx, random_tensor(Shape{2, 3, 32, 32}, gen, 0.0, 1.0, DType::F32),
+                               Tensor::from_labels({0, 1}));
+    CHECK(o.mask.shape() == (Shape{2, 1, 32, 32}));
+    CHECK(o.head.shape() == (Shape{2, 2, 16, 16}));
+    CHECK(o.filter_logits.shape() == (Shape{2, 1, 4, 4}));
   }
   // The paper's ResNet-50 decoder: parameters only (a ResNet-50 forward is left to the model tests).
   Masker paper(MaskerConfig::paper_resnet50(), Device::CPU);
