@@ -167,9 +167,7 @@ MaskerOutput Masker::forward(Ctx& ctx, Network& encoder, const Tensor& images01,
   SAL_CHECK(images01.ndim() == 4 && images01.dim(1) == 3, "Masker::forward: images must be [N,3,H,W], got ",
             images01.desc());
   encoder.forward(ctx, encoder.normalize(ctx, images01));
-  MaskerOutput out = forward_features(ctx, encoder.features(), classes, images01.dim(2), images01.dim(3), training);
-  used_encoder_ = false;
-  return out;
+  return forward_features(ctx, encoder.features(), classes, images01.dim(2), images01.dim(3), training);
 }
 
 MaskerOutput Masker::forward(Ctx& ctx, const Tensor& images01, const Tensor& classes, bool training) {
@@ -199,7 +197,7 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
   SAL_CHECK(classes.dtype() == DType::I32 && classes.ndim() == 1 && classes.dim(0) == n,
             "Masker: classes must be i32[", n, "], got ", classes.desc());
-  training_ = training;
+  used_encoder_ = false;  // forward(images, classes) sets it after this returns
   x_ = x;
   classes_ = classes;
 

@@ -123,7 +123,6 @@ class Masker {
   ParamRef embedding_;
   std::vector<Upsampler> ups_;
   Conv2d head_;
-  bool training_ = true;
 
   // What backward needs from the last forward.
   Tensor x_, classes_, emb_, sig_, head_out_;
