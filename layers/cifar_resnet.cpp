@@ -45,7 +45,8 @@ Tensor CifarBasicBlock::forward(Ctx& ctx, const Tensor& x, bool training) {
       shortcut = sub;
     }
   }
-  return out_relu_.forward(ctx, add(ctx, main, shortcut));
+  axpy(ctx, 1.0, shortcut, main);  // in place: bn2's output is kept by no module for its backward
+  return out_relu_.forward(ctx, main);
 }
 
 Tensor CifarBasicBlock::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
