@@ -58,7 +58,8 @@ Tensor CifarBasicBlock::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
     if (pad > 0) dshort = slice_channels(ctx, dsum, pad, in_);  // the zero channels have no input
     if (stride_ > 1) dshort = avg_pool2d_backward(ctx, dshort, x_shape_, subsample_args(stride_));
   }
-  return add(ctx, dx, dshort);
+  axpy(ctx, 1.0, dshort, dx);  // in place into the conv's fresh input gradient
+  return dx;
 }
 
 CifarResNet::CifarResNet(const InputSpec& spec, Device device, int depth, DType dtype)

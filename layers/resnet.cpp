@@ -36,7 +36,8 @@ Tensor Bottleneck::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   Tensor dsum = out_relu_.backward(ctx, dy);  // d(main + shortcut), the same for both branches
   Tensor dx = c1_.backward(ctx, c2_.backward(ctx, c3_.backward(ctx, dsum, param_grads), param_grads), param_grads);
   Tensor dshort = has_down_ ? down_.backward(ctx, dsum, param_grads) : dsum;
-  return add(ctx, dx, dshort);
+  axpy(ctx, 1.0, dshort, dx);  // in place into the conv's fresh input gradient
+  return dx;
 }
 
 namespace {
