@@ -45,7 +45,8 @@ Tensor CifarBasicBlock::forward(Ctx& ctx, const Tensor& x, bool training) {
       shortcut = sub;
     }
   }
-  return out_relu_.forward(ctx, add(ctx, main, shortcut));
+  axpy(ctx, 1.0, shortcut, main);  // in place: bn2's output is kept by no module for its backward
+  return out_relu_.forward(ctx, main);
 }
 
 Tensor CifarBasicBlock::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
@@ -57,7 +58,8 @@ Tensor CifarBasicBlock::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
     if (pad > 0) dshort = slice_channels(ctx, dsum, pad, in_);  // the zero channels have no input
     if (stride_ > 1) dshort = avg_pool2d_backward(ctx, dshort, x_shape_, subsample_args(stride_));
   }
-  return add(ctx, dx, dshort);
+  axpy(ctx, 1.0, dshort, dx);  // in place into the conv's fresh input gradient
+  return dx;
 }
 
 CifarResNet::CifarResNet(const InputSpec& spec, Device device, int depth, DType dtype)
