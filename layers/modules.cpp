@@ -77,6 +77,13 @@ Tensor BatchNorm2d::forward(Ctx& ctx, const Tensor& x, bool training) {
   return batchnorm2d_train(ctx, x, gamma, beta, eps_, momentum_, &mean, &var, save_mean_, save_invstd_);
 }
 
+Tensor BatchNorm2d::forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act) {
+  x_ = x;
+  trained_ = false;
+  return batchnorm2d_infer_act(ctx, x, ps_->value(gamma_), ps_->value(beta_), ps_->value(mean_), ps_->value(var_),
+                               eps_, residual, act);
+}
+
 Tensor BatchNorm2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   Tensor dg, db;
   Tensor* pdg = grad_or_null(*ps_, gamma_, param_grads, dg);
@@ -113,6 +120,14 @@ ConvBnAct::ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::st
       act_(act) {}
 
 Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
+  fused_y_ = Tensor();
+  if (!training && act_ != Act::None) {
+    // One pass for BN + activation; relu and relu6 backwards can be computed from y alone
+    // (0 < y < 6 exactly when 0 < pre-activation < 6).
+    Activation a = act_ == Act::ReLU ? Activation::ReLU : Activation::ReLU6;
+    fused_y_ = bn_.forward_infer_act(ctx, conv_.forward(ctx, x), nullptr, a);
+    return fused_y_;
+  }
   Tensor y = bn_.forward(ctx, conv_.forward(ctx, x), training);
   switch (act_) {
     case Act::ReLU: return relu_.forward(ctx, y);
@@ -124,8 +139,13 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
 
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   Tensor d = dy;
-  if (act_ == Act::ReLU) d = relu_.backward(ctx, dy);
-  if (act_ == Act::ReLU6) d = relu6_.backward(ctx, dy);
+  if (fused_y_.defined()) {
+    d = act_ == Act::ReLU ? relu_backward(ctx, dy, fused_y_) : relu6_backward(ctx, dy, fused_y_);
+  } else if (act_ == Act::ReLU) {
+    d = relu_.backward(ctx, dy);
+  } else if (act_ == Act::ReLU6) {
+    d = relu6_.backward(ctx, dy);
+  }
   return conv_.backward(ctx, bn_.backward(ctx, d, param_grads), param_grads);
 }
 

@@ -59,6 +59,9 @@ class BatchNorm2d {
               double momentum = 0.1);
   // training=true: batch statistics, running statistics updated; false: running statistics.
   Tensor forward(Ctx& ctx, const Tensor& x, bool training = false);
+  // Inference only: act(bn(x) + residual) in one pass (batchnorm2d_infer_act). backward() then
+  // expects the gradient with respect to bn(x), i.e. after the caller has undone the activation.
+  Tensor forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act);
   Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
   double eps() const { return eps_; }
 
@@ -138,6 +141,7 @@ class ConvBnAct {
   Act act_ = Act::None;
   ReLU relu_;
   ReLU6 relu6_;
+  Tensor fused_y_;  // inference: the fused BN + activation output (its backward needs only y)
 };
 
 }  // namespace sal
