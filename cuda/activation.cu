@@ -62,7 +62,6 @@ __global__ void binary_kernel(const float* __restrict__ a, const float* __restri
   for (int64_t k = n4 * 4 + i; k < n; k += stride) y[k] = f(a[k], b[k]);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <class F>
 void unary(Ctx& ctx, const char* name, const Tensor& x, Tensor& y, F f) {

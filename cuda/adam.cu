@@ -16,7 +16,6 @@ namespace sal::cuda {
 
 namespace {
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 __device__ __forceinline__ void adam_one(float& w, float g, float& m, float& v, const AdamScalars& s) {
   m = s.b1 * m + s.c_b1 * g;

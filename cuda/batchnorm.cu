@@ -40,7 +40,6 @@ namespace {
 constexpr int kMaxThreads = 256;  // threads per block of the plane passes (a multiple of 32)
 constexpr int kItems = 4;         // items per thread per segment
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // How the planes are cut into blocks: block b covers plane b / segs, elements
 // [(b % segs) * seg_len, min(+seg_len, hw)) of it.

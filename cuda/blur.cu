@@ -254,7 +254,6 @@ __global__ void __launch_bounds__(kColW * kColThreadRows)
 
 // ---------------------------------------------------------------- launches
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <bool Adjoint>
 void rows_pass(Ctx& ctx, const char* op, const Taps& taps, const float* in, float* out, int64_t planes, int h, int w) {

@@ -603,8 +603,6 @@ int as_int(int64_t v, const char* op, const char* what) {
   return static_cast<int>(v);
 }
 
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
-
 // Sums the split-K partials [splits][G*M][Ncols] into p.out with p's mapping.
 void finish_splits(Ctx& ctx, const char* op, const float* part, int splits, const Gemm& p) {
   const long long total = static_cast<long long>(p.G) * p.M * p.Ncols;
@@ -742,19 +740,6 @@ long long reduction_splits(long long channels, long long E) {
 }
 
 }  // namespace
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      v = 0;
-    }
-    return v > 0 ? v : 108;
-  }();
-  return n;
-}
 
 void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
   const char* op = "conv2d forward (custom)";

@@ -85,7 +85,4 @@ void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t 
 // db[k] += sum over n and i of dy[n, k, i] for dy:[n, k, plane] (block reductions, fixed order)
 void channel_sum_add(Ctx& ctx, const float* dy, int64_t n, int64_t k, int64_t plane, float* db);
 
-// Multiprocessors of the current device (cached).
-int sm_count();
-
 }  // namespace sal::cuda

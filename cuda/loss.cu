@@ -30,28 +30,6 @@ namespace {
 
 constexpr int kBlock = 256;
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 132;
-    }
-    return v > 0 ? v : 132;
-  }();
-  return n;
-}
-
-unsigned grid_y(int64_t rows) { return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)); }
-
-unsigned grid_x(int64_t work, unsigned gy) {
-  const int64_t cap = std::max<int64_t>(1, (int64_t{1} << 20) / gy);
-  return static_cast<unsigned>(std::clamp<int64_t>((work + kBlock - 1) / kBlock, 1, cap));
-}
-
-__device__ __forceinline__ float qnan() { return __int_as_float(0x7fc00000); }
-__device__ __forceinline__ float neg_inf() { return __int_as_float(static_cast<int>(0xff800000u)); }
-
 struct SumOp {
   template <class T>
   __device__ T operator()(T a, T b) const {

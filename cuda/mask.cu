@@ -36,16 +36,6 @@ namespace {
 
 constexpr int kBlock = 256;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
-unsigned grid_y(int64_t rows) { return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)); }
-
-// x blocks for `work` items per row of `block` threads, keeping x * y below about a million blocks.
-unsigned grid_x(int64_t work, unsigned gy, int block = kBlock) {
-  const int64_t cap = std::max<int64_t>(1, (int64_t{1} << 20) / gy);
-  return static_cast<unsigned>(std::clamp<int64_t>((work + block - 1) / block, 1, cap));
-}
-
 // Threads per block for rows of `len` items: a multiple of 32, at most 256.
 int row_block(int64_t len) { return static_cast<int>(std::min<int64_t>(256, (len + 31) / 32 * 32)); }
 

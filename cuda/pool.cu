@@ -56,23 +56,6 @@ Geom geom_of(const char* op, const Tensor& in, const Tensor& out, const Pool2dAr
               a.count_include_pad};
 }
 
-// i -> (plane, r, c) for a [planes, rows, cols] layout.
-__device__ __forceinline__ void split3(int64_t i, int rows, int cols, int64_t& plane, int& r, int& c) {
-  if (i <= 0xffffffffLL) {
-    const uint32_t u = static_cast<uint32_t>(i);
-    const uint32_t t = u / static_cast<uint32_t>(cols);
-    c = static_cast<int>(u - t * static_cast<uint32_t>(cols));
-    const uint32_t pl = t / static_cast<uint32_t>(rows);
-    r = static_cast<int>(t - pl * static_cast<uint32_t>(rows));
-    plane = pl;
-  } else {
-    const int64_t t = i / cols;
-    c = static_cast<int>(i - t * cols);
-    plane = t / rows;
-    r = static_cast<int>(t - plane * rows);
-  }
-}
-
 __device__ __forceinline__ int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // The window of output (oh, ow) clipped to the input: rows [h0, h1), cols [w0, w1).

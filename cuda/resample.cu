@@ -31,23 +31,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// i -> (plane, r, c) for a [planes, rows, cols] layout.
-__device__ __forceinline__ void split3(int64_t i, int rows, int cols, int64_t& plane, int& r, int& c) {
-  if (i <= 0xffffffffLL) {
-    const uint32_t u = static_cast<uint32_t>(i);
-    const uint32_t t = u / static_cast<uint32_t>(cols);
-    c = static_cast<int>(u - t * static_cast<uint32_t>(cols));
-    const uint32_t pl = t / static_cast<uint32_t>(rows);
-    r = static_cast<int>(t - pl * static_cast<uint32_t>(rows));
-    plane = pl;
-  } else {
-    const int64_t t = i / cols;
-    c = static_cast<int>(i - t * cols);
-    plane = t / rows;
-    r = static_cast<int>(t - plane * rows);
-  }
-}
-
 // One axis of the resize: in -> out samples, scale = float(in) / float(out) computed on the host.
 struct Axis {
   int in, out;

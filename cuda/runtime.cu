@@ -1,4 +1,5 @@
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/runtime.h"
 
 namespace sal::cuda {
@@ -29,5 +30,17 @@ void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, si
 void memset_zero(void* ptr, size_t bytes) { SAL_CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
 
 void synchronize() { SAL_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();  // clear the error: the fallback is used instead
+      v = 0;
+    }
+    return v > 0 ? v : 132;
+  }();
+  return n;
+}
 
 }  // namespace sal::cuda
