@@ -1,7 +1,8 @@
 // End-to-end tests of tools/sal_train on 64 CIFAR-10 test images packed by sal_make_shards: a run of 6 steps
 // logs exactly the same losses for steps 4-6 as a run of 3 steps resumed for 3 more (same seed, one reader
 // thread); the NaN guard (--debug-nan-at-step) exits with code 3, names the step and leaves the last good
-// checkpoint byte for byte as it was (and loadable); SIGTERM saves a checkpoint after the current step and
+// checkpoint byte for byte as it was (and loadable), and a resume drops the log lines of steps after the
+// checkpoint; SIGTERM saves a checkpoint after the current step and
 // exits 0.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
@@ -113,6 +114,14 @@ TEST_CASE("sal_train: a NaN loss stops with exit code 3, names the step and keep
   CHECK(run(train_cmd(shards) + " --steps 6 --debug-nan-at-step 2 --out " + t.file("d") + " > " + t.file("d.txt") +
             " 2>&1") == 3);
   CHECK(!fs::exists(t.file("d/checkpoint.safetensors")));
+  // Steps logged after the last checkpoint (5 here) are dropped from log.jsonl on resume: each step once.
+  const std::string cmd2 = train_cmd(shards) + " --steps 6 --checkpoint-every 2 --out " + t.file("g");
+  CHECK(run(cmd2 + " --debug-nan-at-step 6 > " + t.file("g1.txt") + " 2>&1") == 3);
+  CHECK(log_values(t.file("g/log.jsonl")).size() == 5);
+  REQUIRE(run(cmd2 + " --resume > " + t.file("g2.txt") + " 2>&1") == 0);
+  const std::vector<std::string> g = log_values(t.file("g/log.jsonl"));
+  REQUIRE(g.size() == 6);
+  for (size_t i = 0; i < 6; ++i) CHECK(g[i].find("\"step\":" + std::to_string(i + 1) + ",") == 1);
 }
 
 TEST_CASE("sal_train: SIGTERM saves a checkpoint after the current step and exits 0") {

@@ -58,7 +58,7 @@ extern "C" void on_signal(int) { g_stop = 1; }
 struct Options {
   std::string shards, black_box, preset = "cifar", loss = "released", out;
   int64_t batch = 32, steps = 1000, checkpoint_every = 100, log_every = 10, image_size = 32;
-  double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = 3.0, scale_min = 0.5;
+  double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = 3.0, scale_min = 1.0;
   int blur_ksize = 13;
   uint64_t seed = 0;
   int threads = 2;
@@ -100,6 +100,32 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
     << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
   return s.str();
+}
+
+// Drops the log lines of steps after `step` (logged by a run that stopped before its next checkpoint), so
+// that a resumed run's log has each step once.
+void trim_log(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("\"step\":");
+    if (at != std::string::npos && std::stoll(line.substr(at + 7)) > step) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (!dropped) return;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    SAL_CHECK(out.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
 }
 
 struct Trainer {
@@ -189,6 +215,7 @@ struct Trainer {
                   pos.str().c_str());
     }
     std::fflush(stdout);
+    if (opt.resume) trim_log(log_path, start);
     std::ofstream log(log_path, opt.resume ? std::ios::app : std::ios::trunc);
     SAL_CHECK(log.good(), "cannot open ", log_path);
 
@@ -197,7 +224,8 @@ struct Trainer {
     ro.batch_size = opt.batch;
     ro.image_size = opt.image_size;
     ro.mode = AugmentMode::Train;
-    ro.scale_min = opt.scale_min;
+    ro.scale_min = opt.scale_min;  // 1 (the default): the whole image, only flipped
+    ro.ratio_min = ro.ratio_max = 1.0;
     ro.threads = opt.threads;
     ro.seed = opt.seed;
     ro.num_classes = static_cast<int>(K);
@@ -341,7 +369,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--blur-sigma", o.blur_sigma, "evidence removal: Gaussian blur sigma (pixels)")->capture_default_str();
   app.add_option("--blur-ksize", o.blur_ksize, "evidence removal: blur kernel size (odd)")->capture_default_str();
-  app.add_option("--scale-min", o.scale_min, "augmentation: smallest RandomResizedCrop area fraction")
+  app.add_option("--scale-min", o.scale_min, "augmentation: smallest square crop area fraction (1: whole image + flip)")
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
   app.add_option("--out", o.out, "output folder: checkpoint.safetensors and log.jsonl")->required();
