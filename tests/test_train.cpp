@@ -1,9 +1,9 @@
-// End-to-end tests of tools/sal_train on 64 CIFAR-10 test images packed by sal_make_shards: a run of 6 steps
-// logs exactly the same losses for steps 4-6 as a run of 3 steps resumed for 3 more (same seed, one reader
-// thread); the NaN guard (--debug-nan-at-step) exits with code 3, names the step and leaves the last good
-// checkpoint byte for byte as it was (and loadable), and a resume drops the log lines of steps after the
-// checkpoint; SIGTERM saves a checkpoint after the current step and
-// exits 0.
+// End-to-end tests of tools/sal_train on 64 CIFAR-10 test images packed by sal_make_shards: a run of 6
+// steps logs exactly the same losses for steps 4-6 as a run of 3 steps resumed for 3 more (same seed, one
+// reader thread), and so does a run with held-out evaluation; the NaN guard (--debug-nan-at-step) exits
+// with code 3, names the step and leaves the last good checkpoint byte for byte as it was (and loadable),
+// and a resume drops the log lines of steps after the checkpoint; SIGTERM saves a checkpoint after the
+// current step and exits 0.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
@@ -82,6 +82,17 @@ TEST_CASE("sal_train: 3 steps + --resume 3 steps log exactly the losses of 6 str
     CHECK(a[i].find("\"step\":" + std::to_string(i + 1) + ",") == 1);
     CHECK(b[i] == a[i]);
   }
+  // Held-out evaluation every 2 steps changes nothing in training: the same losses, plus 3 eval lines.
+  REQUIRE(run(cmd + " --steps 6 --eval-shards " + shards + " --eval-every 2 --eval-images 16 --out " + t.file("v") +
+              " > " + t.file("v.txt") + " 2>&1") == 0);
+  std::vector<std::string> v_train;
+  int evals = 0;
+  for (const std::string& line : log_values(t.file("v/log.jsonl"))) {
+    if (line.find("\"eval_images\":16") != std::string::npos) ++evals;
+    else v_train.push_back(line);
+  }
+  CHECK(evals == 3);
+  CHECK(v_train == a);
   // The final checkpoints hold the same parameters and moments.
   CHECK(read_bytes(t.file("a/checkpoint.safetensors")).size() == read_bytes(t.file("b/checkpoint.safetensors")).size());
   SafeTensorsFile fa(t.file("a/checkpoint.safetensors")), fb(t.file("b/checkpoint.safetensors"));

@@ -10,13 +10,15 @@
 // sample's selector class is a random wrong class (only the area and selector terms apply to it).
 //
 // Output in --out: log.jsonl (one JSON object per logged step: the loss terms, the mean mask area for
-// real and for fake selectors, the black box's accuracy on Phi(X,M) for the real ones, then timing), and
+// real and for fake selectors, the black box's accuracy on Phi(X,M) for the real ones and on the clean
+// batch, then timing), and
 // checkpoint.safetensors (written atomically: the masker parameters under their names, the Adam moments
 // as "adam.m" / "adam.v", and metadata: step, adam_steps, reader_position, rng_labels, rng_objective,
 // config). A checkpoint is written every --checkpoint-every steps, after the last step, and after the
 // current step when SIGINT or SIGTERM arrives (then the exit code is 0). --resume continues from the
 // checkpoint's next step with the same reader position and random states, so a resumed run logs the
-// same losses as an uninterrupted one.
+// same losses as an uninterrupted one. With --eval-shards the health numbers are also measured on held-out
+// images (every --eval-every steps and at the end; "eval_*" lines in log.jsonl).
 //
 // A non-finite total loss stops training before the Adam step: a message names the step, the last good
 // checkpoint is left as it was, exit code 3. --debug-nan-at-step K (for tests only) pretends the total
@@ -64,6 +66,8 @@ struct Options {
   int threads = 2;
   bool resume = false;
   int64_t debug_nan_at_step = -1;
+  std::string eval_shards;
+  int64_t eval_every = 0, eval_images = 2000;
 };
 
 template <class RNG>
@@ -98,6 +102,7 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
     << "\nimage_size=" << o.image_size << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
     << "\nscale_min=" << num(o.scale_min) << "\nselector_weight=" << num(oc.selector_weight)
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
+    << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
     << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
   return s.str();
 }
@@ -180,6 +185,73 @@ struct Trainer {
     if (get("config") != config)
       std::printf("note: the checkpoint was written with a different configuration:\n%s\n", get("config").c_str());
     return std::stoll(get("step"));
+  }
+
+  // The three health numbers on held-out shards (whole images, stream order, the first eval_images):
+  // mean mask for the true class, mean mask for a wrong class (label + 1 + i mod (K-1)), and the black
+  // box's accuracy on Phi(X,M) (evidence removal from a fixed seed) next to its clean accuracy. The
+  // masker runs in inference mode; nothing trained and no training random state changes.
+  void evaluate(Arena& arena, Ctx& ctx, SaliencyObjective& objective, int64_t K, int64_t step, std::ofstream& log) {
+    ShardReaderOptions ro;
+    ro.shards = expand_shards({opt.eval_shards});
+    ro.batch_size = opt.batch;
+    ro.image_size = opt.image_size;
+    ro.mode = AugmentMode::EvalResize;
+    ro.threads = opt.threads;
+    ro.shuffle_buffer = 0;
+    ro.shuffle_shards = false;
+    ro.epochs = 1;
+    ro.drop_last = false;
+    ro.num_classes = static_cast<int>(K);
+    ro.quiet = true;
+    ShardReader reader(ro);
+    std::mt19937 rng(12345);
+    Batch b;
+    double area_real = 0, area_fake = 0;
+    int64_t seen = 0, correct = 0, clean = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (seen < opt.eval_images && reader.next(b)) {
+      const int64_t n = std::min<int64_t>(b.size(), opt.eval_images - seen);
+      Tensor images = b.images.slice0(0, n);
+      const int32_t* labels = b.labels.data<int32_t>();
+      std::vector<int32_t> truth(labels, labels + n), wrong(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i)
+        wrong[static_cast<size_t>(i)] = static_cast<int32_t>((labels[i] + 1 + (seen + i) % std::max<int64_t>(K - 1, 1)) % K);
+      const std::vector<uint8_t> real(static_cast<size_t>(n), 1);
+      arena.reset();
+      Tensor ct = Tensor::from_labels(truth), cw = Tensor::from_labels(wrong);
+      MaskerOutput of = masker->forward(ctx, *bb, images, cw, false);
+      for (double v : of.mask.values()) area_fake += v;
+      MaskerOutput o = masker->forward(ctx, *bb, images, ct, false);
+      for (double v : o.mask.values()) area_real += v;
+      ObjectiveResult r = objective.evaluate(ctx, *bb, images, o.mask, o.head_mask, o.filter_logits, ct, real, rng);
+      const std::vector<double> z = r.logits_preserved.values();
+      const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, images)).values();
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t best = 0, best_c = 0;
+        for (int64_t k = 1; k < K; ++k) {
+          if (z[static_cast<size_t>(i * K + k)] > z[static_cast<size_t>(i * K + best)]) best = k;
+          if (zc[static_cast<size_t>(i * K + k)] > zc[static_cast<size_t>(i * K + best_c)]) best_c = k;
+        }
+        correct += best == labels[i];
+        clean += best_c == labels[i];
+      }
+      seen += n;
+    }
+    SAL_CHECK(seen > 0, "--eval-shards ", opt.eval_shards, ": no images");
+    const double px = static_cast<double>(seen * opt.image_size * opt.image_size);
+    const double ar = area_real / px, af = area_fake / px;
+    const double acc = static_cast<double>(correct) / static_cast<double>(seen);
+    const double acc_c = static_cast<double>(clean) / static_cast<double>(seen);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("eval after step %lld on %lld images (%.1f s): mask real %.3f  fake %.3f  bb acc on Phi(X,M) %.3f "
+                "(clean %.3f)\n",
+                static_cast<long long>(step), static_cast<long long>(seen), secs, ar, af, acc, acc_c);
+    std::fflush(stdout);
+    log << "{\"step\":" << step << ",\"eval_images\":" << seen << ",\"eval_mask_area_real\":" << num(ar)
+        << ",\"eval_mask_area_fake\":" << num(af) << ",\"eval_bb_acc_preserved\":" << num(acc)
+        << ",\"eval_bb_acc_clean\":" << num(acc_c) << "}\n";
+    log.flush();
   }
 
   int run() {
@@ -300,6 +372,16 @@ struct Trainer {
             ++n_fake;
           }
         }
+        // The black box on the clean batch, for reference (after the update: it changes nothing trained).
+        const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, batch.images)).values();
+        int64_t clean_correct = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t best = 0;
+          for (int64_t k = 1; k < K; ++k)
+            if (zc[static_cast<size_t>(i * K + k)] > zc[static_cast<size_t>(i * K + best)]) best = k;
+          clean_correct += best == labels[i];
+        }
+        const double acc_clean = static_cast<double>(clean_correct) / static_cast<double>(n);
         const double ar = n_real ? area_real / static_cast<double>(n_real) : std::nan("");
         const double af = n_fake ? area_fake / static_cast<double>(n_fake) : std::nan("");
         const double acc = n_real ? static_cast<double>(correct) / static_cast<double>(n_real) : std::nan("");
@@ -312,17 +394,21 @@ struct Trainer {
         const ObjectiveTerms& t = r.terms;
         std::printf(
             "step %lld/%lld  %.1f img/s  ETA %.0f s  total %.4f  area %.4f  smooth %.4f  preserver %.4f  "
-            "destroyer %.4f  selector %.4f  |  mask real %.3f  fake %.3f  bb acc on Phi(X,M) %.3f\n",
+            "destroyer %.4f  selector %.4f  |  mask real %.3f  fake %.3f  bb acc on Phi(X,M) %.3f (clean %.3f)\n",
             static_cast<long long>(step), static_cast<long long>(opt.steps), ips, eta, t.total, t.area,
-            t.smoothness, t.preserver, t.destroyer, t.selector, ar, af, acc);
+            t.smoothness, t.preserver, t.destroyer, t.selector, ar, af, acc, acc_clean);
         std::fflush(stdout);
         log << "{\"step\":" << step << ",\"total\":" << num(t.total) << ",\"area\":" << num(t.area)
             << ",\"smoothness\":" << num(t.smoothness) << ",\"preserver\":" << num(t.preserver)
             << ",\"destroyer\":" << num(t.destroyer) << ",\"selector\":" << num(t.selector)
             << ",\"mask_area_real\":" << num(ar) << ",\"mask_area_fake\":" << num(af)
-            << ",\"bb_acc_preserved\":" << num(acc) << ",\"images_per_s\":" << num(ips) << ",\"eta_s\":" << num(eta)
+            << ",\"bb_acc_preserved\":" << num(acc) << ",\"bb_acc_clean\":" << num(acc_clean) << ",\"images_per_s\":" << num(ips) << ",\"eta_s\":" << num(eta)
             << "}\n";
         log.flush();
+      }
+      if (!opt.eval_shards.empty() && (last || (opt.eval_every > 0 && step % opt.eval_every == 0))) {
+        evaluate(arena, ctx, objective, K, step, log);
+        t_log = clock::now();  // the evaluation does not count against the training speed
       }
       const bool stop = g_stop != 0;
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
@@ -376,6 +462,12 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0: only at the end)")
       ->capture_default_str();
   app.add_option("--log-every", o.log_every, "progress line and log.jsonl entry every N steps")
+      ->capture_default_str();
+  app.add_option("--eval-shards", o.eval_shards, "held-out shards: health numbers every --eval-every steps and at the end");
+  app.add_option("--eval-every", o.eval_every, "evaluate on --eval-shards every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--eval-images", o.eval_images, "images of --eval-shards to evaluate on")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from OUT/checkpoint.safetensors");
   app.add_option("--image-size", o.image_size, "training image size (32 for CIFAR)")->capture_default_str();
