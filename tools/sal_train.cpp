@@ -1,0 +1,499 @@
+// sal_train: trains a masker (layers/masker.h) against a frozen black box with the saliency objective
+// (layers/saliency_objective.h) on WebDataset shards (engine/shard_reader.h), on the CPU.
+//
+//   sal_train --shards shards/cifar-train --black-box weights/cifar_resnet20.safetensors --preset cifar
+//             --batch 64 --steps 1000 --out runs/cifar [--resume]
+//
+// The CIFAR preset is the recipe of DESIGN.md section 1 ("Measured here"): the frozen black box is also the
+// encoder (MaskerConfig::cifar_resnet), the class embedding starts from its classifier weights, the released
+// loss with area weight 4 and the auxiliary selector loss, Adam 1e-3. With probability --fake-prob a
+// sample's selector class is a random wrong class (only the area and selector terms apply to it).
+//
+// Output in --out: log.jsonl (one JSON object per logged step: the loss terms, the mean mask area for
+// real and for fake selectors, the black box's accuracy on Phi(X,M) for the real ones and on the clean
+// batch, then timing), and
+// checkpoint.safetensors (written atomically: the masker parameters under their names, the Adam moments
+// as "adam.m" / "adam.v", and metadata: step, adam_steps, reader_position, rng_labels, rng_objective,
+// config). A checkpoint is written every --checkpoint-every steps, after the last step, and after the
+// current step when SIGINT or SIGTERM arrives (then the exit code is 0). --resume continues from the
+// checkpoint's next step with the same reader position and random states, so a resumed run logs the
+// same losses as an uninterrupted one. With --eval-shards the health numbers are also measured on held-out
+// images (every --eval-every steps and at the end; "eval_*" lines in log.jsonl).
+//
+// A non-finite total loss stops training before the Adam step: a message names the step, the last good
+// checkpoint is left as it was, exit code 3. --debug-nan-at-step K (for tests only) pretends the total
+// loss of step K is NaN. Exit codes: 0 done (or stopped by a signal), 1 error, 2 bad usage, 3 NaN/Inf loss.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/error.h"
+#include "engine/param_io.h"
+#include "engine/safetensors.h"
+#include "engine/shard_reader.h"
+#include "layers/masker.h"
+#include "layers/network.h"
+#include "layers/saliency_objective.h"
+#include "optim/adam.h"
+
+using namespace sal;
+namespace fs = std::filesystem;
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_signal(int) { g_stop = 1; }
+
+struct Options {
+  std::string shards, black_box, preset = "cifar", loss = "released", out;
+  int64_t batch = 32, steps = 1000, checkpoint_every = 100, log_every = 10, image_size = 32;
+  double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = 3.0, scale_min = 1.0;
+  int blur_ksize = 13;
+  uint64_t seed = 0;
+  int threads = 2;
+  bool resume = false;
+  int64_t debug_nan_at_step = -1;
+  std::string eval_shards;
+  int64_t eval_every = 0, eval_images = 2000;
+};
+
+template <class RNG>
+std::string rng_text(const RNG& r) {
+  std::ostringstream s;
+  s << r;
+  return s.str();
+}
+
+template <class RNG>
+void rng_parse(RNG& r, const std::string& text, const std::string& what) {
+  std::istringstream s(text);
+  s >> r;
+  SAL_CHECK(!s.fail(), "checkpoint: cannot parse the random state '", what, "'");
+}
+
+// A uniform double in [0,1) from 53 bits: the same on every standard library.
+double uniform01(std::mt19937_64& r) { return static_cast<double>(r() >> 11) * 0x1.0p-53; }
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char b[40];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+std::string config_text(const Options& o, const ObjectiveConfig& oc) {
+  std::ostringstream s;
+  s << "shards=" << o.shards << "\nblack_box=" << o.black_box << "\npreset=" << o.preset << "\nloss=" << o.loss
+    << "\nbatch=" << o.batch << "\nsteps=" << o.steps << "\nlr=" << num(o.lr) << "\nseed=" << o.seed
+    << "\narea_weight=" << num(oc.area_weight) << "\nfake_prob=" << num(o.fake_prob)
+    << "\nimage_size=" << o.image_size << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
+    << "\nscale_min=" << num(o.scale_min) << "\nselector_weight=" << num(oc.selector_weight)
+    << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
+    << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
+    << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
+  return s.str();
+}
+
+// Drops the log lines of steps after `step` (logged by a run that stopped before its next checkpoint), so
+// that a resumed run's log has each step once.
+void trim_log(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("\"step\":");
+    if (at != std::string::npos && std::stoll(line.substr(at + 7)) > step) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (!dropped) return;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    SAL_CHECK(out.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+struct Trainer {
+  Options opt;
+  ObjectiveConfig ocfg;
+  std::unique_ptr<Network> bb;
+  std::unique_ptr<Masker> masker;
+  std::unique_ptr<Adam> adam;
+  std::mt19937_64 label_rng;
+  std::mt19937 obj_rng;
+  std::string config;
+  std::string ckpt_path;
+
+  void save_checkpoint(int64_t step, const ReaderPosition& pos) {
+    NamedTensors t;
+    ParamStore& ps = masker->params();
+    for (const std::string& name : ps.names()) t.emplace_back(name, ps.value(name));
+    t.emplace_back("adam.m", adam->m());
+    t.emplace_back("adam.v", adam->v());
+    std::map<std::string, std::string> meta = {{"step", std::to_string(step)},
+                                               {"adam_steps", std::to_string(adam->steps())},
+                                               {"reader_position", pos.str()},
+                                               {"rng_labels", rng_text(label_rng)},
+                                               {"rng_objective", rng_text(obj_rng)},
+                                               {"config", config},
+                                               {"format", "sal_train checkpoint v1"}};
+    write_safetensors(ckpt_path, t, meta);
+  }
+
+  // Returns the step the checkpoint was written after, and sets the reader position.
+  int64_t load_checkpoint(ReaderPosition& pos) {
+    SAL_CHECK(fs::exists(ckpt_path), "--resume: no checkpoint at ", ckpt_path);
+    SafeTensorsFile f(ckpt_path);
+    const auto& md = f.metadata();
+    auto get = [&](const char* k) -> const std::string& {
+      auto it = md.find(k);
+      SAL_CHECK(it != md.end(), ckpt_path, ": metadata '", k, "' is missing");
+      return it->second;
+    };
+    load_params(masker->params(), f, LoadOptions{.strict = false, .prefix = ""});
+    Tensor m = adam->m(), v = adam->v();
+    SAL_CHECK(f.contains("adam.m") && f.contains("adam.v"), ckpt_path, ": the Adam moments are missing");
+    Tensor fm = f.tensor("adam.m"), fv = f.tensor("adam.v");
+    SAL_CHECK(fm.shape() == m.shape() && fv.shape() == v.shape() && fm.dtype() == m.dtype(), ckpt_path,
+              ": the Adam moments have shape ", fm.shape().str(), ", expected ", m.shape().str());
+    m.copy_from(fm);
+    v.copy_from(fv);
+    adam->set_steps(std::stoll(get("adam_steps")));
+    pos = ReaderPosition::parse(get("reader_position"));
+    rng_parse(label_rng, get("rng_labels"), "rng_labels");
+    rng_parse(obj_rng, get("rng_objective"), "rng_objective");
+    if (get("config") != config)
+      std::printf("note: the checkpoint was written with a different configuration:\n%s\n", get("config").c_str());
+    return std::stoll(get("step"));
+  }
+
+  // The three health numbers on held-out shards (whole images, stream order, the first eval_images):
+  // mean mask for the true class, mean mask for a wrong class (label + 1 + i mod (K-1)), and the black
+  // box's accuracy on Phi(X,M) (evidence removal from a fixed seed) next to its clean accuracy. The
+  // masker runs in inference mode; nothing trained and no training random state changes.
+  void evaluate(Arena& arena, Ctx& ctx, SaliencyObjective& objective, int64_t K, int64_t step, std::ofstream& log) {
+    ShardReaderOptions ro;
+    ro.shards = expand_shards({opt.eval_shards});
+    ro.batch_size = opt.batch;
+    ro.image_size = opt.image_size;
+    ro.mode = AugmentMode::EvalResize;
+    ro.threads = opt.threads;
+    ro.shuffle_buffer = 0;
+    ro.shuffle_shards = false;
+    ro.epochs = 1;
+    ro.drop_last = false;
+    ro.num_classes = static_cast<int>(K);
+    ro.quiet = true;
+    ShardReader reader(ro);
+    std::mt19937 rng(12345);
+    Batch b;
+    double area_real = 0, area_fake = 0;
+    int64_t seen = 0, correct = 0, clean = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (seen < opt.eval_images && reader.next(b)) {
+      const int64_t n = std::min<int64_t>(b.size(), opt.eval_images - seen);
+      Tensor images = b.images.slice0(0, n);
+      const int32_t* labels = b.labels.data<int32_t>();
+      std::vector<int32_t> truth(labels, labels + n), wrong(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i)
+        wrong[static_cast<size_t>(i)] = static_cast<int32_t>((labels[i] + 1 + (seen + i) % std::max<int64_t>(K - 1, 1)) % K);
+      const std::vector<uint8_t> real(static_cast<size_t>(n), 1);
+      arena.reset();
+      Tensor ct = Tensor::from_labels(truth), cw = Tensor::from_labels(wrong);
+      MaskerOutput of = masker->forward(ctx, *bb, images, cw, false);
+      for (double v : of.mask.values()) area_fake += v;
+      MaskerOutput o = masker->forward(ctx, *bb, images, ct, false);
+      for (double v : o.mask.values()) area_real += v;
+      ObjectiveResult r = objective.evaluate(ctx, *bb, images, o.mask, o.head_mask, o.filter_logits, ct, real, rng);
+      const std::vector<double> z = r.logits_preserved.values();
+      const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, images)).values();
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t best = 0, best_c = 0;
+        for (int64_t k = 1; k < K; ++k) {
+          if (z[static_cast<size_t>(i * K + k)] > z[static_cast<size_t>(i * K + best)]) best = k;
+          if (zc[static_cast<size_t>(i * K + k)] > zc[static_cast<size_t>(i * K + best_c)]) best_c = k;
+        }
+        correct += best == labels[i];
+        clean += best_c == labels[i];
+      }
+      seen += n;
+    }
+    SAL_CHECK(seen > 0, "--eval-shards ", opt.eval_shards, ": no images");
+    const double px = static_cast<double>(seen * opt.image_size * opt.image_size);
+    const double ar = area_real / px, af = area_fake / px;
+    const double acc = static_cast<double>(correct) / static_cast<double>(seen);
+    const double acc_c = static_cast<double>(clean) / static_cast<double>(seen);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("eval after step %lld on %lld images (%.1f s): mask real %.3f  fake %.3f  bb acc on Phi(X,M) %.3f "
+                "(clean %.3f)\n",
+                static_cast<long long>(step), static_cast<long long>(seen), secs, ar, af, acc, acc_c);
+    std::fflush(stdout);
+    log << "{\"step\":" << step << ",\"eval_images\":" << seen << ",\"eval_mask_area_real\":" << num(ar)
+        << ",\"eval_mask_area_fake\":" << num(af) << ",\"eval_bb_acc_preserved\":" << num(acc)
+        << ",\"eval_bb_acc_clean\":" << num(acc_c) << "}\n";
+    log.flush();
+  }
+
+  int run() {
+    fs::create_directories(opt.out);
+    ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
+    const std::string log_path = (fs::path(opt.out) / "log.jsonl").string();
+
+    bb = load_network(opt.black_box, Device::CPU);
+    SAL_CHECK(bb->params().contains("linear.weight"), opt.black_box,
+              ": the cifar preset needs a CIFAR ResNet black box (no 'linear.weight')");
+    Tensor cls_w = bb->params().value("linear.weight");
+    const int64_t K = cls_w.dim(0);
+    MaskerConfig mc = MaskerConfig::cifar_resnet(K);
+    mc.seed = static_cast<uint32_t>(opt.seed);
+    masker = std::make_unique<Masker>(mc, Device::CPU);
+    masker->init_embedding(cls_w);
+    AdamConfig ac;
+    ac.lr = opt.lr;
+    adam = std::make_unique<Adam>(masker->params(), ac);
+    SaliencyObjective objective(ocfg);
+
+    label_rng.seed(opt.seed);
+    obj_rng.seed(static_cast<uint32_t>(opt.seed * 2654435761ull + 1));
+
+    std::printf("sal_train configuration:\n%s\nnum_classes=%lld masker_params=%lld\n", config.c_str(),
+                static_cast<long long>(K), static_cast<long long>(masker->params().num_trainable()));
+
+    ReaderPosition pos;
+    int64_t start = 0;
+    if (opt.resume) {
+      start = load_checkpoint(pos);
+      std::printf("resumed from %s after step %lld (%s)\n", ckpt_path.c_str(), static_cast<long long>(start),
+                  pos.str().c_str());
+    }
+    std::fflush(stdout);
+    if (opt.resume) trim_log(log_path, start);
+    std::ofstream log(log_path, opt.resume ? std::ios::app : std::ios::trunc);
+    SAL_CHECK(log.good(), "cannot open ", log_path);
+
+    ShardReaderOptions ro;
+    ro.shards = expand_shards({opt.shards});
+    ro.batch_size = opt.batch;
+    ro.image_size = opt.image_size;
+    ro.mode = AugmentMode::Train;
+    ro.scale_min = opt.scale_min;  // 1 (the default): the whole image, only flipped
+    ro.ratio_min = ro.ratio_max = 1.0;
+    ro.threads = opt.threads;
+    ro.seed = opt.seed;
+    ro.num_classes = static_cast<int>(K);
+    ro.shuffle_buffer = 1000;
+    ShardReader reader(ro, pos);
+
+    Arena arena(Device::CPU);
+    Ctx ctx(Device::CPU, &arena);
+    Batch batch;
+    std::vector<int32_t> sel;
+    std::vector<uint8_t> real;
+
+    using clock = std::chrono::steady_clock;
+    auto t_log = clock::now();
+    int64_t images_since = 0;
+    if (start >= opt.steps) std::printf("nothing to do: the checkpoint is at step %lld\n", static_cast<long long>(start));
+    for (int64_t step = start + 1; step <= opt.steps; ++step) {
+      SAL_CHECK(reader.next(batch), "the shards ran out at step ", step);
+      const int64_t n = batch.size();
+      const int32_t* labels = batch.labels.data<int32_t>();
+      sel.assign(static_cast<size_t>(n), 0);
+      real.assign(static_cast<size_t>(n), 1);
+      for (int64_t i = 0; i < n; ++i) {
+        sel[static_cast<size_t>(i)] = labels[i];
+        if (K > 1 && uniform01(label_rng) < opt.fake_prob) {
+          const int64_t shift = 1 + static_cast<int64_t>(label_rng() % static_cast<uint64_t>(K - 1));
+          sel[static_cast<size_t>(i)] = static_cast<int32_t>((labels[i] + shift) % K);
+          real[static_cast<size_t>(i)] = 0;
+        }
+      }
+      Tensor classes = Tensor::from_labels(sel);
+
+      arena.reset();
+      masker->params().zero_grads();
+      MaskerOutput o = masker->forward(ctx, *bb, batch.images, classes, true);
+      ObjectiveResult r = objective.evaluate(ctx, *bb, batch.images, o.mask, o.head_mask, o.filter_logits, classes,
+                                             real, obj_rng);
+      double total = r.terms.total;
+      if (step == opt.debug_nan_at_step) total = std::nan("");
+      if (!std::isfinite(total)) {
+        std::fprintf(stderr,
+                     "error: the total loss is %s at step %lld; stopping without an Adam step and without saving "
+                     "(the last good checkpoint, if any, is %s)\n",
+                     std::isnan(total) ? "NaN" : "Inf", static_cast<long long>(step), ckpt_path.c_str());
+        return 3;
+      }
+      masker->backward(ctx, r.dmask, &r.dhead_mask, &r.dfilter_logits);
+      adam->step(ctx);
+      images_since += n;
+
+      const bool last = step == opt.steps;
+      if (opt.log_every > 0 && (step % opt.log_every == 0 || last || step == start + 1)) {
+        // Health numbers: mean mask for real and fake selectors, black-box accuracy on Phi(X,M) (real).
+        const std::vector<double> mask = o.mask.values();
+        const std::vector<double> z = r.logits_preserved.values();
+        const int64_t per = o.mask.numel() / n;
+        double area_real = 0, area_fake = 0;
+        int64_t n_real = 0, n_fake = 0, correct = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          double s = 0;
+          for (int64_t j = 0; j < per; ++j) s += mask[static_cast<size_t>(i * per + j)];
+          s /= static_cast<double>(per);
+          if (real[static_cast<size_t>(i)]) {
+            area_real += s;
+            ++n_real;
+            int64_t best = 0;
+            for (int64_t k = 1; k < K; ++k)
+              if (z[static_cast<size_t>(i * K + k)] > z[static_cast<size_t>(i * K + best)]) best = k;
+            correct += best == labels[i];
+          } else {
+            area_fake += s;
+            ++n_fake;
+          }
+        }
+        // The black box on the clean batch, for reference (after the update: it changes nothing trained).
+        const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, batch.images)).values();
+        int64_t clean_correct = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t best = 0;
+          for (int64_t k = 1; k < K; ++k)
+            if (zc[static_cast<size_t>(i * K + k)] > zc[static_cast<size_t>(i * K + best)]) best = k;
+          clean_correct += best == labels[i];
+        }
+        const double acc_clean = static_cast<double>(clean_correct) / static_cast<double>(n);
+        const double ar = n_real ? area_real / static_cast<double>(n_real) : std::nan("");
+        const double af = n_fake ? area_fake / static_cast<double>(n_fake) : std::nan("");
+        const double acc = n_real ? static_cast<double>(correct) / static_cast<double>(n_real) : std::nan("");
+        const auto now = clock::now();
+        const double secs = std::chrono::duration<double>(now - t_log).count();
+        const double ips = secs > 0 ? static_cast<double>(images_since) / secs : 0.0;
+        const double eta = ips > 0 ? static_cast<double>((opt.steps - step) * opt.batch) / ips : 0.0;
+        t_log = now;
+        images_since = 0;
+        const ObjectiveTerms& t = r.terms;
+        std::printf(
+            "step %lld/%lld  %.1f img/s  ETA %.0f s  total %.4f  area %.4f  smooth %.4f  preserver %.4f  "
+            "destroyer %.4f  selector %.4f  |  mask real %.3f  fake %.3f  bb acc on Phi(X,M) %.3f (clean %.3f)\n",
+            static_cast<long long>(step), static_cast<long long>(opt.steps), ips, eta, t.total, t.area,
+            t.smoothness, t.preserver, t.destroyer, t.selector, ar, af, acc, acc_clean);
+        std::fflush(stdout);
+        log << "{\"step\":" << step << ",\"total\":" << num(t.total) << ",\"area\":" << num(t.area)
+            << ",\"smoothness\":" << num(t.smoothness) << ",\"preserver\":" << num(t.preserver)
+            << ",\"destroyer\":" << num(t.destroyer) << ",\"selector\":" << num(t.selector)
+            << ",\"mask_area_real\":" << num(ar) << ",\"mask_area_fake\":" << num(af)
+            << ",\"bb_acc_preserved\":" << num(acc) << ",\"bb_acc_clean\":" << num(acc_clean) << ",\"images_per_s\":" << num(ips) << ",\"eta_s\":" << num(eta)
+            << "}\n";
+        log.flush();
+      }
+      if (!opt.eval_shards.empty() && (last || (opt.eval_every > 0 && step % opt.eval_every == 0))) {
+        evaluate(arena, ctx, objective, K, step, log);
+        t_log = clock::now();  // the evaluation does not count against the training speed
+      }
+      const bool stop = g_stop != 0;
+      if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
+        save_checkpoint(step, reader.position());
+        if (stop || last)
+          std::printf("checkpoint after step %lld: %s\n", static_cast<long long>(step), ckpt_path.c_str());
+      }
+      if (stop) {
+        std::printf("stopped by a signal after step %lld\n", static_cast<long long>(step));
+        return 0;
+      }
+    }
+    return 0;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sal_train: trains a saliency masker against a frozen black box (CPU)"};
+  Options o;
+  std::string area_text;
+  app.add_option("--shards", o.shards, "WebDataset shards from sal_make_shards: a folder, a file or a glob")->required();
+  app.add_option("--black-box", o.black_box, "black-box weights (.safetensors); the frozen encoder too (cifar)")
+      ->required();
+  app.add_option("--preset", o.preset, "masker preset: cifar (mobilenet: not yet supported)")
+      ->check(CLI::IsMember({"cifar", "mobilenet"}))
+      ->capture_default_str();
+  app.add_option("--batch", o.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--steps", o.steps, "total steps (a resumed run goes on up to this step)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of the masker init, the reader, fake labels and evidence removal")
+      ->capture_default_str();
+  app.add_option("--loss", o.loss, "objective: released (DESIGN's working recipe) or paper")
+      ->check(CLI::IsMember({"paper", "released"}))
+      ->capture_default_str();
+  app.add_option("--area-weight", o.area_weight, "area term weight (default: 4 for released, 1e-3 for paper)");
+  app.add_option("--selector-weight", o.selector_weight, "auxiliary selector loss weight (0 disables)")
+      ->capture_default_str();
+  app.add_option("--fake-prob", o.fake_prob, "probability that a sample's selector is a random wrong class")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--blur-sigma", o.blur_sigma, "evidence removal: Gaussian blur sigma (pixels)")->capture_default_str();
+  app.add_option("--blur-ksize", o.blur_ksize, "evidence removal: blur kernel size (odd)")->capture_default_str();
+  app.add_option("--scale-min", o.scale_min, "augmentation: smallest square crop area fraction (1: whole image + flip)")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  app.add_option("--out", o.out, "output folder: checkpoint.safetensors and log.jsonl")->required();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--log-every", o.log_every, "progress line and log.jsonl entry every N steps")
+      ->capture_default_str();
+  app.add_option("--eval-shards", o.eval_shards, "held-out shards: health numbers every --eval-every steps and at the end");
+  app.add_option("--eval-every", o.eval_every, "evaluate on --eval-shards every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--eval-images", o.eval_images, "images of --eval-shards to evaluate on")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--resume", o.resume, "continue from OUT/checkpoint.safetensors");
+  app.add_option("--image-size", o.image_size, "training image size (32 for CIFAR)")->capture_default_str();
+  app.add_option("--threads", o.threads, "reader decode threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--debug-nan-at-step", o.debug_nan_at_step, "for tests only: pretend the loss of step K is NaN")
+      ->group("");
+  CLI11_PARSE(app, argc, argv);
+
+  if (o.preset == "mobilenet") {
+    std::fprintf(stderr, "error: --preset mobilenet is not yet supported by sal_train (only cifar)\n");
+    return 2;
+  }
+  try {
+    Trainer tr;
+    tr.opt = o;
+    tr.ocfg = o.loss == "paper" ? ObjectiveConfig::paper() : ObjectiveConfig::released();
+    tr.ocfg.area_weight = o.area_weight >= 0 ? o.area_weight : (o.loss == "paper" ? 1e-3 : 4.0);
+    tr.ocfg.selector_weight = o.selector_weight;
+    tr.ocfg.blur_sigma = o.blur_sigma;
+    tr.ocfg.blur_ksize = o.blur_ksize;
+    tr.config = config_text(o, tr.ocfg);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    return tr.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
