@@ -6,9 +6,9 @@ at the same batch and input size, eval mode under torch.no_grad(), with the same
   mobilenet_v1  tools/reference_models.MobileNetV1 with weights/mobilenet_v1_0.75_224.safetensors
                 (TF "same" padding via F.pad, as the reference network is written)
 
-Each network: 2 warm-up forwards, then forwards until --min-time seconds have passed; the
-result is batch * iterations / elapsed wall time (the engine's benchmark reports the same
-quantity as items_per_second).
+Each network: untimed warm-up forwards for --warmup seconds (at least 2), then forwards until
+--min-time seconds have passed; the result is batch * iterations / elapsed wall time (the
+engine's benchmark reports the same quantity as items_per_second).
 
   /usr/bin/python3 bench/compare_torch_cpu.py --threads 2 --batch 8 --min-time 5 [--json]
 """
@@ -37,12 +37,14 @@ def build(name, weights):
     return load_converted(MobileNetV1(bn_eps=float(meta["bn_eps"])), tensors)
 
 
-def images_per_second(model, batch, size, min_time):
+def images_per_second(model, batch, size, min_time, warmup):
     model.eval()
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        for _ in range(2):
+        warm, start = 0, time.perf_counter()
+        while warm < 2 or time.perf_counter() - start < warmup:  # oneDNN primitive caches, allocator
             y = model(x)
+            warm += 1
         if not torch.isfinite(y).all():
             raise RuntimeError("non-finite logits")
         iters, start = 0, time.perf_counter()
@@ -61,6 +63,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--min-time", type=float, default=5.0, help="seconds of timed forwards per network")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of untimed forwards first (at least 2)")
     ap.add_argument("--nets", nargs="+", choices=NETS, default=NETS)
     ap.add_argument("--mobilenet-weights", default=os.path.join(REPO, "weights", "mobilenet_v1_0.75_224.safetensors"))
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -69,7 +72,8 @@ def main():
     torch.set_num_threads(args.threads)
     results = {}
     for name in args.nets:
-        ips, iters = images_per_second(build(name, args.mobilenet_weights), args.batch, args.size, args.min_time)
+        ips, iters = images_per_second(build(name, args.mobilenet_weights), args.batch, args.size, args.min_time,
+                                        args.warmup)
         results[name] = {"images_per_second": ips, "iterations": iters}
         if not args.json:
             print(f"torch {torch.__version__} {name}: {ips:.2f} images/s (batch {args.batch}, {args.size}x{args.size}, "
