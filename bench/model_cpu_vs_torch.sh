@@ -56,4 +56,8 @@ for net in ("resnet50", "mobilenet_v1"):
     pm = statistics.median(p) if p else None
     ratio = f"{om / pm:8.2f}" if om and pm else f"{'n/a':>8}"
     print(f"{net:<14}{(f'{om:.2f}' if om else 'skipped'):>12}{(f'{pm:.2f}' if pm else 'n/a'):>13}{ratio}")
+if repeats > 1:
+    for net in ("resnet50", "mobilenet_v1"):
+        fmt = lambda vs: " ".join("skipped" if v is None else f"{v:.2f}" for v in vs)
+        print(f"  {net} rounds: ours {fmt(ours.get(net, []))} | torch {fmt(torch.get(net, []))}")
 EOF
