@@ -105,6 +105,26 @@ Plan make_plan(const ConvGeom& g) {
   return pl;
 }
 
+// The per-worker buffers of a chunked pass (forward, dgrad and wgrad size them alike): `col`
+// holds a chunk's im2col (none when a 1x1 conv reads single images in place), `tmp` the GEMM
+// result of a multi-image chunk before it is scattered to NCHW. One set per worker when threads
+// take whole chunks, else one shared set.
+template <class T>
+struct ChunkBuffers {
+  int workers;
+  int64_t col_size, tmp_size;
+  T* col_buf;
+  T* tmp_buf;
+  ChunkBuffers(Scratch& scratch, const ConvGeom& g, const Plan& pl)
+      : workers(pl.per_thread ? pl.threads : 1),
+        col_size((g.pointwise() && pl.B == 1) ? 0 : g.crs() * pl.B * g.pq()),
+        tmp_size(pl.B > 1 ? g.Kg * pl.B * g.pq() : 0),
+        col_buf(scratch.get<T>(col_size * workers)),
+        tmp_buf(scratch.get<T>(tmp_size * workers)) {}
+  T* col(int worker) const { return col_buf ? col_buf + worker * col_size : nullptr; }
+  T* tmp(int worker) const { return tmp_buf ? tmp_buf + worker * tmp_size : nullptr; }
+};
+
 ConvGeom make_geom(const Shape& in, const Shape& w, const Shape& out, int groups, int sh, int sw, int pt, int pl,
                    int dh, int dw) {
   ConvGeom g;
@@ -482,17 +502,13 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const T* 
   if (g.depthwise()) return depthwise_forward(g, x, w, bias, y);
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
-  const int64_t crs = g.crs(), pq = g.pq(), max_cols = pl.B * pq;
-  const int64_t col_size = (pointwise && pl.B == 1) ? 0 : crs * max_cols;
-  const int64_t tmp_size = pl.B > 1 ? g.Kg * max_cols : 0;
-  const int workers = pl.per_thread ? pl.threads : 1;
+  const int64_t crs = g.crs(), pq = g.pq();
   Scratch scratch(ctx);
-  T* col_buf = scratch.get<T>(col_size * workers);
-  T* tmp_buf = scratch.get<T>(tmp_size * workers);
+  const ChunkBuffers<T> bufs(scratch, g, pl);
 
   for_chunks(pl, [&](int64_t ci, int worker, bool par) {
-    T* col = col_buf ? col_buf + worker * col_size : nullptr;
-    T* tmp = tmp_buf ? tmp_buf + worker * tmp_size : nullptr;
+    T* col = bufs.col(worker);
+    T* tmp = bufs.tmp(worker);
     const int64_t n0 = ci * pl.B, nb = std::min(pl.B, g.N - n0), cols = nb * pq;
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const T* xg = x + (n0 * g.C + gi * g.Cg) * g.hw();
@@ -527,17 +543,13 @@ void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx) {
   if (g.depthwise()) return depthwise_dgrad(g, dy, w, dx);
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
-  const int64_t crs = g.crs(), pq = g.pq(), max_cols = pl.B * pq;
-  const int64_t col_size = (pointwise && pl.B == 1) ? 0 : crs * max_cols;
-  const int64_t tmp_size = pl.B > 1 ? g.Kg * max_cols : 0;
-  const int workers = pl.per_thread ? pl.threads : 1;
+  const int64_t crs = g.crs(), pq = g.pq();
   Scratch scratch(ctx);
-  T* col_buf = scratch.get<T>(col_size * workers);
-  T* tmp_buf = scratch.get<T>(tmp_size * workers);
+  const ChunkBuffers<T> bufs(scratch, g, pl);
 
   for_chunks(pl, [&](int64_t ci, int worker, bool par) {
-    T* col = col_buf ? col_buf + worker * col_size : nullptr;
-    T* tmp = tmp_buf ? tmp_buf + worker * tmp_size : nullptr;
+    T* col = bufs.col(worker);
+    T* tmp = bufs.tmp(worker);
     const int64_t n0 = ci * pl.B, nb = std::min(pl.B, g.N - n0), cols = nb * pq;
     const bool direct = pointwise && nb == 1;
     for (int64_t gi = 0; gi < g.G; ++gi) {
@@ -567,19 +579,15 @@ void conv_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw) {
   if (g.depthwise()) return depthwise_wgrad(ctx, g, dy, x, dw);
   Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
-  const int64_t crs = g.crs(), pq = g.pq(), max_cols = pl.B * pq, dw_size = g.K * crs;
-  const int64_t col_size = (pointwise && pl.B == 1) ? 0 : crs * max_cols;
-  const int64_t tmp_size = pl.B > 1 ? g.Kg * max_cols : 0;
-  const int workers = pl.per_thread ? pl.threads : 1;
+  const int64_t crs = g.crs(), pq = g.pq(), dw_size = g.K * crs;
   Scratch scratch(ctx);
-  T* col_buf = scratch.get<T>(col_size * workers);
-  T* tmp_buf = scratch.get<T>(tmp_size * workers);
+  const ChunkBuffers<T> bufs(scratch, g, pl);
   // Threads other than 0 accumulate into private copies of dW, summed into dw at the end.
-  T* priv = scratch.get<T>(dw_size * (workers - 1));
+  T* priv = scratch.get<T>(dw_size * (bufs.workers - 1));
 
   auto chunk = [&](int64_t ci, int worker, bool par) {
-    T* col = col_buf ? col_buf + worker * col_size : nullptr;
-    T* tmp = tmp_buf ? tmp_buf + worker * tmp_size : nullptr;
+    T* col = bufs.col(worker);
+    T* tmp = bufs.tmp(worker);
     T* acc = worker == 0 ? dw : priv + (worker - 1) * dw_size;
     const int64_t n0 = ci * pl.B, nb = std::min(pl.B, g.N - n0), cols = nb * pq;
     for (int64_t gi = 0; gi < g.G; ++gi) {
