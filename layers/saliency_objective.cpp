@@ -118,6 +118,9 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   SAL_CHECK(k >= 2, op, ": the black box must have at least 2 classes, has ", k);
 
   // ---------------------------------------------------------------- evidence removal
+  // Colour and noise in the black box's normalised units: x = (v - shift_c) / scale_c.
+  float in_scale[3], in_shift[3];
+  bb.input_spec().affine(in_scale, in_shift);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<double> sel(static_cast<size_t>(n)), colour(static_cast<size_t>(n * 3));
@@ -127,8 +130,8 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     any_blur = any_blur || blur;
     sel[static_cast<size_t>(i)] = blur ? 1.0 : 0.0;
     for (int c = 0; c < 3; ++c) {
-      const double v = cfg_.colour_centre + (unit(rng) - 0.5) * cfg_.colour_range;
-      colour[static_cast<size_t>(i * 3 + c)] = blur ? 0.0 : v;
+      const double v = (unit(rng) - 0.5) * cfg_.colour_range;
+      colour[static_cast<size_t>(i * 3 + c)] = blur ? 0.0 : (v - in_shift[c]) / in_scale[c];
     }
   }
   Tensor alt = add(ctx, ctx.alloc_zeros(images.shape(), dt), upload(ctx, colour, Shape{n, 3, 1, 1}, dt));
@@ -136,9 +139,10 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     Tensor blurred = gaussian_blur(ctx, images, cfg_.blur_sigma, cfg_.blur_ksize);
     alt = add(ctx, alt, mul(ctx, blurred, upload(ctx, sel, Shape{n, 1, 1, 1}, dt)));
   }
+  const int64_t plane = h * w;
   const auto noise = [&](double sd) {
     std::vector<double> v(static_cast<size_t>(images.numel()));
-    for (double& x : v) x = sd * normal(rng);
+    for (size_t j = 0; j < v.size(); ++j) v[j] = sd / in_scale[(j / static_cast<size_t>(plane)) % 3] * normal(rng);
     return upload(ctx, v, images.shape(), dt);
   };
   if (cfg_.noise_std > 0) alt = add(ctx, alt, noise(cfg_.noise_std));

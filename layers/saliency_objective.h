@@ -7,9 +7,15 @@
 // (for each sample: blur-or-colour, colour r,g,b; then the alternative's noise; then the
 // preserved image's noise):
 //   A = gaussian_blur(X, blur_sigma, blur_ksize)  with probability blur_prob, else a constant
-//       colour colour_centre + U(-colour_range/2, colour_range/2) per channel (images in [0,1]);
+//       colour U(-colour_range/2, colour_range/2) per channel;
 //   A += N(0, noise_std)          (released: 0.11)
 //   X' = X + N(0, preserved_noise_std)   (released: 0.03; 0 disables)
+// The colour and both noise levels are in the black box's normalised input units, as in the
+// released code (which blends normalised images): colour 0 is the normalisation's mean colour
+// and a noise of 1 is one normalisation std. On the [0,1] images this is colour
+// (v - shift_c) / scale_c and noise sd / scale_c per channel (InputSpec::affine). On a CIFAR
+// ResNet (std ~0.22) the released 0.11 is a noise of ~0.025 in [0,1]; as a [0,1] noise of 0.11
+// it hid the object so well that the black box recognised a third of Phi(X,M).
 //   Phi(X, M)   = X' * M + A * (1 - M)  = blend(X', A, M)    the preserved image
 //   Phi(X, 1-M) = X' * (1 - M) + A * M  = blend(A, X', M)    the destroyed image
 // Both go through black_box.normalize + forward as one batch of 2N; z1, z2 are their logits.
@@ -59,7 +65,7 @@ struct ObjectiveConfig {
   // Evidence removal.
   double blur_prob = 0.5, blur_sigma = 10.0;
   int blur_ksize = 55;
-  double colour_centre = 0.5, colour_range = 0.66, noise_std = 0.11, preserved_noise_std = 0.03;
+  double colour_range = 0.66, noise_std = 0.11, preserved_noise_std = 0.03;  // normalised units
 
   // The paper's objective as written: l1 = 10 (TV as a sum), l2 = 1e-3, l3 = 5, l4 = 0.3.
   static ObjectiveConfig paper();

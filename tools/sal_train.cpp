@@ -12,6 +12,7 @@
 // Output in --out: log.jsonl (one JSON object per logged step: the loss terms, the mean mask area for
 // real and for fake selectors, the black box's accuracy on Phi(X,M) for the real ones and on the clean
 // batch, then timing), and
+// masker.safetensors (the masker alone, layers/masker_io.h, written with every checkpoint), and
 // checkpoint.safetensors (written atomically: the masker parameters under their names, the Adam moments
 // as "adam.m" / "adam.v", and metadata: step, adam_steps, reader_position, rng_labels, rng_objective,
 // config). A checkpoint is written every --checkpoint-every steps, after the last step, and after the
@@ -45,6 +46,7 @@
 #include "engine/safetensors.h"
 #include "engine/shard_reader.h"
 #include "layers/masker.h"
+#include "layers/masker_io.h"
 #include "layers/network.h"
 #include "layers/saliency_objective.h"
 #include "optim/adam.h"
@@ -158,6 +160,13 @@ struct Trainer {
                                                {"config", config},
                                                {"format", "sal_train checkpoint v1"}};
     write_safetensors(ckpt_path, t, meta);
+    // The trained masker alone, in the format the mask tools load (layers/masker_io.h).
+    MaskerFileInfo info;
+    info.black_box = fs::path(opt.black_box).filename().string();
+    info.black_box_arch = bb->input_spec().arch;
+    info.image_size = opt.image_size;
+    info.training = "sal_train step " + std::to_string(step) + "\n" + config;
+    save_masker(*masker, info, (fs::path(opt.out) / "masker.safetensors").string());
   }
 
   // Returns the step the checkpoint was written after, and sets the reader position.
