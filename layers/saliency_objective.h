@@ -100,6 +100,8 @@ class SaliencyObjective {
                            const std::vector<uint8_t>& real, std::mt19937& rng);
 
   const ObjectiveConfig& config() const { return cfg_; }
+  // For schedules that change the area weight between steps.
+  void set_area_weight(double w) { cfg_.area_weight = w; }
 
  private:
   ObjectiveConfig cfg_;

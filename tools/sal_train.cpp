@@ -61,9 +61,22 @@ extern "C" void on_signal(int) { g_stop = 1; }
 
 struct Options {
   std::string shards, black_box, preset = "cifar", loss = "released", out;
-  int64_t batch = 32, steps = 1000, checkpoint_every = 100, log_every = 10, image_size = 32;
-  double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = 3.0, scale_min = 1.0;
-  int blur_ksize = 13;
+  // -1: the preset's default (resolve_preset_defaults).
+  int64_t batch = 32, steps = 1000, checkpoint_every = 100, log_every = 10, image_size = -1;
+  double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = -1, scale_min = -1;
+  double ratio_min = -1, ratio_max = -1;
+  int blur_ksize = -1;
+  // Schedule: the first embedding_only_steps steps train only the class embedding (the released code's
+  // phase 1); the area weight rises linearly from area_weight_start to area_weight over area_ramp_steps.
+  int64_t embedding_only_steps = 0, area_ramp_steps = 0;
+  double area_weight_start = -1;
+  // The class embedding starts as the classifier weights times this: with ImageNet-sized logits the filter
+  // sigmoid(X . C_s) saturates at 1 over the whole image for the true class (no spatial information); a
+  // smaller start keeps it in its responsive range, shaped like the class activation map.
+  double embedding_init_scale = 1.0;
+  double smooth_weight = -1, preserver_weight = -1, destroyer_weight = -1;  // -1: the loss variant's
+  bool smooth_on_head = false;
+  std::vector<int64_t> widths;  // upsampler widths (empty: the preset's)
   uint64_t seed = 0;
   int threads = 2;
   bool resume = false;
@@ -100,9 +113,17 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
   std::ostringstream s;
   s << "shards=" << o.shards << "\nblack_box=" << o.black_box << "\npreset=" << o.preset << "\nloss=" << o.loss
     << "\nbatch=" << o.batch << "\nsteps=" << o.steps << "\nlr=" << num(o.lr) << "\nseed=" << o.seed
-    << "\narea_weight=" << num(oc.area_weight) << "\nfake_prob=" << num(o.fake_prob)
+    << "\narea_weight=" << num(oc.area_weight) << "\nembedding_init_scale=" << num(o.embedding_init_scale) << "\nsmooth_weight=" << num(oc.variant == LossVariant::Paper ? oc.tv_weight : oc.smooth_weight)
+    << "\npreserver_weight=" << num(oc.preserver_weight) << "\ndestroyer_weight=" << num(oc.destroyer_weight) << "\nfake_prob=" << num(o.fake_prob)
     << "\nimage_size=" << o.image_size << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
-    << "\nscale_min=" << num(o.scale_min) << "\nselector_weight=" << num(oc.selector_weight)
+    << "\nscale_min=" << num(o.scale_min) << "\nratio_min=" << num(o.ratio_min) << "\nratio_max=" << num(o.ratio_max)
+    << "\nselector_weight=" << num(oc.selector_weight) << "\nsmooth_on_head=" << oc.smooth_on_head
+    << "\nembedding_only_steps=" << o.embedding_only_steps << "\narea_weight_start=" << num(o.area_weight_start)
+    << "\narea_ramp_steps=" << o.area_ramp_steps << "\nwidths=" << [&] {
+         std::string w;
+         for (int64_t x : o.widths) w += (w.empty() ? "" : ",") + std::to_string(x);
+         return w.empty() ? std::string("preset") : w;
+       }()
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
     << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
     << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
@@ -263,19 +284,51 @@ struct Trainer {
     log.flush();
   }
 
+  // Linear ramp from area_weight_start to the objective's area weight over area_ramp_steps.
+  double area_weight_at(int64_t step) const {
+    if (opt.area_ramp_steps <= 0 || opt.area_weight_start < 0) return ocfg.area_weight;
+    const double f = std::min(1.0, static_cast<double>(step - 1) / static_cast<double>(opt.area_ramp_steps));
+    return opt.area_weight_start + f * (ocfg.area_weight - opt.area_weight_start);
+  }
+
+  // Phase 1: every gradient but the class embedding's is zeroed before the Adam step. Adam's moments of
+  // those parameters then stay zero, so they do not move until phase 2.
+  void keep_only_embedding_grads() {
+    ParamStore& ps = masker->params();
+    for (const std::string& name : ps.names()) {
+      const ParamRef p = ps.find(name);
+      if (ps.trainable(p) && name != "masker.embedding.weight") ps.grad(p).zero();
+    }
+  }
+
   int run() {
     fs::create_directories(opt.out);
     ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
     const std::string log_path = (fs::path(opt.out) / "log.jsonl").string();
 
     bb = load_network(opt.black_box, Device::CPU);
-    SAL_CHECK(bb->params().contains("linear.weight"), opt.black_box,
-              ": the cifar preset needs a CIFAR ResNet black box (no 'linear.weight')");
-    Tensor cls_w = bb->params().value("linear.weight");
+    // The frozen black box is also the encoder; its classifier weights initialise the class embedding.
+    const bool cifar = opt.preset == "cifar";
+    const char* cls_name = cifar ? "linear.weight" : "conv_preds.weight";
+    SAL_CHECK(bb->params().contains(cls_name), opt.black_box, ": the ", opt.preset, " preset needs a ",
+              cifar ? "CIFAR ResNet" : "MobileNet v1", " black box (no '", cls_name, "'; arch '",
+              bb->input_spec().arch, "')");
+    Tensor cls_w = bb->params().value(cls_name);
     const int64_t K = cls_w.dim(0);
-    MaskerConfig mc = MaskerConfig::cifar_resnet(K);
+    MaskerConfig mc = cifar ? MaskerConfig::cifar_resnet(K) : MaskerConfig::mobilenet_v1();
+    mc.num_classes = K;
+    if (!opt.widths.empty()) {
+      SAL_CHECK(opt.widths.size() == mc.widths.size(), "--widths: the ", opt.preset, " preset has ", mc.widths.size(),
+                " upsamplers, got ", opt.widths.size(), " widths");
+      mc.widths = opt.widths;
+    }
     mc.seed = static_cast<uint32_t>(opt.seed);
     masker = std::make_unique<Masker>(mc, Device::CPU);
+    if (opt.embedding_init_scale != 1.0) {
+      std::vector<double> v = cls_w.values();
+      for (double& x : v) x *= opt.embedding_init_scale;
+      cls_w = Tensor::from_values(v, cls_w.shape(), cls_w.dtype());
+    }
     masker->init_embedding(cls_w);
     AdamConfig ac;
     ac.lr = opt.lr;
@@ -305,8 +358,9 @@ struct Trainer {
     ro.batch_size = opt.batch;
     ro.image_size = opt.image_size;
     ro.mode = AugmentMode::Train;
-    ro.scale_min = opt.scale_min;  // 1 (the default): the whole image, only flipped
-    ro.ratio_min = ro.ratio_max = 1.0;
+    ro.scale_min = opt.scale_min;  // 1: the whole image, only flipped
+    ro.ratio_min = opt.ratio_min;
+    ro.ratio_max = opt.ratio_max;
     ro.threads = opt.threads;
     ro.seed = opt.seed;
     ro.num_classes = static_cast<int>(K);
@@ -341,6 +395,7 @@ struct Trainer {
 
       arena.reset();
       masker->params().zero_grads();
+      objective.set_area_weight(area_weight_at(step));
       MaskerOutput o = masker->forward(ctx, *bb, batch.images, classes, true);
       ObjectiveResult r = objective.evaluate(ctx, *bb, batch.images, o.mask, o.head_mask, o.filter_logits, classes,
                                              real, obj_rng);
@@ -354,6 +409,7 @@ struct Trainer {
         return 3;
       }
       masker->backward(ctx, r.dmask, &r.dhead_mask, &r.dfilter_logits);
+      if (step <= opt.embedding_only_steps) keep_only_embedding_grads();
       adam->step(ctx);
       images_since += n;
 
@@ -436,6 +492,22 @@ struct Trainer {
 
 }  // namespace
 
+// Unset options (-1) take the preset's value: CIFAR trains on whole 32 px images (flip only) with a
+// sigma-3 blur (the paper's sigma 10 at 224 px, scaled); MobileNet on 224 px random-resized crops of
+// 35-100% of the image with the paper's sigma-10 blur.
+void resolve_preset_defaults(Options& o) {
+  const bool cifar = o.preset == "cifar";
+  auto pick = [](auto& v, auto c, auto m, bool is_cifar) {
+    if (v < 0) v = is_cifar ? c : m;
+  };
+  pick(o.image_size, int64_t{32}, int64_t{224}, cifar);
+  pick(o.blur_sigma, 3.0, 10.0, cifar);
+  pick(o.blur_ksize, 13, 55, cifar);
+  pick(o.scale_min, 1.0, 0.35, cifar);
+  pick(o.ratio_min, 1.0, 3.0 / 4.0, cifar);
+  pick(o.ratio_max, 1.0, 4.0 / 3.0, cifar);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"sal_train: trains a saliency masker against a frozen black box (CPU)"};
   Options o;
@@ -443,7 +515,7 @@ int main(int argc, char** argv) {
   app.add_option("--shards", o.shards, "WebDataset shards from sal_make_shards: a folder, a file or a glob")->required();
   app.add_option("--black-box", o.black_box, "black-box weights (.safetensors); the frozen encoder too (cifar)")
       ->required();
-  app.add_option("--preset", o.preset, "masker preset: cifar (mobilenet: not yet supported)")
+  app.add_option("--preset", o.preset, "masker preset: cifar (CIFAR ResNet black box) or mobilenet (MobileNet v1)")
       ->check(CLI::IsMember({"cifar", "mobilenet"}))
       ->capture_default_str();
   app.add_option("--batch", o.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
@@ -457,16 +529,42 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"paper", "released"}))
       ->capture_default_str();
   app.add_option("--area-weight", o.area_weight, "area term weight (default: 4 for released, 1e-3 for paper)");
+  app.add_option("--embedding-init-scale", o.embedding_init_scale,
+                 "the class embedding starts as the classifier weights times this")
+      ->capture_default_str();
+  app.add_option("--smooth-weight", o.smooth_weight,
+                 "smoothness weight (default: released 0.5, paper TV weight 10)");
+  app.add_option("--preserver-weight", o.preserver_weight, "preserver weight (default: released 0.3; paper 1, fixed)");
+  app.add_option("--destroyer-weight", o.destroyer_weight, "destroyer weight (default: released 1, paper 5)");
   app.add_option("--selector-weight", o.selector_weight, "auxiliary selector loss weight (0 disables)")
       ->capture_default_str();
   app.add_option("--fake-prob", o.fake_prob, "probability that a sample's selector is a random wrong class")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--blur-sigma", o.blur_sigma, "evidence removal: Gaussian blur sigma (pixels)")->capture_default_str();
-  app.add_option("--blur-ksize", o.blur_ksize, "evidence removal: blur kernel size (odd)")->capture_default_str();
-  app.add_option("--scale-min", o.scale_min, "augmentation: smallest square crop area fraction (1: whole image + flip)")
-      ->check(CLI::Range(0.01, 1.0))
+  app.add_option("--blur-sigma", o.blur_sigma, "evidence removal: Gaussian blur sigma in pixels (default 3 cifar, 10 mobilenet)");
+  app.add_option("--blur-ksize", o.blur_ksize, "evidence removal: blur kernel size, odd (default 13 cifar, 55 mobilenet)");
+  app.add_option("--scale-min", o.scale_min,
+                 "augmentation: smallest crop area fraction (1: whole image + flip; default 1 cifar, 0.35 mobilenet)")
+      ->check(CLI::Range(0.01, 1.0));
+  app.add_option("--ratio-min", o.ratio_min, "augmentation: smallest crop aspect ratio (default 1 cifar, 3/4 mobilenet)")
+      ->check(CLI::Range(0.1, 10.0));
+  app.add_option("--ratio-max", o.ratio_max, "augmentation: largest crop aspect ratio (default 1 cifar, 4/3 mobilenet)")
+      ->check(CLI::Range(0.1, 10.0));
+  app.add_option("--embedding-only-steps", o.embedding_only_steps,
+                 "phase 1: the first N steps train only the class embedding")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--area-weight-start", o.area_weight_start,
+                 "area weight at step 1, rising linearly to --area-weight over --area-ramp-steps");
+  app.add_option("--area-ramp-steps", o.area_ramp_steps, "steps of the area weight ramp (0: constant)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--widths", o.widths,
+                 "upsampler output channels, coarsest first (default: the preset's; mobilenet 256 128 64, cifar 64)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--smooth-on-head", o.smooth_on_head,
+               "smoothness term on the head-resolution mask (56x56 at 224) instead of the full mask");
   app.add_option("--out", o.out, "output folder: checkpoint.safetensors and log.jsonl")->required();
   app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0: only at the end)")
       ->capture_default_str();
@@ -479,16 +577,13 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from OUT/checkpoint.safetensors");
-  app.add_option("--image-size", o.image_size, "training image size (32 for CIFAR)")->capture_default_str();
+  app.add_option("--image-size", o.image_size, "training image size (default 32 cifar, 224 mobilenet)");
   app.add_option("--threads", o.threads, "reader decode threads")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--debug-nan-at-step", o.debug_nan_at_step, "for tests only: pretend the loss of step K is NaN")
       ->group("");
   CLI11_PARSE(app, argc, argv);
 
-  if (o.preset == "mobilenet") {
-    std::fprintf(stderr, "error: --preset mobilenet is not yet supported by sal_train (only cifar)\n");
-    return 2;
-  }
+  resolve_preset_defaults(o);
   try {
     Trainer tr;
     tr.opt = o;
@@ -497,6 +592,10 @@ int main(int argc, char** argv) {
     tr.ocfg.selector_weight = o.selector_weight;
     tr.ocfg.blur_sigma = o.blur_sigma;
     tr.ocfg.blur_ksize = o.blur_ksize;
+    tr.ocfg.smooth_on_head = o.smooth_on_head;
+    if (o.smooth_weight >= 0) tr.ocfg.smooth_weight = tr.ocfg.tv_weight = o.smooth_weight;
+    if (o.preserver_weight >= 0) tr.ocfg.preserver_weight = o.preserver_weight;
+    if (o.destroyer_weight >= 0) tr.ocfg.destroyer_weight = o.destroyer_weight;
     tr.config = config_text(o, tr.ocfg);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
