@@ -123,27 +123,28 @@ TEST_CASE("sal_train faults: SIGKILL while writing a checkpoint, then a failing 
 
 TEST_CASE("sal_train faults: corrupt images in the middle of a shard are skipped and reported; the run goes on") {
   TempDir t("sal_train_faults_");
-  // 256 images in 4 shards; 2 corrupt ones (0.8%, under the reader's 1% limit) in the second shard.
-  const std::string shards = make_cifar_shards(t, 256, 64);
+  // 512 images (JPEGs) in 8 shards; 2 corrupt ones (0.4%, under the reader's 1% limit, which counts a
+  // corrupt sample again in every epoch) in the second shard.
+  const std::string shards = make_cifar_shards(t, 512, 64);
   const std::string shard = t.file("shards/c-000001.tar");
   const std::vector<TarEntry> entries = TarReader::list(shard);
   std::vector<const TarEntry*> images;
   for (const TarEntry& e : entries)
-    if (e.name.size() > 4 && e.name.substr(e.name.size() - 4) == ".png") images.push_back(&e);
+    if (e.name.size() > 4 && e.name.substr(e.name.size() - 4) == ".jpg") images.push_back(&e);
   REQUIRE(images.size() == 64);
   const TarEntry& a = *images[20];
   const TarEntry& b = *images[41];
   clobber(shard, a.data_offset, a.size, '\0');                 // not an image at all
-  clobber(shard, b.data_offset + 40, b.size - 40, '\x5a');     // a PNG whose data is garbage
+  clobber(shard, b.data_offset + 40, b.size - 40, '\x5a');     // a JPEG whose tables and scan are garbage
   const std::string key_a = a.name.substr(0, a.name.size() - 4), key_b = b.name.substr(0, b.name.size() - 4);
 
-  // 40 steps of 8: more than the first epoch (254 good images), so both corrupt samples are taken.
-  const int rc = run_status(train_command(shards, shipped_black_box()) + " --steps 40 --log-every 10 --out " +
+  // 70 steps of 8: more than the first epoch (510 good images), so both corrupt samples are taken.
+  const int rc = run_status(train_command(shards, shipped_black_box()) + " --steps 70 --out " +
                             t.file("o") + " > " + t.file("o.txt") + " 2>&1");
   const std::string text = read_bytes(t.file("o.txt"));
   INFO(text);
   REQUIRE(rc == 0);
-  CHECK(SafeTensorsFile(t.file("o/checkpoint.safetensors")).metadata().at("step") == "40");
+  CHECK(SafeTensorsFile(t.file("o/checkpoint.safetensors")).metadata().at("step") == "70");
   std::set<std::string> named;
   std::istringstream lines(text);
   std::string line;
