@@ -4,7 +4,8 @@
 #      fatal) and libFuzzer instrumentation: -DSAL_SANITIZE=ON -DSAL_FUZZ=ON -DSAL_ENABLE_CUDA=OFF;
 #   2. a subset of engine_tests under the sanitizers (SAL_SAN_TESTS, a ctest -R regex; see below);
 #   3. every fuzz target of tests/fuzz/ for SAL_FUZZ_SECONDS seconds from its seed corpus
-#      (tests/fuzz/corpus/<target>/, copied: the run's new inputs stay in the build folder). Any crash,
+#      (tests/fuzz/corpus/<target>/, plus weights/cifar_resnet20.safetensors for fuzz_weights; copied: the
+#      run's new inputs stay in the build folder). Any crash,
 #      sanitizer report, leak, out-of-memory or timeout fails the script; the crashing input is left in
 #      build-san/fuzz/<target>/ (crash-*, leak-*, oom-*, timeout-*) and the log in build-san/fuzz/<target>.log.
 # CI runs it after scripts/test.sh (.ci/run). Needs clang, libclang-rt-14-dev (libFuzzer, the sanitizer
@@ -52,8 +53,14 @@ fuzz() {
     start=$SECONDS
     rm -rf "$BUILD/fuzz/$t" && mkdir -p "$BUILD/fuzz/$t/corpus"
     cp "$ROOT/tests/fuzz/corpus/$t"/* "$BUILD/fuzz/$t/corpus/"
-    # -rss_limit_mb / -malloc_limit_mb: an input that makes a reader allocate 2 GB is a finding.
+    # The shipped CIFAR ResNet20 is the weight target's full-size seed (not copied into the corpus).
+    if [ "$t" = fuzz_weights ]; then cp "$ROOT/weights/cifar_resnet20.safetensors" "$BUILD/fuzz/$t/corpus/"; fi
+    # -max_len: the largest seed, so that the real checkpoint and masker seeds are not cut at libFuzzer's
+    # default cap of 1 MB. -rss_limit_mb / -malloc_limit_mb: an input that makes a reader allocate 2 GB is a
+    # finding.
+    max_len=$(find "$BUILD/fuzz/$t/corpus" -type f -printf '%s\n' | sort -n | tail -1)
     if (cd "$BUILD/fuzz/$t" && "$BUILD/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2560 \
+          -max_len="$(( max_len > 4096 ? max_len : 4096 ))" \
           -malloc_limit_mb=2048 -print_final_stats=1 corpus >"../$t.log" 2>&1); then
       echo "sanitize: $t: $(grep -m1 '^stat::number_of_executed_units' "$BUILD/fuzz/$t.log" | awk '{print $2}') runs" \
            "in $((SECONDS - start)) s, no finding"

@@ -9,13 +9,14 @@
 //     goes on to its last step;
 //   - a truncated shard: exit 1, the error names the shard file, "truncated" and the byte offset;
 //   - a black-box weight file with a tensor of the wrong shape or dtype, and a checkpoint with a wrong-shape
-//     tensor on --resume: exit 1, the error names the file and the tensor.
+//     tensor or a malformed step count on --resume: exit 1, the error names the file and the tensor or key.
 // (The NaN-loss guard is tested in tests/test_train.cpp.)
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -183,38 +184,63 @@ TEST_CASE("sal_train faults: weight and checkpoint files with a wrong shape or d
   TempDir t("sal_train_faults_");
   const std::string shards = make_cifar_shards(t, 64, 32);
   const std::string bb = shipped_black_box();
+  struct Outcome {
+    int rc;
+    std::string text;
+  };
   const auto train = [&](const std::string& black_box, const std::string& extra, const std::string& name) {
     const int rc = run_status(train_command(shards, black_box) + " " + extra + " > " + t.file(name) + " 2>&1");
-    return std::make_pair(rc, read_bytes(t.file(name)));
+    return Outcome{rc, read_bytes(t.file(name))};
   };
 
   {  // black box: a tensor of the wrong shape
     rewrite_tensor(bb, t.file("shape.safetensors"), "conv1.weight", Tensor::zeros(Shape{16, 3, 3, 2}));
-    const auto [rc, text] = train(t.file("shape.safetensors"), "--steps 2 --out " + t.file("o1"), "o1.txt");
+    const Outcome o = train(t.file("shape.safetensors"), "--steps 2 --out " + t.file("o1"), "o1.txt");
+    const std::string& text = o.text;
     INFO(text);
-    CHECK(rc == 1);
+    CHECK(o.rc == 1);
     CHECK(text.find(t.file("shape.safetensors") + ": tensor 'conv1.weight' has shape [16,3,3,2], expected "
                                                   "[16,3,3,3]") != std::string::npos);
   }
   {  // black box: a tensor of an integer dtype
     rewrite_tensor(bb, t.file("dtype.safetensors"), "bn1.bias", Tensor::zeros(Shape{16}, DType::I32));
-    const auto [rc, text] = train(t.file("dtype.safetensors"), "--steps 2 --out " + t.file("o2"), "o2.txt");
+    const Outcome o = train(t.file("dtype.safetensors"), "--steps 2 --out " + t.file("o2"), "o2.txt");
+    const std::string& text = o.text;
     INFO(text);
-    CHECK(rc == 1);
+    CHECK(o.rc == 1);
     CHECK(text.find(t.file("dtype.safetensors") + ": tensor 'bn1.bias' has dtype I32, expected a float dtype") !=
           std::string::npos);
   }
   {  // checkpoint: a masker tensor of the wrong shape, on --resume
-    REQUIRE(train(bb, "--steps 2 --out " + t.file("c"), "c1.txt").first == 0);
+    REQUIRE(train(bb, "--steps 2 --out " + t.file("c"), "c1.txt").rc == 0);
     const std::string ckpt = t.file("c/checkpoint.safetensors");
     const SafeTensorsFile f(ckpt);
     const std::string name = f.names().front();
     const SafeTensorInfo in = f.info(name);
     rewrite_tensor(ckpt, ckpt, name, Tensor::zeros(Shape{in.numel() + 1}));
-    const auto [rc, text] = train(bb, "--steps 4 --resume --out " + t.file("c"), "c2.txt");
+    const Outcome o = train(bb, "--steps 4 --resume --out " + t.file("c"), "c2.txt");
+    const std::string& text = o.text;
     INFO(text);
-    CHECK(rc == 1);
+    CHECK(o.rc == 1);
     CHECK(text.find(ckpt + ": tensor '" + name + "' has shape [" + std::to_string(in.numel() + 1) + "], expected " +
                     in.shape_str()) != std::string::npos);
+  }
+  {  // checkpoint: a step count that is not a number (was a bare "stoll" from std::stoll before)
+    REQUIRE(train(bb, "--steps 2 --out " + t.file("s"), "s1.txt").rc == 0);
+    const std::string ckpt = t.file("s/checkpoint.safetensors");
+    std::map<std::string, std::string> meta;
+    NamedTensors list;
+    {
+      const SafeTensorsFile f(ckpt);
+      meta = f.metadata();
+      for (const std::string& n : f.names()) list.emplace_back(n, f.tensor(n).clone());
+    }
+    meta["step"] = "2x";
+    write_safetensors(ckpt, list, meta);
+    const Outcome o = train(bb, "--steps 4 --resume --out " + t.file("s"), "s2.txt");
+    const std::string& text = o.text;
+    INFO(text);
+    CHECK(o.rc == 1);
+    CHECK(text.find(ckpt + ": metadata 'step' is not a non-negative integer: '2x'") != std::string::npos);
   }
 }

@@ -48,7 +48,9 @@ def tar_bytes(entries, fmt=tarfile.USTAR_FORMAT):
             else:
                 info.size = len(data)
                 t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    # Cut tarfile's padding to a 10240-byte record down to the two zero blocks that end an archive.
+    data = buf.getvalue().rstrip(b"\0")
+    return data + b"\0" * (-len(data) % 512 + 1024)
 
 
 def safetensors(tensors, metadata=None, pad=True):

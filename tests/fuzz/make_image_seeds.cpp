@@ -55,7 +55,7 @@ void png(const std::string& path, int w, int h, int color_type, int depth, int i
   png_infop info = png_create_info_struct(png);
   SAL_CHECK(png && info, "png_create_write_struct failed");
   std::vector<uint8_t> out;
-  if (setjmp(png_jmpbuf(png))) fail(path, ": libpng error");
+  if (setjmp(png_jmpbuf(png))) sal::fail(path, ": libpng error");
   png_set_write_fn(png, &out, png_write_fn, nullptr);
   png_set_IHDR(png, info, w, h, depth, color_type, interlace, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (color_type == PNG_COLOR_TYPE_PALETTE) {
