@@ -403,7 +403,7 @@ TEST_CASE("write_safetensors: argument errors") {
   CHECK(count_temp_files(tmp.dir) == 0);
 }
 
-TEST_CASE("write_safetensors: atomic; failures leave no temp file and the old file untouched") {
+TEST_CASE("write_safetensors: atomic - failures leave no temp file and the old file untouched") {
   TempDir tmp;
   Tensor t = Tensor::from_values({1, 2, 3}, Shape{3});
 

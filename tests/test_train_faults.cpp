@@ -62,7 +62,7 @@ void clobber(const std::string& path, uint64_t offset, uint64_t n, char byte) {
 
 }  // namespace
 
-TEST_CASE("sal_train faults: SIGKILL while writing a checkpoint, then a failing write; nothing is lost") {
+TEST_CASE("sal_train faults: SIGKILL while writing a checkpoint and then a failing write lose nothing") {
   TempDir t("sal_train_faults_");
   const std::string shards = make_cifar_shards(t, 64, 32);
   const std::string bb = shipped_black_box();
@@ -122,7 +122,7 @@ TEST_CASE("sal_train faults: SIGKILL while writing a checkpoint, then a failing 
   }
 }
 
-TEST_CASE("sal_train faults: corrupt images in the middle of a shard are skipped and reported; the run goes on") {
+TEST_CASE("sal_train faults: corrupt images in the middle of a shard are skipped and reported and the run goes on") {
   TempDir t("sal_train_faults_");
   // 512 images (JPEGs) in 8 shards; 2 corrupt ones (0.4%, under the reader's 1% limit, which counts a
   // corrupt sample again in every epoch) in the second shard.
