@@ -5,7 +5,8 @@
 #   2. a subset of engine_tests under the sanitizers (SAL_SAN_TESTS, a ctest -R regex; see below);
 #   3. every fuzz target of tests/fuzz/ for SAL_FUZZ_SECONDS seconds from its seed corpus
 #      (tests/fuzz/corpus/<target>/, plus weights/cifar_resnet20.safetensors for fuzz_weights; copied: the
-#      run's new inputs stay in the build folder). Any crash,
+#      run's new inputs stay in the build folder), after replaying tests/fuzz/regressions/<target>/ (inputs
+#      that earlier runs found; tests/test_fuzz_regressions.cpp checks them in the normal build too). Any crash,
 #      sanitizer report, leak, out-of-memory or timeout fails the script; the crashing input is left in
 #      build-san/fuzz/<target>/ (crash-*, leak-*, oom-*, timeout-*) and the log in build-san/fuzz/<target>.log.
 # CI runs it after scripts/test.sh (.ci/run). Needs clang, libclang-rt-14-dev (libFuzzer, the sanitizer
@@ -59,6 +60,13 @@ fuzz() {
     # default cap of 1 MB. -rss_limit_mb / -malloc_limit_mb: an input that makes a reader allocate 2 GB is a
     # finding.
     max_len=$(find "$BUILD/fuzz/$t/corpus" -type f -printf '%s\n' | sort -n | tail -1)
+    # First the inputs earlier runs found (tests/fuzz/regressions/<target>/), each run once.
+    if [ -d "$ROOT/tests/fuzz/regressions/$t" ] && ! "$BUILD/$t" -rss_limit_mb=2560 -malloc_limit_mb=2048 \
+         "$ROOT/tests/fuzz/regressions/$t"/* >"$BUILD/fuzz/$t.regressions.log" 2>&1; then
+      echo "sanitize: $t: a regression input fails again (log $BUILD/fuzz/$t.regressions.log)"
+      failed+=("$t")
+      continue
+    fi
     if (cd "$BUILD/fuzz/$t" && "$BUILD/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2560 \
           -max_len="$(( max_len > 4096 ? max_len : 4096 ))" \
           -malloc_limit_mb=2048 -print_final_stats=1 corpus >"../$t.log" 2>&1); then
