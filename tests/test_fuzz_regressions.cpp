@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/image.h"
+#include "engine/shard_reader.h"
 #include "error_of.h"
 
 using namespace sal;
@@ -44,4 +45,32 @@ TEST_CASE("fuzz regressions: image headers claiming more pixels than the file ca
   const Image back = decode_image(png, "flat.png");
   CHECK(back.width == 2500);
   CHECK(back.height == 2000);
+}
+
+TEST_CASE("fuzz regressions: a .cls entry of a digit and 63 NUL bytes is an error, not an integer overflow") {
+  // cls-64-digits-overflow.tar: the label parser went on multiplying by 10 after the first non-digit
+  // (signed overflow, undefined behaviour, reported by UBSan in fuzz_shard).
+  const std::vector<std::string> inputs = regression_inputs("fuzz_shard");
+  REQUIRE(!inputs.empty());
+  for (const std::string& path : inputs) {
+    INFO(path);
+    ShardReaderOptions o;
+    o.shards = {path};
+    o.batch_size = 2;
+    o.image_size = 8;
+    o.threads = 1;
+    o.shuffle_buffer = 0;
+    o.shuffle_shards = false;
+    o.epochs = 1;
+    o.num_classes = 10;
+    o.quiet = true;
+    const std::string err = test::error_of([&] {
+      ShardReader reader(o);
+      Batch b;
+      while (reader.next(b)) {
+      }
+    });
+    CHECK(err.find(path + ": sample '000000000_a': entry '000000000_a.cls'") == 0);
+    CHECK(err.find("not a class index in 0..9") != std::string::npos);
+  }
 }
