@@ -52,10 +52,24 @@ std::string first_bytes_hex(const uint8_t* data, size_t size) {
   return s;
 }
 
-void check_decoded_size(int64_t w, int64_t h, const std::string& name, const char* format) {
+// The most pixels a complete file of `bytes` bytes can decode to (the decoders require complete data: a
+// truncated scan is an error). JPEG: each 8x8 block of a full-resolution component costs at least one bit
+// of Huffman-coded data (its DC difference), so at most 512 pixels per byte; PNG: deflate expands at most
+// 1032:1 and a 1-bit gray pixel is 1/8 byte, so at most 8256 pixels per byte. Twice that is allowed, and
+// any image up to 4M pixels. A header claiming more is corrupt: checked before any pixel buffer is
+// allocated, this keeps a 100-byte file from making the decoder allocate gigabytes (found by
+// tests/fuzz/fuzz_image.cpp; arithmetic-coded JPEGs could in principle beat the bound, only if nearly flat).
+int64_t max_plausible_pixels(const char* format, size_t bytes) {
+  const int64_t per_byte = std::string(format) == "PNG" ? 2 * 8256 : 2 * 512;
+  return std::max<int64_t>(int64_t{1} << 22, per_byte * static_cast<int64_t>(std::min<size_t>(bytes, size_t{1} << 40)));
+}
+
+void check_decoded_size(int64_t w, int64_t h, const std::string& name, const char* format, size_t bytes) {
   SAL_CHECK(w > 0 && h > 0, name, ": corrupt ", format, ": size ", w, "x", h);
   SAL_CHECK(w * h <= kMaxImagePixels, name, ": ", format, " of ", w, "x", h, " is larger than the limit of ",
             kMaxImagePixels, " pixels");
+  SAL_CHECK(w * h <= max_plausible_pixels(format, bytes), name, ": corrupt ", format, ": the header says ", w, "x",
+            h, " pixels, more than ", bytes, " bytes of ", format, " data can hold");
 }
 
 // ---------------------------------------------------------------- JPEG
@@ -116,7 +130,7 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {
     fail(name, ends_with_eoi(data, size) ? ": corrupt JPEG (no frame header before the end of the data)"
                                          : ": truncated JPEG (the data ends before the frame header)");
   }
-  check_decoded_size(w, ht, name, "JPEG");
+  check_decoded_size(w, ht, name, "JPEG", size);
   Image img(w, ht, 3);
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     // libjpeg returns the stored CMYK values; like PIL, read them with Adobe's convention (stored
@@ -220,7 +234,7 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
   png_uint_32 w = 0, h = 0;
   size_t rowbytes = 0;
   if (!png_read_header(g.png, g.info, &w, &h, &rowbytes)) fail(name, ": corrupt PNG: ", st.error);
-  check_decoded_size(w, h, name, "PNG");
+  check_decoded_size(w, h, name, "PNG", size);
   SAL_CHECK(rowbytes == size_t{w} * 3, name, ": PNG rows are ", rowbytes, " bytes after conversion to RGB, expected ",
             size_t{w} * 3);
   Image img(static_cast<int>(w), static_cast<int>(h), 3);

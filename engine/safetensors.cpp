@@ -20,10 +20,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -93,6 +96,24 @@ Shape engine_shape(const std::string& path, const std::string& name, const SafeT
   return Shape::from_range(in.shape.begin(), in.shape.end());
 }
 
+// SAL_FAULT_WRITE (see write_safetensors in the header): the action to inject into this write of `path`,
+// "" for none. Malformed settings are errors, so a test cannot silently inject nothing.
+std::string fault_for_write(const std::string& path) {
+  const char* env = std::getenv("SAL_FAULT_WRITE");
+  if (!env || !*env) return "";
+  const std::string spec = env;
+  const size_t c2 = spec.rfind(':');
+  const size_t c1 = c2 == std::string::npos || c2 == 0 ? std::string::npos : spec.rfind(':', c2 - 1);
+  SAL_CHECK(c1 != std::string::npos, "SAL_FAULT_WRITE='", spec, "': expected <path suffix>:<n>:<kill|fail>");
+  const std::string suffix = spec.substr(0, c1), action = spec.substr(c2 + 1);
+  const long n = std::strtol(spec.c_str() + c1 + 1, nullptr, 10);
+  SAL_CHECK(n > 0 && (action == "kill" || action == "fail"), "SAL_FAULT_WRITE='", spec,
+            "': expected <path suffix>:<n>:<kill|fail> with n >= 1");
+  if (path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) return "";
+  static std::atomic<long> calls{0};
+  return ++calls == n ? action : "";
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- info helpers
@@ -160,8 +181,26 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   }
 }
 
+SafeTensorsFile SafeTensorsFile::from_bytes(std::vector<std::byte> bytes, const std::string& name) {
+  SafeTensorsFile f;
+  f.path_ = name;
+  SAL_CHECK(bytes.size() >= 8, name, ": file is ", bytes.size(),
+            " bytes, shorter than the 8-byte header length field (not a safetensors file)");
+  f.owned_ = std::move(bytes);
+  f.map_size_ = f.owned_.size();
+  f.buffer_ = nullptr;
+  f.map_ = f.owned_.data();
+  try {
+    f.parse_and_validate();
+  } catch (...) {
+    f.map_ = nullptr;  // nothing to unmap
+    throw;
+  }
+  return f;
+}
+
 SafeTensorsFile::~SafeTensorsFile() {
-  if (map_) ::munmap(map_, map_size_);
+  if (map_ && owned_.empty()) ::munmap(map_, map_size_);
 }
 
 SafeTensorsFile::SafeTensorsFile(SafeTensorsFile&& o) noexcept
@@ -173,11 +212,12 @@ SafeTensorsFile::SafeTensorsFile(SafeTensorsFile&& o) noexcept
       names_(std::move(o.names_)),
       infos_(std::move(o.infos_)),
       index_(std::move(o.index_)),
-      metadata_(std::move(o.metadata_)) {}
+      metadata_(std::move(o.metadata_)),
+      owned_(std::move(o.owned_)) {}
 
 SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&& o) noexcept {
   if (this != &o) {
-    if (map_) ::munmap(map_, map_size_);
+    if (map_ && owned_.empty()) ::munmap(map_, map_size_);
     path_ = std::move(o.path_);
     map_ = std::exchange(o.map_, nullptr);
     map_size_ = std::exchange(o.map_size_, 0);
@@ -187,6 +227,7 @@ SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&& o) noexcept {
     infos_ = std::move(o.infos_);
     index_ = std::move(o.index_);
     metadata_ = std::move(o.metadata_);
+    owned_ = std::move(o.owned_);
   }
   return *this;
 }
@@ -414,9 +455,17 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   auto put = [&](const void* p, size_t n) {
     if (n && std::fwrite(p, 1, n, f) != n) abandon("writing", errno);
   };
+  const std::string fault = fault_for_write(path);
   put(&header_len, 8);
   put(text.data(), text.size());
-  for (size_t i : order) put(tensors[i].second.raw(), tensors[i].second.nbytes());
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (!fault.empty() && k == order.size() / 2) {  // injected fault: halfway through the data
+      std::fflush(f);
+      if (fault == "kill") std::raise(SIGKILL);
+      abandon("writing", ENOSPC);
+    }
+    put(tensors[order[k]].second.raw(), tensors[order[k]].second.nbytes());
+  }
   if (std::fflush(f) != 0) abandon("writing", errno);
   if (::fsync(::fileno(f)) != 0) abandon("fsync", errno);
   int rc = std::fclose(f);

@@ -9,6 +9,9 @@
 // entry up front, so that after construction every name, shape and byte range can be trusted. Every error
 // message starts with the file path and names the bad entry.
 //
+// SafeTensorsFile::from_bytes validates the same format held in memory (bytes received from elsewhere, the
+// fuzz targets of tests/fuzz/); it owns the bytes, and its views point into them.
+//
 // write_safetensors writes CPU tensors atomically: a temporary file next to the target, fsync, rename, fsync of
 // the directory. Readers of the target see either the old file or the complete new one, never a torn write.
 #pragma once
@@ -49,6 +52,9 @@ class SafeTensorsFile {
 
   // Opens, maps and validates the file; throws sal::Error on anything malformed.
   explicit SafeTensorsFile(const std::string& path);
+  // Validates a file's bytes held in memory, taking ownership of them; `name` stands for the path in messages
+  // and path(). Throws sal::Error on anything malformed, exactly as the constructor from a path does.
+  static SafeTensorsFile from_bytes(std::vector<std::byte> bytes, const std::string& name);
   ~SafeTensorsFile();
   SafeTensorsFile(SafeTensorsFile&& other) noexcept;
   SafeTensorsFile& operator=(SafeTensorsFile&& other) noexcept;
@@ -68,7 +74,7 @@ class SafeTensorsFile {
 
   // A CPU tensor for an F32, F64, BF16 or I32 entry.
   // Zero-copy: when the data is aligned for its type (always so for files written by write_safetensors) the
-  // result is a non-owning view into the mapping. The view is valid only while this SafeTensorsFile is
+  // result is a non-owning view into the mapping (or into the bytes given to from_bytes). The view is valid only while this SafeTensorsFile is
   // alive, and it is read-only memory: writing through it faults. clone() it for a private, writable copy.
   // When the data is not aligned for its type the result is an owning copy (never an unaligned pointer).
   // Other dtypes throw; load F16 through load_f32().
@@ -77,11 +83,12 @@ class SafeTensorsFile {
   Tensor load_f32(const std::string& name) const;
 
  private:
+  SafeTensorsFile() = default;
   void parse_and_validate();
   const std::byte* data_of(const SafeTensorInfo& info) const { return buffer_ + info.begin; }
 
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;  // the file's bytes: the mapping, or owned_.data() for from_bytes
   size_t map_size_ = 0;
   const std::byte* buffer_ = nullptr;  // start of the data buffer inside the mapping
   uint64_t buffer_size_ = 0;
@@ -89,6 +96,7 @@ class SafeTensorsFile {
   std::vector<SafeTensorInfo> infos_;  // parallel to names_
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
+  std::vector<std::byte> owned_;  // from_bytes only (moving a vector keeps its data pointer)
 };
 
 // (name, tensor) pairs to write. Copying a Tensor shares its memory, so building this list copies no data.
@@ -104,6 +112,12 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 // file operation fails. On failure the temporary file is removed and an existing target is left untouched.
 // Writing over a file that a SafeTensorsFile currently maps is safe (even from views into that mapping): the
 // rename replaces the directory entry, and the open mapping keeps showing the old contents.
+//
+// Fault injection, for the fault tests only (tests/test_train_faults.cpp): when the environment variable
+// SAL_FAULT_WRITE is "<path suffix>:<n>:<action>", the n-th call (1-based, counted per process) for a path
+// ending in the suffix stops after the header and about half of the data have been flushed to the temporary
+// file; action "kill" then raises SIGKILL (a kill -9 or a crash at that moment), "fail" makes the write fail
+// as a full disk does (ENOSPC: the error above, the temporary removed, the target untouched).
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

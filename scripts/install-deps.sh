@@ -17,6 +17,7 @@ PACKAGES=(
   libcli11-dev libfmt-dev    # command-line tools
   libstb-dev libturbojpeg0-dev libpng-dev  # image decode/encode
   python3 python3-numpy python3-torch python3-torchvision  # tools only: weight conversion, golden fixtures
+  clang libclang-rt-dev libomp-dev  # scripts/sanitize.sh: ASan/UBSan build, libFuzzer, OpenMP for clang
 )
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q

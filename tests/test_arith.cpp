@@ -295,7 +295,7 @@ TEST_CASE("concat / slice / embedding: argument errors") {
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
 
-TEST_CASE("cuda: ids out of range give NaN (kernels cannot throw); sums repeat bitwise on a stream") {
+TEST_CASE("cuda: ids out of range give NaN (kernels cannot throw) - sums repeat bitwise on a stream") {
   if (!cuda_available()) {
     MESSAGE("skipped: no CUDA device");
     return;

@@ -198,7 +198,7 @@ TEST_CASE("tv_loss / area_loss: argument errors") {
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
 
-TEST_CASE("cuda: bad labels and a bad area base give NaN (kernels cannot throw); reductions repeat bitwise") {
+TEST_CASE("cuda: bad labels and a bad area base give NaN (kernels cannot throw) - reductions repeat bitwise") {
   if (!cuda_available()) {
     MESSAGE("skipped: no CUDA device");
     return;

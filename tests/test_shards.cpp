@@ -393,7 +393,7 @@ TEST_CASE("augment_image: flips, crops, centre crop and the default range on han
   }
 }
 
-TEST_CASE("ShardReader: a corrupt JPEG is skipped, counted and named; too many abort with the limit") {
+TEST_CASE("ShardReader: a corrupt JPEG is skipped, counted and named - too many abort with the limit") {
   TempDir t;
   SUBCASE("one in the middle, under the limit") {
     const std::vector<std::string> shards = write_set(t, 20, 10, {7});
@@ -528,7 +528,7 @@ TEST_CASE("ShardReader: resuming from a position continues with the same batches
         std::string::npos);
 }
 
-TEST_CASE("expand_shards: files, folders and globs, sorted; errors name the spec") {
+TEST_CASE("expand_shards: files, folders and globs, sorted - errors name the spec") {
   TempDir t;
   const std::vector<std::string> shards = write_set(t, 9, 3);
   CHECK(expand_shards({t.dir.string()}) == shards);

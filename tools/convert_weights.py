@@ -17,6 +17,7 @@ reported as ONE error naming every missing, unexpected and mis-shaped tensor.
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -302,10 +303,26 @@ def _keras_layers(model_json):
     if not isinstance(topo, dict):
         raise ConversionError("model.json has no modelTopology (is this a graph model?)")
     cfg = topo.get("model_config", topo)
-    layers = cfg.get("config", {}).get("layers")
+    inner = cfg.get("config") if isinstance(cfg, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
     if not isinstance(layers, list):
         raise ConversionError("model.json: modelTopology has no layer list")
-    return {l["config"]["name"]: (l["class_name"], l["config"]) for l in layers}
+    out = {}
+    for i, l in enumerate(layers):
+        c = l.get("config") if isinstance(l, dict) else None
+        if not (isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(l.get("class_name"), str)):
+            raise ConversionError(f"model.json: layer {i} is not an object with a string 'class_name' and a "
+                                  f"'config' object holding a string 'name'")
+        out[c["name"]] = (l["class_name"], c)
+    return out
+
+
+def _int_pair(c, key, default):
+    """A layer's [a, b] setting as a list of two ints, or None when it is anything else."""
+    v = c.get(key, default)
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return v
+    return None
 
 
 def _check_mobilenet_topology(layers):
@@ -324,9 +341,9 @@ def _check_mobilenet_topology(layers):
             problems.append(f"layer '{name}' is {cls}, expected {want_cls}")
         if c.get("padding") != "same":
             problems.append(f"layer '{name}' padding {c.get('padding')!r}, expected 'same'")
-        if list(c.get("strides", [1, 1])) != [stride, stride]:
+        if _int_pair(c, "strides", [1, 1]) != [stride, stride]:
             problems.append(f"layer '{name}' strides {c.get('strides')}, expected [{stride}, {stride}]")
-        if list(c.get("dilation_rate", [1, 1])) != [1, 1]:
+        if _int_pair(c, "dilation_rate", [1, 1]) != [1, 1]:
             problems.append(f"layer '{name}' is dilated")
         if bool(c.get("use_bias")) != bias:
             problems.append(f"layer '{name}' use_bias={c.get('use_bias')}, expected {bias}")
@@ -337,7 +354,11 @@ def _check_mobilenet_topology(layers):
     eps = set()
     for name, (cls, c) in layers.items():
         if cls == "BatchNormalization":
-            eps.add(float(c.get("epsilon", 1e-3)))
+            e = c.get("epsilon", 1e-3)
+            if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < 1:
+                problems.append(f"layer '{name}' epsilon {e!r}, expected a number in (0, 1)")
+            else:
+                eps.add(float(e))
             if not (c.get("center", True) and c.get("scale", True)):
                 problems.append(f"layer '{name}' has center/scale disabled")
         if cls == "Activation" and name.endswith("_relu") and c.get("activation") != "relu6":
@@ -355,6 +376,31 @@ def _read_bytes(path):
         return f.read()
 
 
+# Largest weight a manifest may list (elements); a bigger one is a corrupt manifest, not a MobileNet.
+_MAX_WEIGHT_ELEMENTS = 2**31
+
+
+def _manifest_group(index, group):
+    """Checks one weightsManifest entry; returns (paths, weight specs)."""
+    where = f"model.json: weightsManifest[{index}]"
+    if not isinstance(group, dict) or not isinstance(group.get("paths"), list) or \
+            not isinstance(group.get("weights"), list):
+        raise ConversionError(f"{where} is not an object with 'paths' and 'weights' lists")
+    for p in group["paths"]:
+        if not isinstance(p, str) or not p or os.path.isabs(p) or ".." in p.replace("\\", "/").split("/"):
+            raise ConversionError(f"{where}: shard path {p!r} is not a relative path inside the model folder")
+    for w in group["weights"]:
+        if not isinstance(w, dict) or not isinstance(w.get("name"), str) or not isinstance(w.get("shape"), list):
+            raise ConversionError(f"{where}: weight entry {json.dumps(w)[:80]} has no string 'name' and "
+                                  f"'shape' list")
+        shape = w["shape"]
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or \
+                math.prod(shape) > _MAX_WEIGHT_ELEMENTS:
+            raise ConversionError(f"{where}: weight '{w['name']}' has shape {shape!r}; expected non-negative "
+                                  f"integers, at most {_MAX_WEIGHT_ELEMENTS} elements")
+    return group["paths"], group["weights"]
+
+
 def read_tfjs_weights(model_dir, model_json):
     """Reads the shards in manifest order; returns [(weight name, float32 array)].
 
@@ -364,13 +410,13 @@ def read_tfjs_weights(model_dir, model_json):
     if not isinstance(manifest, list):
         raise ConversionError("model.json has no weightsManifest")
     problems, out = [], []
-    for group in manifest:
-        paths, specs = group["paths"], group["weights"]
+    for gi, group in enumerate(manifest):
+        paths, specs = _manifest_group(gi, group)
         need = 0
         for w in specs:
             if w.get("dtype", "float32") != "float32" or "quantization" in w:
                 raise ConversionError(f"weight '{w['name']}': only unquantised float32 is supported")
-            need += 4 * int(np.prod(w["shape"], dtype=np.int64))
+            need += 4 * math.prod(w["shape"])
         sizes = []
         for p in paths:
             full = os.path.join(model_dir, p)
@@ -387,7 +433,7 @@ def read_tfjs_weights(model_dir, model_json):
         buf = b"".join(_read_bytes(os.path.join(model_dir, p)) for p in paths)
         pos = 0
         for w in specs:
-            n = int(np.prod(w["shape"], dtype=np.int64))
+            n = math.prod(w["shape"])
             arr = np.frombuffer(buf, dtype="<f4", count=n, offset=pos).reshape(w["shape"])
             out.append((w["name"].split(":")[0], arr.astype(np.float32)))
             pos += 4 * n
@@ -404,8 +450,13 @@ def convert_tfjs_mobilenet(model_dir):
     [C,1,R,S]; BN gamma/beta/moving_mean/moving_variance -> weight/bias/running_mean/
     running_var; conv_preds bias kept. Names are the Keras layer names."""
     model_path = os.path.join(model_dir, "model.json")
-    with open(model_path, encoding="utf-8") as f:
-        model_json = json.load(f)
+    try:
+        with open(model_path, encoding="utf-8") as f:
+            model_json = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: json.JSONDecodeError
+        raise ConversionError(f"{model_path}: cannot read as JSON: {e}") from e
+    if not isinstance(model_json, dict):
+        raise ConversionError(f"{model_path}: not a JSON object")
     layers = _keras_layers(model_json)
     bn_eps = _check_mobilenet_topology(layers)
 

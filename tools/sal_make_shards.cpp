@@ -31,6 +31,7 @@
 
 #include "engine/error.h"
 #include "engine/image.h"
+#include "engine/label_table.h"
 #include "engine/tar.h"
 #include "engine/tar_writer.h"
 
@@ -55,30 +56,6 @@ bool is_image_name(const fs::path& p) {
   return e == ".jpg" || e == ".jpeg" || e == ".png";
 }
 
-int parse_label(const std::string& text, const std::string& where) {
-  int v = -1;
-  try {
-    size_t used = 0;
-    v = std::stoi(text, &used);
-    if (used != text.size()) v = -1;
-  } catch (const std::exception&) {
-    v = -1;
-  }
-  SAL_CHECK(v >= 0, where, ": label '", text, "' is not a non-negative integer");
-  return v;
-}
-
-std::vector<std::string> split_tabs(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cell;
-  std::istringstream ls(line);
-  while (std::getline(ls, cell, '\t')) {
-    if (!cell.empty() && cell.back() == '\r') cell.pop_back();
-    out.push_back(cell);
-  }
-  return out;
-}
-
 std::vector<Source> tree_sources(const std::string& dir, const std::string& labels_tsv) {
   std::vector<std::string> classes;
   for (const auto& e : fs::directory_iterator(dir))
@@ -91,14 +68,7 @@ std::vector<Source> tree_sources(const std::string& dir, const std::string& labe
   } else {
     std::ifstream in(labels_tsv);
     SAL_CHECK(in, labels_tsv, ": cannot open");
-    std::string line;
-    for (int row = 1; std::getline(in, line); ++row) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || line[0] == '#') continue;
-      std::vector<std::string> cells = split_tabs(line);
-      SAL_CHECK(cells.size() >= 2, labels_tsv, ": line ", row, " is not <folder><TAB><index>");
-      index[cells[0]] = parse_label(cells[1], cat(labels_tsv, ": line ", row));
-    }
+    index = read_class_index(in, labels_tsv);
   }
   std::vector<Source> out;
   for (const std::string& c : classes) {
@@ -143,22 +113,10 @@ std::vector<Source> tar_sources(const std::string& path) {
 std::vector<Source> list_sources(const std::string& tsv, const std::string& images_root) {
   std::ifstream in(tsv);
   SAL_CHECK(in, tsv, ": cannot open");
-  std::string line;
-  SAL_CHECK(std::getline(in, line), tsv, ": empty (expected a header row naming 'file' and 'label')");
-  std::vector<std::string> head = split_tabs(line);
-  const auto col = [&](const char* name) {
-    auto it = std::find(head.begin(), head.end(), name);
-    SAL_CHECK(it != head.end(), tsv, ": the header row has no '", name, "' column");
-    return static_cast<size_t>(it - head.begin());
-  };
-  const size_t c_file = col("file"), c_label = col("label");
   const fs::path base = fs::path(tsv).parent_path();
   std::vector<Source> out;
-  for (int row = 2; std::getline(in, line); ++row) {
-    if (line.empty() || line == "\r") continue;
-    std::vector<std::string> cells = split_tabs(line);
-    SAL_CHECK(cells.size() > std::max(c_file, c_label), tsv, ": line ", row, " has ", cells.size(), " columns");
-    const std::string& file = cells[c_file];
+  read_label_list(in, tsv, [&](const LabelListRow& r) {
+    const std::string& file = r.file;
     fs::path p;
     if (!images_root.empty()) {
       p = fs::path(images_root) / file;
@@ -166,14 +124,13 @@ std::vector<Source> list_sources(const std::string& tsv, const std::string& imag
       p = base / file;
       if (!fs::exists(p)) p = base / "images" / file;
     }
-    SAL_CHECK(fs::is_regular_file(p), tsv, ": line ", row, ": image '", file, "' not found (looked for ", p.string(),
-              ")");
+    SAL_CHECK(fs::is_regular_file(p), tsv, ": line ", r.line, ": image '", file, "' not found (looked for ",
+              p.string(), ")");
     Source src;
     src.name = p.string();
-    src.label = parse_label(cells[c_label], cat(tsv, ": line ", row));
+    src.label = parse_label(r.label, cat(tsv, ": line ", r.line));
     out.push_back(std::move(src));
-  }
-  SAL_CHECK(!out.empty(), tsv, ": no images listed");
+  });
   return out;
 }
 

@@ -200,6 +200,19 @@ struct Trainer {
       SAL_CHECK(it != md.end(), ckpt_path, ": metadata '", k, "' is missing");
       return it->second;
     };
+    auto count = [&](const char* k) -> int64_t {  // a non-negative integer, with an error naming the key
+      const std::string& s = get(k);
+      size_t used = 0;
+      long long v = -1;
+      try {
+        v = std::stoll(s, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      SAL_CHECK(!s.empty() && used == s.size() && v >= 0, ckpt_path, ": metadata '", k,
+                "' is not a non-negative integer: '", s, "'");
+      return v;
+    };
     load_params(masker->params(), f, LoadOptions{.strict = false, .prefix = ""});
     Tensor m = adam->m(), v = adam->v();
     SAL_CHECK(f.contains("adam.m") && f.contains("adam.v"), ckpt_path, ": the Adam moments are missing");
@@ -208,13 +221,13 @@ struct Trainer {
               ": the Adam moments have shape ", fm.shape().str(), ", expected ", m.shape().str());
     m.copy_from(fm);
     v.copy_from(fv);
-    adam->set_steps(std::stoll(get("adam_steps")));
+    adam->set_steps(count("adam_steps"));
     pos = ReaderPosition::parse(get("reader_position"));
     rng_parse(label_rng, get("rng_labels"), "rng_labels");
     rng_parse(obj_rng, get("rng_objective"), "rng_objective");
     if (get("config") != config)
       std::printf("note: the checkpoint was written with a different configuration:\n%s\n", get("config").c_str());
-    return std::stoll(get("step"));
+    return count("step");
   }
 
   // The three health numbers on held-out shards (whole images, stream order, the first eval_images):
