@@ -16,53 +16,19 @@
 
 #include "engine/safetensors.h"
 #include "temp_files.h"
+#include "train_cli.h"
 
 using namespace sal;
-using sal::test::TempDir;
-using sal::test::read_bytes;
+using namespace sal::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-int run(const std::string& cmd) {
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// 64 shuffled CIFAR-10 test images in two shards under t/shards.
-std::string make_shards(const TempDir& t) {
-  const std::string tar = std::string(SAL_SHARED_DIR) + "/data/cifar10/test.tar";
-  REQUIRE_MESSAGE(fs::exists(tar), tar, " is missing (../shared/data/cifar10)");
-  fs::create_directories(t.dir / "shards");
-  REQUIRE(run(std::string(SAL_MAKE_SHARDS) + " --tar " + tar + " --out " + t.file("shards/c") +
-              " --per-shard 32 --shuffle --seed 1 --limit 64 > " + t.file("shards.log") + " 2>&1") == 0);
-  return t.file("shards");
-}
-
-// The train command up to --steps/--out (batch 8, 32 px, one reader thread, seed 5).
-std::string train_cmd(const std::string& shards) {
-  return std::string("OMP_NUM_THREADS=1 ") + SAL_TRAIN + " --shards " + shards + " --black-box " + SAL_SOURCE_DIR +
-         "/weights/cifar_resnet20.safetensors --preset cifar --batch 8 --image-size 32 --threads 1 --seed 5"
-         " --log-every 1";
-}
-
-// log.jsonl lines with the timing fields (images_per_s, eta_s: the tail of each line) cut off.
-std::vector<std::string> log_values(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line.substr(0, line.find(",\"images_per_s\"")));
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("sal_train: 3 steps + --resume 3 steps log exactly the losses of 6 straight steps") {
   TempDir t("sal_train_");
-  const std::string shards = make_shards(t);
-  const std::string cmd = train_cmd(shards);
-  REQUIRE(run(cmd + " --steps 6 --out " + t.file("a") + " > " + t.file("a.txt") + " 2>&1") == 0);
-  REQUIRE(run(cmd + " --steps 3 --out " + t.file("b") + " > " + t.file("b1.txt") + " 2>&1") == 0);
+  const std::string shards = make_cifar_shards(t, 64, 32);
+  const std::string cmd = train_command(shards, shipped_black_box());
+  REQUIRE(run_status(cmd + " --steps 6 --out " + t.file("a") + " > " + t.file("a.txt") + " 2>&1") == 0);
+  REQUIRE(run_status(cmd + " --steps 3 --out " + t.file("b") + " > " + t.file("b1.txt") + " 2>&1") == 0);
   REQUIRE(fs::exists(t.file("b/checkpoint.safetensors")));
   {
     SafeTensorsFile f(t.file("b/checkpoint.safetensors"));
@@ -71,10 +37,10 @@ TEST_CASE("sal_train: 3 steps + --resume 3 steps log exactly the losses of 6 str
     CHECK(f.contains("adam.m"));
     CHECK(f.contains("masker.embedding.weight"));
   }
-  REQUIRE(run(cmd + " --steps 6 --resume --out " + t.file("b") + " > " + t.file("b2.txt") + " 2>&1") == 0);
+  REQUIRE(run_status(cmd + " --steps 6 --resume --out " + t.file("b") + " > " + t.file("b2.txt") + " 2>&1") == 0);
   CHECK(read_bytes(t.file("b2.txt")).find("resumed from") != std::string::npos);
-  const std::vector<std::string> a = log_values(t.file("a/log.jsonl"));
-  const std::vector<std::string> b = log_values(t.file("b/log.jsonl"));
+  const std::vector<std::string> a = log_lines(t.file("a/log.jsonl"));
+  const std::vector<std::string> b = log_lines(t.file("b/log.jsonl"));
   REQUIRE(a.size() == 6);
   REQUIRE(b.size() == 6);
   for (size_t i = 0; i < 6; ++i) {
@@ -83,11 +49,11 @@ TEST_CASE("sal_train: 3 steps + --resume 3 steps log exactly the losses of 6 str
     CHECK(b[i] == a[i]);
   }
   // Held-out evaluation every 2 steps changes nothing in training: the same losses, plus 3 eval lines.
-  REQUIRE(run(cmd + " --steps 6 --eval-shards " + shards + " --eval-every 2 --eval-images 16 --out " + t.file("v") +
+  REQUIRE(run_status(cmd + " --steps 6 --eval-shards " + shards + " --eval-every 2 --eval-images 16 --out " + t.file("v") +
               " > " + t.file("v.txt") + " 2>&1") == 0);
   std::vector<std::string> v_train;
   int evals = 0;
-  for (const std::string& line : log_values(t.file("v/log.jsonl"))) {
+  for (const std::string& line : log_lines(t.file("v/log.jsonl"))) {
     if (line.find("\"eval_images\":16") != std::string::npos) ++evals;
     else v_train.push_back(line);
   }
@@ -106,12 +72,12 @@ TEST_CASE("sal_train: 3 steps + --resume 3 steps log exactly the losses of 6 str
 
 TEST_CASE("sal_train: a NaN loss stops with exit code 3, names the step and keeps the last good checkpoint") {
   TempDir t("sal_train_");
-  const std::string shards = make_shards(t);
-  const std::string cmd = train_cmd(shards) + " --checkpoint-every 2 --out " + t.file("c");
-  REQUIRE(run(cmd + " --steps 4 > " + t.file("c1.txt") + " 2>&1") == 0);
+  const std::string shards = make_cifar_shards(t, 64, 32);
+  const std::string cmd = train_command(shards, shipped_black_box()) + " --checkpoint-every 2 --out " + t.file("c");
+  REQUIRE(run_status(cmd + " --steps 4 > " + t.file("c1.txt") + " 2>&1") == 0);
   const std::string good = read_bytes(t.file("c/checkpoint.safetensors"));
   REQUIRE(!good.empty());
-  CHECK(run(cmd + " --steps 6 --resume --debug-nan-at-step 5 > " + t.file("c2.txt") + " 2>&1") == 3);
+  CHECK(run_status(cmd + " --steps 6 --resume --debug-nan-at-step 5 > " + t.file("c2.txt") + " 2>&1") == 3);
   const std::string msg = read_bytes(t.file("c2.txt"));
   INFO(msg);
   CHECK(msg.find("NaN at step 5") != std::string::npos);
@@ -119,32 +85,32 @@ TEST_CASE("sal_train: a NaN loss stops with exit code 3, names the step and keep
   SafeTensorsFile f(t.file("c/checkpoint.safetensors"));
   CHECK(f.metadata().at("step") == "4");
   // And training resumes from it.
-  CHECK(run(cmd + " --steps 6 --resume > " + t.file("c3.txt") + " 2>&1") == 0);
+  CHECK(run_status(cmd + " --steps 6 --resume > " + t.file("c3.txt") + " 2>&1") == 0);
   CHECK(SafeTensorsFile(t.file("c/checkpoint.safetensors")).metadata().at("step") == "6");
   // A NaN before any checkpoint: exit 3, no checkpoint written.
-  CHECK(run(train_cmd(shards) + " --steps 6 --debug-nan-at-step 2 --out " + t.file("d") + " > " + t.file("d.txt") +
+  CHECK(run_status(train_command(shards, shipped_black_box()) + " --steps 6 --debug-nan-at-step 2 --out " + t.file("d") + " > " + t.file("d.txt") +
             " 2>&1") == 3);
   CHECK(!fs::exists(t.file("d/checkpoint.safetensors")));
   // Steps logged after the last checkpoint (5 here) are dropped from log.jsonl on resume: each step once.
-  const std::string cmd2 = train_cmd(shards) + " --steps 6 --checkpoint-every 2 --out " + t.file("g");
-  CHECK(run(cmd2 + " --debug-nan-at-step 6 > " + t.file("g1.txt") + " 2>&1") == 3);
-  CHECK(log_values(t.file("g/log.jsonl")).size() == 5);
-  REQUIRE(run(cmd2 + " --resume > " + t.file("g2.txt") + " 2>&1") == 0);
-  const std::vector<std::string> g = log_values(t.file("g/log.jsonl"));
+  const std::string cmd2 = train_command(shards, shipped_black_box()) + " --steps 6 --checkpoint-every 2 --out " + t.file("g");
+  CHECK(run_status(cmd2 + " --debug-nan-at-step 6 > " + t.file("g1.txt") + " 2>&1") == 3);
+  CHECK(log_lines(t.file("g/log.jsonl")).size() == 5);
+  REQUIRE(run_status(cmd2 + " --resume > " + t.file("g2.txt") + " 2>&1") == 0);
+  const std::vector<std::string> g = log_lines(t.file("g/log.jsonl"));
   REQUIRE(g.size() == 6);
   for (size_t i = 0; i < 6; ++i) CHECK(g[i].find("\"step\":" + std::to_string(i + 1) + ",") == 1);
 }
 
 TEST_CASE("sal_train: SIGTERM saves a checkpoint after the current step and exits 0") {
   TempDir t("sal_train_");
-  const std::string shards = make_shards(t);
+  const std::string shards = make_cifar_shards(t, 64, 32);
   const std::string out = t.file("e");
   // Start a long run, wait for its first logged step, send SIGTERM, record the exit code.
-  const std::string script = "(" + train_cmd(shards) + " --steps 100000 --checkpoint-every 0 --out " + out + " > " +
+  const std::string script = "(" + train_command(shards, shipped_black_box()) + " --steps 100000 --checkpoint-every 0 --out " + out + " > " +
                              t.file("e.txt") + " 2>&1 & p=$!; for i in $(seq 600); do [ -s " + out +
                              "/log.jsonl ] && break; sleep 0.05; done; kill -TERM $p; wait $p; echo $? > " +
                              t.file("rc.txt") + ")";
-  REQUIRE(run("bash -c '" + script + "'") == 0);
+  REQUIRE(run_status("bash -c '" + script + "'") == 0);
   CHECK(read_bytes(t.file("rc.txt")) == "0\n");
   REQUIRE(fs::exists(out + "/checkpoint.safetensors"));
   SafeTensorsFile f(out + "/checkpoint.safetensors");

@@ -103,6 +103,9 @@ TEST_CASE("sal_train faults: SIGKILL while writing a checkpoint and then a faili
     CHECK(read_bytes(t.file("k2.txt")).find("after step 2") != std::string::npos);
     CHECK(log_lines(out + "/log.jsonl") == ref);
     CHECK(SafeTensorsFile(ckpt).metadata().at("step") == "6");
+    // The resumed run removed the torn temporary file.
+    CHECK(read_bytes(t.file("k2.txt")).find("left by an interrupted checkpoint write") != std::string::npos);
+    CHECK(files_starting(out, "checkpoint.safetensors.tmp.").empty());
   }
 
   {  // a write failure (ENOSPC) while saving the second checkpoint

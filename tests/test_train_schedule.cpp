@@ -13,7 +13,7 @@
 #include "error_of.h"
 #include "layers/masker_io.h"
 #include "layers/network.h"
-#include "train_runs.h"
+#include "train_cli.h"
 
 using namespace sal;
 using namespace sal::test;
@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCifarWeights = std::string(SAL_SOURCE_DIR) + "/weights/cifar_resnet20.safetensors";
+const std::string kCifarWeights = shipped_black_box();
 
 // The masker sal_train starts from (cifar preset, seed 5), before any step.
 std::unique_ptr<Masker> initial_cifar_masker() {
@@ -46,12 +46,12 @@ std::vector<std::string> changed(const Masker& a, const Masker& b) {
 
 }  // namespace
 
-TEST_CASE("sal_train: --embedding-only-steps trains only the class embedding; masker.safetensors loads") {
+TEST_CASE("sal_train: --embedding-only-steps trains only the class embedding - masker.safetensors loads") {
   TempDir t("sal_sched_");
-  const std::string cmd = cifar_train_cmd(make_cifar_shards(t));
+  const std::string cmd = train_command(make_cifar_shards(t, 64, 32), shipped_black_box());
   auto init = initial_cifar_masker();
 
-  REQUIRE(run(cmd + " --steps 2 --embedding-only-steps 2 --out " + t.file("a") + " > " + t.file("a.txt") +
+  REQUIRE(run_status(cmd + " --steps 2 --embedding-only-steps 2 --out " + t.file("a") + " > " + t.file("a.txt") +
               " 2>&1") == 0);
   MaskerFileInfo info;
   auto a = load_masker(t.file("a/masker.safetensors"), Device::CPU, &info);
@@ -70,7 +70,7 @@ TEST_CASE("sal_train: --embedding-only-steps trains only the class embedding; ma
   }
 
   // With phase 1 one step long, step 2 trains the decoder too.
-  REQUIRE(run(cmd + " --steps 2 --embedding-only-steps 1 --out " + t.file("b") + " > " + t.file("b.txt") +
+  REQUIRE(run_status(cmd + " --steps 2 --embedding-only-steps 1 --out " + t.file("b") + " > " + t.file("b.txt") +
               " 2>&1") == 0);
   auto b = load_masker(t.file("b/masker.safetensors"), Device::CPU);
   CHECK(changed(*init, *b).size() > 10);
@@ -78,10 +78,10 @@ TEST_CASE("sal_train: --embedding-only-steps trains only the class embedding; ma
 
 TEST_CASE("sal_train: the area weight ramps from --area-weight-start") {
   TempDir t("sal_sched_");
-  const std::string cmd = cifar_train_cmd(make_cifar_shards(t));
-  REQUIRE(run(cmd + " --steps 3 --area-weight 4 --area-weight-start 0 --area-ramp-steps 2 --out " + t.file("a") +
+  const std::string cmd = train_command(make_cifar_shards(t, 64, 32), shipped_black_box());
+  REQUIRE(run_status(cmd + " --steps 3 --area-weight 4 --area-weight-start 0 --area-ramp-steps 2 --out " + t.file("a") +
               " > " + t.file("a.txt") + " 2>&1") == 0);
-  const std::vector<std::string> lines = log_values(t.file("a/log.jsonl"));
+  const std::vector<std::string> lines = log_lines(t.file("a/log.jsonl"));
   REQUIRE(lines.size() == 3);
   CHECK(log_number(lines[0], "area") == 0.0);
   // Step 2 has weight 2, step 3 weight 4, on masks of similar area: the term about doubles.
@@ -132,19 +132,19 @@ TEST_CASE("sal_train: the MobileNet preset trains at 224 px on ImageNet-style sh
   const std::string labels = std::string(SAL_SHARED_DIR) + "/data/imagenet-sample/labels.tsv";
   REQUIRE_MESSAGE(fs::exists(labels), labels, " is missing (../shared/data/imagenet-sample)");
   fs::create_directories(t.dir / "shards");
-  REQUIRE(run(std::string(SAL_MAKE_SHARDS) + " --list " + labels + " --out " + t.file("shards/i") +
+  REQUIRE(run_status(std::string(SAL_MAKE_SHARDS) + " --list " + labels + " --out " + t.file("shards/i") +
               " --limit 4 > " + t.file("shards.log") + " 2>&1") == 0);
   const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_TRAIN + " --shards " + t.file("shards") +
                           " --black-box " + SAL_SOURCE_DIR +
                           "/weights/mobilenet_v1_0.75_224.safetensors --preset mobilenet --batch 2 --threads 1"
                           " --steps 1 --log-every 1 --smooth-on-head --out " + t.file("m");
-  REQUIRE(run(cmd + " > " + t.file("m.txt") + " 2>&1") == 0);
+  REQUIRE(run_status(cmd + " > " + t.file("m.txt") + " 2>&1") == 0);
   const std::string out = read_bytes(t.file("m.txt"));
   INFO(out);
   CHECK(out.find("image_size=224") != std::string::npos);
   CHECK(out.find("blur_sigma=10") != std::string::npos);
-  REQUIRE(log_values(t.file("m/log.jsonl")).size() == 1);
-  CHECK(std::isfinite(log_number(log_values(t.file("m/log.jsonl"))[0], "total")));
+  REQUIRE(log_lines(t.file("m/log.jsonl")).size() == 1);
+  CHECK(std::isfinite(log_number(log_lines(t.file("m/log.jsonl"))[0], "total")));
   MaskerFileInfo info;
   auto m = load_masker(t.file("m/masker.safetensors"), Device::CPU, &info);
   CHECK(m->config().num_classes == 1000);

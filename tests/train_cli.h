@@ -1,9 +1,10 @@
-// Helpers for the tests that run tools/sal_train end to end (tests/test_train_faults.cpp): shell commands,
+// Helpers for the tests that run tools/sal_train end to end (tests/test_train*.cpp): shell commands,
 // CIFAR-10 shards made by tools/sal_make_shards, the train command line, log lines without timings.
 #pragma once
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +49,13 @@ inline std::vector<std::string> log_lines(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) out.push_back(line.substr(0, line.find(",\"images_per_s\"")));
   return out;
+}
+
+// The number after "key": in a log line (NaN when absent).
+inline double log_number(const std::string& line, const std::string& key) {
+  const size_t at = line.find("\"" + key + "\":");
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(line.c_str() + at + key.size() + 3, nullptr);
 }
 
 }  // namespace sal::test

@@ -139,7 +139,13 @@ void trim_log(const std::string& path, int64_t step) {
   bool dropped = false;
   while (std::getline(in, line)) {
     const size_t at = line.find("\"step\":");
-    if (at != std::string::npos && std::stoll(line.substr(at + 7)) > step) {
+    long long line_step = 0;
+    if (at != std::string::npos) {
+      char* end = nullptr;
+      line_step = std::strtoll(line.c_str() + at + 7, &end, 10);
+      SAL_CHECK(end != line.c_str() + at + 7, path, ": a line has a malformed \"step\" (", line.substr(0, 80), ")");
+    }
+    if (at != std::string::npos && line_step > step) {
       dropped = true;
       continue;
     }
@@ -317,6 +323,14 @@ struct Trainer {
   int run() {
     fs::create_directories(opt.out);
     ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
+    // Temporary files of atomic writes (name.tmp.<pid>) left by a process killed mid-write.
+    for (const auto& e : fs::directory_iterator(opt.out)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("checkpoint.safetensors.tmp.", 0) == 0 || name.rfind("masker.safetensors.tmp.", 0) == 0) {
+        std::printf("removing %s (left by an interrupted checkpoint write)\n", e.path().c_str());
+        fs::remove(e.path());
+      }
+    }
     const std::string log_path = (fs::path(opt.out) / "log.jsonl").string();
 
     bb = load_network(opt.black_box, Device::CPU);
