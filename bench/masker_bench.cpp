@@ -22,8 +22,9 @@
 // masker_bench --dump_agreement=DIR writes the fixtures of bench/compare_masker_torch.py's agreement
 // check and exits: for each model a masker file (layers/masker_io.h; seeded random parameters,
 // batch-norm statistics included) and DIR/<model>_io.safetensors with its inputs and eval-mode
-// outputs on 2 samples: mobilenet_v1 through the whole masker (images, classes, mask, head),
-// the ResNet-50 decoders on random feature maps (feat0..feat3, classes, mask, head).
+// outputs on 2 samples: mobilenet_v1 through the whole masker (images, classes, mask, head, and
+// the encoder's feature maps feat0..feat3), the ResNet-50 decoders on random feature maps
+// (feat0..feat3, classes, mask, head).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -374,6 +375,8 @@ void dump_agreement(const std::string& dir) {
       const Tensor images = random_images(2, 23, Device::CPU);
       o = masker.forward(ctx, *enc, images, classes, false);
       io.emplace_back("images", images);
+      const std::vector<Tensor> feats = enc->features();
+      for (size_t i = 0; i < feats.size(); ++i) io.emplace_back("feat" + std::to_string(i), feats[i]);
     } else {
       // The decoder alone on random non-negative feature maps at ResNet-50's scales for 224 inputs.
       info.black_box = "resnet50 (random)";
