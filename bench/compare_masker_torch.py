@@ -38,7 +38,6 @@ decoder on our feature maps (every model), and within 1e-3 through the whole mob
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -386,6 +385,7 @@ def main():
     ap.add_argument("--mobilenet-weights", default=os.path.join(REPO, "weights", "mobilenet_v1_0.75_224.safetensors"))
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--json", default=None, help="also write every number (ours, torch per mode) to this file")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.batch is None:
@@ -420,7 +420,7 @@ def main():
                 theirs[(name, kind, mode)] = v
     ours = ours_numbers(args.bench, device, args)
 
-    kinds = [f"infer_b1", f"infer_b{args.batch}", f"train_b{args.batch}"]
+    kinds = ["infer_b1", f"infer_b{args.batch}", f"train_b{args.batch}"]
     fmt = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
     head = f"{'model':<19}{'kind':<11}{'ours img/s':>12}" + "".join(
         f"{'torch ' + m:>15}{'ratio':>8}" for m in modes)
@@ -434,6 +434,17 @@ def main():
                 line += f"{fmt(t):>15}" + (f"{o / t:8.2f}" if o and t else f"{'n/a':>8}")
             print(line)
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
+    if args.json:
+        rows = [{"model": m, "kind": k, "ours": ours.get((m, k)),
+                 **{f"torch_{md}": theirs.get((m, k, md)) for md in modes}} for m in args.models for k in kinds]
+        with open(args.json, "w") as f:
+            json.dump({"torch_version": torch.__version__, "device": str(device),
+                       "card": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                       "threads": args.threads, "batch": args.batch, "min_time": args.min_time, "results": rows}, f,
+                      indent=1)
+    failed = [f"{m} {k}" for m in args.models for k in kinds if ours.get((m, k)) is None]
+    if failed:
+        raise SystemExit(f"our benchmark reported an error (or did not run) for: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
