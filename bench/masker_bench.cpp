@@ -189,6 +189,9 @@ struct Setup {
   std::unique_ptr<Adam> adam;
 };
 Setup& setup(Model m, Device device) {
+#ifdef SAL_WITH_CUDA
+  if (cuda_available()) Runner::cuda();  // made before the cache below, so it outlives the cached CUDA tensors
+#endif
   static std::map<std::pair<int, int>, Setup> cache;
   Setup& s = cache[{static_cast<int>(m), static_cast<int>(device)}];
   if (!s.encoder) {
