@@ -398,7 +398,7 @@ def main():
 
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else f", {args.threads} threads")
-          + f", load average {open('/proc/loadavg').read().split()[:3]}")
+          + f", load average {open('/proc/loadavg').read().split()[:3]}", flush=True)
     if not args.skip_agreement:
         agreement(args.bench, args.models, args.mobilenet_weights)
 
@@ -418,6 +418,7 @@ def main():
                 continue
             for kind, v in nums.items():
                 theirs[(name, kind, mode)] = v
+            print(f"torch {mode} {name}: " + ", ".join(f"{k} {v:.2f} img/s" for k, v in nums.items()), flush=True)
     ours = ours_numbers(args.bench, device, args)
 
     kinds = ["infer_b1", f"infer_b{args.batch}", f"train_b{args.batch}"]
