@@ -397,7 +397,9 @@ def main():
         raise SystemExit(f"{args.bench} not found (build with -DSAL_BUILD_BENCH=ON, or pass --bench)")
 
     print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else f", {args.threads} threads")
+          + (f" ({torch.cuda.get_device_name()}, TF32 in cuDNN convs {torch.backends.cudnn.allow_tf32}, "
+             f"in matmuls {torch.backends.cuda.matmul.allow_tf32})" if device.type == "cuda"
+             else f", {args.threads} threads")
           + f", load average {open('/proc/loadavg').read().split()[:3]}", flush=True)
     if not args.skip_agreement:
         agreement(args.bench, args.models, args.mobilenet_weights)
