@@ -357,7 +357,7 @@ def ours_numbers(bench, device, args):
     """{(model, kind): images/s} from build/masker_bench (JSON), skipped ones as None with a message."""
     dev = "cuda" if device.type == "cuda" else "cpu"
     flt = f"masker_.*/({'|'.join(args.models)})/{dev}/"
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), SAL_MASKER_BATCH=str(args.batch))
     r = subprocess.run([bench, f"--benchmark_filter={flt}", f"--benchmark_min_time={args.min_time}",
                         "--benchmark_format=json"], env=env, check=True, capture_output=True, text=True)
     res = {}

@@ -8,7 +8,8 @@
 //                      $SAL_MOBILENET_WEIGHTS), MaskerConfig::mobilenet_v1()
 //   resnet50_released  torchvision ResNet-50 with seeded random weights, MaskerConfig::released_resnet50()
 //   resnet50_paper     the same encoder, MaskerConfig::paper_resnet50()
-// Batches: inference 1 and 8 on the CPU, 1 and 64 on CUDA; training 8 on the CPU, 64 on CUDA.
+// Batches: inference 1 and 8 on the CPU, 1 and 64 on CUDA; training 8 on the CPU, 64 on CUDA
+// ($SAL_MASKER_BATCH replaces 8 and 64).
 // CUDA runs the same code with Device::CUDA and is timed with CUDA events on the device's stream
 // (manual time); without a device (or a CUDA build) those benchmarks skip with "no CUDA device".
 //
@@ -311,19 +312,24 @@ void BM_masker_train(benchmark::State& state, Model m, Device device) {
 
 void register_all() {
   const Model models[] = {Model::MobileNet, Model::ResNet50Released, Model::ResNet50Paper};
+  const char* env = std::getenv("SAL_MASKER_BATCH");  // the large batch instead of 8 (CPU) / 64 (CUDA)
+  const int64_t batch_env = env ? std::atoll(env) : 0;
+  SAL_CHECK(!env || batch_env > 0, "masker_bench: SAL_MASKER_BATCH must be a positive integer, got '", env ? env : "",
+            "'");
   for (Device d : {Device::CPU, Device::CUDA}) {
     const bool gpu = d == Device::CUDA;
+    const int64_t big = batch_env > 0 ? batch_env : gpu ? 64 : 8;
     const std::string dev = gpu ? "cuda" : "cpu";
     for (Model m : models) {
       auto* b = benchmark::RegisterBenchmark(("masker_infer/" + std::string(model_name(m)) + "/" + dev).c_str(),
                                              BM_masker_infer, m, d);
-      b->Arg(1)->Arg(gpu ? 64 : 8)->ArgName("batch")->Unit(benchmark::kMillisecond);
+      b->Arg(1)->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond);
       gpu ? b->UseManualTime() : b->UseRealTime();
     }
     for (Model m : models) {
       auto* b = benchmark::RegisterBenchmark(("masker_train/" + std::string(model_name(m)) + "/" + dev).c_str(),
                                              BM_masker_train, m, d);
-      b->Arg(gpu ? 64 : 8)->ArgName("batch")->Unit(benchmark::kMillisecond);
+      b->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond);
       gpu ? b->UseManualTime() : b->UseRealTime();
     }
   }
