@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a machine with an NVIDIA GPU: configure a Release build with CUDA (sm_90),
 # build, run the test suite (the CUDA tests must PASS here: a "skipped: no CUDA device" counts as
-# a failure) and every CUDA benchmark (bench/*cuda*), logging everything to
+# a failure), every CUDA benchmark (bench/*cuda*) and the masker benchmark against PyTorch
+# (bench/compare_masker_torch.py), logging everything to
 # ${OUT:-<repo>/build}/gpu-check.log (benchmark results also as JSON beside it).
 # Exits non-zero when the build, any test, or any benchmark's validation failed.
 #
@@ -12,6 +13,9 @@
 # Environment:
 #   SAL_BUILD_DIR        build folder (default <repo>/build-gpu)
 #   SAL_BENCH_MIN_TIME   --benchmark_min_time per benchmark, seconds (default 0.05)
+#   SAL_COMPARE_MIN_TIME seconds per number of the masker comparison (default 2)
+#   SAL_COMPARE_ARGS     extra arguments of bench/compare_masker_torch.py (e.g. "--models mobilenet_v1
+#                        --no-compile" when device time is short: torch.compile takes minutes per model)
 #   SAL_CTEST_EXCLUDE    ctest -E regex for tests not run here (default "golden": the PyTorch
 #                        fixtures need Debian's python3-torch, not a GPU)
 #   SAL_DEBS             folder of .deb files (default <repo>/.debs). When it holds any, they are
@@ -140,6 +144,31 @@ for src in "$ROOT"/bench/*cuda*.cpp; do
   rm -f "$out"
   if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$name (exit $rc, $errors benchmarks reported an error)"); fi
 done
+
+# ---- masker inference / training step (bench/masker_bench.cpp, validated before timing), against
+# PyTorch eager and torch.compile on the same GPU (bench/compare_masker_torch.py) when python3 has
+# torch with CUDA; otherwise our CUDA benchmarks alone.
+CMP_MIN_TIME="${SAL_COMPARE_MIN_TIME:-2}"
+step "masker benchmark against PyTorch (min time ${CMP_MIN_TIME}s)"
+if [ ! -x "$BUILD/masker_bench" ]; then
+  FAILED+=("masker_bench (not built)")
+elif python3 -c "import torch, torchvision, numpy; assert torch.cuda.is_available()" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  python3 "$ROOT/bench/compare_masker_torch.py" --device cuda --batch 64 --min-time "$CMP_MIN_TIME" \
+      --bench "$BUILD/masker_bench" --json "$LOG_DIR/compare_masker_torch.json" ${SAL_COMPARE_ARGS:-}
+  rc=$?
+  [ "$rc" -ne 0 ] && FAILED+=("compare_masker_torch.py (exit $rc)")
+else
+  echo "no python3 torch with CUDA: our masker benchmarks alone"
+  out="$LOG_DIR/masker_bench.txt"
+  "$BUILD/masker_bench" --benchmark_filter=/cuda/ --benchmark_min_time="$CMP_MIN_TIME" \
+      --benchmark_counters_tabular=true --benchmark_out="$LOG_DIR/masker_bench.json" \
+      --benchmark_out_format=json 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  errors=$(grep -c "ERROR OCCURRED" "$out")
+  rm -f "$out"
+  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("masker_bench (exit $rc, $errors benchmarks reported an error)"); fi
+fi
 
 step "summary"
 if [ ${#FAILED[@]} -eq 0 ]; then
