@@ -191,7 +191,22 @@ TEST_CASE("sal_eval: 8 CIFAR-10 test images from the tar (no boxes: saliency met
     CHECK(acc >= 0.0);
     CHECK(acc <= 1.0);
   }
-  // The max box keeps the whole image, so Phi(X, 1) = X: its accuracy is the clean accuracy, and its
-  // saliency metric is -log p of the clean image (area 1).
   CHECK(r["methods"]["max"]["mean_map"].get<double>() == doctest::Approx(1.0));
+  CHECK(r["methods"]["max"]["mean_box_area"].get<double>() == doctest::Approx(1.0));
+  // --reuse: a run of one method joins the earlier run's other rows, numbers unchanged; another
+  // selection of images is refused.
+  const std::string base = std::string("OMP_NUM_THREADS=1 ") + SAL_EVAL + " --data " + tar + " --black-box " +
+                           weights("cifar_resnet20.safetensors") + " --methods centre --slow-images 2 --reuse " +
+                           t.file("ev");
+  REQUIRE(run(base + " --images 8 --out " + t.file("ev2") + " > " + t.file("log2.txt") + " 2>&1") == 0);
+  std::ifstream in2(t.file("ev2/results.json"));
+  const json r2 = json::parse(in2);
+  for (const char* m : {"masker", "max", "grad", "gradcam", "mask"}) {
+    CAPTURE(m);
+    REQUIRE(r2["methods"].contains(m));
+    CHECK(r2["methods"][m]["saliency_metric"] == r["methods"][m]["saliency_metric"]);
+  }
+  CHECK(r2["methods"]["centre"]["saliency_metric"] == r["methods"]["centre"]["saliency_metric"]);
+  CHECK(fs::exists(t.file("ev2/grid.png")));
+  CHECK(run(base + " --images 9 --out " + t.file("ev3") + " > " + t.file("log3.txt") + " 2>&1") == 1);
 }

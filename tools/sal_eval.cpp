@@ -25,9 +25,12 @@
 // evaluation's), the mean map value, and the black box's top-1 accuracy on Phi(X,M) = blend(X, blur(X), M).
 // For the masker also its mean mask for a wrong class. Every method is also scored on the slow subset.
 //
-// Outputs in --out: results.json (all numbers, the settings and the command), results.md (the tables with
-// the paper's numbers beside ours), grid.png (--grid images x methods: overlays, the method's box in white
-// and the ground-truth boxes in green).
+// Outputs in --out: results.json (all numbers with their exact sums, the settings and the command),
+// results.md (the tables with the paper's numbers beside ours), grid.png (--grid images x methods:
+// overlays, the method's box in white and the ground-truth boxes in green) and cells/ (its cells).
+// --reuse DIR adds the methods of an earlier run on the same images and settings that this run does not
+// compute (e.g. the slow Mask baseline, run once, joined later by the masker's row), from their sums and
+// cells; a different selection or setting is an error.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -65,7 +68,8 @@ struct Options {
   double threshold = 0.5, mask_lr = 0.1, mask_area_weight = 4.0, phi_sigma = -1;
   int phi_ksize = -1;
   uint64_t seed = 0;
-  std::string command;
+  std::string command, reuse;
+  std::map<std::string, double> method_threshold;  // --method-threshold overrides of --threshold
 };
 
 // The labelled images of --data: names, labels, ground-truth boxes in original pixels and a loader.
@@ -128,7 +132,28 @@ struct Stat {
             {"mean_box_area", r(box_area, n)},
             {"phi_accuracy", r(static_cast<double>(phi_correct), n)},
             {"wrong_class_mean_map", r(wrong_area, wrong_n)},
-            {"ms_per_image", r(1000.0 * map_seconds, n)}};
+            {"ms_per_image", r(1000.0 * map_seconds, n)},
+            {"sums", {{"n", n}, {"loc_n", loc_n}, {"loc", loc}, {"loc_cc", loc_cc}, {"empty", empty},
+                      {"phi_correct", phi_correct}, {"wrong_n", wrong_n}, {"sal", sal}, {"area", area},
+                      {"box_area", box_area}, {"map_seconds", map_seconds}, {"wrong_area", wrong_area}}}};
+  }
+  // Back from to_json's "sums" (--reuse).
+  static Stat from_json(const json& j) {
+    const json& s = j.at("sums");
+    Stat t;
+    t.n = s.at("n");
+    t.loc_n = s.at("loc_n");
+    t.loc = s.at("loc");
+    t.loc_cc = s.at("loc_cc");
+    t.empty = s.at("empty");
+    t.phi_correct = s.at("phi_correct");
+    t.wrong_n = s.at("wrong_n");
+    t.sal = s.at("sal");
+    t.area = s.at("area");
+    t.box_area = s.at("box_area");
+    t.map_seconds = s.at("map_seconds");
+    t.wrong_area = s.at("wrong_area");
+    return t;
   }
 };
 
@@ -177,8 +202,8 @@ int run(Options& o) {
   const int64_t total = static_cast<int64_t>(set.names.size());
   const int64_t n_sel = o.images > 0 ? std::min(o.images, total) : total;
   const std::vector<int64_t> sel = spread(total, n_sel);
-  const bool want_mask = std::find(methods.begin(), methods.end(), "mask") != methods.end();
-  const int64_t n_slow = want_mask ? std::min(o.slow_images, n_sel) : 0;
+  // The slow subset (the Mask baseline's images; every method is also scored on it).
+  const int64_t n_slow = std::min(o.slow_images, n_sel);
   std::set<int64_t> slow;  // positions in sel
   for (int64_t p : spread(n_sel, n_slow)) slow.insert(p);
   // Grid rows: the first images of the slow subset (so every method has a map), else the first images.
@@ -289,11 +314,12 @@ int run(Options& o) {
       }
       const double secs = std::chrono::duration<double>(clk::now() - t0).count();
       // Boxes, localisation, the saliency metric, map area, accuracy on Phi(X,M).
+      const double thr = o.method_threshold.count(m) ? o.method_threshold.at(m) : o.threshold;
       const float* mp = maps.data<float>();
       std::vector<Box> boxes, crop_boxes;
       std::vector<int> empties;
       for (int64_t j = 0; j < r; ++j) {
-        const Box bx = mask_box(mp + j * S * S, S, S, o.threshold, false);
+        const Box bx = mask_box(mp + j * S * S, S, S, thr, false);
         boxes.push_back(bx);
         crop_boxes.push_back(bx.empty() ? full_box(S, S) : bx);
       }
@@ -316,7 +342,7 @@ int run(Options& o) {
       for (int64_t j = 0; j < r; ++j) {
         const int64_t i = rows[static_cast<size_t>(j)];
         const Box& bx = boxes[static_cast<size_t>(j)];
-        const Box bcc = mask_box(mp + j * S * S, S, S, o.threshold, true);
+        const Box bcc = mask_box(mp + j * S * S, S, S, thr, true);
         double area = 0;
         for (int64_t p = 0; p < S * S; ++p) area += mp[j * S * S + p];
         area /= static_cast<double>(S * S);
@@ -362,20 +388,63 @@ int run(Options& o) {
                  static_cast<long long>(n_sel), el);
   }
 
-  // ---------------------------------------------------------------- outputs
+  // ---------------------------------------------------------------- earlier results (--reuse)
   fs::create_directories(o.out);
+  fs::create_directories(fs::path(o.out) / "cells");
+  for (const auto& [key, img] : cells)
+    write_png((fs::path(o.out) / "cells" / ("r" + std::to_string(key.first) + "_" + key.second + ".png")).string(), img);
+  std::vector<std::string> reused;
+  if (!o.reuse.empty()) {
+    const std::string rj = (fs::path(o.reuse) / "results.json").string();
+    std::ifstream in(rj);
+    SAL_CHECK(in.good(), rj, ": cannot open");
+    const json old = json::parse(in);
+    const auto same = [&](const char* k, const json& v) {
+      SAL_CHECK(old.contains(k) && old[k] == v, rj, ": '", k, "' is ", old.contains(k) ? old[k].dump() : "missing",
+                ", this run has ", v.dump(), ": not the same evaluation");
+    };
+    same("data", o.data);
+    same("black_box_file", fs::path(o.black_box).filename().string());
+    same("images", n_sel);
+    same("input_size", S);
+    same("class", o.cls);
+    same("threshold", o.threshold);
+    same("method_thresholds", json(o.method_threshold));
+    same("phi_blur", json{{"sigma", phi_sigma}, {"ksize", phi_ksize}});
+    for (const auto& [m, st] : old["methods"].items()) {
+      if (all.count(m) || !kLabel.count(m)) continue;
+      all[m] = Stat::from_json(st);
+      if (old.contains("methods_on_slow_subset") && old["methods_on_slow_subset"].contains(m))
+        sub[m] = Stat::from_json(old["methods_on_slow_subset"][m]);
+      reused.push_back(m);
+      for (int64_t row : grid_rows) {
+        const fs::path c = fs::path(o.reuse) / "cells" / ("r" + std::to_string(row) + "_" + m + ".png");
+        if (fs::exists(c)) cells[{row, m}] = read_image(c.string());
+      }
+    }
+    same("slow_subset_images", n_slow);
+  }
+  // The methods in the tables: the canonical order, those run now or reused, and the masker always.
+  methods.clear();
+  for (const char* m : {"masker", "centre", "max", "gt", "grad", "gradcam", "mask"})
+    if (all.count(m) || std::string(m) == "masker" || (std::string(m) == "gt" && set.has_boxes)) methods.push_back(m);
+
+  // ---------------------------------------------------------------- outputs
   const std::string dataset = o.name.empty() ? (set.has_boxes ? "ImageNet validation" : "CIFAR-10 test") : o.name;
   json res;
   res["command"] = o.command;
   res["dataset"] = dataset;
   res["data"] = o.data;
   res["black_box"] = o.black_box;
+  res["black_box_file"] = fs::path(o.black_box).filename().string();
   res["masker"] = o.masker.empty() ? json(nullptr) : json(o.masker);
+  res["reused"] = {{"from", o.reuse.empty() ? json(nullptr) : json(o.reuse)}, {"methods", reused}};
   res["images"] = n_sel;
   res["slow_subset_images"] = n_slow;
   res["input_size"] = S;
   res["class"] = o.cls;
   res["threshold"] = o.threshold;
+  res["method_thresholds"] = json(o.method_threshold);
   res["phi_blur"] = {{"sigma", phi_sigma}, {"ksize", phi_ksize}};
   res["mask_baseline"] = {{"steps", mcfg.steps}, {"resolution", mcfg.resolution}, {"lr", mcfg.lr},
                           {"area_weight", mcfg.objective.area_weight}, {"objective", "released"}};
@@ -397,8 +466,14 @@ int run(Options& o) {
   };
   md << "### " << dataset << ": " << n_sel << " images, black box `" << fs::path(o.black_box).filename().string()
      << "`\n\n";
+  if (!reused.empty()) {
+    md << "Rows reused from `" << o.reuse << "` (same images and settings):";
+    for (const std::string& m : reused) md << " " << m;
+    md << ".\n\n";
+  }
   if (set.has_boxes) {
     md << "Localisation error (%) (paper Table 2; lower is better). Box: threshold " << o.threshold
+       << (o.method_threshold.empty() ? std::string() : " (per method: " + json(o.method_threshold).dump() + ")")
        << ", tightest box around the whole region / around its largest connected component; correct when IoU >= 0.5 "
           "with any ground-truth box.\n\n";
     md << "| Method | images | ours: tightest box | ours: largest CC | on the " << n_slow
@@ -406,7 +481,7 @@ int run(Options& o) {
     for (const std::string& m : methods) {
       if (m == "gt") continue;
       const json a = row_json(all, m), s = row_json(sub, m);
-      if (m == "masker" && !masker) {
+      if (!all.count(m)) {
         md << "| " << kLabel.at(m) << " | pending | pending | pending | pending | " << (kPaperLoc.count(m) ? kPaperLoc.at(m) : "—") << " |\n";
         continue;
       }
@@ -426,7 +501,7 @@ int run(Options& o) {
     const json a = row_json(all, m), s = row_json(sub, m);
     if (m == "gt" && !set.has_boxes) continue;
     const std::string pap = paper && kPaperSal.count(m) ? kPaperSal.at(m) : "—";
-    if (m == "masker" && !masker) {
+    if (!all.count(m)) {
       md << "| " << kLabel.at(m) << " | pending | pending | pending | " << pap << " | |\n";
       continue;
     }
@@ -494,6 +569,8 @@ int main(int argc, char** argv) {
   app.add_option("--slow-images", o.slow_images, "images for the iterative Mask baseline")->capture_default_str();
   app.add_option("--batch", o.batch, "images per batch")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threshold", o.threshold, "map threshold for the boxes")->capture_default_str();
+  std::vector<std::string> method_thresholds;
+  app.add_option("--method-threshold", method_thresholds, "per-method thresholds, e.g. grad=0.2 (repeatable)");
   app.add_option("--mask-steps", o.mask_steps, "Adam steps of the Mask baseline")->capture_default_str();
   app.add_option("--mask-res", o.mask_res, "Mask baseline parameter resolution (0: 28 for >= 128 px, else 8)")
       ->capture_default_str();
@@ -504,8 +581,21 @@ int main(int argc, char** argv) {
   app.add_option("--phi-blur-ksize", o.phi_ksize, "blur kernel size of Phi (default 55 for >= 128 px, else 13)");
   app.add_option("--grid", o.grid, "images in grid.png (0: none)")->capture_default_str();
   app.add_option("--name", o.name, "dataset name in the tables");
+  app.add_option("--reuse", o.reuse,
+                 "an earlier --out of the same images and settings: its methods not run now join the tables")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--seed", o.seed, "seed of the Mask baseline's evidence removal")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  for (const std::string& mt : method_thresholds) {
+    const size_t eq = mt.find('=');
+    char* end = nullptr;
+    const double v = eq == std::string::npos ? 0.0 : std::strtod(mt.c_str() + eq + 1, &end);
+    if (eq == std::string::npos || !kLabel.count(mt.substr(0, eq)) || !end || *end != 0 || end == mt.c_str() + eq + 1) {
+      std::fprintf(stderr, "error: --method-threshold '%s' is not METHOD=VALUE with a known method\n", mt.c_str());
+      return 2;
+    }
+    o.method_threshold[mt.substr(0, eq)] = v;
+  }
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
   try {
     return run(o);
