@@ -12,7 +12,7 @@
 // matched by file name or tar entry name; or a WebDataset .cls; the default when --labels is given),
 // or a class index / class name used for every image.
 // Outputs in --out, per image STEM: STEM_mask.png (gray), STEM_overlay.png (heat map over the image,
-// with the box in white), with --raw npy STEM_mask.npy (float32 [H,W]), and one line of masks.jsonl:
+// with the box in white; both enlarged --png-scale times), with --raw npy STEM_mask.npy (float32 [H,W]), and one line of masks.jsonl:
 //   {"image", "class", "class_name", "class_source", "prob" (black-box probability of that class on the
 //    image), "top1", "box" ([x0,y0,x1,y1] in image pixels, inclusive, of the region mask >= --threshold,
 //    optionally its largest connected component; null when empty), "box_area" (fraction of the image),
@@ -53,6 +53,7 @@ struct Options {
   std::string masker, black_box, out, labels, cls, raw = "none";
   std::vector<std::string> inputs;
   int64_t batch = 16;
+  int png_scale = 1;
   double threshold = 0.5, alpha = 0.6;
   bool largest_cc = false, quiet = false;
 };
@@ -184,10 +185,10 @@ int run(const Options& o) {
       area /= static_cast<double>(px);
       const Box box = mask_box(mp, img.height, img.width, o.threshold, o.largest_cc);
       const std::string base = (fs::path(o.out) / s.stem).string();
-      write_png(base + "_mask.png", mask_to_gray(mp, img.width, img.height));
+      write_png(base + "_mask.png", upscale(mask_to_gray(mp, img.width, img.height), o.png_scale));
       Image over = overlay_heatmap(img, mp, o.alpha);
       draw_box(over, box, {255, 255, 255});
-      write_png(base + "_overlay.png", over);
+      write_png(base + "_overlay.png", upscale(over, o.png_scale));
       if (o.raw == "npy") write_npy(base + "_mask.npy", mp, {img.height, img.width});
       json j = {{"image", s.name},
                 {"class", c},
@@ -228,6 +229,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "npy"}))
       ->capture_default_str();
   app.add_option("--alpha", o.alpha, "heat-map opacity of the overlay")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--png-scale", o.png_scale, "enlarge the PNGs by this integer factor (nearest; for 32 px images)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
   app.add_flag("--quiet", o.quiet, "no progress bar");
   app.add_option("inputs", o.inputs, "image files, folders or tars")->required();
   CLI11_PARSE(app, argc, argv);
