@@ -67,6 +67,21 @@ Image upscale(const Image& image, int factor) {
   return out;
 }
 
+Image downscale(const Image& image, int factor) {
+  SAL_CHECK(factor >= 1, "downscale: factor ", factor, " < 1");
+  Image out(std::max(1, image.width / factor), std::max(1, image.height / factor), image.channels);
+  const int fw = std::min(factor, image.width), fh = std::min(factor, image.height);
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x)
+      for (int k = 0; k < image.channels; ++k) {
+        int sum = 0;
+        for (int dy = 0; dy < fh; ++dy)
+          for (int dx = 0; dx < fw; ++dx) sum += image.at(x * factor + dx, y * factor + dy, k);
+        out.at(x, y, k) = static_cast<uint8_t>((sum + fw * fh / 2) / (fw * fh));
+      }
+  return out;
+}
+
 void paste(Image& canvas, const Image& cell, int x, int y) {
   SAL_CHECK(canvas.channels == cell.channels, "paste: ", cell.channels, "-channel cell on a ", canvas.channels,
             "-channel canvas");

@@ -21,6 +21,9 @@ Image overlay_heatmap(const Image& rgb, const float* m, double alpha = 0.6);
 void draw_box(Image& rgb, const Box& box, std::array<uint8_t, 3> colour);
 // Nearest-neighbour scaling by an integer factor >= 1.
 Image upscale(const Image& image, int factor);
+// Box-filter shrinking by an integer factor >= 1 (each output pixel the rounded mean of factor x factor
+// input pixels; a remainder at the right/bottom is dropped).
+Image downscale(const Image& image, int factor);
 // Copies `cell` into `canvas` with its top-left corner at (x, y) (clipped); channels must match.
 void paste(Image& canvas, const Image& cell, int x, int y);
 

@@ -64,6 +64,7 @@ namespace {
 struct Options {
   std::string data, black_box, masker, out, methods = "masker,centre,max,gt,grad,gradcam,mask", cls = "truth", name;
   int64_t images = 0, slow_images = 20, batch = 16, grid = 6, mask_res = 0;
+  int grid_shrink = 1;
   int mask_steps = 300;
   double threshold = 0.5, mask_lr = 0.1, mask_area_weight = 4.0, phi_sigma = -1;
   int phi_ksize = -1;
@@ -542,7 +543,7 @@ int run(Options& o) {
         const auto it = cells.find({grid_rows[r], cols[c]});
         if (it != cells.end()) paste(canvas, it->second, static_cast<int>(c) * (cell + gap), static_cast<int>(r) * (cell + gap));
       }
-    write_png((fs::path(o.out) / "grid.png").string(), canvas);
+    write_png((fs::path(o.out) / "grid.png").string(), downscale(canvas, o.grid_shrink));
     std::string legend;
     for (const std::string& c : cols) legend += c + " ";
     std::printf("\ngrid.png columns: %s\n", legend.c_str());
@@ -580,6 +581,9 @@ int main(int argc, char** argv) {
   app.add_option("--phi-blur-sigma", o.phi_sigma, "blur sigma of Phi (default 10 for >= 128 px, else 3)");
   app.add_option("--phi-blur-ksize", o.phi_ksize, "blur kernel size of Phi (default 55 for >= 128 px, else 13)");
   app.add_option("--grid", o.grid, "images in grid.png (0: none)")->capture_default_str();
+  app.add_option("--grid-shrink", o.grid_shrink, "shrink grid.png by this integer factor (box filter)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
   app.add_option("--name", o.name, "dataset name in the tables");
   app.add_option("--reuse", o.reuse,
                  "an earlier --out of the same images and settings: its methods not run now join the tables")
