@@ -207,10 +207,26 @@ int run(Options& o) {
   const int64_t n_slow = std::min(o.slow_images, n_sel);
   std::set<int64_t> slow;  // positions in sel
   for (int64_t p : spread(n_sel, n_slow)) slow.insert(p);
-  // Grid rows: the first images of the slow subset (so every method has a map), else the first images.
+  // Grid rows: --grid images spread over the slow subset (so every method has a map), else over the
+  // selection; with --reuse the rows the earlier run drew (its cells/r<row>_*.png), so the columns match.
   std::vector<int64_t> grid_rows;
-  for (int64_t p : (n_slow ? std::vector<int64_t>(slow.begin(), slow.end()) : spread(n_sel, n_sel)))
-    if (static_cast<int64_t>(grid_rows.size()) < o.grid) grid_rows.push_back(p);
+  {
+    const std::vector<int64_t> pool = n_slow ? std::vector<int64_t>(slow.begin(), slow.end()) : spread(n_sel, n_sel);
+    for (int64_t k : spread(static_cast<int64_t>(pool.size()), std::min<int64_t>(o.grid, static_cast<int64_t>(pool.size()))))
+      grid_rows.push_back(pool[static_cast<size_t>(k)]);
+  }
+  if (!o.reuse.empty() && fs::is_directory(fs::path(o.reuse) / "cells")) {
+    std::set<int64_t> rows;
+    for (const fs::directory_entry& e : fs::directory_iterator(fs::path(o.reuse) / "cells")) {
+      const std::string f = e.path().filename().string();
+      const size_t us = f.find('_');
+      if (f.size() < 2 || f[0] != 'r' || us == std::string::npos || us < 2) continue;
+      const std::string digits = f.substr(1, us - 1);
+      if (digits.find_first_not_of("0123456789") == std::string::npos && digits.size() < 12)
+        rows.insert(std::stoll(digits));
+    }
+    if (!rows.empty()) grid_rows.assign(rows.begin(), rows.end());
+  }
 
   const double phi_sigma = o.phi_sigma > 0 ? o.phi_sigma : (S >= 128 ? 10.0 : 3.0);
   const int phi_ksize = o.phi_ksize > 0 ? o.phi_ksize : (S >= 128 ? 55 : 13);
