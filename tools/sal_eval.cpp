@@ -415,7 +415,7 @@ int run(Options& o) {
     const std::string rj = (fs::path(o.reuse) / "results.json").string();
     std::ifstream in(rj);
     SAL_CHECK(in.good(), rj, ": cannot open");
-    const json old = json::parse(in);
+    json old = json::parse(in);
     const auto same = [&](const char* k, const json& v) {
       SAL_CHECK(old.contains(k) && old[k] == v, rj, ": '", k, "' is ", old.contains(k) ? old[k].dump() : "missing",
                 ", this run has ", v.dump(), ": not the same evaluation");
@@ -426,6 +426,8 @@ int run(Options& o) {
     same("input_size", S);
     same("class", o.cls);
     same("threshold", o.threshold);
+    // (A results.json from before per-method thresholds existed used --threshold for every method.)
+    if (!old.contains("method_thresholds")) old["method_thresholds"] = json::object();
     same("method_thresholds", json(o.method_threshold));
     same("phi_blur", json{{"sigma", phi_sigma}, {"ksize", phi_ksize}});
     for (const auto& [m, st] : old["methods"].items()) {
