@@ -62,7 +62,7 @@ std::vector<json> read_jsonl(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines; an unreadable image does not stop the rest") {
+TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadable image does not stop the rest") {
   const std::string val = std::string(SAL_SHARED_DIR) + "/data/imagenet-val";
   REQUIRE_MESSAGE(fs::exists(val + "/annotations.tsv"), val, " is missing");
   TempDir t("sal_mask_test_");
