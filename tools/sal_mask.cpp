@@ -1,0 +1,244 @@
+// sal_mask: saliency masks of a trained masker (layers/masker_io.h) for image files, folders or tars
+// (engine/image_sources.h), on the CPU.
+//
+//   sal_mask --masker runs/cifar/masker.safetensors --out masks/ samples/*.JPEG
+//   sal_mask --masker M --labels ../shared/data/imagenet-val/annotations.tsv --out masks/ ../shared/data/imagenet-val/images
+//
+// For every image: decoded to RGB, resized bilinearly to the masker's image size (its file's
+// image_size), classified by the black box (the masker's encoder: --black-box, by default the file the
+// masker names, looked up beside the masker and in weights/), masked for the selected class, and the
+// mask resized back to the image's own size. --class: "top1" (the black box's top-1; the default),
+// "truth" (the label from --labels, a table with 'file' and 'label' columns, engine/annotations.h,
+// matched by file name or tar entry name; or a WebDataset .cls; the default when --labels is given),
+// or a class index / class name used for every image.
+// Outputs in --out, per image STEM: STEM_mask.png (gray), STEM_overlay.png (heat map over the image,
+// with the box in white; both enlarged --png-scale times), with --raw npy STEM_mask.npy (float32 [H,W]), and one line of masks.jsonl:
+//   {"image", "class", "class_name", "class_source", "prob" (black-box probability of that class on the
+//    image), "top1", "box" ([x0,y0,x1,y1] in image pixels, inclusive, of the region mask >= --threshold,
+//    optionally its largest connected component; null when empty), "box_area" (fraction of the image),
+//    "mask_area" (mean mask), "width", "height"}
+// An image that cannot be read or decoded (or has no label when one is needed) gets a line
+// {"image", "error"} and a message on stderr; the others go on. Exit status: 0 all done, 1 some images
+// failed (or a fatal error), 2 bad usage.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "engine/annotations.h"
+#include "engine/arena.h"
+#include "engine/error.h"
+#include "engine/heatmap.h"
+#include "engine/image.h"
+#include "engine/image_sources.h"
+#include "engine/npy.h"
+#include "layers/masker.h"
+#include "layers/masker_io.h"
+#include "layers/network.h"
+#include "layers/saliency_eval.h"
+
+using namespace sal;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Options {
+  std::string masker, black_box, out, labels, cls, raw = "none";
+  std::vector<std::string> inputs;
+  int64_t batch = 16;
+  int png_scale = 1;
+  double threshold = 0.5, alpha = 0.6;
+  bool largest_cc = false, quiet = false;
+};
+
+// The black box named by the masker file: --black-box, else beside the masker, else weights/NAME.
+std::string find_black_box(const Options& o, const MaskerFileInfo& info) {
+  if (!o.black_box.empty()) return o.black_box;
+  SAL_CHECK(!info.black_box.empty(), o.masker, ": the masker names no black box; give --black-box");
+  for (const fs::path& p : {fs::path(o.masker).parent_path() / info.black_box, fs::path("weights") / info.black_box})
+    if (fs::exists(p)) return p.string();
+  fail(o.masker, ": its black box '", info.black_box, "' is neither beside it nor in weights/; give --black-box");
+}
+
+void progress(int64_t done, int64_t total, double secs, bool tty) {
+  const int width = 30;
+  const int64_t filled = total ? done * width / total : width;
+  std::string bar(static_cast<size_t>(filled), '=');
+  bar.resize(width, ' ');
+  std::fprintf(stderr, "%s[%s] %lld/%lld images  %.1f img/s%s", tty ? "\r" : "", bar.c_str(),
+               static_cast<long long>(done), static_cast<long long>(total), secs > 0 ? done / secs : 0.0,
+               tty ? (done == total ? "\n" : "") : "\n");
+  std::fflush(stderr);
+}
+
+int run(const Options& o) {
+  MaskerFileInfo info;
+  std::unique_ptr<Masker> masker = load_masker(o.masker, Device::CPU, &info);
+  const std::string bb_path = find_black_box(o, info);
+  std::unique_ptr<Network> bb = load_network(bb_path, Device::CPU);
+  check_masker_black_box(info, o.masker, *bb, bb_path);
+  const InputSpec& spec = bb->input_spec();
+  const int64_t S = info.image_size, K = spec.num_classes;
+
+  // Class selection.
+  std::string mode = o.cls.empty() ? (o.labels.empty() ? "top1" : "truth") : o.cls;
+  int fixed = -1;
+  if (mode != "top1" && mode != "truth") {
+    for (int64_t k = 0; k < K && fixed < 0; ++k)
+      if (static_cast<size_t>(k) < spec.class_names.size() && spec.class_names[static_cast<size_t>(k)] == mode)
+        fixed = static_cast<int>(k);
+    if (fixed < 0) {
+      char* end = nullptr;
+      const long v = std::strtol(mode.c_str(), &end, 10);
+      SAL_CHECK(end && *end == 0 && !mode.empty() && v >= 0 && v < K, "--class '", mode,
+                "' is not top1, truth, a class index in [0, ", K, ") or a class name of ", bb_path);
+      fixed = static_cast<int>(v);
+    }
+    mode = "fixed";
+  }
+  std::map<std::string, int> label_of;
+  if (!o.labels.empty()) {
+    const Annotations a = read_annotations(o.labels);
+    for (const AnnotationRow& r : a.rows) {
+      label_of[r.file] = r.label;
+      label_of.emplace(fs::path(r.file).filename().string(), r.label);
+    }
+  }
+
+  std::vector<ImageSource> sources = list_image_sources(o.inputs);
+  fs::create_directories(o.out);
+  const std::string jsonl = (fs::path(o.out) / "masks.jsonl").string();
+  std::ofstream log(jsonl, std::ios::trunc);
+  SAL_CHECK(log.good(), jsonl, ": cannot open for writing");
+
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  Ctx host(Device::CPU);
+  const bool tty = isatty(2) && !o.quiet;
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t failed = 0, done = 0;
+  const int64_t total = static_cast<int64_t>(sources.size());
+  for (int64_t start = 0; start < total; start += o.batch) {
+    const int64_t end = std::min(total, start + o.batch);
+    std::vector<Image> images;
+    std::vector<const ImageSource*> ok;
+    std::vector<int> truth;
+    for (int64_t i = start; i < end; ++i) {
+      const ImageSource& s = sources[static_cast<size_t>(i)];
+      try {
+        int label = s.label;
+        if (auto it = label_of.find(s.key); it != label_of.end()) label = it->second;
+        else if (auto jt = label_of.find(fs::path(s.key).filename().string()); jt != label_of.end()) label = jt->second;
+        if (mode == "truth") {
+          SAL_CHECK(label >= 0, s.name, ": no label for '", s.key, "' (--class truth needs --labels or a .cls entry)");
+          SAL_CHECK(label < K, s.name, ": label ", label, " is outside the black box's ", K, " classes");
+        }
+        images.push_back(decode_image(read_source(s), s.name));
+        ok.push_back(&s);
+        truth.push_back(label);
+      } catch (const std::exception& e) {
+        ++failed;
+        std::fprintf(stderr, "%serror: %s\n", tty ? "\n" : "", e.what());
+        log << json{{"image", s.name}, {"error", e.what()}}.dump() << "\n";
+      }
+    }
+    done += end - start;
+    if (ok.empty()) {
+      if (!o.quiet) progress(done, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), tty);
+      continue;
+    }
+    const int64_t n = static_cast<int64_t>(ok.size());
+    Tensor batch = Tensor::empty(Shape{n, 3, S, S});
+    for (int64_t i = 0; i < n; ++i) {
+      Tensor slot = batch.slice0(i, 1);
+      slot.copy_from(image_to_tensor(images[static_cast<size_t>(i)], S, S).reshape(Shape{1, 3, S, S}));
+    }
+    arena.reset();
+    const std::vector<double> lp = log_softmax(ctx, bb->forward(ctx, bb->normalize(ctx, batch))).values();
+    std::vector<int32_t> classes(static_cast<size_t>(n));
+    std::vector<int> top1(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < K; ++k)
+        if (lp[static_cast<size_t>(i * K + k)] > lp[static_cast<size_t>(i * K + best)]) best = k;
+      top1[static_cast<size_t>(i)] = static_cast<int>(best);
+      classes[static_cast<size_t>(i)] =
+          mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
+    }
+    const Tensor mask = masker->forward(ctx, *bb, batch, Tensor::from_labels(classes), false).mask;
+    for (int64_t i = 0; i < n; ++i) {
+      const Image& img = images[static_cast<size_t>(i)];
+      const ImageSource& s = *ok[static_cast<size_t>(i)];
+      const int c = classes[static_cast<size_t>(i)];
+      const Tensor m = resize_bilinear(host, mask.slice0(i, 1).clone(), img.height, img.width);
+      const float* mp = m.data<float>();
+      const int64_t px = int64_t{img.width} * img.height;
+      double area = 0;
+      for (int64_t j = 0; j < px; ++j) area += mp[j];
+      area /= static_cast<double>(px);
+      const Box box = mask_box(mp, img.height, img.width, o.threshold, o.largest_cc);
+      const std::string base = (fs::path(o.out) / s.stem).string();
+      write_png(base + "_mask.png", upscale(mask_to_gray(mp, img.width, img.height), o.png_scale));
+      Image over = overlay_heatmap(img, mp, o.alpha);
+      draw_box(over, box, {255, 255, 255});
+      write_png(base + "_overlay.png", upscale(over, o.png_scale));
+      if (o.raw == "npy") write_npy(base + "_mask.npy", mp, {img.height, img.width});
+      json j = {{"image", s.name},
+                {"class", c},
+                {"class_name", static_cast<size_t>(c) < spec.class_names.size() ? spec.class_names[static_cast<size_t>(c)] : ""},
+                {"class_source", mode},
+                {"prob", std::exp(lp[static_cast<size_t>(i * K + c)])},
+                {"top1", top1[static_cast<size_t>(i)]},
+                {"box", box.empty() ? json(nullptr) : json::array({box.x0, box.y0, box.x1, box.y1})},
+                {"box_area", static_cast<double>(box.area()) / static_cast<double>(px)},
+                {"mask_area", area},
+                {"width", img.width},
+                {"height", img.height}};
+      log << j.dump() << "\n";
+    }
+    log.flush();
+    if (!o.quiet) progress(done, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), tty);
+  }
+  SAL_CHECK(log.good(), jsonl, ": write failed");
+  std::fprintf(stderr, "sal_mask: %lld images, %lld failed; outputs in %s\n", static_cast<long long>(total),
+               static_cast<long long>(failed), o.out.c_str());
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sal_mask: saliency masks of a trained masker for images, folders or tars (CPU)"};
+  Options o;
+  app.add_option("--masker", o.masker, "trained masker (.safetensors written by sal_train)")->required();
+  app.add_option("--black-box", o.black_box, "black-box weights (default: the file the masker names)");
+  app.add_option("--out", o.out, "output folder")->required();
+  app.add_option("--labels", o.labels, "table with 'file' and 'label' columns (annotations.tsv, labels.tsv)");
+  app.add_option("--class", o.cls, "top1 | truth | a class index or name (default: truth with --labels, else top1)");
+  app.add_option("--batch", o.batch, "images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threshold", o.threshold, "mask threshold for the box")->capture_default_str();
+  app.add_flag("--largest-cc", o.largest_cc, "box around the largest connected component only");
+  app.add_option("--raw", o.raw, "also write the float mask: none | npy")
+      ->check(CLI::IsMember({"none", "npy"}))
+      ->capture_default_str();
+  app.add_option("--alpha", o.alpha, "heat-map opacity of the overlay")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--png-scale", o.png_scale, "enlarge the PNGs by this integer factor (nearest; for 32 px images)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  app.add_flag("--quiet", o.quiet, "no progress bar");
+  app.add_option("inputs", o.inputs, "image files, folders or tars")->required();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
