@@ -125,6 +125,16 @@ def main():
     out("fuzz_labels", "list.tsv", b"file\tlabel\tsynset\nimg1.jpg\t5\tn01\nimg2.png\t0\tn02\n")
     out("fuzz_labels", "list_crlf.tsv", b"label\tfile\r\n7\ta/b.jpg\r\n\r\n999\tc.jpeg\r\n")
 
+    # Annotation tables of the evaluation tools (engine/annotations.h): imagenet-val style with boxes
+    # (several, none), imagenet-sample style without sizes, columns in another order, CRLF.
+    out("fuzz_annotations", "annotations.tsv",
+        b"file\tlabel\torig_width\torig_height\tboxes\n"
+        b"a.JPEG\t472\t500\t375\t20,175,111,292;372,189,499,224\n"
+        b"b.JPEG\t0\t333\t500\t\n")
+    out("fuzz_annotations", "labels.tsv", b"file\twnid\tlabel\tname\nimages/n01.jpg\tn01\t0\ttench\n")
+    out("fuzz_annotations", "reordered_crlf.tsv",
+        b"boxes\torig_height\tlabel\tfile\torig_width\r\n0,0,9,9\t10\t3\tc.png\t10\r\n\r\n")
+
 
 if __name__ == "__main__":
     main()
