@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/random_params.h"
 #include "engine/arena.h"
 #include "engine/safetensors.h"
 #include "layers/masker.h"
@@ -55,6 +56,8 @@
 #endif
 
 using namespace sal;
+using sal::bench::mobilenet_path;
+using sal::bench::randomize;
 
 namespace {
 
@@ -71,39 +74,6 @@ MaskerConfig masker_config(Model m) {
                                                   : MaskerConfig::paper_resnet50();
   c.seed = 1;
   return c;
-}
-
-std::string mobilenet_path() {
-  if (const char* env = std::getenv("SAL_MOBILENET_WEIGHTS")) return env;
-  // This file is <repo>/bench/masker_bench.cpp.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "weights" /
-          "mobilenet_v1_0.75_224.safetensors")
-      .string();
-}
-
-// He-scaled conv/linear weights, BN with gamma in [0.2, 0.6], small shifts, positive running
-// variance (as bench/model_cpu_bench.cpp: keeps ResNet-50's activations in range).
-void randomize(ParamStore& ps, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_real_distribution<float> uniform(0.f, 1.f);
-  for (const std::string& name : ps.names()) {
-    Tensor t = ps.value(ps.find(name));
-    SAL_CHECK(t.device() == Device::CPU, "masker_bench: randomize needs CPU parameters (", name, ")");
-    float* p = t.data<float>();
-    const bool vec = t.ndim() == 1;
-    const auto ends = [&](const char* s) {
-      const std::string suffix(s);
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    const float he = vec ? 0.f : std::sqrt(2.f / static_cast<float>(t.numel() / t.dim(0)));
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if (ends("running_var")) p[i] = 0.5f + uniform(rng);
-      else if (vec && ends("weight")) p[i] = 0.2f + 0.4f * uniform(rng);
-      else if (vec) p[i] = 0.1f * normal(rng);  // biases, BN shifts and running means
-      else p[i] = he * normal(rng);
-    }
-  }
 }
 
 // The encoder / black box of `m` on `device` (ResNet-50: seeded random weights made on the host).

@@ -20,39 +20,18 @@
 #include <random>
 #include <string>
 
+#include "bench/random_params.h"
 #include "engine/arena.h"
 #include "layers/network.h"
 #include "layers/networks.h"
 
 using namespace sal;
+using sal::bench::mobilenet_path;
+using sal::bench::randomize;
 
 namespace {
 
 constexpr int64_t kSize = 224;
-
-// He-scaled conv/linear weights, BN with gamma in [0.2, 0.6] (keeps 16 residual blocks from
-// blowing up), small shifts, positive running variance.
-void randomize(ParamStore& ps, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_real_distribution<float> uniform(0.f, 1.f);
-  for (const std::string& name : ps.names()) {
-    Tensor t = ps.value(ps.find(name));
-    float* p = t.data<float>();
-    const bool vec = t.ndim() == 1;
-    const auto ends = [&](const char* s) {
-      const std::string suffix(s);
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    const float he = vec ? 0.f : std::sqrt(2.f / static_cast<float>(t.numel() / t.dim(0)));
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if (ends("running_var")) p[i] = 0.5f + uniform(rng);
-      else if (vec && ends("weight")) p[i] = 0.2f + 0.4f * uniform(rng);
-      else if (vec) p[i] = 0.1f * normal(rng);  // biases, BN shifts and running means
-      else p[i] = he * normal(rng);
-    }
-  }
-}
 
 Tensor random_input(int64_t batch, uint64_t seed) {
   Tensor x = Tensor::empty(Shape{batch, 3, kSize, kSize});
@@ -61,14 +40,6 @@ Tensor random_input(int64_t batch, uint64_t seed) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = normal(rng);
   return x;
-}
-
-std::string mobilenet_path() {
-  if (const char* env = std::getenv("SAL_MOBILENET_WEIGHTS")) return env;
-  // This file is <repo>/bench/model_cpu_bench.cpp.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "weights" /
-          "mobilenet_v1_0.75_224.safetensors")
-      .string();
 }
 
 // Times net->forward on a [batch,3,224,224] input after validating it; see the top of the file.

@@ -20,18 +20,12 @@
 #include "layers/masker.h"
 #include "layers/saliency_objective.h"
 #include "optim/adam.h"
+#include "one_thread.h"
 
+using sal::test::OneThread;
 using namespace sal;
 
 namespace {
-
-// One OpenMP thread while in scope: the finite-difference loops run many tiny ops, which
-// oversubscribed 2-thread fork/joins slow down badly when ctest runs tests in parallel.
-struct OneThread {
-  int saved = omp_get_max_threads();
-  OneThread() { omp_set_num_threads(1); }
-  ~OneThread() { omp_set_num_threads(saved); }
-};
 
 Tensor random_tensor(const Shape& s, std::mt19937& gen, double lo, double hi, DType dt = DType::F64) {
   std::uniform_real_distribution<double> u(lo, hi);

@@ -12,16 +12,12 @@
 #include "engine/image.h"
 #include "layers/cifar_resnet.h"
 #include "layers/saliency_eval.h"
+#include "one_thread.h"
 
+using sal::test::OneThread;
 using namespace sal;
 
 namespace {
-
-struct OneThread {
-  int saved = omp_get_max_threads();
-  OneThread() { omp_set_num_threads(1); }
-  ~OneThread() { omp_set_num_threads(saved); }
-};
 
 // A map from rows of characters: '#' = 1, '+' = 0.6, '-' = 0.4, '.' = 0.
 std::vector<float> map_of(const std::vector<std::string>& rows) {
