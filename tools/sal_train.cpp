@@ -109,21 +109,23 @@ std::string num(double v) {
   return b;
 }
 
+// "key=value" lines of every setting, in a fixed order: printed at the start, stored in checkpoints (a
+// resumed run notes a difference) and in the masker file's training metadata.
 std::string config_text(const Options& o, const ObjectiveConfig& oc) {
+  std::string widths;
+  for (int64_t x : o.widths) widths += (widths.empty() ? "" : ",") + std::to_string(x);
+  const double smooth = oc.variant == LossVariant::Paper ? oc.tv_weight : oc.smooth_weight;
   std::ostringstream s;
   s << "shards=" << o.shards << "\nblack_box=" << o.black_box << "\npreset=" << o.preset << "\nloss=" << o.loss
     << "\nbatch=" << o.batch << "\nsteps=" << o.steps << "\nlr=" << num(o.lr) << "\nseed=" << o.seed
-    << "\narea_weight=" << num(oc.area_weight) << "\nembedding_init_scale=" << num(o.embedding_init_scale) << "\nsmooth_weight=" << num(oc.variant == LossVariant::Paper ? oc.tv_weight : oc.smooth_weight)
-    << "\npreserver_weight=" << num(oc.preserver_weight) << "\ndestroyer_weight=" << num(oc.destroyer_weight) << "\nfake_prob=" << num(o.fake_prob)
+    << "\narea_weight=" << num(oc.area_weight) << "\nembedding_init_scale=" << num(o.embedding_init_scale)
+    << "\nsmooth_weight=" << num(smooth) << "\npreserver_weight=" << num(oc.preserver_weight)
+    << "\ndestroyer_weight=" << num(oc.destroyer_weight) << "\nfake_prob=" << num(o.fake_prob)
     << "\nimage_size=" << o.image_size << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
     << "\nscale_min=" << num(o.scale_min) << "\nratio_min=" << num(o.ratio_min) << "\nratio_max=" << num(o.ratio_max)
     << "\nselector_weight=" << num(oc.selector_weight) << "\nsmooth_on_head=" << oc.smooth_on_head
     << "\nembedding_only_steps=" << o.embedding_only_steps << "\narea_weight_start=" << num(o.area_weight_start)
-    << "\narea_ramp_steps=" << o.area_ramp_steps << "\nwidths=" << [&] {
-         std::string w;
-         for (int64_t x : o.widths) w += (w.empty() ? "" : ",") + std::to_string(x);
-         return w.empty() ? std::string("preset") : w;
-       }()
+    << "\narea_ramp_steps=" << o.area_ramp_steps << "\nwidths=" << (widths.empty() ? "preset" : widths)
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
     << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
     << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
