@@ -21,8 +21,11 @@
 #include "layers/saliency_objective.h"
 #include "optim/adam.h"
 #include "one_thread.h"
+#include "tiny_nets.h"
 
 using sal::test::OneThread;
+using sal::test::seed_params;
+using sal::test::tiny_spec;
 using namespace sal;
 
 namespace {
@@ -32,40 +35,6 @@ Tensor random_tensor(const Shape& s, std::mt19937& gen, double lo, double hi, DT
   std::vector<double> v(static_cast<size_t>(s.numel()));
   for (double& x : v) x = u(gen);
   return Tensor::from_values(v, s, dt);
-}
-
-// Seeded parameters for a frozen network: He-normal weights, BN near identity, small biases.
-void seed_params(ParamStore& ps, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  for (const std::string& name : ps.names()) {
-    ParamRef p = ps.find(name);
-    const Shape& s = ps.shape(p);
-    std::vector<double> v(static_cast<size_t>(s.numel()));
-    const bool vec = s.ndim() == 1;
-    for (double& x : v) {
-      if (name.find("running_var") != std::string::npos) x = 0.75 + 0.5 * std::abs(normal(gen)) ;
-      else if (name.find("running_mean") != std::string::npos) x = 0.1 * normal(gen);
-      else if (vec && name.find("bn") != std::string::npos && name.find("weight") != std::string::npos)
-        x = 1.0 + 0.2 * normal(gen);
-      else if (vec) x = 0.1 * normal(gen);
-      else x = normal(gen) * std::sqrt(2.0 / static_cast<double>(s.numel() / s[0]));
-    }
-    Tensor dst = ps.value(p);
-    dst.copy_from(Tensor::from_values(v, s, dst.dtype()));
-  }
-}
-
-InputSpec tiny_spec() {
-  InputSpec s;
-  s.arch = "cifar_resnet8";
-  s.size = 8;
-  s.num_classes = 10;
-  for (int c = 0; c < 3; ++c) {
-    s.mean[c] = 0.45f;
-    s.std[c] = 0.25f;
-  }
-  return s;
 }
 
 // max |a - b| / max(1, max |b|)

@@ -13,8 +13,10 @@
 #include "layers/cifar_resnet.h"
 #include "layers/saliency_eval.h"
 #include "one_thread.h"
+#include "tiny_nets.h"
 
 using sal::test::OneThread;
+using sal::test::tiny_resnet;
 using namespace sal;
 
 namespace {
@@ -25,37 +27,6 @@ std::vector<float> map_of(const std::vector<std::string>& rows) {
   for (const std::string& r : rows)
     for (char c : r) m.push_back(c == '#' ? 1.0f : c == '+' ? 0.6f : c == '-' ? 0.4f : 0.0f);
   return m;
-}
-
-// A seeded double-precision CIFAR ResNet8 (10 classes, 8x8 inputs): He-normal convs, BN near identity.
-std::unique_ptr<CifarResNet> tiny_resnet(uint32_t seed) {
-  InputSpec s;
-  s.arch = "cifar_resnet8";
-  s.size = 8;
-  s.num_classes = 10;
-  for (int c = 0; c < 3; ++c) {
-    s.mean[c] = 0.45f;
-    s.std[c] = 0.25f;
-  }
-  auto net = std::make_unique<CifarResNet>(s, Device::CPU, 8, DType::F64);
-  std::mt19937 gen(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  ParamStore& ps = net->params();
-  for (const std::string& name : ps.names()) {
-    ParamRef p = ps.find(name);
-    const Shape& sh = ps.shape(p);
-    std::vector<double> v(static_cast<size_t>(sh.numel()));
-    for (double& x : v) {
-      if (name.find("running_var") != std::string::npos) x = 0.75 + 0.5 * std::abs(normal(gen));
-      else if (name.find("running_mean") != std::string::npos) x = 0.1 * normal(gen);
-      else if (sh.ndim() == 1 && name.find("bn") != std::string::npos && name.find("weight") != std::string::npos)
-        x = 1.0 + 0.2 * normal(gen);
-      else if (sh.ndim() == 1) x = 0.1 * normal(gen);
-      else x = normal(gen) * std::sqrt(2.0 / static_cast<double>(sh.numel() / sh[0]));
-    }
-    ps.value(p).copy_from(Tensor::from_values(v, sh, DType::F64));
-  }
-  return net;
 }
 
 Tensor random_images(int64_t n, int64_t size, uint32_t seed, DType dt = DType::F64) {
