@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """The masker (layers/masker.cpp) and its training step in PyTorch, timed against our
 build/masker_bench in the same run: images/s for inference at batch 1 and N and for the training
-step at batch N, eager and torch.compile (when torch has it), and the ratios ours / PyTorch.
+step at batch N, eager and torch.compile (when torch has it), and the ratios ours / PyTorch. On CUDA
+also our inference replayed from a captured CUDA graph (infer_graph_b*, masker_bench's
+masker_infer_graph), against the same PyTorch inference numbers.
 
 Networks (the encoder is also the black box, as in tools/sal_train.cpp):
   mobilenet_v1       tools/reference_models.MobileNetV1 with weights/mobilenet_v1_0.75_224.safetensors,
@@ -363,7 +365,8 @@ def ours_numbers(bench, device, args):
     res = {}
     for b in json.loads(r.stdout)["benchmarks"]:
         kind, model, _, batch = b["name"].split("/")[:4]
-        key = (model, ("infer_b" if kind == "masker_infer" else "train_b") + batch.split(":")[1])
+        prefix = {"masker_infer": "infer_b", "masker_infer_graph": "infer_graph_b", "masker_train": "train_b"}[kind]
+        key = (model, prefix + batch.split(":")[1])
         if b.get("error_occurred"):
             print(f"ours {b['name']}: skipped: {b.get('error_message')}")
             res[key] = None
@@ -428,6 +431,11 @@ def main():
     ours = ours_numbers(args.bench, device, args)
 
     kinds = ["infer_b1", f"infer_b{args.batch}", f"train_b{args.batch}"]
+    if device.type == "cuda":  # ours replayed from a CUDA graph, against the same PyTorch inference numbers
+        kinds[2:2] = ["infer_graph_b1", f"infer_graph_b{args.batch}"]
+        for (name, kind, mode), v in list(theirs.items()):
+            if kind.startswith("infer_b"):
+                theirs[(name, kind.replace("infer_b", "infer_graph_b"), mode)] = v
     fmt = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
     head = f"{'model':<19}{'kind':<11}{'ours img/s':>12}" + "".join(
         f"{'torch ' + m:>15}{'ratio':>8}" for m in modes)

@@ -1,5 +1,7 @@
 // Masker throughput on the CPU and on CUDA, in images/s (items_per_second), 224x224 images:
 //   masker_infer/<model>/<device>/batch:N   encoder forward + decoder -> mask (eval mode)
+//   masker_infer_graph/<model>/cuda/batch:N the same, captured once as a CUDA graph and replayed
+//       (engine/step_graph.h); validated against the eager masks (max abs difference <= 1e-6)
 //   masker_train/<model>/<device>/batch:N   one training step as tools/sal_train.cpp runs it: masker
 //       forward (training mode), SaliencyObjective::evaluate with the released loss (area weight 4,
 //       selector weight 1, 30% fake selectors, sal_train's defaults), masker backward, Adam step
@@ -42,6 +44,7 @@
 #include "bench/random_params.h"
 #include "engine/arena.h"
 #include "engine/safetensors.h"
+#include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
 #include "layers/network.h"
@@ -233,6 +236,44 @@ void BM_masker_infer(benchmark::State& state, Model m, Device device) {
   }
 }
 
+// CUDA inference replayed from a captured graph (engine/step_graph.h): the same forward as
+// BM_masker_infer, one graph launch per batch. Validated first: the replayed masks equal the eager ones.
+void BM_masker_infer_graph(benchmark::State& state, Model m, Device device) {
+  if (!prepare(state, device)) return;
+  const int64_t batch = state.range(0);
+  try {
+    Setup& s = setup(m, device);
+    Runner r(device);
+    const Tensor images = random_images(batch, 7, device);
+    const Tensor classes = Tensor::from_labels(random_classes(batch, s.infer->config().num_classes, 11)).to(device);
+    const StepGraph::Fn fn = [&](Ctx& c) {
+      return std::vector<Tensor>{s.infer->forward(c, *s.encoder, images, classes, false).mask};
+    };
+    r.sync();
+    r.arena.reset();
+    const std::vector<double> eager = fn(r.ctx)[0].values();
+    StepGraph graph(r.ctx);  // owns r.arena from here on
+    for (int run = 0; run < 3; ++run) {
+      const Tensor mask = graph.run(fn)[0];
+      const std::vector<double> v = mask.values();
+      const std::string err = check_mask(v, mask, batch);
+      if (!err.empty()) return state.SkipWithError(err.c_str());
+      double worst = 0;
+      for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::abs(v[i] - eager[i]));
+      if (worst > 1e-6)
+        return state.SkipWithError(("graph replay differs from the eager masks by " + std::to_string(worst)).c_str());
+    }
+    if (device == Device::CUDA && !graph.captured()) return state.SkipWithError("the step was not captured");
+    r.sync();
+    const size_t growths = r.arena.growths();
+    r.time(state, [&] { benchmark::DoNotOptimize(graph.run(fn)[0].raw()); });
+    r.sync();
+    report(state, r, growths, batch);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 void BM_masker_train(benchmark::State& state, Model m, Device device) {
   if (!prepare(state, device)) return;
   const int64_t batch = state.range(0);
@@ -295,6 +336,12 @@ void register_all() {
                                              BM_masker_infer, m, d);
       b->Arg(1)->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond);
       gpu ? b->UseManualTime() : b->UseRealTime();
+    }
+    for (Model m : models) {
+      if (!gpu) break;  // graphs are a CUDA feature (on the CPU StepGraph just calls the step)
+      auto* b = benchmark::RegisterBenchmark(("masker_infer_graph/" + std::string(model_name(m)) + "/" + dev).c_str(),
+                                             BM_masker_infer_graph, m, d);
+      b->Arg(1)->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond)->UseManualTime();
     }
     for (Model m : models) {
       auto* b = benchmark::RegisterBenchmark(("masker_train/" + std::string(model_name(m)) + "/" + dev).c_str(),

@@ -188,6 +188,12 @@ Tensor tv_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double b
 Tensor area_loss(Ctx& ctx, const Tensor& m, double power, double eps);
 Tensor area_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double power, double eps);
 
+// ---------------------------------------------------------------- random numbers
+// -> y: `shape` of N(0,1) numbers, y[i] a pure function of (seed, i): Philox4x32-10 (engine/philox.h),
+// counter i / 4, key seed, Box-Muller on pairs of words. The CPU and CUDA give the same numbers (f32:
+// to the rounding of log/sin/cos), whatever the thread count; new numbers need a new seed.
+Tensor random_normal(Ctx& ctx, const Shape& shape, DType dtype, uint64_t seed);
+
 // ---------------------------------------------------------------- embedding
 // table:[V,D], ids:I32[N] -> [N,D]; backward accumulates rows into dtable (deterministically on CUDA).
 // An id outside [0, V) throws on the CPU; on CUDA its row of the output is NaN (backward: row 0 of dtable).

@@ -1,5 +1,7 @@
-// The saliency objective (layers/saliency_objective.h) over the op API. Only the random draws
-// of the evidence removal are made on the host (and uploaded); everything else is ops.
+// The saliency objective (layers/saliency_objective.h) over the op API. The per-sample random
+// choices of the evidence removal (blur or colour, the colour) are drawn on the host and uploaded
+// (a few numbers per sample); the image-sized noise is made on the device by random_normal from
+// seeds drawn from the same host generator, so a run is reproducible from that generator's state.
 #include "layers/saliency_objective.h"
 
 #include <cmath>
@@ -122,7 +124,6 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   float in_scale[3], in_shift[3];
   bb.input_spec().affine(in_scale, in_shift);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<double> sel(static_cast<size_t>(n)), colour(static_cast<size_t>(n * 3));
   bool any_blur = false;
   for (int64_t i = 0; i < n; ++i) {
@@ -139,11 +140,13 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     Tensor blurred = gaussian_blur(ctx, images, cfg_.blur_sigma, cfg_.blur_ksize);
     alt = add(ctx, alt, mul(ctx, blurred, upload(ctx, sel, Shape{n, 1, 1, 1}, dt)));
   }
-  const int64_t plane = h * w;
+  // Gaussian noise of standard deviation sd (in [0,1] pixel units) in the black box's units: N(0,1)
+  // numbers made on the device from a seed drawn here (random_normal: no host loop, no upload of an
+  // image-sized tensor), times sd / scale_c per channel.
   const auto noise = [&](double sd) {
-    std::vector<double> v(static_cast<size_t>(images.numel()));
-    for (size_t j = 0; j < v.size(); ++j) v[j] = sd / in_scale[(j / static_cast<size_t>(plane)) % 3] * normal(rng);
-    return upload(ctx, v, images.shape(), dt);
+    const uint64_t seed = (static_cast<uint64_t>(rng()) << 32) | static_cast<uint64_t>(rng());
+    const std::vector<double> per_channel = {sd / in_scale[0], sd / in_scale[1], sd / in_scale[2]};
+    return mul(ctx, random_normal(ctx, images.shape(), dt, seed), upload(ctx, per_channel, Shape{1, 3, 1, 1}, dt));
   };
   if (cfg_.noise_std > 0) alt = add(ctx, alt, noise(cfg_.noise_std));
   Tensor xp = cfg_.preserved_noise_std > 0 ? add(ctx, images, noise(cfg_.preserved_noise_std)) : images;

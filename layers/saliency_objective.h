@@ -4,8 +4,9 @@
 // obtained through the black box's input gradient (backward_input: no weight gradients).
 //
 // Evidence removal, per sample, drawn from the caller's seeded generator in a fixed order
-// (for each sample: blur-or-colour, colour r,g,b; then the alternative's noise; then the
-// preserved image's noise):
+// (for each sample: blur-or-colour, colour r,g,b; then a 64-bit seed for the alternative's noise;
+// then one for the preserved image's noise; the noise itself is random_normal of that seed, made
+// on the context's device, the same numbers on the CPU and CUDA):
 //   A = gaussian_blur(X, blur_sigma, blur_ksize)  with probability blur_prob, else a constant
 //       colour U(-colour_range/2, colour_range/2) per channel;
 //   A += N(0, noise_std)          (released: 0.11)

@@ -121,6 +121,17 @@ step "ctest (CPU tests)"
 EXCLUDE="${SAL_CTEST_EXCLUDE:-golden}"
 (cd "$BUILD" && ctest --output-on-failure -j 8 --timeout 900 -E "(${EXCLUDE})|^cuda_") || FAILED+=("ctest")
 
+# The CUDA cases inside engine_tests (masker + objective, StepGraph replay, sal_train / sal_mask --device
+# cuda against the CPU) passed under ctest above, but a case that found no device passes by skipping:
+# run them again, showing their messages, and count a skip as a failure.
+step "CUDA cases of engine_tests (a skip is a failure here)"
+out="$LOG_DIR/engine_tests_cuda.txt"
+"$BUILD/engine_tests" --success=false -tc="cuda:*,*--device cuda*,sal_mask:*" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+skips=$(grep -c "skipped:" "$out")
+rm -f "$out"
+if [ "$rc" -ne 0 ] || [ "$skips" -ne 0 ]; then FAILED+=("engine_tests CUDA cases (exit $rc, $skips skipped)"); fi
+
 for t in "$BUILD"/cuda_vs_cpu "$BUILD"/cuda_conv_backends; do
   [ -x "$t" ] || { FAILED+=("$(basename "$t") (not built)"); continue; }
   step "$(basename "$t")"

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -58,6 +59,15 @@ std::vector<json> read_jsonl(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) out.push_back(json::parse(line));
   return out;
+}
+
+// The float32 values of a .npy written by sal_mask (engine/npy.h: a 128-byte header).
+std::vector<float> npy_floats(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  REQUIRE(bytes.size() >= 128u);
+  std::vector<float> v((bytes.size() - 128) / 4);
+  std::memcpy(v.data(), bytes.data() + 128, v.size() * 4);
+  return v;
 }
 
 }  // namespace
@@ -124,6 +134,31 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   CHECK(text.find("broken.jpg") != std::string::npos);
   CHECK(text.find("4 images, 1 failed") != std::string::npos);
+  // --device cuda: the same masks as the CPU's (to float rounding); without a device, a clear error.
+  {
+    const std::string dev_cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + " --masker " + masker + " --black-box " +
+                                weights("mobilenet_v1_0.75_224.safetensors") + " --class 1 --raw npy --quiet " + val +
+                                "/images/" + files[0] + " " + val + "/images/" + files[1];
+    if (!cuda_available()) {
+      CHECK(run(dev_cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") + " 2>&1") == 1);
+      std::ifstream g(t.file("gpu.txt"));
+      const std::string msg((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
+      CHECK(msg.find("--device cuda: ") != std::string::npos);
+      MESSAGE("skipped: sal_mask --device cuda against --device cpu (no CUDA device)");
+    } else {
+      REQUIRE(run(dev_cmd + " --out " + t.file("cpu") + " > /dev/null 2>&1") == 0);
+      REQUIRE(run(dev_cmd + " --device cuda --out " + t.file("gpu") + " > /dev/null 2>&1") == 0);
+      for (const std::string& f : files) {
+        const std::string stem = fs::path(f).stem().string();
+        const std::vector<float> a = npy_floats(t.file("cpu/" + stem + "_mask.npy"));
+        const std::vector<float> b = npy_floats(t.file("gpu/" + stem + "_mask.npy"));
+        REQUIRE(a.size() == b.size());
+        double worst = 0;
+        for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, static_cast<double>(std::abs(a[k] - b[k])));
+        CHECK(worst < 1e-3);
+      }
+    }
+  }
   // A bad --class is a usage error before any work.
   CHECK(run(std::string(SAL_MASK) + " --masker " + masker + " --class nosuchclass --out " + t.file("o2") + " " + val +
             "/images/" + files[0] + " > /dev/null 2>&1") == 1);
@@ -167,6 +202,43 @@ TEST_CASE("sal_eval: 8 ImageNet-val images, every method, with a random masker")
   const Image grid = read_image(t.file("ev/grid.png"));
   CHECK(grid.height == 2 * (224 + 4));
   CHECK(grid.width == 7 * (224 + 4));  // the image + the 6 methods with a map (not gt)
+  // per_image.jsonl: one line per image and method, whose mean is the table's number.
+  const std::vector<json> lines = read_jsonl(t.file("ev/per_image.jsonl"));
+  CHECK(lines.size() == 6 * 8 + 2);
+  double centre_sum = 0;
+  int centre_n = 0, loc_n = 0;
+  for (const json& j : lines) {
+    CHECK(j["image"].get<std::string>().find("ILSVRC2012_val_") != std::string::npos);
+    if (j["method"] != "centre") continue;
+    centre_sum += j["s"].get<double>();
+    ++centre_n;
+    loc_n += j["loc_correct"].get<bool>();
+    CHECK(j["box_area"].get<double>() == doctest::Approx(158.0 * 158.0 / (224.0 * 224.0)));
+  }
+  REQUIRE(centre_n == 8);
+  CHECK(centre_sum / 8 == doctest::Approx(r["methods"]["centre"]["saliency_metric"].get<double>()));
+  CHECK(100.0 * (8 - loc_n) / 8 == doctest::Approx(r["methods"]["centre"]["localisation_error"].get<double>()));
+}
+
+TEST_CASE("sal_eval: a .tsv table without boxes (imagenet-sample/labels.tsv): saliency metric only") {
+  const std::string table = std::string(SAL_SHARED_DIR) + "/data/imagenet-sample/labels.tsv";
+  REQUIRE_MESSAGE(fs::exists(table), table, " is missing");
+  TempDir t("sal_eval_tsv_test_");
+  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_EVAL + " --data " + table + " --black-box " +
+                          weights("mobilenet_v1_0.75_224.safetensors") +
+                          " --methods centre,max,gt --images 4 --slow-images 0 --grid 0 --out " + t.file("ev") + " > " +
+                          t.file("log.txt") + " 2>&1";
+  REQUIRE(run(cmd) == 0);
+  std::ifstream in(t.file("ev/results.json"));
+  const json r = json::parse(in);
+  CHECK(r["images"] == 4);
+  CHECK_FALSE(r["methods"].contains("gt"));  // no boxes in this table
+  CHECK(r["methods"]["centre"]["localisation_error"].is_null());
+  CHECK(std::isfinite(r["methods"]["max"]["saliency_metric"].get<double>()));
+  for (const json& j : read_jsonl(t.file("ev/per_image.jsonl"))) {
+    CHECK(fs::exists(j["image"].get<std::string>()));  // paths relative to the table's folder
+    CHECK_FALSE(j.contains("loc_correct"));
+  }
 }
 
 TEST_CASE("sal_eval: 8 CIFAR-10 test images from the tar (no boxes: saliency metric, areas, Phi accuracy)") {

@@ -27,7 +27,8 @@
 //
 // Outputs in --out: results.json (all numbers with their exact sums, the settings and the command),
 // results.md (the tables with the paper's numbers beside ours), grid.png (--grid images x methods:
-// overlays, the method's box in white and the ground-truth boxes in green) and cells/ (its cells).
+// overlays, the method's box in white and the ground-truth boxes in green), cells/ (its cells) and
+// per_image.jsonl (one line per image and method: box, box area, log p on the crop, s, localisation).
 // --reuse DIR adds the methods of an earlier run on the same images and settings that this run does not
 // compute (e.g. the slow Mask baseline, run once, joined later by the masker's row), from their sums and
 // cells; a different selection or setting is an error.
@@ -85,12 +86,17 @@ struct EvalSet {
 
 EvalSet load_set(const std::string& data) {
   EvalSet s;
-  if (fs::is_directory(data)) {
-    const Annotations a = read_annotations((fs::path(data) / "annotations.tsv").string());
-    SAL_CHECK(a.has_boxes, a.source, ": no orig_width/orig_height/boxes columns: cannot evaluate localisation");
-    s.has_boxes = true;
+  const bool table = fs::is_regular_file(data) && fs::path(data).extension() == ".tsv";
+  if (fs::is_directory(data) || table) {
+    // A folder: annotations.tsv (with boxes) and images/<file>. A table: file paths relative to its
+    // folder, boxes optional (without them the saliency metric only, e.g. imagenet-sample/labels.tsv).
+    const fs::path root = table ? fs::path(data).parent_path() : fs::path(data) / "images";
+    const Annotations a = read_annotations(table ? data : (fs::path(data) / "annotations.tsv").string());
+    SAL_CHECK(table || a.has_boxes, a.source,
+              ": no orig_width/orig_height/boxes columns: cannot evaluate localisation");
+    s.has_boxes = a.has_boxes;
     for (const AnnotationRow& r : a.rows) {
-      s.names.push_back((fs::path(data) / "images" / r.file).string());
+      s.names.push_back((root / r.file).string());
       s.labels.push_back(r.label);
       s.boxes.push_back(r.boxes);
       s.orig_size.emplace_back(r.orig_width, r.orig_height);
@@ -241,6 +247,11 @@ int run(Options& o) {
   mcfg.seed = static_cast<uint32_t>(o.seed);
 
   std::map<std::string, Stat> all, sub;
+  fs::create_directories(o.out);
+  const std::string per_image_path = (fs::path(o.out) / "per_image.jsonl").string();
+  std::ofstream per_image(per_image_path, std::ios::trunc);
+  SAL_CHECK(per_image.good(), per_image_path, ": cannot open for writing");
+  const auto box_json = [](const Box& b) { return b.empty() ? json() : json::array({b.x0, b.y0, b.x1, b.y1}); };
   std::map<std::pair<int64_t, std::string>, Image> cells;  // (grid row, method) -> overlay
   Arena arena(Device::CPU);
   Ctx ctx(Device::CPU, &arena);
@@ -287,6 +298,10 @@ int run(Options& o) {
           }
           double mean_s = 0;
           for (double v : s) mean_s += v / static_cast<double>(s.size());
+          per_image << json{{"image", set.names[static_cast<size_t>(sel[static_cast<size_t>(b0 + i)])]},
+                            {"method", m}, {"class", labels[static_cast<size_t>(i)]}, {"s", mean_s}, {"s_per_box", s}}
+                           .dump()
+                    << "\n";
           for (Stat* st : {&all[m], slow.count(b0 + i) ? &sub[m] : nullptr}) {
             if (!st) continue;
             ++st->n;
@@ -366,6 +381,23 @@ int run(Options& o) {
         const double frac = static_cast<double>(crop_boxes[static_cast<size_t>(j)].area()) / static_cast<double>(S * S);
         const double s = saliency_metric(frac, crop_sc.log_prob[static_cast<size_t>(j)]);
         const auto& tb = truth[static_cast<size_t>(i)];
+        {
+          json line{{"image", set.names[static_cast<size_t>(sel[static_cast<size_t>(b0 + i)])]},
+                    {"method", m},
+                    {"class", cs[static_cast<size_t>(j)]},
+                    {"box", box_json(bx)},
+                    {"box_area", static_cast<double>(bx.area()) / static_cast<double>(S * S)},
+                    {"mean_map", area},
+                    {"log_p_crop", crop_sc.log_prob[static_cast<size_t>(j)]},
+                    {"s", s},
+                    {"phi_top1", phi_sc.top1[static_cast<size_t>(j)]}};
+          if (!tb.empty()) {
+            line["loc_correct"] = localisation_correct(bx, tb);
+            line["loc_correct_largest_cc"] = localisation_correct(bcc, tb);
+          }
+          if (!wrong_area.empty()) line["wrong_class_mean_map"] = wrong_area[static_cast<size_t>(j)];
+          per_image << line.dump() << "\n";
+        }
         for (Stat* st : {&all[m], slow.count(b0 + i) ? &sub[m] : nullptr}) {
           if (!st) continue;
           ++st->n;
@@ -405,8 +437,9 @@ int run(Options& o) {
                  static_cast<long long>(n_sel), el);
   }
 
+  per_image.flush();
+  SAL_CHECK(per_image.good(), per_image_path, ": write failed");
   // ---------------------------------------------------------------- earlier results (--reuse)
-  fs::create_directories(o.out);
   fs::create_directories(fs::path(o.out) / "cells");
   for (const auto& [key, img] : cells)
     write_png((fs::path(o.out) / "cells" / ("r" + std::to_string(key.first) + "_" + key.second + ".png")).string(), img);
@@ -449,7 +482,8 @@ int run(Options& o) {
     if (all.count(m) || std::string(m) == "masker" || (std::string(m) == "gt" && set.has_boxes)) methods.push_back(m);
 
   // ---------------------------------------------------------------- outputs
-  const std::string dataset = o.name.empty() ? (set.has_boxes ? "ImageNet validation" : "CIFAR-10 test") : o.name;
+  const std::string dataset =
+      !o.name.empty() ? o.name : set.has_boxes ? "ImageNet validation" : S >= 128 ? "ImageNet (no boxes)" : "CIFAR-10 test";
   json res;
   res["command"] = o.command;
   res["dataset"] = dataset;
@@ -574,7 +608,7 @@ int run(Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"sal_eval: localisation error and saliency metric of a masker and baselines (CPU)"};
   Options o;
-  app.add_option("--data", o.data, "imagenet-val folder (annotations.tsv + images/) or a tar of <class>/<file>")
+  app.add_option("--data", o.data, "imagenet-val folder (annotations.tsv + images/), a .tsv table (file, label[, boxes]) of paths relative to its folder, or a tar of <class>/<file>")
       ->required();
   app.add_option("--black-box", o.black_box, "black-box weights (.safetensors)")->required();
   app.add_option("--masker", o.masker, "trained masker (.safetensors); without it the masker row is 'pending'");

@@ -1,5 +1,5 @@
 // sal_mask: saliency masks of a trained masker (layers/masker_io.h) for image files, folders or tars
-// (engine/image_sources.h), on the CPU.
+// (engine/image_sources.h), on the CPU or (--device cuda) on CUDA device 0.
 //
 //   sal_mask --masker runs/cifar/masker.safetensors --out masks/ samples/*.JPEG
 //   sal_mask --masker M --labels ../shared/data/imagenet-val/annotations.tsv --out masks/ ../shared/data/imagenet-val/images
@@ -33,6 +33,7 @@
 
 #include "engine/annotations.h"
 #include "engine/arena.h"
+#include "engine/device_session.h"
 #include "engine/error.h"
 #include "engine/heatmap.h"
 #include "engine/image.h"
@@ -50,7 +51,7 @@ using nlohmann::json;
 namespace {
 
 struct Options {
-  std::string masker, black_box, out, labels, cls, raw = "none";
+  std::string masker, black_box, out, labels, cls, raw = "none", device = "cpu";
   std::vector<std::string> inputs;
   int64_t batch = 16;
   int png_scale = 1;
@@ -79,10 +80,11 @@ void progress(int64_t done, int64_t total, double secs, bool tty) {
 }
 
 int run(const Options& o) {
+  const DeviceSession device(o.device);
   MaskerFileInfo info;
-  std::unique_ptr<Masker> masker = load_masker(o.masker, Device::CPU, &info);
+  std::unique_ptr<Masker> masker = load_masker(o.masker, device.device(), &info);
   const std::string bb_path = find_black_box(o, info);
-  std::unique_ptr<Network> bb = load_network(bb_path, Device::CPU);
+  std::unique_ptr<Network> bb = load_network(bb_path, device.device());
   check_masker_black_box(info, o.masker, *bb, bb_path);
   const InputSpec& spec = bb->input_spec();
   const int64_t S = info.image_size, K = spec.num_classes;
@@ -118,8 +120,8 @@ int run(const Options& o) {
   std::ofstream log(jsonl, std::ios::trunc);
   SAL_CHECK(log.good(), jsonl, ": cannot open for writing");
 
-  Arena arena(Device::CPU);
-  Ctx ctx(Device::CPU, &arena);
+  Arena arena(device.device());
+  Ctx ctx = device.ctx(arena);
   Ctx host(Device::CPU);
   const bool tty = isatty(2) && !o.quiet;
   const auto t0 = std::chrono::steady_clock::now();
@@ -161,7 +163,8 @@ int run(const Options& o) {
       slot.copy_from(image_to_tensor(images[static_cast<size_t>(i)], S, S).reshape(Shape{1, 3, S, S}));
     }
     arena.reset();
-    const std::vector<double> lp = log_softmax(ctx, bb->forward(ctx, bb->normalize(ctx, batch))).values();
+    const Tensor x = upload(ctx, batch);
+    const std::vector<double> lp = log_softmax(ctx, bb->forward(ctx, bb->normalize(ctx, x))).values();
     std::vector<int32_t> classes(static_cast<size_t>(n));
     std::vector<int> top1(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
@@ -172,7 +175,8 @@ int run(const Options& o) {
       classes[static_cast<size_t>(i)] =
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
-    const Tensor mask = masker->forward(ctx, *bb, batch, Tensor::from_labels(classes), false).mask;
+    // The masks come back to the host once per batch for the PNGs and boxes.
+    const Tensor mask = masker->forward(ctx, *bb, x, upload(ctx, Tensor::from_labels(classes)), false).mask.to(Device::CPU);
     for (int64_t i = 0; i < n; ++i) {
       const Image& img = images[static_cast<size_t>(i)];
       const ImageSource& s = *ok[static_cast<size_t>(i)];
@@ -215,7 +219,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sal_mask: saliency masks of a trained masker for images, folders or tars (CPU)"};
+  CLI::App app{"sal_mask: saliency masks of a trained masker for images, folders or tars (CPU or CUDA)"};
   Options o;
   app.add_option("--masker", o.masker, "trained masker (.safetensors written by sal_train)")->required();
   app.add_option("--black-box", o.black_box, "black-box weights (default: the file the masker names)");
@@ -233,6 +237,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
   app.add_flag("--quiet", o.quiet, "no progress bar");
+  app.add_option("--device", o.device, "cpu (OpenMP + BLAS) or cuda (device 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   app.add_option("inputs", o.inputs, "image files, folders or tars")->required();
   CLI11_PARSE(app, argc, argv);
   try {

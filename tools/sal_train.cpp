@@ -1,5 +1,7 @@
 // sal_train: trains a masker (layers/masker.h) against a frozen black box with the saliency objective
-// (layers/saliency_objective.h) on WebDataset shards (engine/shard_reader.h), on the CPU.
+// (layers/saliency_objective.h) on WebDataset shards (engine/shard_reader.h), on the CPU or (--device cuda)
+// on CUDA device 0: the same code either way; the reader's batch is uploaded once per step.
+// --init-masker FILE fine-tunes a trained masker (its parameters, a fresh Adam state).
 //
 //   sal_train --shards shards/cifar-train --black-box weights/cifar_resnet20.safetensors --preset cifar
 //             --batch 64 --steps 1000 --out runs/cifar [--resume]
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/device_session.h"
 #include "engine/error.h"
 #include "engine/param_io.h"
 #include "engine/safetensors.h"
@@ -83,6 +86,8 @@ struct Options {
   int64_t debug_nan_at_step = -1;
   std::string eval_shards;
   int64_t eval_every = 0, eval_images = 2000;
+  std::string init_masker;  // fine-tune: start from this masker file's parameters (fresh Adam state)
+  std::string device = "cpu";  // cpu or cuda (device 0)
 };
 
 template <class RNG>
@@ -128,7 +133,8 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
     << "\narea_ramp_steps=" << o.area_ramp_steps << "\nwidths=" << (widths.empty() ? "preset" : widths)
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
     << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
-    << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads();
+    << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads()
+    << "\ninit_masker=" << o.init_masker << "\ndevice=" << o.device;
   return s.str();
 }
 
@@ -166,6 +172,7 @@ void trim_log(const std::string& path, int64_t step) {
 
 struct Trainer {
   Options opt;
+  std::unique_ptr<DeviceSession> device;  // --device: the CPU or CUDA device 0's stream
   ObjectiveConfig ocfg;
   std::unique_ptr<Network> bb;
   std::unique_ptr<Masker> masker;
@@ -263,14 +270,14 @@ struct Trainer {
     const auto t0 = std::chrono::steady_clock::now();
     while (seen < opt.eval_images && reader.next(b)) {
       const int64_t n = std::min<int64_t>(b.size(), opt.eval_images - seen);
-      Tensor images = b.images.slice0(0, n);
+      arena.reset();
+      const Tensor images = upload(ctx, b.images.slice0(0, n));
       const int32_t* labels = b.labels.data<int32_t>();
       std::vector<int32_t> truth(labels, labels + n), wrong(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i)
         wrong[static_cast<size_t>(i)] = static_cast<int32_t>((labels[i] + 1 + (seen + i) % std::max<int64_t>(K - 1, 1)) % K);
       const std::vector<uint8_t> real(static_cast<size_t>(n), 1);
-      arena.reset();
-      Tensor ct = Tensor::from_labels(truth), cw = Tensor::from_labels(wrong);
+      const Tensor ct = upload(ctx, Tensor::from_labels(truth)), cw = upload(ctx, Tensor::from_labels(wrong));
       MaskerOutput of = masker->forward(ctx, *bb, images, cw, false);
       for (double v : of.mask.values()) area_fake += v;
       MaskerOutput o = masker->forward(ctx, *bb, images, ct, false);
@@ -322,7 +329,33 @@ struct Trainer {
     }
   }
 
+  // --init-masker: the file must describe the masker these flags build (same preset, widths, classes,
+  // black-box architecture); its parameters and BN statistics replace the fresh ones.
+  void init_from_masker_file() {
+    MaskerFileInfo info;
+    const std::unique_ptr<Masker> from = load_masker(opt.init_masker, Device::CPU, &info);
+    check_masker_black_box(info, opt.init_masker, *bb, opt.black_box);
+    SAL_CHECK(info.image_size == opt.image_size, opt.init_masker, ": trained at ", info.image_size,
+              " px, --image-size is ", opt.image_size);
+    const auto want = masker_metadata(*masker, info), have = masker_metadata(*from, info);
+    for (const auto& [k, v] : want)
+      SAL_CHECK(have.count(k) && have.at(k) == v, opt.init_masker, ": metadata '", k, "' is '",
+                have.count(k) ? have.at(k) : std::string("missing"), "', these flags build '", v,
+                "' (--preset/--widths must match the file)");
+    const ParamStore& src = from->params();
+    ParamStore& dst = masker->params();
+    for (const std::string& name : dst.names()) {
+      SAL_CHECK(src.contains(name), opt.init_masker, ": no tensor '", name, "'");
+      Tensor d = dst.value(dst.find(name));
+      d.copy_from(src.value(src.find(name)));
+    }
+    std::printf("initialised from %s (%s)\n", opt.init_masker.c_str(),
+                info.training.substr(0, info.training.find('\n')).c_str());
+  }
+
   int run() {
+    device = std::make_unique<DeviceSession>(opt.device);
+    const Device dev = device->device();
     fs::create_directories(opt.out);
     ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
     // Temporary files of atomic writes (name.tmp.<pid>) left by a process killed mid-write.
@@ -335,7 +368,7 @@ struct Trainer {
     }
     const std::string log_path = (fs::path(opt.out) / "log.jsonl").string();
 
-    bb = load_network(opt.black_box, Device::CPU);
+    bb = load_network(opt.black_box, dev);
     // The frozen black box is also the encoder; its classifier weights initialise the class embedding.
     const bool cifar = opt.preset == "cifar";
     const char* cls_name = cifar ? "linear.weight" : "conv_preds.weight";
@@ -352,13 +385,14 @@ struct Trainer {
       mc.widths = opt.widths;
     }
     mc.seed = static_cast<uint32_t>(opt.seed);
-    masker = std::make_unique<Masker>(mc, Device::CPU);
+    masker = std::make_unique<Masker>(mc, dev);
     if (opt.embedding_init_scale != 1.0) {
       std::vector<double> v = cls_w.values();
       for (double& x : v) x *= opt.embedding_init_scale;
       cls_w = Tensor::from_values(v, cls_w.shape(), cls_w.dtype());
     }
     masker->init_embedding(cls_w);
+    if (!opt.init_masker.empty() && !opt.resume) init_from_masker_file();
     AdamConfig ac;
     ac.lr = opt.lr;
     adam = std::make_unique<Adam>(masker->params(), ac);
@@ -396,8 +430,8 @@ struct Trainer {
     ro.shuffle_buffer = 1000;
     ShardReader reader(ro, pos);
 
-    Arena arena(Device::CPU);
-    Ctx ctx(Device::CPU, &arena);
+    Arena arena(dev);
+    Ctx ctx = device->ctx(arena);
     Batch batch;
     std::vector<int32_t> sel;
     std::vector<uint8_t> real;
@@ -420,13 +454,13 @@ struct Trainer {
           real[static_cast<size_t>(i)] = 0;
         }
       }
-      Tensor classes = Tensor::from_labels(sel);
-
       arena.reset();
+      const Tensor images = upload(ctx, batch.images);
+      const Tensor classes = upload(ctx, Tensor::from_labels(sel));
       masker->params().zero_grads();
       objective.set_area_weight(area_weight_at(step));
-      MaskerOutput o = masker->forward(ctx, *bb, batch.images, classes, true);
-      ObjectiveResult r = objective.evaluate(ctx, *bb, batch.images, o.mask, o.head_mask, o.filter_logits, classes,
+      MaskerOutput o = masker->forward(ctx, *bb, images, classes, true);
+      ObjectiveResult r = objective.evaluate(ctx, *bb, images, o.mask, o.head_mask, o.filter_logits, classes,
                                              real, obj_rng);
       double total = r.terms.total;
       if (step == opt.debug_nan_at_step) total = std::nan("");
@@ -467,7 +501,7 @@ struct Trainer {
           }
         }
         // The black box on the clean batch, for reference (after the update: it changes nothing trained).
-        const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, batch.images)).values();
+        const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, images)).values();
         int64_t clean_correct = 0;
         for (int64_t i = 0; i < n; ++i) {
           int64_t best = 0;
@@ -538,7 +572,7 @@ void resolve_preset_defaults(Options& o) {
 }
 
 int main(int argc, char** argv) {
-  CLI::App app{"sal_train: trains a saliency masker against a frozen black box (CPU)"};
+  CLI::App app{"sal_train: trains a saliency masker against a frozen black box (CPU or CUDA)"};
   Options o;
   std::string area_text;
   app.add_option("--shards", o.shards, "WebDataset shards from sal_make_shards: a folder, a file or a glob")->required();
@@ -606,6 +640,13 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from OUT/checkpoint.safetensors");
+  app.add_option("--device", o.device, "where the masker trains: cpu (OpenMP + BLAS) or cuda (device 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--init-masker", o.init_masker,
+                 "fine-tune: start from this masker file (e.g. weights/*_masker.safetensors) with a fresh Adam state; "
+                 "ignored with --resume (the checkpoint holds the weights)")
+      ->check(CLI::ExistingFile);
   app.add_option("--image-size", o.image_size, "training image size (default 32 cifar, 224 mobilenet)");
   app.add_option("--threads", o.threads, "reader decode threads")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--debug-nan-at-step", o.debug_nan_at_step, "for tests only: pretend the loss of step K is NaN")

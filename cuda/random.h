@@ -1,0 +1,12 @@
+// CUDA kernel: normal random numbers from Philox4x32-10 (engine/philox.h), element-for-element the
+// same sequence as engine/cpu/random.cpp (f32; up to the rounding of logf/sinf/cosf). Arguments are
+// validated by engine/ops_random.cpp.
+#pragma once
+#include "engine/context.h"
+
+namespace sal::cuda {
+
+// -> y: any shape, f32 contiguous; y[i] = the i-th N(0,1) number of `seed`
+void random_normal(Ctx&, uint64_t seed, Tensor& y);
+
+}  // namespace sal::cuda

@@ -1,0 +1,42 @@
+#include "engine/device_session.h"
+
+#include "engine/error.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+#endif
+
+namespace sal {
+
+DeviceSession::DeviceSession(const std::string& name, const std::string& option) {
+  SAL_CHECK(name == "cpu" || name == "cuda", option, " '", name, "': expected cpu or cuda");
+  if (name == "cpu") return;
+#ifdef SAL_WITH_CUDA
+  SAL_CHECK(cuda_available(), option, " cuda: no CUDA device (the driver reports none)");
+  device_ = Device::CUDA;
+  cuda_ = std::make_shared<CudaDevice>(0);
+#else
+  fail(option, " cuda: this program was built without CUDA");
+#endif
+}
+
+Ctx DeviceSession::ctx(Arena& arena) const {
+#ifdef SAL_WITH_CUDA
+  if (cuda_) return cuda_->ctx(&arena);
+#endif
+  return Ctx(Device::CPU, &arena);
+}
+
+void DeviceSession::synchronize() const {
+#ifdef SAL_WITH_CUDA
+  if (cuda_) cuda_->synchronize();
+#endif
+}
+
+Tensor upload(const Ctx& ctx, const Tensor& host) {
+  if (ctx.device == host.device()) return host;
+  Tensor t = ctx.alloc(host.shape(), host.dtype());
+  t.copy_from(host);
+  return t;
+}
+
+}  // namespace sal

@@ -1,0 +1,59 @@
+#include "engine/step_graph.h"
+
+#include "engine/error.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+#include "cuda/graph.h"
+#endif
+
+namespace sal {
+
+StepGraph::StepGraph(const Ctx& ctx) : ctx_(ctx) {
+  SAL_CHECK(ctx.arena, "StepGraph: the context needs an arena (the outputs must repeat their addresses)");
+  SAL_CHECK(ctx.device == Device::CPU || ctx.cuda, "StepGraph: a CUDA context must come from a CudaDevice (a stream "
+            "that can be captured)");
+}
+
+StepGraph::~StepGraph() { reset(); }
+
+void StepGraph::reset() {
+#ifdef SAL_WITH_CUDA
+  cuda::destroy_graph(graph_);
+#endif
+  graph_ = nullptr;
+  outputs_.clear();
+  since_reset_ = 0;
+}
+
+const std::vector<Tensor>& StepGraph::run(const Fn& fn) {
+  ++runs_;
+  ++since_reset_;
+  Arena& arena = *ctx_.arena;
+#ifdef SAL_WITH_CUDA
+  if (ctx_.device == Device::CUDA) {
+    void* stream = static_cast<CudaDevice*>(ctx_.cuda)->stream();
+    if (graph_) {
+      cuda::launch_graph(graph_, stream);
+      return outputs_;
+    }
+    arena.reset();
+    if (since_reset_ == 1) {  // eager: sizes the arena, picks algorithms, creates library handles
+      outputs_ = fn(ctx_);
+      return outputs_;
+    }
+    const size_t growths = arena.growths();
+    graph_ = cuda::capture_graph(stream, [&] { outputs_ = fn(ctx_); });
+    if (arena.growths() != growths) {  // a block allocated inside the capture would be freed by reset()
+      reset();
+      fail("StepGraph: the arena grew while capturing (the step does not allocate the same way every run)");
+    }
+    cuda::launch_graph(graph_, stream);
+    return outputs_;
+  }
+#endif
+  arena.reset();
+  outputs_ = fn(ctx_);
+  return outputs_;
+}
+
+}  // namespace sal

@@ -1,0 +1,107 @@
+// engine/step_graph.h: on the CPU run() calls the step each time in a reset arena; on CUDA the third
+// and later runs replay a captured graph that must follow new input contents exactly like eager runs
+// (MobileNet masker inference), and a step that breaks the capture contract is an error.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/step_graph.h"
+#include "layers/masker.h"
+#include "layers/network.h"
+
+using namespace sal;
+
+namespace {
+
+Tensor random_images(int64_t n, int64_t size, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
+  for (double& x : v) x = u(gen);
+  return Tensor::from_values(v, Shape{n, 3, size, size});
+}
+
+}  // namespace
+
+TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") {
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  StepGraph g(ctx);
+  Tensor x = Tensor::from_values({1, 2, 3}, Shape{3});
+  int calls = 0;
+  const StepGraph::Fn fn = [&](Ctx& c) {
+    ++calls;
+    return std::vector<Tensor>{scale(c, x, 2.0)};
+  };
+  for (int run = 0; run < 3; ++run) {
+    x.copy_from(Tensor::from_values({1.0 + run, 2, 3}, Shape{3}));
+    const std::vector<Tensor>& out = g.run(fn);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].values() == std::vector<double>{2.0 + 2 * run, 4, 6});
+    CHECK(arena.used() == Arena::kAlign);  // only this run's output: the arena was reset first
+  }
+  CHECK(calls == 3);
+  CHECK_FALSE(g.captured());
+  CHECK(g.runs() == 3);
+  // A context without an arena cannot promise repeating addresses.
+  CHECK_THROWS_WITH_AS(StepGraph(Ctx(Device::CPU)), doctest::Contains("needs an arena"), Error);
+}
+
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+
+TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager runs") {
+  if (!cuda_available()) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  CudaDevice dev;
+  const std::string wpath = std::string(SAL_SOURCE_DIR) + "/weights/mobilenet_v1_0.75_224.safetensors";
+  std::unique_ptr<Network> bb = load_network(wpath, Device::CUDA);
+  MaskerConfig cfg = MaskerConfig::mobilenet_v1();
+  cfg.seed = 3;
+  Masker masker(cfg, Device::CUDA);
+  const int64_t n = 2;
+  // Inputs at fixed addresses (outside the arena); each run gets new contents.
+  Tensor images = Tensor::empty(Shape{n, 3, 224, 224}, DType::F32, Device::CUDA);
+  Tensor classes = Tensor::empty(Shape{n}, DType::I32, Device::CUDA);
+  const StepGraph::Fn fn = [&](Ctx& c) {
+    return std::vector<Tensor>{masker.forward(c, *bb, images, classes, false).mask};
+  };
+  // Eager references on their own arena.
+  Arena eager_arena(Device::CUDA);
+  Ctx eager = dev.ctx(&eager_arena);
+  Arena arena(Device::CUDA);
+  StepGraph g(dev.ctx(&arena));
+  for (uint32_t run = 0; run < 4; ++run) {
+    CAPTURE(run);
+    images.copy_from(random_images(n, 224, 10 + run));
+    classes.copy_from(Tensor::from_labels({static_cast<int32_t>(run * 7), static_cast<int32_t>(999 - run)}));
+    eager_arena.reset();
+    const std::vector<double> want = fn(eager)[0].values();
+    const std::vector<double> got = g.run(fn)[0].values();
+    CHECK(g.captured() == (run >= 1));
+    REQUIRE(got.size() == want.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    CHECK(worst <= 1e-6);  // the same kernels on the same data
+  }
+  dev.synchronize();
+
+  // A host read inside the step breaks the capture: an error, and the device stays usable.
+  Arena bad_arena(Device::CUDA);
+  StepGraph bad(dev.ctx(&bad_arena));
+  const StepGraph::Fn reads_back = [&](Ctx& c) {
+    Tensor y = scale(c, images, 2.0);
+    (void)y.values();
+    return std::vector<Tensor>{y};
+  };
+  bad.run(reads_back);  // eager: allowed
+  CHECK_THROWS_AS(bad.run(reads_back), Error);
+  CHECK_FALSE(bad.captured());
+  eager_arena.reset();
+  CHECK(fn(eager)[0].values().size() == static_cast<size_t>(n * 224 * 224));
+}
+#endif
