@@ -202,43 +202,10 @@ void report(benchmark::State& state, const Runner& r, size_t growths, int64_t ba
   state.counters["threads"] = omp_get_max_threads();
 }
 
-void BM_masker_infer(benchmark::State& state, Model m, Device device) {
-  if (!prepare(state, device)) return;
-  const int64_t batch = state.range(0);
-  try {
-    Setup& s = setup(m, device);
-    Runner r(device);
-    const Tensor images = random_images(batch, 7, device);
-    const Tensor classes = Tensor::from_labels(random_classes(batch, s.infer->config().num_classes, 11)).to(device);
-    r.sync();
-    std::vector<double> first;
-    for (int run = 0; run < 2; ++run) {
-      r.arena.reset();
-      MaskerOutput o = s.infer->forward(r.ctx, *s.encoder, images, classes, false);
-      std::vector<double> v = o.mask.values();
-      const std::string err = check_mask(v, o.mask, batch);
-      if (!err.empty()) return state.SkipWithError(err.c_str());
-      if (run == 1 && v != first) return state.SkipWithError("two inference passes gave different masks");
-      first = std::move(v);
-    }
-    r.arena.reset();
-    r.sync();
-    const size_t growths = r.arena.growths();
-    r.time(state, [&] {
-      r.arena.reset();
-      MaskerOutput o = s.infer->forward(r.ctx, *s.encoder, images, classes, false);
-      benchmark::DoNotOptimize(o.mask.raw());
-    });
-    r.sync();
-    report(state, r, growths, batch);
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
-}
-
-// CUDA inference replayed from a captured graph (engine/step_graph.h): the same forward as
-// BM_masker_infer, one graph launch per batch. Validated first: the replayed masks equal the eager ones.
-void BM_masker_infer_graph(benchmark::State& state, Model m, Device device) {
+// Inference: encoder forward + decoder -> mask. graph = true (CUDA): the same forward captured once as a
+// CUDA graph and replayed (engine/step_graph.h), one launch per batch; validated first against the
+// eager masks (max abs difference <= 1e-6).
+void BM_masker_infer(benchmark::State& state, Model m, Device device, bool graph) {
   if (!prepare(state, device)) return;
   const int64_t batch = state.range(0);
   try {
@@ -250,23 +217,36 @@ void BM_masker_infer_graph(benchmark::State& state, Model m, Device device) {
       return std::vector<Tensor>{s.infer->forward(c, *s.encoder, images, classes, false).mask};
     };
     r.sync();
-    r.arena.reset();
-    const std::vector<double> eager = fn(r.ctx)[0].values();
-    StepGraph graph(r.ctx);  // owns r.arena from here on
-    for (int run = 0; run < 3; ++run) {
-      const Tensor mask = graph.run(fn)[0];
-      const std::vector<double> v = mask.values();
+    std::vector<double> first;
+    for (int run = 0; run < 2; ++run) {
+      r.arena.reset();
+      const Tensor mask = fn(r.ctx)[0];
+      std::vector<double> v = mask.values();
       const std::string err = check_mask(v, mask, batch);
       if (!err.empty()) return state.SkipWithError(err.c_str());
+      if (run == 1 && v != first) return state.SkipWithError("two inference passes gave different masks");
+      first = std::move(v);
+    }
+    StepGraph steps(r.ctx);  // owns r.arena from here on; on the CPU (graph = false) it just calls fn
+    for (int run = 0; graph && run < 3; ++run) {
+      const std::vector<double> v = steps.run(fn)[0].values();
       double worst = 0;
-      for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::abs(v[i] - eager[i]));
+      for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::abs(v[i] - first[i]));
       if (worst > 1e-6)
         return state.SkipWithError(("graph replay differs from the eager masks by " + std::to_string(worst)).c_str());
     }
-    if (device == Device::CUDA && !graph.captured()) return state.SkipWithError("the step was not captured");
+    if (graph && !steps.captured()) return state.SkipWithError("the step was not captured");
+    r.arena.reset();
     r.sync();
     const size_t growths = r.arena.growths();
-    r.time(state, [&] { benchmark::DoNotOptimize(graph.run(fn)[0].raw()); });
+    r.time(state, [&] {
+      if (graph) {
+        benchmark::DoNotOptimize(steps.run(fn)[0].raw());
+      } else {
+        r.arena.reset();
+        benchmark::DoNotOptimize(fn(r.ctx)[0].raw());
+      }
+    });
     r.sync();
     report(state, r, growths, batch);
   } catch (const std::exception& e) {
@@ -333,14 +313,14 @@ void register_all() {
     const std::string dev = gpu ? "cuda" : "cpu";
     for (Model m : models) {
       auto* b = benchmark::RegisterBenchmark(("masker_infer/" + std::string(model_name(m)) + "/" + dev).c_str(),
-                                             BM_masker_infer, m, d);
+                                             BM_masker_infer, m, d, false);
       b->Arg(1)->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond);
       gpu ? b->UseManualTime() : b->UseRealTime();
     }
     for (Model m : models) {
       if (!gpu) break;  // graphs are a CUDA feature (on the CPU StepGraph just calls the step)
       auto* b = benchmark::RegisterBenchmark(("masker_infer_graph/" + std::string(model_name(m)) + "/" + dev).c_str(),
-                                             BM_masker_infer_graph, m, d);
+                                             BM_masker_infer, m, d, true);
       b->Arg(1)->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond)->UseManualTime();
     }
     for (Model m : models) {

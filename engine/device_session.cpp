@@ -7,14 +7,15 @@
 
 namespace sal {
 
-DeviceSession::DeviceSession(const std::string& name, const std::string& option) {
+DeviceSession::DeviceSession(const std::string& name, const std::string& option, int ordinal) {
   SAL_CHECK(name == "cpu" || name == "cuda", option, " '", name, "': expected cpu or cuda");
   if (name == "cpu") return;
 #ifdef SAL_WITH_CUDA
   SAL_CHECK(cuda_available(), option, " cuda: no CUDA device (the driver reports none)");
   device_ = Device::CUDA;
-  cuda_ = std::make_shared<CudaDevice>(0);
+  cuda_ = std::make_shared<CudaDevice>(ordinal);
 #else
+  (void)ordinal;
   fail(option, " cuda: this program was built without CUDA");
 #endif
 }

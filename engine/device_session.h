@@ -1,5 +1,5 @@
-// The compute device a tool was asked for (--device cpu | cuda): a Ctx on the CPU, or on CUDA device
-// 0's own stream with its library handles. Tools, layers and models are the same code on either; the
+// The compute device a tool was asked for (--device cpu | cuda): a Ctx on the CPU, or on a CUDA
+// device's own stream (device 0 unless told otherwise) with its library handles. Tools, layers and models are the same code on either; the
 // only difference a tool sees is that host data (decoded images, labels) must be uploaded.
 #pragma once
 #include <memory>
@@ -16,7 +16,8 @@ class DeviceSession {
  public:
   // "cpu" or "cuda". Throws sal::Error naming `option` (e.g. "--device") when the name is unknown, the
   // build has no CUDA, or the driver reports no device: never a silent fallback to the CPU.
-  explicit DeviceSession(const std::string& name, const std::string& option = "--device");
+  // `ordinal`: the CUDA device (a data-parallel rank's LOCAL_RANK); ignored on the CPU.
+  explicit DeviceSession(const std::string& name, const std::string& option = "--device", int ordinal = 0);
   DeviceSession(const DeviceSession&) = delete;
   DeviceSession& operator=(const DeviceSession&) = delete;
 

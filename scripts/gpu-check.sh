@@ -126,7 +126,7 @@ EXCLUDE="${SAL_CTEST_EXCLUDE:-golden}"
 # run them again, showing their messages, and count a skip as a failure.
 step "CUDA cases of engine_tests (a skip is a failure here)"
 out="$LOG_DIR/engine_tests_cuda.txt"
-"$BUILD/engine_tests" --success=false -tc="cuda:*,*--device cuda*,sal_mask:*" 2>&1 | tee "$out"
+"$BUILD/engine_tests" --success=false -tc="cuda:*,*--device cuda*,sal_mask:*,*data parallel*" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 skips=$(grep -c "skipped:" "$out")
 rm -f "$out"

@@ -13,18 +13,6 @@
 
 using namespace sal;
 
-namespace {
-
-Tensor random_images(int64_t n, int64_t size, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
-  for (double& x : v) x = u(gen);
-  return Tensor::from_values(v, Shape{n, 3, size, size});
-}
-
-}  // namespace
-
 TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") {
   Arena arena(Device::CPU);
   Ctx ctx(Device::CPU, &arena);
@@ -51,6 +39,18 @@ TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") 
 
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
+
+namespace {
+
+Tensor random_images(int64_t n, int64_t size, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
+  for (double& x : v) x = u(gen);
+  return Tensor::from_values(v, Shape{n, 3, size, size});
+}
+
+}  // namespace
 
 TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager runs") {
   if (!cuda_available()) {

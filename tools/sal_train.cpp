@@ -3,6 +3,15 @@
 // on CUDA device 0: the same code either way; the reader's batch is uploaded once per step.
 // --init-masker FILE fine-tunes a trained masker (its parameters, a fresh Adam state).
 //
+// Several GPUs (engine/data_parallel.h): one process per GPU with WORLD_SIZE, RANK, LOCAL_RANK and
+// SAL_DIST_INIT_FILE set, e.g. on one node with 8 GPUs
+//   rm -f /tmp/sal.id; for r in 0 1 2 3 4 5 6 7; do
+//     WORLD_SIZE=8 RANK=$r SAL_DIST_INIT_FILE=/tmp/sal.id sal_train --device cuda ... --out runs/x & done; wait
+// (several nodes: RANK = node * GPUs + LOCAL_RANK, the id file on a shared filesystem). Each rank reads
+// every WORLD_SIZE-th shard with its own seeds, --batch is per rank, the gradients are averaged with
+// one NCCL all-reduce per step; rank 0 logs and writes the checkpoint, the others their reader and
+// random states (rank-R.state), so --resume continues every rank where it stopped.
+//
 //   sal_train --shards shards/cifar-train --black-box weights/cifar_resnet20.safetensors --preset cifar
 //             --batch 64 --steps 1000 --out runs/cifar [--resume]
 //
@@ -27,6 +36,7 @@
 // checkpoint is left as it was, exit code 3. --debug-nan-at-step K (for tests only) pretends the total
 // loss of step K is NaN. Exit codes: 0 done (or stopped by a signal), 1 error, 2 bad usage, 3 NaN/Inf loss.
 #include <omp.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -43,6 +53,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/data_parallel.h"
 #include "engine/device_session.h"
 #include "engine/error.h"
 #include "engine/param_io.h"
@@ -67,6 +78,7 @@ struct Options {
   // -1: the preset's default (resolve_preset_defaults).
   int64_t batch = 32, steps = 1000, checkpoint_every = 100, log_every = 10, image_size = -1;
   double lr = 1e-3, area_weight = -1, selector_weight = 1.0, fake_prob = 0.3, blur_sigma = -1, scale_min = -1;
+  double blur_prob = 0.5;  // evidence removal: blur with this probability, else a random colour
   double ratio_min = -1, ratio_max = -1;
   int blur_ksize = -1;
   // Schedule: the first embedding_only_steps steps train only the class embedding (the released code's
@@ -126,7 +138,7 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
     << "\narea_weight=" << num(oc.area_weight) << "\nembedding_init_scale=" << num(o.embedding_init_scale)
     << "\nsmooth_weight=" << num(smooth) << "\npreserver_weight=" << num(oc.preserver_weight)
     << "\ndestroyer_weight=" << num(oc.destroyer_weight) << "\nfake_prob=" << num(o.fake_prob)
-    << "\nimage_size=" << o.image_size << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
+    << "\nimage_size=" << o.image_size << "\nblur_prob=" << num(oc.blur_prob) << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
     << "\nscale_min=" << num(o.scale_min) << "\nratio_min=" << num(o.ratio_min) << "\nratio_max=" << num(o.ratio_max)
     << "\nselector_weight=" << num(oc.selector_weight) << "\nsmooth_on_head=" << oc.smooth_on_head
     << "\nembedding_only_steps=" << o.embedding_only_steps << "\narea_weight_start=" << num(o.area_weight_start)
@@ -172,7 +184,9 @@ void trim_log(const std::string& path, int64_t step) {
 
 struct Trainer {
   Options opt;
-  std::unique_ptr<DeviceSession> device;  // --device: the CPU or CUDA device 0's stream
+  std::unique_ptr<DeviceSession> device;  // --device: the CPU or this rank's CUDA device
+  DistEnv dist;                           // data parallel: WORLD_SIZE, RANK, LOCAL_RANK (1, 0, 0 alone)
+  std::unique_ptr<DataParallel> dp;
   ObjectiveConfig ocfg;
   std::unique_ptr<Network> bb;
   std::unique_ptr<Masker> masker;
@@ -243,6 +257,41 @@ struct Trainer {
     if (get("config") != config)
       std::printf("note: the checkpoint was written with a different configuration:\n%s\n", get("config").c_str());
     return count("step");
+  }
+
+  // Data parallel: ranks other than 0 keep their own reader position and random states beside the
+  // checkpoint (rank-R.state, written atomically at every checkpoint); the parameters and Adam
+  // moments, the same on every rank, are in the checkpoint that rank 0 writes.
+  std::string rank_state_path() const {
+    return (fs::path(opt.out) / ("rank-" + std::to_string(dist.rank) + ".state")).string();
+  }
+  void save_rank_state(int64_t step, const ReaderPosition& pos) {
+    const std::string path = rank_state_path(), tmp = path + ".tmp." + std::to_string(::getpid());
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "step " << step << "\nreader_position " << pos.str() << "\nrng_labels " << rng_text(label_rng)
+          << "\nrng_objective " << rng_text(obj_rng) << "\n";
+      SAL_CHECK(out.good(), "cannot write ", tmp);
+    }
+    fs::rename(tmp, path);
+  }
+  void load_rank_state(int64_t step, ReaderPosition& pos) {
+    const std::string path = rank_state_path();
+    std::ifstream in(path);
+    SAL_CHECK(in.good(), "--resume: rank ", dist.rank, " has no ", path, " (was the run started with this WORLD_SIZE?)");
+    std::map<std::string, std::string> kv;
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t sp = line.find(' ');
+      if (sp != std::string::npos) kv[line.substr(0, sp)] = line.substr(sp + 1);
+    }
+    for (const char* k : {"step", "reader_position", "rng_labels", "rng_objective"})
+      SAL_CHECK(kv.count(k), path, ": '", k, "' is missing");
+    SAL_CHECK(kv["step"] == std::to_string(step), path, ": written after step ", kv["step"], ", the checkpoint after step ",
+              step);
+    pos = ReaderPosition::parse(kv["reader_position"]);
+    rng_parse(label_rng, kv["rng_labels"], "rng_labels");
+    rng_parse(obj_rng, kv["rng_objective"], "rng_objective");
   }
 
   // The three health numbers on held-out shards (whole images, stream order, the first eval_images):
@@ -354,14 +403,16 @@ struct Trainer {
   }
 
   int run() {
-    device = std::make_unique<DeviceSession>(opt.device);
+    dist = DistEnv::from_env();
+    device = std::make_unique<DeviceSession>(opt.device, "--device", dist.local_rank);
     const Device dev = device->device();
     fs::create_directories(opt.out);
     ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
     // Temporary files of atomic writes (name.tmp.<pid>) left by a process killed mid-write.
     for (const auto& e : fs::directory_iterator(opt.out)) {
       const std::string name = e.path().filename().string();
-      if (name.rfind("checkpoint.safetensors.tmp.", 0) == 0 || name.rfind("masker.safetensors.tmp.", 0) == 0) {
+      if (name.rfind("checkpoint.safetensors.tmp.", 0) == 0 || name.rfind("masker.safetensors.tmp.", 0) == 0 ||
+          (name.rfind("rank-", 0) == 0 && name.find(".state.tmp.") != std::string::npos)) {
         std::printf("removing %s (left by an interrupted checkpoint write)\n", e.path().c_str());
         fs::remove(e.path());
       }
@@ -398,8 +449,10 @@ struct Trainer {
     adam = std::make_unique<Adam>(masker->params(), ac);
     SaliencyObjective objective(ocfg);
 
-    label_rng.seed(opt.seed);
-    obj_rng.seed(static_cast<uint32_t>(opt.seed * 2654435761ull + 1));
+    // Each rank draws its own fake labels, evidence removal and reader order (rank 0: the seeds alone).
+    const uint64_t seed = opt.seed + 7919ull * static_cast<uint64_t>(dist.rank);
+    label_rng.seed(seed);
+    obj_rng.seed(static_cast<uint32_t>(seed * 2654435761ull + 1));
 
     std::printf("sal_train configuration:\n%s\nnum_classes=%lld masker_params=%lld\n", config.c_str(),
                 static_cast<long long>(K), static_cast<long long>(masker->params().num_trainable()));
@@ -408,16 +461,29 @@ struct Trainer {
     int64_t start = 0;
     if (opt.resume) {
       start = load_checkpoint(pos);
+      if (!dist.leader()) load_rank_state(start, pos);
       std::printf("resumed from %s after step %lld (%s)\n", ckpt_path.c_str(), static_cast<long long>(start),
                   pos.str().c_str());
     }
     std::fflush(stdout);
-    if (opt.resume) trim_log(log_path, start);
-    std::ofstream log(log_path, opt.resume ? std::ios::app : std::ios::trunc);
-    SAL_CHECK(log.good(), "cannot open ", log_path);
+    // Only rank 0 logs (its own batches' numbers) and writes checkpoints.
+    if (opt.resume && dist.leader()) trim_log(log_path, start);
+    std::ofstream log;
+    if (dist.leader()) {
+      log.open(log_path, opt.resume ? std::ios::app : std::ios::trunc);
+      SAL_CHECK(log.good(), "cannot open ", log_path);
+    }
 
     ShardReaderOptions ro;
     ro.shards = expand_shards({opt.shards});
+    if (dist.world > 1) {  // shard i goes to rank i mod WORLD_SIZE
+      std::vector<std::string> mine;
+      for (size_t i = static_cast<size_t>(dist.rank); i < ro.shards.size(); i += static_cast<size_t>(dist.world))
+        mine.push_back(ro.shards[i]);
+      SAL_CHECK(!mine.empty(), "--shards: ", ro.shards.size(), " shards for ", dist.world,
+                " ranks: every rank needs at least one (make more, smaller shards)");
+      ro.shards = mine;
+    }
     ro.batch_size = opt.batch;
     ro.image_size = opt.image_size;
     ro.mode = AugmentMode::Train;
@@ -425,13 +491,21 @@ struct Trainer {
     ro.ratio_min = opt.ratio_min;
     ro.ratio_max = opt.ratio_max;
     ro.threads = opt.threads;
-    ro.seed = opt.seed;
+    ro.seed = seed;
     ro.num_classes = static_cast<int>(K);
     ro.shuffle_buffer = 1000;
     ShardReader reader(ro, pos);
 
     Arena arena(dev);
     Ctx ctx = device->ctx(arena);
+    dp = std::make_unique<DataParallel>(dist, ctx);
+    if (dp->uses_nccl())
+      std::printf("data parallel: rank %d of %d on CUDA device %d, NCCL, global batch %lld\n", dist.rank, dist.world,
+                  dist.local_rank, static_cast<long long>(opt.batch * dist.world));
+    {
+      Tensor values = masker->params().flat_values();
+      dp->broadcast(values);  // every rank starts from rank 0's parameters
+    }
     Batch batch;
     std::vector<int32_t> sel;
     std::vector<uint8_t> real;
@@ -464,20 +538,25 @@ struct Trainer {
                                              real, obj_rng);
       double total = r.terms.total;
       if (step == opt.debug_nan_at_step) total = std::nan("");
-      if (!std::isfinite(total)) {
+      if (dp->any(!std::isfinite(total))) {
         std::fprintf(stderr,
                      "error: the total loss is %s at step %lld; stopping without an Adam step and without saving "
                      "(the last good checkpoint, if any, is %s)\n",
-                     std::isnan(total) ? "NaN" : "Inf", static_cast<long long>(step), ckpt_path.c_str());
+                     std::isfinite(total) ? "finite here, not finite on another rank," : std::isnan(total) ? "NaN" : "Inf",
+                     static_cast<long long>(step), ckpt_path.c_str());
         return 3;
       }
       masker->backward(ctx, r.dmask, &r.dhead_mask, &r.dfilter_logits);
       if (step <= opt.embedding_only_steps) keep_only_embedding_grads();
+      {
+        Tensor grads = masker->params().flat_grads();
+        dp->average(grads);  // the mean gradient of the global batch (a no-op alone)
+      }
       adam->step(ctx);
       images_since += n;
 
       const bool last = step == opt.steps;
-      if (opt.log_every > 0 && (step % opt.log_every == 0 || last || step == start + 1)) {
+      if (dist.leader() && opt.log_every > 0 && (step % opt.log_every == 0 || last || step == start + 1)) {
         // Health numbers: mean mask for real and fake selectors, black-box accuracy on Phi(X,M) (real).
         const std::vector<double> mask = o.mask.values();
         const std::vector<double> z = r.logits_preserved.values();
@@ -534,13 +613,14 @@ struct Trainer {
             << "}\n";
         log.flush();
       }
-      if (!opt.eval_shards.empty() && (last || (opt.eval_every > 0 && step % opt.eval_every == 0))) {
+      if (dist.leader() && !opt.eval_shards.empty() && (last || (opt.eval_every > 0 && step % opt.eval_every == 0))) {
         evaluate(arena, ctx, objective, K, step, log);
         t_log = clock::now();  // the evaluation does not count against the training speed
       }
-      const bool stop = g_stop != 0;
+      const bool stop = dp->any(g_stop != 0);  // a signal to any rank stops all after this step
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
-        save_checkpoint(step, reader.position());
+        if (dist.leader()) save_checkpoint(step, reader.position());
+        else save_rank_state(step, reader.position());
         if (stop || last)
           std::printf("checkpoint after step %lld: %s\n", static_cast<long long>(step), ckpt_path.c_str());
       }
@@ -604,6 +684,10 @@ int main(int argc, char** argv) {
   app.add_option("--fake-prob", o.fake_prob, "probability that a sample's selector is a random wrong class")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--blur-prob", o.blur_prob,
+                 "evidence removal: probability of the blur (else a random colour plus noise, which leaves no context)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app.add_option("--blur-sigma", o.blur_sigma, "evidence removal: Gaussian blur sigma in pixels (default 3 cifar, 10 mobilenet)");
   app.add_option("--blur-ksize", o.blur_ksize, "evidence removal: blur kernel size, odd (default 13 cifar, 55 mobilenet)");
   app.add_option("--scale-min", o.scale_min,
@@ -661,6 +745,7 @@ int main(int argc, char** argv) {
     tr.ocfg.area_weight = o.area_weight >= 0 ? o.area_weight : (o.loss == "paper" ? 1e-3 : 4.0);
     tr.ocfg.selector_weight = o.selector_weight;
     tr.ocfg.blur_sigma = o.blur_sigma;
+    tr.ocfg.blur_prob = o.blur_prob;
     tr.ocfg.blur_ksize = o.blur_ksize;
     tr.ocfg.smooth_on_head = o.smooth_on_head;
     if (o.smooth_weight >= 0) tr.ocfg.smooth_weight = tr.ocfg.tv_weight = o.smooth_weight;
