@@ -724,7 +724,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue from OUT/checkpoint.safetensors");
-  app.add_option("--device", o.device, "where the masker trains: cpu (OpenMP + BLAS) or cuda (device 0)")
+  app.add_option("--device", o.device, "where the masker trains: cpu (OpenMP + BLAS) or cuda (GPU LOCAL_RANK: 0 unless data parallel)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   app.add_option("--init-masker", o.init_masker,
