@@ -4,6 +4,8 @@
 // seeds drawn from the same host generator, so a run is reproducible from that generator's state.
 #include "layers/saliency_objective.h"
 
+#include "engine/device_session.h"
+
 #include <cmath>
 
 namespace sal {
@@ -30,17 +32,9 @@ ObjectiveConfig ObjectiveConfig::released() {
 
 namespace {
 
-// A host vector as a tensor of `shape` on the context's device (from the arena when it has one).
+// A host vector as a tensor of `shape` on the context's device (engine/device_session.h's upload).
 Tensor upload(Ctx& ctx, const std::vector<double>& v, const Shape& shape, DType dtype) {
-  Tensor t = ctx.alloc(shape, dtype);
-  t.copy_from(Tensor::from_values(v, shape, dtype));
-  return t;
-}
-
-Tensor upload_labels(Ctx& ctx, const std::vector<int32_t>& v) {
-  Tensor t = ctx.alloc(Shape{static_cast<int64_t>(v.size())}, DType::I32);
-  t.copy_from(Tensor::from_labels(v));
-  return t;
+  return sal::upload(ctx, Tensor::from_values(v, shape, dtype));
 }
 
 double weighted_sum(Ctx& ctx, const Tensor& per_sample, const Tensor& weights) {
@@ -244,7 +238,7 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     Tensor zbar = scale(ctx, sum_to(ctx, filter_logits, Shape{n, 1, 1, 1}), inv);
     const Tensor parts[2] = {ctx.alloc_zeros(Shape{n, 1, 1, 1}, dt), zbar};
     Tensor two = concat_channels(ctx, parts).reshape(Shape{n, 2});
-    Tensor y = upload_labels(ctx, labels);
+    Tensor y = sal::upload(ctx, Tensor::from_labels(labels));
     Tensor bce = cross_entropy(ctx, two, y);  // -log sigmoid(zbar) when real, -log(1 - sigmoid(zbar)) when fake
     t.selector = cfg_.selector_weight * weighted_sum(ctx, bce, w_all);
     Tensor dtwo = cross_entropy_backward(ctx, scale(ctx, w_all, cfg_.selector_weight), two, y);

@@ -7,7 +7,6 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "engine/data_parallel.h"
@@ -34,13 +33,6 @@ struct ScopedEnv {
     for (const std::string& k : unset_after) unsetenv(k.c_str());
   }
 };
-
-std::string text_of(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 
@@ -103,10 +95,10 @@ TEST_CASE("sal_train data parallel: bad launches fail before training, one rank 
   const std::string cmd = train_command(shards, shipped_black_box()) + " --steps 3";
   // WORLD_SIZE 2 without the id file, and on the CPU: errors that say what is missing; nothing written.
   CHECK(run_status("WORLD_SIZE=2 RANK=0 " + cmd + " --out " + t.file("a") + " > " + t.file("a.txt") + " 2>&1") == 1);
-  CHECK(text_of(t.file("a.txt")).find("SAL_DIST_INIT_FILE") != std::string::npos);
+  CHECK(read_bytes(t.file("a.txt")).find("SAL_DIST_INIT_FILE") != std::string::npos);
   CHECK(run_status("WORLD_SIZE=2 RANK=0 SAL_DIST_INIT_FILE=" + t.file("id") + " " + cmd + " --out " + t.file("b") +
                    " > " + t.file("b.txt") + " 2>&1") == 1);
-  CHECK(text_of(t.file("b.txt")).find("WORLD_SIZE 2 needs") != std::string::npos);
+  CHECK(read_bytes(t.file("b.txt")).find("WORLD_SIZE 2 needs") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(t.file("b/checkpoint.safetensors")));
   if (!cuda_available()) {
     MESSAGE("skipped: sal_train with one NCCL rank against the plain CUDA run (no CUDA device)");
@@ -115,6 +107,6 @@ TEST_CASE("sal_train data parallel: bad launches fail before training, one rank 
   REQUIRE(run_status(cmd + " --device cuda --out " + t.file("plain") + " > " + t.file("plain.txt") + " 2>&1") == 0);
   REQUIRE(run_status("WORLD_SIZE=1 SAL_DIST_INIT_FILE=" + t.file("one.id") + " " + cmd + " --device cuda --out " +
                      t.file("nccl") + " > " + t.file("nccl.txt") + " 2>&1") == 0);
-  CHECK(text_of(t.file("nccl.txt")).find("NCCL") != std::string::npos);
+  CHECK(read_bytes(t.file("nccl.txt")).find("NCCL") != std::string::npos);
   CHECK(log_lines(t.file("nccl/log.jsonl")) == log_lines(t.file("plain/log.jsonl")));
 }

@@ -141,9 +141,7 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
                                 "/images/" + files[0] + " " + val + "/images/" + files[1];
     if (!cuda_available()) {
       CHECK(run(dev_cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") + " 2>&1") == 1);
-      std::ifstream g(t.file("gpu.txt"));
-      const std::string msg((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
-      CHECK(msg.find("--device cuda: ") != std::string::npos);
+      CHECK(sal::test::read_bytes(t.file("gpu.txt")).find("--device cuda: ") != std::string::npos);
       MESSAGE("skipped: sal_mask --device cuda against --device cpu (no CUDA device)");
     } else {
       REQUIRE(run(dev_cmd + " --out " + t.file("cpu") + " > /dev/null 2>&1") == 0);

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,13 +17,6 @@ using namespace sal;
 using namespace sal::test;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Trainable parameters of two masker files, compared exactly: the names whose values differ.
 std::vector<std::string> differing(const std::string& a_path, const std::string& b_path) {
@@ -48,7 +40,7 @@ TEST_CASE("sal_train: --init-masker starts from the file's parameters - a differ
   // One step at learning rate 0 moves nothing trainable: the fine-tuned masker is the file it started from.
   REQUIRE(run_status(cmd + " --steps 1 --lr 0 --init-masker " + a + " --out " + t.file("b") + " > " + t.file("b.txt") +
                      " 2>&1") == 0);
-  CHECK(read_text(t.file("b.txt")).find("initialised from " + a) != std::string::npos);
+  CHECK(read_bytes(t.file("b.txt")).find("initialised from " + a) != std::string::npos);
   CHECK(differing(a, t.file("b/masker.safetensors")).empty());
   // The same step without --init-masker starts from the seeded initialisation instead.
   REQUIRE(run_status(cmd + " --steps 1 --lr 0 --out " + t.file("c") + " > " + t.file("c.txt") + " 2>&1") == 0);
@@ -64,13 +56,13 @@ TEST_CASE("sal_train: --init-masker starts from the file's parameters - a differ
   // Flags that build another masker than the file's: the error names the file and the setting.
   CHECK(run_status(cmd + " --steps 1 --widths 32 --init-masker " + a + " --out " + t.file("e") + " > " +
                    t.file("e.txt") + " 2>&1") == 1);
-  const std::string err = read_text(t.file("e.txt"));
+  const std::string err = read_bytes(t.file("e.txt"));
   CHECK(err.find(a) != std::string::npos);
   CHECK(err.find("widths") != std::string::npos);
   // A black box of another architecture: refused too.
   CHECK(run_status(train_command(t.file("shards"), std::string(SAL_SOURCE_DIR) + "/weights/cifar_resnet56.safetensors") +
                    " --steps 1 --init-masker " + a + " --out " + t.file("f") + " > " + t.file("f.txt") + " 2>&1") == 1);
-  CHECK(read_text(t.file("f.txt")).find("cifar_resnet56") != std::string::npos);
+  CHECK(read_bytes(t.file("f.txt")).find("cifar_resnet56") != std::string::npos);
 }
 
 TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped without a CUDA device)") {
@@ -79,7 +71,7 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
   if (!cuda_available()) {
     // Here the run must refuse, saying why, and write nothing.
     CHECK(run_status(cmd + " --device cuda --out " + t.file("g") + " > " + t.file("g.txt") + " 2>&1") == 1);
-    CHECK(read_text(t.file("g.txt")).find("--device cuda: ") != std::string::npos);
+    CHECK(read_bytes(t.file("g.txt")).find("--device cuda: ") != std::string::npos);
     CHECK(!std::filesystem::exists(t.file("g/checkpoint.safetensors")));
     MESSAGE("skipped: sal_train --device cuda against --device cpu (no CUDA device)");
     return;

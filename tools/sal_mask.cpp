@@ -175,8 +175,8 @@ int run(const Options& o) {
       classes[static_cast<size_t>(i)] =
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
-    // The masks come back to the host once per batch for the PNGs and boxes.
-    const Tensor mask = masker->forward(ctx, *bb, x, upload(ctx, Tensor::from_labels(classes)), false).mask.to(Device::CPU);
+    Tensor mask = masker->forward(ctx, *bb, x, upload(ctx, Tensor::from_labels(classes)), false).mask;
+    if (mask.device() != Device::CPU) mask = mask.to(Device::CPU);  // once per batch, for the PNGs and boxes
     for (int64_t i = 0; i < n; ++i) {
       const Image& img = images[static_cast<size_t>(i)];
       const ImageSource& s = *ok[static_cast<size_t>(i)];
