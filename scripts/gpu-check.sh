@@ -30,7 +30,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SAL_BUILD_DIR:-$ROOT/build-gpu}"
 DEBS="${SAL_DEBS:-$ROOT/.debs}"
 DEB_PACKAGES=(libopenblas0-pthread libopenblas-pthread-dev libopenblas-dev libgfortran5
-              nlohmann-json3-dev doctest-dev libbenchmark-dev libbenchmark1debian)
+              nlohmann-json3-dev doctest-dev libbenchmark-dev libbenchmark1debian
+              libturbojpeg0 libturbojpeg0-dev libpng16-16 libpng-dev zlib1g zlib1g-dev)
 
 if [ "${1:-}" = "--fetch-debs" ]; then
   grep -qx "/.debs/" "$ROOT/.git/info/exclude" 2>/dev/null || echo "/.debs/" >>"$ROOT/.git/info/exclude"
