@@ -197,11 +197,13 @@ struct Trainer {
   std::string ckpt_path;
 
   void save_checkpoint(int64_t step, const ReaderPosition& pos) {
+    // The file is written from host memory: CUDA tensors are copied to the host first.
+    const auto host = [](const Tensor& x) { return x.device() == Device::CPU ? x : x.to(Device::CPU); };
     NamedTensors t;
     ParamStore& ps = masker->params();
-    for (const std::string& name : ps.names()) t.emplace_back(name, ps.value(name));
-    t.emplace_back("adam.m", adam->m());
-    t.emplace_back("adam.v", adam->v());
+    for (const std::string& name : ps.names()) t.emplace_back(name, host(ps.value(name)));
+    t.emplace_back("adam.m", host(adam->m()));
+    t.emplace_back("adam.v", host(adam->v()));
     std::map<std::string, std::string> meta = {{"step", std::to_string(step)},
                                                {"adam_steps", std::to_string(adam->steps())},
                                                {"reader_position", pos.str()},
