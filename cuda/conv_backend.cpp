@@ -26,21 +26,24 @@ namespace {
 
 std::once_flag g_env_once;
 std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
+std::atomic<int> g_math{static_cast<int>(ConvMath::TF32)};
 std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_timed{0};
 
 void read_env_once() {
   std::call_once(g_env_once, [] {
     const char* s = std::getenv("SAL_CONV_BACKEND");
     if (s && *s) g_backend.store(static_cast<int>(parse_conv_backend(s)));
+    const char* m = std::getenv("SAL_CONV_MATH");
+    if (m && *m) g_math.store(static_cast<int>(parse_conv_math(m)));
   });
 }
 
 enum class Pass { Fwd, Dgrad, Wgrad };
-using Key = std::array<int64_t, 17>;
+using Key = std::array<int64_t, 18>;
 
 Key key_of(Pass pass, const ConvGeom& g) {
-  return Key{
-      static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+  return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl,
+             g.dh, g.dw, g.tf32};
 }
 
 std::mutex& choices_mutex() {
@@ -164,6 +167,12 @@ void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* 
 
 const float* ptr_or_null(const Tensor* t) { return t ? t->data<float>() : nullptr; }
 
+// The geometry with the current arithmetic setting.
+ConvGeom with_math(ConvGeom g) {
+  g.tf32 = conv_math() == ConvMath::TF32;
+  return g;
+}
+
 }  // namespace
 
 ConvBackend conv_backend() {
@@ -198,6 +207,27 @@ const char* conv_backend_name(ConvBackend backend) {
   return "?";
 }
 
+ConvMath conv_math() {
+  read_env_once();
+  return static_cast<ConvMath>(g_math.load());
+}
+
+void set_conv_math(ConvMath math) {
+  read_env_once();
+  g_math.store(static_cast<int>(math));
+}
+
+ConvMath parse_conv_math(std::string_view name) {
+  std::string s(name);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "tf32") return ConvMath::TF32;
+  if (s == "f32") return ConvMath::F32;
+  fail("SAL_CONV_MATH / parse_conv_math: unknown convolution arithmetic '", std::string(name),
+       "' (expected tf32 or f32)");
+}
+
+const char* conv_math_name(ConvMath math) { return math == ConvMath::TF32 ? "tf32" : "f32"; }
+
 ConvBackendCounts conv_backend_counts() { return ConvBackendCounts{g_custom.load(), g_cudnn.load(), g_timed.load()}; }
 
 void reset_conv_backend_counts() {
@@ -214,17 +244,17 @@ void clear_conv_auto_choices() {
 // ---------------------------------------------------------------- conv2d
 
 void conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y) {
-  const ConvGeom g = conv_geom(x.shape(), w.shape(), y.shape(), a);
+  const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
   forward(ctx, g, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
 }
 
 void conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx) {
-  const ConvGeom g = conv_geom(dx.shape(), w.shape(), dy.shape(), a);
+  const ConvGeom g = with_math(conv_geom(dx.shape(), w.shape(), dy.shape(), a));
   dgrad(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
 }
 
 void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db) {
-  const ConvGeom g = conv_geom(x.shape(), dw.shape(), dy.shape(), a);
+  const ConvGeom g = with_math(conv_geom(x.shape(), dw.shape(), dy.shape(), a));
   wgrad(ctx, g, dy.data<float>(), x.data<float>(), dw.data<float>());
   if (db) channel_sum_add(ctx, dy.data<float>(), g.N, g.K, g.pq(), db->data<float>());
 }
@@ -235,18 +265,18 @@ void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const Conv2dArgs&
 
 void conv_transpose2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a,
                       Tensor& y) {
-  const ConvGeom g = transpose_geom(x.shape(), w.shape(), y.shape(), a);
+  const ConvGeom g = with_math(transpose_geom(x.shape(), w.shape(), y.shape(), a));
   dgrad(ctx, g, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
 }
 
 void conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx) {
-  const ConvGeom g = transpose_geom(dx.shape(), w.shape(), dy.shape(), a);
+  const ConvGeom g = with_math(transpose_geom(dx.shape(), w.shape(), dy.shape(), a));
   forward(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
 }
 
 void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const ConvTranspose2dArgs& a, Tensor& dw,
                             Tensor* db) {
-  const ConvGeom g = transpose_geom(x.shape(), dw.shape(), dy.shape(), a);
+  const ConvGeom g = with_math(transpose_geom(x.shape(), dw.shape(), dy.shape(), a));
   // conv2d view: dy is the input image, x the output gradient.
   wgrad(ctx, g, x.data<float>(), dy.data<float>(), dw.data<float>());
   if (db) channel_sum_add(ctx, dy.data<float>(), g.N, g.C, g.hw(), db->data<float>());

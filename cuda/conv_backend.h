@@ -10,6 +10,14 @@
 // geometry, and runs it from then on. That first call waits for the device (it reads the timing
 // events); later calls never do. Shapes cuDNN cannot take (asymmetric padding that changes the
 // output size, see cudnn_conv_supported) always run the custom kernels, in every mode.
+// The arithmetic is a second per-process setting, ConvMath: TF32 (the default: tensor cores with
+// operands rounded to a 10-bit mantissa, f32 accumulation, as PyTorch's cuDNN convolutions by default)
+// or F32 (FMA units only: cuDNN restricted to CUDNN_FMA_MATH, the custom GEMMs on CUDA cores), read
+// once from SAL_CONV_MATH ("tf32" or "f32") and changed with set_conv_math(). TF32 is several times
+// faster; F32 is what to compare against the CPU backend. The difference matters more than the
+// 2^-11 operand rounding suggests: gradients of the saliency objective through a classifier are
+// ill-conditioned, and TF32 moves them by ~10% relative L2 (measured on the CPU by emulating TF32
+// operands, engine/cpu/gemm.h set_emulate_tf32; tests/test_masker.cpp).
 // Both backends are deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
 // algorithms are picked among its deterministic ones when it has one), but Auto's choice comes from
 // timings and may differ between processes: set custom or cudnn for bit-identical runs.
@@ -28,6 +36,13 @@ ConvBackend conv_backend();  // the current setting (the environment is read on 
 void set_conv_backend(ConvBackend backend);
 ConvBackend parse_conv_backend(std::string_view name);  // "custom" | "cudnn" | "auto" (any case); throws otherwise
 const char* conv_backend_name(ConvBackend backend);
+
+enum class ConvMath { TF32, F32 };
+
+ConvMath conv_math();  // the current setting (SAL_CONV_MATH is read on the first call; default TF32)
+void set_conv_math(ConvMath math);
+ConvMath parse_conv_math(std::string_view name);  // "tf32" | "f32" (any case); throws otherwise
+const char* conv_math_name(ConvMath math);
 
 // How many convolution passes each backend has run (timing runs excluded), and how many
 // (pass, shape) pairs Auto has timed. For tests and benchmarks.

@@ -1,5 +1,6 @@
 // Convolutions on CUDA without cuDNN: implicit GEMMs on TF32 tensor cores (f32 in and out,
-// TF32 products, f32 accumulation), direct kernels for depthwise convolutions, bias add and
+// TF32 products, f32 accumulation; or, ConvGeom::tf32 = false, the same tiles on f32 FMA units:
+// FmaTile below), direct kernels for depthwise convolutions, bias add and
 // bias-gradient reductions. Layout NCHW, weights [K, C/G, R, S]; per group g (Kg = K/G output and
 // Cg = C/G input channels):
 //   forward  y[n, gKg+k, p, q]   = sum_(c,r,s)  w[gKg+k, c, r, s] * x[n, gCg+c, p*sh-pt+r*dh, q*sw-pl+s*dw]
@@ -99,6 +100,7 @@ struct Gemm {
   int plane;
   long long img_stride;
   bool accumulate;  // out += instead of out =
+  bool tf32;        // TF32 tensor cores (true) or f32 FMA (false): ConvGeom::tf32
   int splits, kt_per_split;
   float* ws;  // splits > 1: partial sums [splits][G][M][Ncols]
 };
@@ -131,14 +133,109 @@ __device__ __forceinline__ long long col_offset(const G& p, int col) {
 
 __device__ __forceinline__ float tf32(float v) { return wmma::__float_to_tf32(v); }
 
+// A shared-memory operand value: rounded to TF32 once for the tensor cores, unchanged for FMA.
+template <bool TF32>
+__device__ __forceinline__ float operand(float v) {
+  if constexpr (TF32)
+    return tf32(v);
+  else
+    return v;
+}
+
+// The block tile's accumulators, BM x 64, over the shared tiles As [BM][kLdA] (k contiguous) and
+// Bs ([kBK][kLdBRow], or [kBN][kLdBCol] when B_COL), one K tile (kBK) per mma() call; store()
+// writes them to the staging tile Cs [BM][kLdC].
+//
+// Tensor cores: warps in a 2x2 grid, each BM/2 x 32 as (BM/32) x 2 wmma 16x16x8 TF32 fragments.
+template <int BM, bool B_COL>
+struct TensorCoreTile {
+  static constexpr int WM = BM / 2, FM = WM / 16, FN = 2;
+  using BLayout = typename std::conditional<B_COL, wmma::col_major, wmma::row_major>::type;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < FM; ++i)
+#pragma unroll
+      for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+  }
+  __device__ void mma(const float* As, const float* Bs, int tid) {
+    const int warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> af[FM];
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, BLayout> bf[FN];
+#pragma unroll
+      for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(af[i], As + (wm * WM + i * 16) * kLdA + kk, kLdA);
+#pragma unroll
+      for (int j = 0; j < FN; ++j) {
+        if constexpr (B_COL)
+          wmma::load_matrix_sync(bf[j], Bs + (wn * 32 + j * 16) * kLdBCol + kk, kLdBCol);
+        else
+          wmma::load_matrix_sync(bf[j], Bs + kk * kLdBRow + wn * 32 + j * 16, kLdBRow);
+      }
+#pragma unroll
+      for (int i = 0; i < FM; ++i)
+#pragma unroll
+        for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], af[i], bf[j], acc[i][j]);
+    }
+  }
+  __device__ void store(float* Cs, int tid) {
+    const int warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
+#pragma unroll
+    for (int i = 0; i < FM; ++i)
+#pragma unroll
+      for (int j = 0; j < FN; ++j)
+        wmma::store_matrix_sync(Cs + (wm * WM + i * 16) * kLdC + wn * 32 + j * 16, acc[i][j], kLdC,
+                                wmma::mem_row_major);
+  }
+};
+
+// f32 FMA (ConvMath::F32): thread t owns rows (t / 8) + 16 i (i < BM/16) and columns (t % 8) + 8 j
+// (j < 8). In every shared-memory read a warp touches 4 A rows (banks 4 apart: kLdA = 36) and 8
+// consecutive B columns (or 8 B rows 36 apart), each value broadcast: no bank conflicts.
+template <int BM, bool B_COL>
+struct FmaTile {
+  static constexpr int TM = BM / 16, TN = 8;
+  float acc[TM][TN];
+
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+  }
+  __device__ void mma(const float* As, const float* Bs, int tid) {
+    const int tm = tid >> 3, tn = tid & 7;
+#pragma unroll 4
+    for (int k = 0; k < kBK; ++k) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i) a[i] = As[(tm + 16 * i) * kLdA + k];
+#pragma unroll
+      for (int j = 0; j < TN; ++j) b[j] = B_COL ? Bs[(tn + 8 * j) * kLdBCol + k] : Bs[k * kLdBRow + tn + 8 * j];
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+  }
+  __device__ void store(float* Cs, int tid) {
+    const int tm = tid >> 3, tn = tid & 7;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) Cs[(tm + 16 * i) * kLdC + tn + 8 * j] = acc[i][j];
+  }
+};
+static_assert(kThreads == 128 && kBN == 64, "FmaTile maps 128 threads onto 16 x 8 thread rows/columns");
+
 // x: [N,C,H,W] (*) w: [K,C/G,R,S] -> y: [N,K,P,Q]      (PASS = Fwd)
 // dy: [N,K,P,Q] (*) w^T: [G,C/G,K/G*taps] -> dx: [N,C,H,W] at one stride phase (PASS = Dgrad)
 // dy: [N,K,P,Q] (*) x: [N,C,H,W] -> dw: [K,C/G,R,S] += (PASS = Wgrad)
-// grid: (ceil(Ncols/64), ceil(M/BM), G*splits), block: 128.
-template <Pass PASS, int BM, bool VEC_A>
+// grid: (ceil(Ncols/64), ceil(M/BM), G*splits), block: 128. TF32: tensor cores, else f32 FMA.
+template <Pass PASS, int BM, bool VEC_A, bool TF32>
 __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
-  constexpr int WM = BM / 2;  // warp tile rows; warps are 2 (m) x 2 (n), each 32 columns wide
-  constexpr int FM = WM / 16, FN = 2;
   constexpr int A_PER = BM * kBK / kThreads;   // A values per thread per tile (BM/4)
   constexpr int B_PER = kBK * kBN / kThreads;  // 16
   constexpr bool B_COL = PASS == Pass::Wgrad;
@@ -155,8 +252,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   float* const As = smem;
   float* const Bs = smem + A_ELEMS;
 
-  const int tid = threadIdx.x, warp = tid >> 5;
-  const int wm = warp >> 1, wn = warp & 1;
+  const int tid = threadIdx.x;
   const int g = blockIdx.z % p.G, split = blockIdx.z / p.G;
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * kBN;
   const int ktiles = (p.Kdim + kBK - 1) / kBK;
@@ -276,25 +372,26 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
     }
   };
 
-  // Registers -> shared memory, rounded to TF32.
+  // Registers -> shared memory (rounded to TF32 for the tensor cores).
   auto store_tile = [&]() {
     if constexpr (PASS != Pass::Wgrad && VEC_A) {
 #pragma unroll
       for (int i = 0; i < BM / 16; ++i) {
         const int row = (tid >> 3) + 16 * i;
         *reinterpret_cast<float4*>(As + row * kLdA + (tid & 7) * 4) =
-            make_float4(tf32(ra[4 * i]), tf32(ra[4 * i + 1]), tf32(ra[4 * i + 2]), tf32(ra[4 * i + 3]));
+            make_float4(operand<TF32>(ra[4 * i]), operand<TF32>(ra[4 * i + 1]), operand<TF32>(ra[4 * i + 2]),
+                        operand<TF32>(ra[4 * i + 3]));
       }
     } else {
 #pragma unroll
-      for (int i = 0; i < A_PER; ++i) As[((tid >> 5) + 4 * i) * kLdA + (tid & (kBK - 1))] = tf32(ra[i]);
+      for (int i = 0; i < A_PER; ++i) As[((tid >> 5) + 4 * i) * kLdA + (tid & (kBK - 1))] = operand<TF32>(ra[i]);
     }
     if constexpr (B_COL) {
 #pragma unroll
-      for (int i = 0; i < B_PER; ++i) Bs[((tid >> 5) + 4 * i) * kLdBCol + (tid & (kBK - 1))] = tf32(rb[i]);
+      for (int i = 0; i < B_PER; ++i) Bs[((tid >> 5) + 4 * i) * kLdBCol + (tid & (kBK - 1))] = operand<TF32>(rb[i]);
     } else {
 #pragma unroll
-      for (int i = 0; i < B_PER; ++i) Bs[((tid >> 6) + 2 * i) * kLdBRow + bj] = tf32(rb[i]);
+      for (int i = 0; i < B_PER; ++i) Bs[((tid >> 6) + 2 * i) * kLdBRow + bj] = operand<TF32>(rb[i]);
     }
   };
 
@@ -303,33 +400,9 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
     if (tid < kBK) tab[buf * kBK + tid] = tap_entry<PASS == Pass::Dgrad>(p, kt * kBK + tid, p.Kdim);
   };
 
-  using BLayout = typename std::conditional<B_COL, wmma::col_major, wmma::row_major>::type;
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.f);
-
-  auto mma_tile = [&]() {
-#pragma unroll
-    for (int kk = 0; kk < kBK; kk += 8) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> af[FM];
-      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, BLayout> bf[FN];
-#pragma unroll
-      for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(af[i], As + (wm * WM + i * 16) * kLdA + kk, kLdA);
-#pragma unroll
-      for (int j = 0; j < FN; ++j) {
-        if constexpr (B_COL)
-          wmma::load_matrix_sync(bf[j], Bs + (wn * 32 + j * 16) * kLdBCol + kk, kLdBCol);
-        else
-          wmma::load_matrix_sync(bf[j], Bs + kk * kLdBRow + wn * 32 + j * 16, kLdBRow);
-      }
-#pragma unroll
-      for (int i = 0; i < FM; ++i)
-#pragma unroll
-        for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], af[i], bf[j], acc[i][j]);
-    }
-  };
+  using Tile = typename std::conditional<TF32, TensorCoreTile<BM, B_COL>, FmaTile<BM, B_COL>>::type;
+  Tile acc;
+  acc.zero();
 
   // ---- prologue: tables, first tile
   if constexpr (B_COL) {
@@ -350,7 +423,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   // ---- main loop: prefetch tile it+1 into registers while the tensor cores work on tile it
   for (int it = 0; it < nk; ++it) {
     if (it + 1 < nk) load_tile(kt0 + it + 1, (it + 1) & 1);
-    mma_tile();
+    acc.mma(As, Bs, tid);
     __syncthreads();  // everyone is done reading As/Bs and the table half of tile it+1
     if (it + 1 < nk) {
       store_tile();
@@ -364,11 +437,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
   // ---- epilogue: accumulators -> shared staging tile -> global, coalesced along the columns
   __syncthreads();
   float* const Cs = smem;
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j)
-      wmma::store_matrix_sync(Cs + (wm * WM + i * 16) * kLdC + wn * 32 + j * 16, acc[i][j], kLdC, wmma::mem_row_major);
+  acc.store(Cs, tid);
   __syncthreads();
 
   const int col = n0 + bj;
@@ -620,7 +689,10 @@ void finish_linear(Ctx& ctx, const char* op, const float* part, int splits, floa
 
 template <Pass PASS, int BM, bool VEC_A>
 void launch(Ctx& ctx, const char* op, const Gemm& p, dim3 grid) {
-  igemm_kernel<PASS, BM, VEC_A><<<grid, kThreads, 0, stream_of(ctx)>>>(p);
+  if (p.tf32)
+    igemm_kernel<PASS, BM, VEC_A, true><<<grid, kThreads, 0, stream_of(ctx)>>>(p);
+  else
+    igemm_kernel<PASS, BM, VEC_A, false><<<grid, kThreads, 0, stream_of(ctx)>>>(p);
   SAL_CUDA_LAUNCH_CHECK(op);
 }
 
@@ -656,6 +728,7 @@ Gemm base_gemm(const char* op, const ConvGeom& cg) {
   p.r0 = p.s0 = 0;
   p.step_r = p.step_s = 1;
   p.Hi = p.Wj = 0;
+  p.tf32 = cg.tf32;
   return p;
 }
 

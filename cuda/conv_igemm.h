@@ -1,6 +1,7 @@
 // CUDA convolution kernels written here (cuda/conv_igemm.cu): conv2d forward, input gradient
-// (dgrad) and weight gradient (wgrad) as implicit GEMMs on TF32 tensor cores, direct kernels for
-// depthwise convolutions, and the bias add / bias-gradient reductions. Plain C++ header.
+// (dgrad) and weight gradient (wgrad) as implicit GEMMs on TF32 tensor cores (or, with
+// ConvGeom::tf32 = false, on f32 FMA units), direct kernels for depthwise convolutions, and the bias
+// add / bias-gradient reductions. Plain C++ header.
 //
 // Every function takes one convolution in its conv2d orientation (ConvGeom, like the CPU's):
 // input [N,C,H,W], weight [K,C/G,R,S], output [N,K,P,Q]. A transposed convolution is the same
@@ -22,6 +23,9 @@ struct ConvGeom {
   int64_t K = 0, P = 0, Q = 0;         // output (from the output tensor, never from a formula)
   int64_t R = 0, S = 0, G = 1;         // kernel, groups
   int sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  // How the products are computed (conv_backend.h's ConvMath): true: TF32 tensor cores allowed (10-bit
+  // mantissa operands, f32 accumulation); false: f32 FMA only, as accurate as the CPU backend.
+  bool tf32 = true;
 
   int64_t Cg() const { return G ? C / G : 0; }
   int64_t Kg() const { return G ? K / G : 0; }

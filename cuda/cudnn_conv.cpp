@@ -60,14 +60,18 @@ struct Plan {
   size_t workspace = 0;
 };
 
-using Key = std::array<int64_t, 17>;
+using Key = std::array<int64_t, 18>;
 
 Key key_of(Pass pass, const ConvGeom& g) {
-  return Key{
-      static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw};
+  return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl,
+             g.dh, g.dw, g.tf32};
 }
 
-// The descriptors of g; math type left at the default (TF32 allowed on Ampere and later).
+// The math type the heuristics are asked for: the default (TF32 allowed on Ampere and later) or, for
+// g.tf32 = false, CUDNN_FMA_MATH ("restricted to kernels that use FMA instructions").
+cudnnMathType_t math_of(const ConvGeom& g) { return g.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+
+// The descriptors of g, with math_of(g).
 void describe(Plan& pl, const ConvGeom& g) {
   SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&pl.x));
   SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&pl.y));
@@ -83,7 +87,7 @@ void describe(Plan& pl, const ConvGeom& g) {
   SAL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl.conv, g.pt, g.pl, g.sh, g.sw, g.dh, g.dw, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
   SAL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl.conv, i(g.G)));
-  SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, CUDNN_DEFAULT_MATH));
+  SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, math_of(g)));
   int n = 0, k = 0, p = 0, q = 0;
   SAL_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(pl.conv, pl.x, pl.w, &n, &k, &p, &q));
   SAL_CHECK(n == g.N && k == g.K && p == g.P && q == g.Q, "cuDNN conv: output ", n, "x", k, "x", p, "x", q,
@@ -91,20 +95,21 @@ void describe(Plan& pl, const ConvGeom& g) {
 }
 
 // The first acceptable heuristic result: succeeded, fits the workspace limit, never converts
-// f32 data to a narrower type than TF32, and (when `deterministic`) reproducible run to run;
-// without a deterministic candidate, the first acceptable one.
+// f32 data to a narrower type than TF32 (for f32 math: no tensor-op kernel at all), and (when `deterministic`)
+// reproducible run to run; without a deterministic candidate, the first acceptable one.
 template <class Perf>
-const Perf* pick(const Perf* perf, int count, bool deterministic, const char* what) {
+const Perf* pick(const Perf* perf, int count, bool f32_only, bool deterministic, const char* what) {
   const Perf* any = nullptr;
   for (int i = 0; i < count; ++i) {
     const Perf& r = perf[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspace) continue;
     if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+    if (f32_only && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
     if (!deterministic || r.determinism == CUDNN_DETERMINISTIC) return &r;
     if (!any) any = &r;
   }
-  SAL_CHECK(any, "cuDNN ", what, ": no usable algorithm among ", count, " heuristic results (", __FILE__, ":", __LINE__,
-            ")");
+  SAL_CHECK(any, "cuDNN ", what, ": no usable ", f32_only ? "f32 (non-tensor-op) " : "", "algorithm among ", count,
+            " heuristic results (", __FILE__, ":", __LINE__, ")");
   return any;
 }
 
@@ -116,8 +121,8 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
     int n = 0;
     SAL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, pl.x, pl.w, pl.conv, pl.y,
                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, false, "forward");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, r->mathType));
+    const auto* r = pick(perf, n, !g.tf32, false, "forward");
+    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
     pl.algo = r->algo;
     SAL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv, pl.y, r->algo, &pl.workspace));
   } else if (pass == Pass::Dgrad) {
@@ -125,8 +130,8 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
     int n = 0;
     SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.w, pl.y, pl.conv, pl.x,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, true, "backward data");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, r->mathType));
+    const auto* r = pick(perf, n, !g.tf32, true, "backward data");
+    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
     pl.algo = r->algo;
     SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x, r->algo, &pl.workspace));
   } else {
@@ -134,8 +139,8 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
     int n = 0;
     SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.x, pl.y, pl.conv, pl.w,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, true, "backward filter");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, r->mathType));
+    const auto* r = pick(perf, n, !g.tf32, true, "backward filter");
+    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
     pl.algo = r->algo;
     SAL_CUDNN_CHECK(
         cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.x, pl.y, pl.conv, pl.w, r->algo, &pl.workspace));

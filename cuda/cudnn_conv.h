@@ -1,7 +1,8 @@
 // cuDNN convolutions (cuda/cudnn_conv.cpp, the only translation unit that includes cudnn.h):
 // forward, backward data and backward filter of one convolution in its conv2d orientation
 // (cuda/conv_igemm.h's ConvGeom), f32 tensors, TF32 tensor-core math allowed (cuDNN's default on
-// Ampere and later). The algorithm of each (pass, shape) is chosen once with cuDNN's heuristics
+// Ampere and later) or, when ConvGeom::tf32 is false, FMA kernels only (CUDNN_FMA_MATH). The
+// algorithm of each (pass, shape, math) is chosen once with cuDNN's heuristics
 // (cudnnGetConvolution*Algorithm_v7: no trial runs, no synchronisation), preferring deterministic
 // algorithms for the two gradients, and cached with its descriptors; workspaces come from ctx.alloc.
 // Every cuDNN status is checked; a failure names the call, the file and the line.

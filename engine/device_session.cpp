@@ -2,6 +2,7 @@
 
 #include "engine/error.h"
 #ifdef SAL_WITH_CUDA
+#include "cuda/conv_backend.h"
 #include "cuda/device.h"
 #endif
 
@@ -25,6 +26,15 @@ Ctx DeviceSession::ctx(Arena& arena) const {
   if (cuda_) return cuda_->ctx(&arena);
 #endif
   return Ctx(Device::CPU, &arena);
+}
+
+std::string DeviceSession::describe() const {
+#ifdef SAL_WITH_CUDA
+  if (cuda_)
+    return "cuda:" + std::to_string(cuda_->ordinal()) + " " + cuda_->name() + " (convolutions: backend " +
+           cuda::conv_backend_name(cuda::conv_backend()) + ", math " + cuda::conv_math_name(cuda::conv_math()) + ")";
+#endif
+  return "cpu";
 }
 
 void DeviceSession::synchronize() const {

@@ -24,6 +24,9 @@ class DeviceSession {
   Device device() const { return device_; }
   // A context on this device with outputs from `arena` (which must be on the same device).
   Ctx ctx(Arena& arena) const;
+  // One line for logs: "cpu", or "cuda:0 NVIDIA H200 (convolutions: backend auto, math tf32)" with the
+  // process-wide settings of cuda/conv_backend.h (SAL_CONV_BACKEND, SAL_CONV_MATH).
+  std::string describe() const;
   // Waits for the device's work (CUDA: its stream); a no-op on the CPU.
   void synchronize() const;
 

@@ -2,8 +2,9 @@
 // three settings of cuda/conv_backend.h (Custom, Cudnn, Auto): conv2d forward, dgrad and wgrad
 // (with the bias gradient, accumulating onto nonzero gradients), and conv_transpose2d, on shapes
 // that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, and shapes cuDNN
-// refuses (asymmetric padding). Also checks which backend ran (counts), that Auto times a shape
-// once and then keeps its choice, and the parsing of SAL_CONV_BACKEND values.
+// refuses (asymmetric padding), each in both arithmetic settings (ConvMath::TF32 to TF32 rounding,
+// ConvMath::F32 to f32 rounding). Also checks which backend ran (counts), that Auto times a shape
+// once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
 #include <cstdio>
@@ -22,10 +23,13 @@
 using namespace sal;
 using namespace sal::test;
 using sal::cuda::ConvBackend;
+using sal::cuda::ConvMath;
 
 namespace {
 
-constexpr double kTol = 2e-2;  // TF32 (both backends) against the f32 CPU
+// Against the f32 CPU (max_rel_diff: |a-b| / (1+|b|)): TF32 products (both backends), or f32 FMA
+// (ConvMath::F32: only the summation order differs).
+double tolerance(ConvMath math) { return math == ConvMath::TF32 ? 2e-2 : 1e-5; }
 
 struct Case {
   std::string name;
@@ -118,13 +122,13 @@ void expect(bool ok, const std::string& what) {
   }
 }
 
-void compare(const Results& got, const Results& want, const std::string& what) {
+void compare(const Results& got, const Results& want, const std::string& what, double tol) {
   const char* names[] = {"forward", "input gradient", "weight gradient", "bias gradient"};
   const Tensor* g[] = {&got.y, &got.dx, &got.dw, &got.db};
   const Tensor* w[] = {&want.y, &want.dx, &want.dw, &want.db};
   for (int i = 0; i < 4; ++i) {
     double e = max_rel_diff(g[i]->to(Device::CPU), w[i]->to(Device::CPU));
-    expect(e <= kTol, cat(what, ": ", names[i], " differs by ", e, " (tolerance ", kTol, ")"));
+    expect(e <= tol, cat(what, ": ", names[i], " differs by ", e, " (tolerance ", tol, ")"));
   }
 }
 
@@ -147,6 +151,15 @@ int main() {
     threw = std::string(e.what()).find("fastest") != std::string::npos;
   }
   expect(threw, "parse_conv_backend rejects an unknown name, naming it");
+  expect(cuda::parse_conv_math("tf32") == ConvMath::TF32, "parse tf32");
+  expect(cuda::parse_conv_math("F32") == ConvMath::F32, "parse F32");
+  threw = false;
+  try {
+    cuda::parse_conv_math("fp16");
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("fp16") != std::string::npos;
+  }
+  expect(threw, "parse_conv_math rejects an unknown name, naming it");
 
   CudaDevice dev;
   Arena arena(Device::CUDA);
@@ -155,56 +168,62 @@ int main() {
   Ctx streamed = dev.ctx(&arena);  // the device's own stream, arena outputs and temporaries
 
   const ConvBackend modes[] = {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Auto};
-  int idx = 0;
-  for (const Case& c : cases()) {
-    ++idx;
-    const Shape ys = out_shape(c);
-    const int64_t k_out = ys[1];
-    Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx);
-    Tensor b = random_tensor(Shape{k_out}, 37 + idx), dy = random_tensor(ys, 41 + idx);
-    const Results want = run_case(cpu, c, x, w, b, dy, halves(c.w), halves(b.shape()));
-    const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
+  for (const ConvMath math : {ConvMath::TF32, ConvMath::F32}) {
+    cuda::set_conv_math(math);
+    const double tol = tolerance(math);
+    int idx = 0;
+    for (const Case& c : cases()) {
+      ++idx;
+      const Shape ys = out_shape(c);
+      const int64_t k_out = ys[1];
+      Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx);
+      Tensor b = random_tensor(Shape{k_out}, 37 + idx), dy = random_tensor(ys, 41 + idx);
+      const Results want = run_case(cpu, c, x, w, b, dy, halves(c.w), halves(b.shape()));
+      const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
 
-    std::map<ConvBackend, Results> by_mode;
-    for (ConvBackend mode : modes) {
-      cuda::set_conv_backend(mode);
-      cuda::clear_conv_auto_choices();
-      for (Ctx* ctx : {&plain, &streamed}) {
-        const std::string what =
-            cat(c.name, " [", cuda::conv_backend_name(mode), ctx == &plain ? ", default stream]" : ", own stream]");
-        try {
-          // Inputs are copied by the runtime's synchronous copies (legacy stream): wait for them
-          // before work on the device's non-blocking stream reads them.
-          Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gb = b.to(Device::CUDA), gdy = dy.to(Device::CUDA);
-          Tensor gdw = halves(c.w).to(Device::CUDA), gdb = halves(b.shape()).to(Device::CUDA);
-          cuda::synchronize();
-          cuda::reset_conv_backend_counts();
-          Results got = run_case(*ctx, c, gx, gw, gb, gdy, gdw, gdb);
-          if (ctx == &streamed) dev.synchronize();
-          const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
-          compare(got, want, what + " vs CPU");
-          // Three passes per case; which backend ran them:
-          expect(n.custom + n.cudnn == 3, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 3"));
-          if (mode == ConvBackend::Custom || !cudnn_ok)
-            expect(n.cudnn == 0, cat(what, ": cuDNN ran ", n.cudnn, " passes"));
-          else if (mode == ConvBackend::Cudnn)
-            expect(n.cudnn == 3, cat(what, ": cuDNN ran ", n.cudnn, " of 3 passes"));
-          if (mode == ConvBackend::Auto) {
-            // The plain context timed the three passes; the second context reuses those choices.
-            const int64_t want_timed = (ctx == &plain && cudnn_ok) ? 3 : 0;
-            expect(n.timed == want_timed, cat(what, ": Auto timed ", n.timed, " passes, expected ", want_timed));
+      std::map<ConvBackend, Results> by_mode;
+      for (ConvBackend mode : modes) {
+        cuda::set_conv_backend(mode);
+        cuda::clear_conv_auto_choices();
+        for (Ctx* ctx : {&plain, &streamed}) {
+          const std::string what = cat(c.name, " [", cuda::conv_backend_name(mode), ", ", cuda::conv_math_name(math),
+                                       ctx == &plain ? ", default stream]" : ", own stream]");
+          try {
+            // Inputs are copied by the runtime's synchronous copies (legacy stream): wait for them
+            // before work on the device's non-blocking stream reads them.
+            Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gb = b.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+            Tensor gdw = halves(c.w).to(Device::CUDA), gdb = halves(b.shape()).to(Device::CUDA);
+            cuda::synchronize();
+            cuda::reset_conv_backend_counts();
+            Results got = run_case(*ctx, c, gx, gw, gb, gdy, gdw, gdb);
+            if (ctx == &streamed) dev.synchronize();
+            const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+            compare(got, want, what + " vs CPU", tol);
+            // Three passes per case; which backend ran them:
+            expect(n.custom + n.cudnn == 3, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 3"));
+            if (mode == ConvBackend::Custom || !cudnn_ok)
+              expect(n.cudnn == 0, cat(what, ": cuDNN ran ", n.cudnn, " passes"));
+            else if (mode == ConvBackend::Cudnn)
+              expect(n.cudnn == 3, cat(what, ": cuDNN ran ", n.cudnn, " of 3 passes"));
+            if (mode == ConvBackend::Auto) {
+              // The plain context timed the three passes; the second context reuses those choices.
+              const int64_t want_timed = (ctx == &plain && cudnn_ok) ? 3 : 0;
+              expect(n.timed == want_timed, cat(what, ": Auto timed ", n.timed, " passes, expected ", want_timed));
+            }
+            if (ctx == &plain) by_mode[mode] = got;
+          } catch (const std::exception& e) {
+            expect(false, cat(what, ": threw: ", e.what()));
           }
-          if (ctx == &plain) by_mode[mode] = got;
-        } catch (const std::exception& e) {
-          expect(false, cat(what, ": threw: ", e.what()));
+          arena.reset();
         }
-        arena.reset();
       }
+      // The backends against each other (same inputs, same tolerance).
+      if (by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cudnn))
+        compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cudnn],
+                cat(c.name, " custom vs cudnn (", cuda::conv_math_name(math), ")"), tol);
     }
-    // The backends against each other (same inputs, same tolerance).
-    if (by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cudnn))
-      compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cudnn], c.name + " custom vs cudnn");
   }
+  cuda::set_conv_math(ConvMath::TF32);
 
   // ---- Auto keeps its choice: a second call of a timed shape times nothing.
   {

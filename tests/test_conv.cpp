@@ -5,9 +5,12 @@
 
 #include <omp.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include "engine/arena.h"
+#include "engine/cpu/gemm.h"
 #include "engine/ops.h"
 #include "tests/op_check.h"
 
@@ -560,4 +563,45 @@ TEST_CASE("linear: argument errors") {
   Ctx gpu(Device::CUDA);
   CHECK_THROWS_WITH_AS(linear(gpu, x, Tensor::zeros({4, 3}), nullptr),
                        doctest::Contains("linear: tensor f32[2,3]@cpu is not on the context's device"), Error);
+}
+
+// ---------------------------------------------------------------- TF32 emulation (engine/cpu/gemm.h)
+
+TEST_CASE("round_to_tf32: 10-bit mantissa, round to nearest, ties to even") {
+  const float u = std::ldexp(1.0f, -10);  // the TF32 unit in the last place at 1
+  CHECK(cpu::round_to_tf32(1.0f) == 1.0f);
+  CHECK(cpu::round_to_tf32(1.0f + u) == 1.0f + u);                                // representable
+  CHECK(cpu::round_to_tf32(1.0f + 0.25f * u) == 1.0f);                            // below half: down
+  CHECK(cpu::round_to_tf32(1.0f + 0.75f * u) == 1.0f + u);                        // above half: up
+  CHECK(cpu::round_to_tf32(1.0f + 0.5f * u) == 1.0f);                             // tie, 1 is even: down
+  CHECK(cpu::round_to_tf32(1.0f + 1.5f * u) == 1.0f + 2.0f * u);                  // tie, 1+u is odd: up
+  CHECK(cpu::round_to_tf32(-(1.0f + 0.75f * u)) == -(1.0f + u));                  // sign kept
+  CHECK(cpu::round_to_tf32(2.0f - 0.25f * u) == 2.0f);                            // carries into the exponent
+  CHECK(cpu::round_to_tf32(3.14159265f) == 3.140625f);                            // 1.1001001000|0111... x 2
+  CHECK(std::isinf(cpu::round_to_tf32(std::numeric_limits<float>::infinity())));
+  CHECK(std::isnan(cpu::round_to_tf32(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("set_emulate_tf32: conv2d on TF32-rounded operands with f32 accumulation, then exact f32 again") {
+  std::mt19937_64 rng(31);
+  Tensor x = random_tensor(Shape{2, 5, 7, 6}, rng), w = random_tensor(Shape{4, 5, 3, 3}, rng);
+  const Conv2dArgs a = Conv2dArgs::make(1, 1);
+  auto rounded = [](const Tensor& t) {
+    std::vector<double> v = t.values();
+    for (double& e : v) e = cpu::round_to_tf32(static_cast<float>(e));
+    return Tensor::from_values(v, t.shape(), DType::F32);
+  };
+  const Tensor exact = reference_conv2d(x, w, nullptr, a), on_rounded = reference_conv2d(rounded(x), rounded(w), nullptr, a);
+  REQUIRE(!cpu::emulate_tf32());
+  Ctx ctx;
+  Tensor y_f32 = conv2d(ctx, x, w, nullptr, a);
+  cpu::set_emulate_tf32(true);
+  Tensor y_tf32 = conv2d(ctx, x, w, nullptr, a);
+  cpu::set_emulate_tf32(false);
+  Tensor y_again = conv2d(ctx, x, w, nullptr, a);
+  // The emulated result is the product of the rounded operands (to f32 summation), not the exact one.
+  CHECK(max_rel_diff(y_tf32, on_rounded) < 1e-5);
+  CHECK(max_rel_diff(y_tf32, exact) > 1e-4);
+  CHECK(max_rel_diff(y_f32, exact) < 1e-5);
+  CHECK(y_again.values() == y_f32.values());
 }

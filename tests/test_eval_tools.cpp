@@ -144,16 +144,28 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
       CHECK(sal::test::read_bytes(t.file("gpu.txt")).find("--device cuda: ") != std::string::npos);
       MESSAGE("skipped: sal_mask --device cuda against --device cpu (no CUDA device)");
     } else {
+      // f32 convolutions: the CPU's masks to float rounding. TF32 (the default): close, but a random masker's
+      // |c0| / (|c0| + |c1|) is ill-conditioned where both are near zero (measured: up to 0.03 apart).
       REQUIRE(run(dev_cmd + " --out " + t.file("cpu") + " > /dev/null 2>&1") == 0);
-      REQUIRE(run(dev_cmd + " --device cuda --out " + t.file("gpu") + " > /dev/null 2>&1") == 0);
+      REQUIRE(run("SAL_CONV_MATH=f32 " + dev_cmd + " --device cuda --out " + t.file("gpu") + " > /dev/null 2>&1") == 0);
+      REQUIRE(run(dev_cmd + " --device cuda --out " + t.file("tf32") + " > /dev/null 2>&1") == 0);
       for (const std::string& f : files) {
         const std::string stem = fs::path(f).stem().string();
         const std::vector<float> a = npy_floats(t.file("cpu/" + stem + "_mask.npy"));
         const std::vector<float> b = npy_floats(t.file("gpu/" + stem + "_mask.npy"));
+        const std::vector<float> c = npy_floats(t.file("tf32/" + stem + "_mask.npy"));
         REQUIRE(a.size() == b.size());
-        double worst = 0;
-        for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, static_cast<double>(std::abs(a[k] - b[k])));
-        CHECK(worst < 1e-3);
+        REQUIRE(a.size() == c.size());
+        double worst = 0, worst_tf32 = 0, mean_tf32 = 0;
+        for (size_t k = 0; k < a.size(); ++k) {
+          worst = std::max(worst, static_cast<double>(std::abs(a[k] - b[k])));
+          worst_tf32 = std::max(worst_tf32, static_cast<double>(std::abs(a[k] - c[k])));
+          mean_tf32 += std::abs(a[k] - c[k]) / static_cast<double>(a.size());
+        }
+        MESSAGE(stem, ": CUDA vs CPU mask, largest difference f32 ", worst, ", tf32 ", worst_tf32, " (mean ", mean_tf32,
+                ")");
+        CHECK(worst < 1e-4);
+        CHECK(mean_tf32 < 5e-3);
       }
     }
   }

@@ -11,6 +11,7 @@
 
 #include "engine/tensor.h"
 #include "layers/masker_io.h"
+#include "layers/network.h"
 #include "train_cli.h"
 
 using namespace sal;
@@ -65,6 +66,43 @@ TEST_CASE("sal_train: --init-masker starts from the file's parameters - a differ
   CHECK(read_bytes(t.file("f.txt")).find("cifar_resnet56") != std::string::npos);
 }
 
+TEST_CASE("sal_train: --freeze-embedding keeps the class embedding at the classifier weights x scale") {
+  TempDir t("sal_freeze_");
+  const std::string cmd = train_command(make_cifar_shards(t, 64, 32), shipped_black_box());
+  // The expected embedding: ResNet20's linear.weight [10,64] x 0.25 (a power of two: exact in f32).
+  std::vector<double> want = load_network(shipped_black_box())->params().value("linear.weight").values();
+  for (double& x : want) x *= 0.25;
+  auto embedding = [](const std::string& masker_file) {
+    return load_masker(masker_file, Device::CPU)->params().value("masker.embedding.weight").values();
+  };
+
+  // Trained from scratch: everything else moves, the embedding does not.
+  REQUIRE(run_status(cmd + " --steps 3 --embedding-init-scale 0.25 --freeze-embedding --out " + t.file("a") + " > " +
+                     t.file("a.txt") + " 2>&1") == 0);
+  CHECK(embedding(t.file("a/masker.safetensors")) == want);
+  // Without the flag the same run trains it (the selector loss and the filter both pull on it).
+  REQUIRE(run_status(cmd + " --steps 3 --embedding-init-scale 0.25 --out " + t.file("b") + " > " + t.file("b.txt") +
+                     " 2>&1") == 0);
+  CHECK(embedding(t.file("b/masker.safetensors")) != want);
+  // Fine-tuning b with the flag: the embedding goes back to the classifier's (b's trained one is dropped), and
+  // at lr 0 every other parameter is b's.
+  const std::string b = t.file("b/masker.safetensors");
+  REQUIRE(run_status(cmd + " --steps 1 --lr 0 --embedding-init-scale 0.25 --freeze-embedding --init-masker " + b +
+                     " --out " + t.file("c") + " > " + t.file("c.txt") + " 2>&1") == 0);
+  CHECK(read_bytes(t.file("c.txt")).find("--freeze-embedding: the class embedding is the classifier weights") !=
+        std::string::npos);
+  CHECK(embedding(t.file("c/masker.safetensors")) == want);
+  CHECK(differing(b, t.file("c/masker.safetensors")) == std::vector<std::string>{"masker.embedding.weight"});
+  // A resumed frozen run keeps it too.
+  REQUIRE(run_status(cmd + " --steps 5 --embedding-init-scale 0.25 --freeze-embedding --resume --out " + t.file("a") +
+                     " > " + t.file("a2.txt") + " 2>&1") == 0);
+  CHECK(embedding(t.file("a/masker.safetensors")) == want);
+  // Phase 1 trains only the embedding: with it frozen nothing would train, so the flags are refused.
+  CHECK(run_status(cmd + " --steps 1 --freeze-embedding --embedding-only-steps 5 --out " + t.file("d") + " > " +
+                   t.file("d.txt") + " 2>&1") == 2);
+  CHECK(read_bytes(t.file("d.txt")).find("--freeze-embedding with --embedding-only-steps") != std::string::npos);
+}
+
 TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped without a CUDA device)") {
   TempDir t("sal_dev_");
   const std::string cmd = train_command(make_cifar_shards(t, 64, 32), shipped_black_box()) + " --steps 3";
@@ -77,18 +115,25 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
     return;
   }
   REQUIRE(run_status(cmd + " --device cpu --out " + t.file("cpu") + " > " + t.file("cpu.txt") + " 2>&1") == 0);
-  REQUIRE(run_status(cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") + " 2>&1") == 0);
-  const std::vector<std::string> c = log_lines(t.file("cpu/log.jsonl")), g = log_lines(t.file("gpu/log.jsonl"));
+  // f32 convolutions (SAL_CONV_MATH=f32): the same arithmetic up to summation order, so the losses agree to
+  // float rounding at step 1 and stay close after two Adam steps. The default TF32 run agrees at step 1 (the
+  // forward) only to TF32 rounding, and its gradients differ by ~10% (tests/test_masker.cpp, "TF32 operands"),
+  // so after Adam steps it is a different run: only step 1 is compared.
+  REQUIRE(run_status("SAL_CONV_MATH=f32 " + cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") +
+                     " 2>&1") == 0);
+  REQUIRE(run_status(cmd + " --device cuda --out " + t.file("tf32") + " > " + t.file("tf32.txt") + " 2>&1") == 0);
+  const std::vector<std::string> c = log_lines(t.file("cpu/log.jsonl")), g = log_lines(t.file("gpu/log.jsonl")),
+                                  h = log_lines(t.file("tf32/log.jsonl"));
   REQUIRE(c.size() == 3);
   REQUIRE(g.size() == 3);
-  // The same data, fake labels and evidence removal (drawn on the host from the same seeds); float
-  // summation order differs, so the losses agree closely at step 1 and drift a little after two Adam steps.
+  REQUIRE(h.size() == 3);
   for (size_t i = 0; i < c.size(); ++i) {
-    const double tol = i == 0 ? 1e-3 : 2e-2;
+    const double tol = i == 0 ? 1e-4 : 2e-3;
     for (const char* key : {"total", "area", "smoothness", "preserver", "destroyer", "selector", "mask_area_real"}) {
-      INFO("step " << i + 1 << " " << key << ": cpu " << c[i] << " / cuda " << g[i]);
+      INFO("step " << i + 1 << " " << key << ": cpu " << c[i] << " / cuda f32 " << g[i] << " / cuda tf32 " << h[i]);
       const double a = log_number(c[i], key), b = log_number(g[i], key);
       CHECK(std::abs(a - b) <= tol * std::max(1.0, std::abs(a)));
+      if (i == 0) CHECK(std::abs(a - log_number(h[i], key)) <= 1e-2 * std::max(1.0, std::abs(a)));
     }
   }
   // The GPU's masker file loads on the CPU and matches the CPU run's parameters to training precision.
@@ -99,5 +144,5 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
     const std::vector<double> a = mc->params().value(name).values(), b = mg->params().value(name).values();
     for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(a[k] - b[k]));
   }
-  CHECK(worst < 1e-2);
+  CHECK(worst < 1e-3);
 }

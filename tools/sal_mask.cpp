@@ -124,6 +124,7 @@ int run(const Options& o) {
   Ctx ctx = device.ctx(arena);
   Ctx host(Device::CPU);
   const bool tty = isatty(2) && !o.quiet;
+  if (!o.quiet) std::fprintf(stderr, "compute: %s\n", device.describe().c_str());
   const auto t0 = std::chrono::steady_clock::now();
   int64_t failed = 0, done = 0;
   const int64_t total = static_cast<int64_t>(sources.size());

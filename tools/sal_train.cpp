@@ -89,6 +89,10 @@ struct Options {
   // sigmoid(X . C_s) saturates at 1 over the whole image for the true class (no spatial information); a
   // smaller start keeps it in its responsive range, shaped like the class activation map.
   double embedding_init_scale = 1.0;
+  // The class embedding stays the classifier weights times embedding_init_scale (also over --init-masker's):
+  // with one training image per class (imagenet-sample) a trained embedding fits its image and fires on
+  // nothing else; the classifier's own weights make the filter a class activation map for any image.
+  bool freeze_embedding = false;
   double smooth_weight = -1, preserver_weight = -1, destroyer_weight = -1;  // -1: the loss variant's
   bool smooth_on_head = false;
   std::vector<int64_t> widths;  // upsampler widths (empty: the preset's)
@@ -136,6 +140,7 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
   s << "shards=" << o.shards << "\nblack_box=" << o.black_box << "\npreset=" << o.preset << "\nloss=" << o.loss
     << "\nbatch=" << o.batch << "\nsteps=" << o.steps << "\nlr=" << num(o.lr) << "\nseed=" << o.seed
     << "\narea_weight=" << num(oc.area_weight) << "\nembedding_init_scale=" << num(o.embedding_init_scale)
+    << "\nfreeze_embedding=" << o.freeze_embedding
     << "\nsmooth_weight=" << num(smooth) << "\npreserver_weight=" << num(oc.preserver_weight)
     << "\ndestroyer_weight=" << num(oc.destroyer_weight) << "\nfake_prob=" << num(o.fake_prob)
     << "\nimage_size=" << o.image_size << "\nblur_prob=" << num(oc.blur_prob) << "\nblur_sigma=" << num(oc.blur_sigma) << "\nblur_ksize=" << oc.blur_ksize
@@ -380,6 +385,13 @@ struct Trainer {
     }
   }
 
+  // --freeze-embedding: the embedding's gradient is zeroed before every Adam step, so (with its moments at
+  // zero from a fresh or resumed state that never had a gradient) it never moves.
+  void drop_embedding_grads() {
+    ParamStore& ps = masker->params();
+    ps.grad(ps.find("masker.embedding.weight")).zero();
+  }
+
   // --init-masker: the file must describe the masker these flags build (same preset, widths, classes,
   // black-box architecture); its parameters and BN statistics replace the fresh ones.
   void init_from_masker_file() {
@@ -445,7 +457,14 @@ struct Trainer {
       cls_w = Tensor::from_values(v, cls_w.shape(), cls_w.dtype());
     }
     masker->init_embedding(cls_w);
-    if (!opt.init_masker.empty() && !opt.resume) init_from_masker_file();
+    if (!opt.init_masker.empty() && !opt.resume) {
+      init_from_masker_file();
+      if (opt.freeze_embedding) {
+        masker->init_embedding(cls_w);
+        std::printf("--freeze-embedding: the class embedding is the classifier weights x %g, not the file's\n",
+                    opt.embedding_init_scale);
+      }
+    }
     AdamConfig ac;
     ac.lr = opt.lr;
     adam = std::make_unique<Adam>(masker->params(), ac);
@@ -456,8 +475,9 @@ struct Trainer {
     label_rng.seed(seed);
     obj_rng.seed(static_cast<uint32_t>(seed * 2654435761ull + 1));
 
-    std::printf("sal_train configuration:\n%s\nnum_classes=%lld masker_params=%lld\n", config.c_str(),
-                static_cast<long long>(K), static_cast<long long>(masker->params().num_trainable()));
+    std::printf("sal_train configuration:\n%s\nnum_classes=%lld masker_params=%lld\ncompute: %s\n", config.c_str(),
+                static_cast<long long>(K), static_cast<long long>(masker->params().num_trainable()),
+                device->describe().c_str());
 
     ReaderPosition pos;
     int64_t start = 0;
@@ -550,6 +570,7 @@ struct Trainer {
       }
       masker->backward(ctx, r.dmask, &r.dhead_mask, &r.dfilter_logits);
       if (step <= opt.embedding_only_steps) keep_only_embedding_grads();
+      if (opt.freeze_embedding) drop_embedding_grads();
       {
         Tensor grads = masker->params().flat_grads();
         dp->average(grads);  // the mean gradient of the global batch (a no-op alone)
@@ -703,6 +724,8 @@ int main(int argc, char** argv) {
                  "phase 1: the first N steps train only the class embedding")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--freeze-embedding", o.freeze_embedding,
+               "the class embedding stays the classifier weights x --embedding-init-scale (also with --init-masker)");
   app.add_option("--area-weight-start", o.area_weight_start,
                  "area weight at step 1, rising linearly to --area-weight over --area-ramp-steps");
   app.add_option("--area-ramp-steps", o.area_ramp_steps, "steps of the area weight ramp (0: constant)")
@@ -740,6 +763,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   resolve_preset_defaults(o);
+  if (o.freeze_embedding && o.embedding_only_steps > 0) {
+    std::fprintf(stderr, "error: --freeze-embedding with --embedding-only-steps %lld: nothing would train in phase 1\n",
+                 static_cast<long long>(o.embedding_only_steps));
+    return 2;
+  }
   try {
     Trainer tr;
     tr.opt = o;

@@ -15,9 +15,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <type_traits>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -35,12 +39,41 @@ int to_int(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+std::once_flag g_tf32_env_once;
+std::atomic<bool> g_emulate_tf32{false};
+
+void read_tf32_env_once() {
+  std::call_once(g_tf32_env_once, [] {
+    const char* e = std::getenv("SAL_CPU_EMULATE_TF32");
+    if (e && *e && std::strcmp(e, "0") != 0) g_emulate_tf32.store(true);
+  });
+}
+
+// The rows x cols matrix at p (row stride ld) rounded to TF32 into this thread's buffer `slot`, with
+// the same stride (the gaps between rows are left as they were: BLAS never reads them).
+const float* tf32_copy(const float* p, int rows, int cols, int ld, int slot) {
+  thread_local std::vector<float> buf[2];
+  std::vector<float>& b = buf[slot];
+  const size_t need = static_cast<size_t>(rows - 1) * static_cast<size_t>(ld) + static_cast<size_t>(cols);
+  if (b.size() < need) b.resize(need);  // grows to the largest GEMM once, then reused
+  for (int r = 0; r < rows; ++r) {
+    const float* src = p + static_cast<size_t>(r) * ld;
+    float* dst = b.data() + static_cast<size_t>(r) * ld;
+    for (int c = 0; c < cols; ++c) dst[c] = round_to_tf32(src[c]);
+  }
+  return b.data();
+}
+
 template <class T>
 void blas_call(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb, T beta,
                T* c, int ldc) {
   const CBLAS_TRANSPOSE tra = ta ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE trb = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
+    if (emulate_tf32()) {  // row-major: op(A) is m x k, so A is k x m when transposed; likewise B
+      a = ta ? tf32_copy(a, k, m, lda, 0) : tf32_copy(a, m, k, lda, 0);
+      b = tb ? tf32_copy(b, n, k, ldb, 1) : tf32_copy(b, k, n, ldb, 1);
+    }
     cblas_sgemm(CblasRowMajor, tra, trb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
     cblas_dgemm(CblasRowMajor, tra, trb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -93,6 +126,26 @@ void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
       }
     }
   }
+}
+
+void set_emulate_tf32(bool on) {
+  read_tf32_env_once();  // so that a later first read cannot override this
+  g_emulate_tf32.store(on);
+}
+
+bool emulate_tf32() {
+  read_tf32_env_once();
+  return g_emulate_tf32.load(std::memory_order_relaxed);
+}
+
+float round_to_tf32(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  if ((u & 0x7f800000u) == 0x7f800000u) return v;  // Inf and NaN as they are
+  u += 0xfffu + ((u >> 13) & 1u);                   // round to nearest even at bit 13 (may carry into the exponent)
+  u &= 0xffffe000u;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,

@@ -18,4 +18,15 @@ template <class T>
 void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                    int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// Diagnostics: emulate TF32 tensor cores (the CUDA backend's default convolution arithmetic,
+// cuda/conv_backend.h ConvMath) in every f32 GEMM: both operands rounded to a 10-bit mantissa (round
+// to nearest, ties to even), products accumulated in f32 as before. Off by default; the environment
+// variable SAL_CPU_EMULATE_TF32=1 turns it on at the first GEMM. It answers "how much of a CUDA-vs-CPU
+// difference is TF32?" without a GPU (tests/test_masker.cpp). Process-wide; set it between steps,
+// not while a GEMM runs. f64 GEMMs are never rounded.
+void set_emulate_tf32(bool on);
+bool emulate_tf32();
+// The TF32 value of v (exported for the tests).
+float round_to_tf32(float v);
+
 }  // namespace sal::cpu
