@@ -17,6 +17,10 @@
 //    image), "top1", "box" ([x0,y0,x1,y1] in image pixels, inclusive, of the region mask >= --threshold,
 //    optionally its largest connected component; null when empty), "box_area" (fraction of the image),
 //    "mask_area" (mean mask), "width", "height"}
+// On CUDA each batch runs as two captured CUDA graphs (engine/step_graph.h; --eager: kernel by kernel):
+// the black box's class probabilities, read back to choose the classes, then the masker. The images and
+// classes are copied into fixed device buffers of --batch rows first; a last, shorter batch is padded
+// with zero images (every row is computed independently in inference, so padding changes nothing).
 // An image that cannot be read or decoded (or has no label when one is needed) gets a line
 // {"image", "error"} and a message on stderr; the others go on. Exit status: 0 all done, 1 some images
 // failed (or a fatal error), 2 bad usage.
@@ -39,6 +43,7 @@
 #include "engine/image.h"
 #include "engine/image_sources.h"
 #include "engine/npy.h"
+#include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
 #include "layers/network.h"
@@ -56,7 +61,7 @@ struct Options {
   int64_t batch = 16;
   int png_scale = 1;
   double threshold = 0.5, alpha = 0.6;
-  bool largest_cc = false, quiet = false;
+  bool largest_cc = false, quiet = false, eager = false;
 };
 
 // The black box named by the masker file: --black-box, else beside the masker, else weights/NAME.
@@ -120,8 +125,30 @@ int run(const Options& o) {
   std::ofstream log(jsonl, std::ios::trunc);
   SAL_CHECK(log.good(), jsonl, ": cannot open for writing");
 
-  Arena arena(device.device());
-  Ctx ctx = device.ctx(arena);
+  // Fixed input buffers (outside any arena, as StepGraph requires) and one graph per half of a batch.
+  const bool cuda = device.device() == Device::CUDA;
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(o.batch, static_cast<int64_t>(sources.size())));
+  Tensor x_buf = Tensor::empty(Shape{rows, 3, S, S}, DType::F32, device.device());
+  Tensor cls_buf = Tensor::empty(Shape{rows}, DType::I32, device.device());
+  Arena classify_arena(device.device()), mask_arena(device.device());
+  StepGraph classify_step(device.ctx(classify_arena)), mask_step(device.ctx(mask_arena));
+  int64_t used = rows;  // rows of the buffers the current batch computes (CUDA: always all of them)
+  const StepGraph::Fn classify = [&](Ctx& c) {
+    return std::vector<Tensor>{log_softmax(c, bb->forward(c, bb->normalize(c, x_buf.slice0(0, used))))};
+  };
+  const StepGraph::Fn make_masks = [&](Ctx& c) {
+    return std::vector<Tensor>{masker->forward(c, *bb, x_buf.slice0(0, used), cls_buf.slice0(0, used), false).mask};
+  };
+  // On the CPU StepGraph just calls the function, so a CPU run computes only the batch's own rows (CUDA
+  // graphs need the same shapes every run). --eager on CUDA: the function alone, no capture.
+  auto run_step = [&](StepGraph& g, Arena& arena, const StepGraph::Fn& fn) -> Tensor {
+    if (cuda && o.eager) {
+      arena.reset();
+      Ctx c = device.ctx(arena);
+      return fn(c)[0];
+    }
+    return g.run(fn)[0];
+  };
   Ctx host(Device::CPU);
   const bool tty = isatty(2) && !o.quiet;
   if (!o.quiet) std::fprintf(stderr, "compute: %s\n", device.describe().c_str());
@@ -158,15 +185,15 @@ int run(const Options& o) {
       continue;
     }
     const int64_t n = static_cast<int64_t>(ok.size());
-    Tensor batch = Tensor::empty(Shape{n, 3, S, S});
+    used = cuda ? rows : n;
+    Tensor batch = Tensor::zeros(Shape{used, 3, S, S});
     for (int64_t i = 0; i < n; ++i) {
       Tensor slot = batch.slice0(i, 1);
       slot.copy_from(image_to_tensor(images[static_cast<size_t>(i)], S, S).reshape(Shape{1, 3, S, S}));
     }
-    arena.reset();
-    const Tensor x = upload(ctx, batch);
-    const std::vector<double> lp = log_softmax(ctx, bb->forward(ctx, bb->normalize(ctx, x))).values();
-    std::vector<int32_t> classes(static_cast<size_t>(n));
+    x_buf.slice0(0, used).copy_from(batch);  // the one upload of the batch
+    const std::vector<double> lp = run_step(classify_step, classify_arena, classify).values();
+    std::vector<int32_t> classes(static_cast<size_t>(used), 0);
     std::vector<int> top1(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       int64_t best = 0;
@@ -176,7 +203,8 @@ int run(const Options& o) {
       classes[static_cast<size_t>(i)] =
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
-    Tensor mask = masker->forward(ctx, *bb, x, upload(ctx, Tensor::from_labels(classes)), false).mask;
+    cls_buf.slice0(0, used).copy_from(Tensor::from_labels(classes));
+    Tensor mask = run_step(mask_step, mask_arena, make_masks);
     if (mask.device() != Device::CPU) mask = mask.to(Device::CPU);  // once per batch, for the PNGs and boxes
     for (int64_t i = 0; i < n; ++i) {
       const Image& img = images[static_cast<size_t>(i)];
@@ -230,6 +258,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threshold", o.threshold, "mask threshold for the box")->capture_default_str();
   app.add_flag("--largest-cc", o.largest_cc, "box around the largest connected component only");
+  app.add_flag("--eager", o.eager, "CUDA: run every batch kernel by kernel instead of replaying captured CUDA graphs");
   app.add_option("--raw", o.raw, "also write the float mask: none | npy")
       ->check(CLI::IsMember({"none", "npy"}))
       ->capture_default_str();
