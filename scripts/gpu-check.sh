@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for a machine with an NVIDIA GPU: configure a Release build with CUDA (sm_90),
 # build, run the test suite (the CUDA tests must PASS here: a "skipped: no CUDA device" counts as
-# a failure), every CUDA benchmark (bench/*cuda*) and the masker benchmark against PyTorch
-# (bench/compare_masker_torch.py), logging everything to
+# a failure), every CUDA benchmark (bench/*cuda*), the masker benchmark against PyTorch
+# (bench/compare_masker_torch.py) and again with f32 convolutions (SAL_CONV_MATH=f32), logging to
 # ${OUT:-<repo>/build}/gpu-check.log (benchmark results also as JSON beside it).
 # Exits non-zero when the build, any test, or any benchmark's validation failed.
 #
@@ -220,6 +220,19 @@ else
   errors=$(grep -c "ERROR OCCURRED" "$out")
   rm -f "$out"
   if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("masker_bench (exit $rc, $errors benchmarks reported an error)"); fi
+fi
+
+# ---- the price of f32 convolutions (SAL_CONV_MATH=f32, cuda/conv_backend.h): the masker benchmarks
+# at batch 64 with TF32 off, to set beside the TF32 figures above.
+if [ -x "$BUILD/masker_bench" ]; then
+  step "masker benchmark with SAL_CONV_MATH=f32 (batch 64, min time ${CMP_MIN_TIME}s)"
+  out="$LOG_DIR/masker_bench_f32.txt"
+  SAL_CONV_MATH=f32 "$BUILD/masker_bench" --benchmark_filter='masker_(infer|train)/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
+      --benchmark_min_time="$CMP_MIN_TIME" --benchmark_counters_tabular=true \
+      --benchmark_out="$LOG_DIR/masker_bench_f32.json" --benchmark_out_format=json 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  errors=$(grep -c "ERROR OCCURRED" "$out")
+  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("masker_bench f32 (exit $rc, $errors benchmarks reported an error)"); fi
 fi
 
 step "summary"
