@@ -167,6 +167,12 @@ void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* 
 
 const float* ptr_or_null(const Tensor* t) { return t ? t->data<float>() : nullptr; }
 
+std::string lower(std::string_view name) {
+  std::string s(name);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 // The geometry with the current arithmetic setting.
 ConvGeom with_math(ConvGeom g) {
   g.tf32 = conv_math() == ConvMath::TF32;
@@ -186,8 +192,7 @@ void set_conv_backend(ConvBackend backend) {
 }
 
 ConvBackend parse_conv_backend(std::string_view name) {
-  std::string s(name);
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string s = lower(name);
   if (s == "custom") return ConvBackend::Custom;
   if (s == "cudnn") return ConvBackend::Cudnn;
   if (s == "auto") return ConvBackend::Auto;
@@ -218,8 +223,7 @@ void set_conv_math(ConvMath math) {
 }
 
 ConvMath parse_conv_math(std::string_view name) {
-  std::string s(name);
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string s = lower(name);
   if (s == "tf32") return ConvMath::TF32;
   if (s == "f32") return ConvMath::F32;
   fail("SAL_CONV_MATH / parse_conv_math: unknown convolution arithmetic '", std::string(name),
