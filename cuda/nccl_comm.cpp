@@ -81,8 +81,8 @@ void nccl_destroy(NcclComm* comm) {
   delete comm;
 }
 
-void nccl_all_reduce_sum(NcclComm* comm, float* data, size_t count, void* stream) {
-  SAL_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm->comm, static_cast<cudaStream_t>(stream)));
+void nccl_all_reduce_avg(NcclComm* comm, float* data, size_t count, void* stream) {
+  SAL_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat32, ncclAvg, comm->comm, static_cast<cudaStream_t>(stream)));
 }
 
 void nccl_all_reduce_max(NcclComm* comm, float* data, size_t count, void* stream) {

@@ -13,7 +13,8 @@ struct NcclComm;  // ncclComm_t
 // seconds for the file and read it. Errors name the file and the rank.
 NcclComm* nccl_init(int world, int rank, const std::string& id_file, double timeout_s);
 void nccl_destroy(NcclComm* comm);  // null is fine
-void nccl_all_reduce_sum(NcclComm* comm, float* data, size_t count, void* stream);
+// The mean over the ranks (ncclAvg, NCCL >= 2.10: the sum and the division in one pass).
+void nccl_all_reduce_avg(NcclComm* comm, float* data, size_t count, void* stream);
 void nccl_all_reduce_max(NcclComm* comm, float* data, size_t count, void* stream);
 void nccl_broadcast(NcclComm* comm, float* data, size_t count, int root, void* stream);
 

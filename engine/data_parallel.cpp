@@ -4,7 +4,6 @@
 #include <string>
 
 #include "engine/error.h"
-#include "engine/ops.h"
 #ifdef SAL_WITH_NCCL
 #include "cuda/device.h"
 #include "cuda/nccl_comm.h"
@@ -72,8 +71,7 @@ void DataParallel::average([[maybe_unused]] Tensor& flat) {
   SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CUDA, "DataParallel::average: f32 CUDA tensor, got ",
             flat.desc());
   void* stream = static_cast<CudaDevice*>(ctx_.cuda)->stream();
-  cuda::nccl_all_reduce_sum(comm_, flat.data<float>(), static_cast<size_t>(flat.numel()), stream);
-  flat.copy_from(scale(ctx_, flat, 1.0 / env_.world));
+  cuda::nccl_all_reduce_avg(comm_, flat.data<float>(), static_cast<size_t>(flat.numel()), stream);
 #endif
 }
 

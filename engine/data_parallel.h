@@ -6,7 +6,7 @@
 //                for several): rank 0 writes the NCCL id there, the others read it. Required when
 //                WORLD_SIZE > 1; remove the file of an earlier run first.
 // Every rank computes the gradient of its own batch; average() all-reduces the flat gradient buffer
-// (one NCCL call for the whole model) and divides by the world size, so the Adam step is the same on
+// (one NCCL call for the whole model, ncclAvg: summed and divided by the world size), so the Adam step is the same on
 // every rank and the parameters stay identical (broadcast() makes them so at the start). any() turns
 // a flag of one rank (a stop signal, a NaN loss) into the same decision on all, so no rank is left
 // waiting in a collective. A world of 1 needs no NCCL and runs on the CPU as well (every call is a
