@@ -644,8 +644,9 @@ struct Trainer {
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
         if (dist.leader()) save_checkpoint(step, reader.position());
         else save_rank_state(step, reader.position());
-        if (stop || last)
-          std::printf("checkpoint after step %lld: %s\n", static_cast<long long>(step), ckpt_path.c_str());
+        if (stop || last)  // each rank names the file it wrote
+          std::printf("checkpoint after step %lld: %s\n", static_cast<long long>(step),
+                      (dist.leader() ? ckpt_path : rank_state_path()).c_str());
       }
       if (stop) {
         std::printf("stopped by a signal after step %lld\n", static_cast<long long>(step));
