@@ -2,6 +2,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/device.h"
+#include "cuda/host_staging.h"
 #include "cuda/launch.cuh"
 #include "cuda/libraries.h"
 #include "cuda/runtime.h"
@@ -23,6 +24,7 @@ CudaDevice::CudaDevice(int ordinal) : ordinal_(ordinal) {
 }
 
 CudaDevice::~CudaDevice() {
+  staging_.reset();  // waits for its copies, while the stream still exists
   cuda::release_cublas(*this);
   cuda::release_cudnn(*this);
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
@@ -32,6 +34,11 @@ Ctx CudaDevice::ctx(Arena* arena) {
   Ctx c(Device::CUDA, arena);
   c.cuda = this;
   return c;
+}
+
+void CudaDevice::upload(void* dst, const void* src, size_t bytes) {
+  if (!staging_) staging_ = std::make_unique<cuda::HostStaging>(stream_);
+  staging_->upload(dst, src, bytes);
 }
 
 void CudaDevice::synchronize() const { SAL_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_))); }

@@ -1,13 +1,21 @@
 // CudaDevice: the CUDA backend's per-device state: the device ordinal, one stream that every
 // kernel and library call of a Ctx runs on, and the cuBLAS / cuDNN handles (created lazily by
 // their wrappers, each in its own translation unit). A Ctx on Device::CUDA points to one through
-// Ctx::cuda; a CUDA Ctx without one runs on the legacy default stream of device 0.
+// Ctx::cuda; a CUDA Ctx without one runs on the legacy default stream of device 0. Uploads go
+// through pinned staging memory, asynchronously on the stream (cuda/host_staging.h).
 //
 // This header is plain C++ (no CUDA types), so engine code compiled by g++ can use it.
 #pragma once
+#include <cstddef>
+#include <memory>
+
 #include "engine/context.h"
 
 namespace sal {
+
+namespace cuda {
+class HostStaging;
+}
 
 class CudaDevice {
  public:
@@ -22,6 +30,10 @@ class CudaDevice {
   int ordinal() const { return ordinal_; }
   void* stream() const { return stream_; }  // cudaStream_t
   const char* name() const { return name_; }
+  // dst (device memory) <- bytes at host src, queued on the stream through pinned staging memory (the
+  // caller may reuse src at once). Created on first use; not during a CUDA graph capture.
+  void upload(void* dst, const void* src, size_t bytes);
+  const cuda::HostStaging* staging() const { return staging_.get(); }  // null before the first upload
 
   // Library handles, created on first use by cuda/cublas_gemm.cpp and cuda/cudnn_conv.cpp.
   void* cublas = nullptr;
@@ -31,6 +43,7 @@ class CudaDevice {
   int ordinal_ = 0;
   void* stream_ = nullptr;
   char name_[256] = {};
+  std::unique_ptr<cuda::HostStaging> staging_;
 };
 
 }  // namespace sal

@@ -46,8 +46,22 @@ void DeviceSession::synchronize() const {
 Tensor upload(const Ctx& ctx, const Tensor& host) {
   if (ctx.device == host.device()) return host;
   Tensor t = ctx.alloc(host.shape(), host.dtype());
-  t.copy_from(host);
+  upload_into(ctx, t, host);
   return t;
+}
+
+void upload_into(const Ctx& ctx, Tensor& dst, const Tensor& host) {
+  SAL_CHECK(host.device() == Device::CPU && dst.device() == ctx.device, "upload_into: ", host.desc(), " into ",
+            dst.desc(), " on a ", ctx.device == Device::CPU ? "CPU" : "CUDA", " context");
+  SAL_CHECK(host.shape() == dst.shape() && host.dtype() == dst.dtype(), "upload_into: ", host.desc(), " into ",
+            dst.desc());
+#ifdef SAL_WITH_CUDA
+  if (ctx.device == Device::CUDA && ctx.cuda) {
+    static_cast<CudaDevice*>(ctx.cuda)->upload(dst.raw(), host.raw(), host.nbytes());
+    return;
+  }
+#endif
+  dst.copy_from(host);
 }
 
 }  // namespace sal

@@ -37,6 +37,10 @@ class DeviceSession {
 
 // A host tensor (decoded images, labels) on ctx's device: the tensor itself on the CPU, else a copy in
 // ctx's arena (an explicit upload; the arena is reused every step, so nothing is allocated per call).
+// On a CudaDevice's context the copy goes through its pinned staging memory and is queued on its
+// stream (the host tensor may be reused at once); a CUDA context without a device copies synchronously.
 Tensor upload(const Ctx& ctx, const Tensor& host);
+// The same into an existing tensor on ctx's device (a fixed input buffer, e.g. of a StepGraph step).
+void upload_into(const Ctx& ctx, Tensor& dst, const Tensor& host);
 
 }  // namespace sal

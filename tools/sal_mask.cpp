@@ -149,6 +149,7 @@ int run(const Options& o) {
     }
     return g.run(fn)[0];
   };
+  const Ctx io = device.ctx(classify_arena);  // for upload_into, which allocates nothing
   Ctx host(Device::CPU);
   const bool tty = isatty(2) && !o.quiet;
   if (!o.quiet) std::fprintf(stderr, "compute: %s\n", device.describe().c_str());
@@ -191,7 +192,8 @@ int run(const Options& o) {
       Tensor slot = batch.slice0(i, 1);
       slot.copy_from(image_to_tensor(images[static_cast<size_t>(i)], S, S).reshape(Shape{1, 3, S, S}));
     }
-    x_buf.slice0(0, used).copy_from(batch);  // the one upload of the batch
+    Tensor x_rows = x_buf.slice0(0, used), cls_rows = cls_buf.slice0(0, used);
+    upload_into(io, x_rows, batch);  // the one upload of the batch
     const std::vector<double> lp = run_step(classify_step, classify_arena, classify).values();
     std::vector<int32_t> classes(static_cast<size_t>(used), 0);
     std::vector<int> top1(static_cast<size_t>(n));
@@ -203,7 +205,7 @@ int run(const Options& o) {
       classes[static_cast<size_t>(i)] =
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
-    cls_buf.slice0(0, used).copy_from(Tensor::from_labels(classes));
+    upload_into(io, cls_rows, Tensor::from_labels(classes));
     Tensor mask = run_step(mask_step, mask_arena, make_masks);
     if (mask.device() != Device::CPU) mask = mask.to(Device::CPU);  // once per batch, for the PNGs and boxes
     for (int64_t i = 0; i < n; ++i) {
