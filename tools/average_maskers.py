@@ -18,7 +18,6 @@ one of them.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 
@@ -26,18 +25,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
+from convert_weights import sha256_file  # noqa: E402 (torch is imported there only by the converters)
 
 
 class AverageError(Exception):
     pass
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def average(paths):
@@ -74,7 +66,7 @@ def average(paths):
     n = float(len(paths))
     out = {name: (sums[name] / n).astype(np.float32) for name in names}
     meta = dict(first_meta)
-    sources = " ".join(f"{p} (sha256 {sha256(p)})" for p in paths)
+    sources = " ".join(f"{p} (sha256 {sha256_file(p)})" for p in paths)
     meta["training"] = f"average of {len(paths)} maskers: {sources}\n{first_meta['training']}"
     return out, meta
 

@@ -58,7 +58,7 @@ class AverageMaskersTest(unittest.TestCase):
         self.assertEqual(meta["widths"], "64")
         first, rest = meta["training"].split("\n", 1)
         self.assertTrue(first.startswith("average of 3 maskers: "), first)
-        self.assertIn(self.path("b") + " (sha256 " + am.sha256(self.path("b")) + ")", first)
+        self.assertIn(self.path("b") + " (sha256 " + am.sha256_file(self.path("b")) + ")", first)
         self.assertEqual(rest, "step 100\nlr=0.001")
 
     def test_the_shipped_masker_with_itself_is_itself(self):
