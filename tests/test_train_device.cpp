@@ -97,6 +97,14 @@ TEST_CASE("sal_train: --freeze-embedding keeps the class embedding at the classi
   REQUIRE(run_status(cmd + " --steps 5 --embedding-init-scale 0.25 --freeze-embedding --resume --out " + t.file("a") +
                      " > " + t.file("a2.txt") + " 2>&1") == 0);
   CHECK(embedding(t.file("a/masker.safetensors")) == want);
+  // A run that trained its embedding, resumed with the flag: the embedding stays where the checkpoint left it
+  // (its Adam moments from before would otherwise keep moving it).
+  const std::string b_before = t.file("b_step3.safetensors");
+  std::filesystem::copy_file(b, b_before);
+  REQUIRE(run_status(cmd + " --steps 5 --embedding-init-scale 0.25 --freeze-embedding --resume --out " + t.file("b") +
+                     " > " + t.file("b2.txt") + " 2>&1") == 0);
+  CHECK(embedding(b) == embedding(b_before));
+  CHECK(differing(b_before, b).size() > 10);  // the rest trained on
   // Phase 1 trains only the embedding: with it frozen nothing would train, so the flags are refused.
   CHECK(run_status(cmd + " --steps 1 --freeze-embedding --embedding-only-steps 5 --out " + t.file("d") + " > " +
                    t.file("d.txt") + " 2>&1") == 2);

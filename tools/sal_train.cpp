@@ -385,11 +385,17 @@ struct Trainer {
     }
   }
 
-  // --freeze-embedding: the embedding's gradient is zeroed before every Adam step, so (with its moments at
-  // zero from a fresh or resumed state that never had a gradient) it never moves.
+  // --freeze-embedding: the embedding's gradient and its Adam moments are zeroed before every Adam step, so
+  // it never moves (the moments too: a run resumed with the flag may carry moments from before it, which
+  // would go on moving the embedding with a zero gradient).
   void drop_embedding_grads() {
     ParamStore& ps = masker->params();
-    ps.grad(ps.find("masker.embedding.weight")).zero();
+    Tensor g = ps.grad(ps.find("masker.embedding.weight"));
+    g.zero();
+    const int64_t off = (static_cast<const char*>(g.raw()) - static_cast<const char*>(ps.flat_grads().raw())) /
+                        static_cast<int64_t>(dtype_size(g.dtype()));
+    adam->m().slice0(off, g.numel()).zero();
+    adam->v().slice0(off, g.numel()).zero();
   }
 
   // --init-masker: the file must describe the masker these flags build (same preset, widths, classes,
