@@ -56,11 +56,15 @@ Tensor ParamStore::value(ParamRef p) const {
   return values_.slice0(e.offset, e.shape.numel()).reshape(e.shape);
 }
 
-Tensor ParamStore::grad(ParamRef p) const {
+Tensor ParamStore::grad(ParamRef p) const { return grad_slice(p, grads_); }
+
+Tensor ParamStore::grad_slice(ParamRef p, const Tensor& flat) const {
   require_finalized("grad");
   const Entry& e = entries_.at(static_cast<size_t>(p.index));
   SAL_CHECK(e.grad_offset >= 0, "parameter '", e.name, "' is frozen and has no gradient");
-  return grads_.slice0(e.grad_offset, e.shape.numel()).reshape(e.shape);
+  SAL_CHECK(flat.numel() == grads_.numel(), "grad_slice: ", flat.desc(), " is not aligned with the ", grads_.numel(),
+            " gradient elements");
+  return flat.slice0(e.grad_offset, e.shape.numel()).reshape(e.shape);
 }
 
 std::vector<std::string> ParamStore::names() const {

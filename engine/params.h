@@ -27,6 +27,9 @@ class ParamStore {
 
   Tensor value(ParamRef p) const;
   Tensor grad(ParamRef p) const;  // throws for a frozen parameter
+  // p's slice, shaped like p, of a flat buffer aligned with flat_grads() (an optimizer's moments; grad(p)
+  // is grad_slice(p, flat_grads())). Throws for a frozen parameter or a buffer of another size.
+  Tensor grad_slice(ParamRef p, const Tensor& flat) const;
   Tensor value(const std::string& name) const { return value(find(name)); }
   ParamRef find(const std::string& name) const;  // throws with the name when absent
   bool contains(const std::string& name) const { return index_.count(name) != 0; }

@@ -162,4 +162,11 @@ TEST_CASE("param store: named slices of flat buffers") {
   ps.grad(b).fill(3);
   ps.zero_grads();
   CHECK(ps.grad(b).values() == std::vector<double>(5, 0.0));
+  // The same slice of any buffer aligned with the gradients (an optimizer's moments).
+  Tensor moments = Tensor::zeros(Shape{128});
+  Tensor mb = ps.grad_slice(b, moments);
+  CHECK(mb.shape() == Shape{5});
+  CHECK(static_cast<float*>(mb.raw()) - static_cast<float*>(moments.raw()) == 112);
+  CHECK_THROWS_WITH_AS(ps.grad_slice(b, Tensor::zeros(Shape{127})), doctest::Contains("not aligned"), Error);
+  CHECK_THROWS_WITH_AS(ps.grad_slice(rm, moments), doctest::Contains("is frozen"), Error);
 }

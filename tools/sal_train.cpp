@@ -389,13 +389,9 @@ struct Trainer {
   // it never moves (the moments too: a run resumed with the flag may carry moments from before it, which
   // would go on moving the embedding with a zero gradient).
   void drop_embedding_grads() {
-    ParamStore& ps = masker->params();
-    Tensor g = ps.grad(ps.find("masker.embedding.weight"));
-    g.zero();
-    const int64_t off = (static_cast<const char*>(g.raw()) - static_cast<const char*>(ps.flat_grads().raw())) /
-                        static_cast<int64_t>(dtype_size(g.dtype()));
-    adam->m().slice0(off, g.numel()).zero();
-    adam->v().slice0(off, g.numel()).zero();
+    const ParamStore& ps = masker->params();
+    const ParamRef emb = ps.find("masker.embedding.weight");
+    for (const Tensor& flat : {ps.flat_grads(), adam->m(), adam->v()}) ps.grad_slice(emb, flat).zero();
   }
 
   // --init-masker: the file must describe the masker these flags build (same preset, widths, classes,
