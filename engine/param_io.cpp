@@ -39,7 +39,7 @@ Tensor host_tensor(const SafeTensorsFile& file, const std::string& name, DType w
 void save_params(const ParamStore& store, const std::string& path, const std::map<std::string, std::string>& metadata) {
   SAL_CHECK(store.finalized(), path, ": save_params: the parameter store is not finalized");
   const Tensor flat = store.flat_values();
-  const Tensor host = flat.on_cuda() ? flat.to(Device::CPU) : flat;
+  const Tensor host = flat.host();
   const size_t esize = dtype_size(flat.dtype());
   NamedTensors list;
   list.reserve(static_cast<size_t>(store.size()));

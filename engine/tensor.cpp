@@ -182,6 +182,8 @@ Tensor Tensor::to(Device device) const {
   return t;
 }
 
+Tensor Tensor::host() const { return device_ == Device::CPU ? *this : to(Device::CPU); }
+
 Tensor Tensor::to(DType dtype) const {
   SAL_CHECK(device_ == Device::CPU, "Tensor::to(", dtype_name(dtype), "): ", desc(),
             " is on CUDA; convert with the CUDA backend's cast op");

@@ -52,6 +52,7 @@ class Tensor {
 
   // Explicit copies.
   Tensor to(Device device) const;
+  Tensor host() const;  // this tensor when it is on the CPU, else to(Device::CPU): for readers of host memory
   Tensor to(DType dtype) const;  // dtype conversion on the CPU; CUDA conversion is a kernel of the CUDA backend
   Tensor clone() const;
   void copy_from(const Tensor& src);  // same shape and dtype, any devices

@@ -63,6 +63,7 @@ TEST_CASE("tensor: owning, views, reshape, slices, conversions") {
 
 TEST_CASE("tensor: CUDA memory is reached only through explicit copies") {
   Tensor t = Tensor::from_values({1, 2, 3}, Shape{3});
+  CHECK(t.host().raw() == t.raw());  // already on the host: no copy
   if (!cuda_available()) {
     CHECK_THROWS_AS(t.to(Device::CUDA), Error);
     MESSAGE("skipped: no CUDA device (host/device copy round trip)");
@@ -71,6 +72,8 @@ TEST_CASE("tensor: CUDA memory is reached only through explicit copies") {
   Tensor g = t.to(Device::CUDA);
   CHECK(g.on_cuda());
   CHECK(g.values() == t.values());
+  CHECK(g.host().device() == Device::CPU);
+  CHECK(g.host().values() == t.values());
   CHECK_THROWS_WITH_AS(g.fill(1), doctest::Contains("not on the CPU"), Error);
 }
 

@@ -206,8 +206,7 @@ int run(const Options& o) {
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
     upload_into(io, cls_rows, Tensor::from_labels(classes));
-    Tensor mask = run_step(mask_step, mask_arena, make_masks);
-    if (mask.device() != Device::CPU) mask = mask.to(Device::CPU);  // once per batch, for the PNGs and boxes
+    const Tensor mask = run_step(mask_step, mask_arena, make_masks).host();  // once per batch, for the PNGs and boxes
     for (int64_t i = 0; i < n; ++i) {
       const Image& img = images[static_cast<size_t>(i)];
       const ImageSource& s = *ok[static_cast<size_t>(i)];

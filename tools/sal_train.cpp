@@ -203,12 +203,11 @@ struct Trainer {
 
   void save_checkpoint(int64_t step, const ReaderPosition& pos) {
     // The file is written from host memory: CUDA tensors are copied to the host first.
-    const auto host = [](const Tensor& x) { return x.device() == Device::CPU ? x : x.to(Device::CPU); };
     NamedTensors t;
     ParamStore& ps = masker->params();
-    for (const std::string& name : ps.names()) t.emplace_back(name, host(ps.value(name)));
-    t.emplace_back("adam.m", host(adam->m()));
-    t.emplace_back("adam.v", host(adam->v()));
+    for (const std::string& name : ps.names()) t.emplace_back(name, ps.value(name).host());
+    t.emplace_back("adam.m", adam->m().host());
+    t.emplace_back("adam.v", adam->v().host());
     std::map<std::string, std::string> meta = {{"step", std::to_string(step)},
                                                {"adam_steps", std::to_string(adam->steps())},
                                                {"reader_position", pos.str()},
