@@ -227,7 +227,7 @@ void BM_masker_infer(benchmark::State& state, Model m, Device device, bool graph
       if (run == 1 && v != first) return state.SkipWithError("two inference passes gave different masks");
       first = std::move(v);
     }
-    StepGraph steps(r.ctx);  // owns r.arena from here on; on the CPU (graph = false) it just calls fn
+    StepGraph steps(r.ctx, graph);  // owns r.arena from here on; graph = false: it just calls fn
     for (int run = 0; graph && run < 3; ++run) {
       const std::vector<double> v = steps.run(fn)[0].values();
       double worst = 0;
@@ -239,14 +239,7 @@ void BM_masker_infer(benchmark::State& state, Model m, Device device, bool graph
     r.arena.reset();
     r.sync();
     const size_t growths = r.arena.growths();
-    r.time(state, [&] {
-      if (graph) {
-        benchmark::DoNotOptimize(steps.run(fn)[0].raw());
-      } else {
-        r.arena.reset();
-        benchmark::DoNotOptimize(fn(r.ctx)[0].raw());
-      }
-    });
+    r.time(state, [&] { benchmark::DoNotOptimize(steps.run(fn)[0].raw()); });
     r.sync();
     report(state, r, growths, batch);
   } catch (const std::exception& e) {

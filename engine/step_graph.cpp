@@ -8,7 +8,7 @@
 
 namespace sal {
 
-StepGraph::StepGraph(const Ctx& ctx) : ctx_(ctx) {
+StepGraph::StepGraph(const Ctx& ctx, bool capture) : ctx_(ctx), capture_(capture) {
   SAL_CHECK(ctx.arena, "StepGraph: the context needs an arena (the outputs must repeat their addresses)");
   SAL_CHECK(ctx.device == Device::CPU || ctx.cuda, "StepGraph: a CUDA context must come from a CudaDevice (a stream "
             "that can be captured)");
@@ -30,7 +30,7 @@ const std::vector<Tensor>& StepGraph::run(const Fn& fn) {
   ++since_reset_;
   Arena& arena = *ctx_.arena;
 #ifdef SAL_WITH_CUDA
-  if (ctx_.device == Device::CUDA) {
+  if (ctx_.device == Device::CUDA && capture_) {
     void* stream = static_cast<CudaDevice*>(ctx_.cuda)->stream();
     if (graph_) {
       cuda::launch_graph(graph_, stream);

@@ -27,8 +27,9 @@ struct GraphExec;
 class StepGraph {
  public:
   using Fn = std::function<std::vector<Tensor>(Ctx&)>;
-  // ctx: the context fn runs in; its arena is the StepGraph's.
-  explicit StepGraph(const Ctx& ctx);
+  // ctx: the context fn runs in; its arena is the StepGraph's. capture = false: every run() resets the
+  // arena and calls fn, on CUDA too (a tool's --eager: the same code path without graphs).
+  explicit StepGraph(const Ctx& ctx, bool capture = true);
   ~StepGraph();
   StepGraph(const StepGraph&) = delete;
   StepGraph& operator=(const StepGraph&) = delete;
@@ -43,6 +44,7 @@ class StepGraph {
 
  private:
   Ctx ctx_;
+  bool capture_ = true;
   cuda::GraphExec* graph_ = nullptr;
   std::vector<Tensor> outputs_;
   long long runs_ = 0, since_reset_ = 0;

@@ -90,6 +90,16 @@ TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager
   }
   dev.synchronize();
 
+  // capture = false (a tool's --eager): every run calls the step, never a graph.
+  Arena plain_arena(Device::CUDA);
+  StepGraph plain(dev.ctx(&plain_arena), /*capture=*/false);
+  for (int run = 0; run < 3; ++run) {
+    eager_arena.reset();
+    const std::vector<double> want = fn(eager)[0].values();
+    CHECK(plain.run(fn)[0].values() == want);
+    CHECK_FALSE(plain.captured());
+  }
+
   // A host read inside the step breaks the capture: an error, and the device stays usable.
   Arena bad_arena(Device::CUDA);
   StepGraph bad(dev.ctx(&bad_arena));

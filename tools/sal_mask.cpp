@@ -131,23 +131,15 @@ int run(const Options& o) {
   Tensor x_buf = Tensor::empty(Shape{rows, 3, S, S}, DType::F32, device.device());
   Tensor cls_buf = Tensor::empty(Shape{rows}, DType::I32, device.device());
   Arena classify_arena(device.device()), mask_arena(device.device());
-  StepGraph classify_step(device.ctx(classify_arena)), mask_step(device.ctx(mask_arena));
+  // On the CPU StepGraph just calls the function, so a CPU run computes only the batch's own rows (CUDA
+  // graphs need the same shapes every run). --eager on CUDA: the functions alone, no capture.
+  StepGraph classify_step(device.ctx(classify_arena), !o.eager), mask_step(device.ctx(mask_arena), !o.eager);
   int64_t used = rows;  // rows of the buffers the current batch computes (CUDA: always all of them)
   const StepGraph::Fn classify = [&](Ctx& c) {
     return std::vector<Tensor>{log_softmax(c, bb->forward(c, bb->normalize(c, x_buf.slice0(0, used))))};
   };
   const StepGraph::Fn make_masks = [&](Ctx& c) {
     return std::vector<Tensor>{masker->forward(c, *bb, x_buf.slice0(0, used), cls_buf.slice0(0, used), false).mask};
-  };
-  // On the CPU StepGraph just calls the function, so a CPU run computes only the batch's own rows (CUDA
-  // graphs need the same shapes every run). --eager on CUDA: the function alone, no capture.
-  auto run_step = [&](StepGraph& g, Arena& arena, const StepGraph::Fn& fn) -> Tensor {
-    if (cuda && o.eager) {
-      arena.reset();
-      Ctx c = device.ctx(arena);
-      return fn(c)[0];
-    }
-    return g.run(fn)[0];
   };
   const Ctx io = device.ctx(classify_arena);  // for upload_into, which allocates nothing
   Ctx host(Device::CPU);
@@ -194,7 +186,7 @@ int run(const Options& o) {
     }
     Tensor x_rows = x_buf.slice0(0, used), cls_rows = cls_buf.slice0(0, used);
     upload_into(io, x_rows, batch);  // the one upload of the batch
-    const std::vector<double> lp = run_step(classify_step, classify_arena, classify).values();
+    const std::vector<double> lp = classify_step.run(classify)[0].values();
     std::vector<int32_t> classes(static_cast<size_t>(used), 0);
     std::vector<int> top1(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
@@ -206,7 +198,7 @@ int run(const Options& o) {
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? truth[static_cast<size_t>(i)] : fixed;
     }
     upload_into(io, cls_rows, Tensor::from_labels(classes));
-    const Tensor mask = run_step(mask_step, mask_arena, make_masks).host();  // once per batch, for the PNGs and boxes
+    const Tensor mask = mask_step.run(make_masks)[0].host();  // once per batch, for the PNGs and boxes
     for (int64_t i = 0; i < n; ++i) {
       const Image& img = images[static_cast<size_t>(i)];
       const ImageSource& s = *ok[static_cast<size_t>(i)];
