@@ -181,6 +181,21 @@ for t in "$BUILD"/cuda_vs_cpu "$BUILD"/cuda_conv_backends; do
   if [ $rc -ne 0 ]; then FAILED+=("$(basename "$t") (exit $rc$([ $rc -eq 77 ] && echo ': no CUDA device seen'))"); fi
 done
 
+# run_benchmark LABEL NAME [VAR=value ...] BINARY [ARGS ...]: a Google Benchmark binary with its results
+# in $LOG_DIR/NAME.json (the table goes to the log); a non-zero exit or any benchmark that reported an
+# error (a validation before timing failed) is a failure named LABEL.
+run_benchmark() {
+  local label="$1" name="$2"
+  shift 2
+  local out="$LOG_DIR/$name.txt" rc errors
+  env "$@" --benchmark_counters_tabular=true --benchmark_out="$LOG_DIR/$name.json" \
+      --benchmark_out_format=json 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  errors=$(grep -c "ERROR OCCURRED" "$out")
+  rm -f "$out"
+  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$label (exit $rc, $errors benchmarks reported an error)"); fi
+}
+
 # ---- CUDA benchmarks (validated against cuDNN / cuBLAS and the CPU before timing)
 MIN_TIME="${SAL_BENCH_MIN_TIME:-0.05}"
 for src in "$ROOT"/bench/*cuda*.cpp; do
@@ -188,13 +203,7 @@ for src in "$ROOT"/bench/*cuda*.cpp; do
   name="$(basename "$src" .cpp)"
   step "benchmark $name (min time ${MIN_TIME}s)"
   if [ ! -x "$BUILD/$name" ]; then FAILED+=("$name (not built)"); continue; fi
-  out="$LOG_DIR/$name.txt"
-  "$BUILD/$name" --benchmark_min_time="$MIN_TIME" --benchmark_counters_tabular=true \
-      --benchmark_out="$LOG_DIR/$name.json" --benchmark_out_format=json 2>&1 | tee "$out"
-  rc=${PIPESTATUS[0]}
-  errors=$(grep -c "ERROR OCCURRED" "$out")
-  rm -f "$out"
-  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$name (exit $rc, $errors benchmarks reported an error)"); fi
+  run_benchmark "$name" "$name" "$BUILD/$name" --benchmark_min_time="$MIN_TIME"
 done
 
 # ---- masker inference / training step (bench/masker_bench.cpp, validated before timing), against
@@ -212,27 +221,17 @@ elif python3 -c "import torch, torchvision, numpy; assert torch.cuda.is_availabl
   [ "$rc" -ne 0 ] && FAILED+=("compare_masker_torch.py (exit $rc)")
 else
   echo "no python3 torch with CUDA: our masker benchmarks alone"
-  out="$LOG_DIR/masker_bench.txt"
-  "$BUILD/masker_bench" --benchmark_filter=/cuda/ --benchmark_min_time="$CMP_MIN_TIME" \
-      --benchmark_counters_tabular=true --benchmark_out="$LOG_DIR/masker_bench.json" \
-      --benchmark_out_format=json 2>&1 | tee "$out"
-  rc=${PIPESTATUS[0]}
-  errors=$(grep -c "ERROR OCCURRED" "$out")
-  rm -f "$out"
-  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("masker_bench (exit $rc, $errors benchmarks reported an error)"); fi
+  run_benchmark masker_bench masker_bench "$BUILD/masker_bench" --benchmark_filter=/cuda/ \
+      --benchmark_min_time="$CMP_MIN_TIME"
 fi
 
 # ---- the price of f32 convolutions (SAL_CONV_MATH=f32, cuda/conv_backend.h): the masker benchmarks
 # at batch 64 with TF32 off, to set beside the TF32 figures above.
 if [ -x "$BUILD/masker_bench" ]; then
   step "masker benchmark with SAL_CONV_MATH=f32 (batch 64, min time ${CMP_MIN_TIME}s)"
-  out="$LOG_DIR/masker_bench_f32.txt"
-  SAL_CONV_MATH=f32 "$BUILD/masker_bench" --benchmark_filter='masker_(infer|train)/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
-      --benchmark_min_time="$CMP_MIN_TIME" --benchmark_counters_tabular=true \
-      --benchmark_out="$LOG_DIR/masker_bench_f32.json" --benchmark_out_format=json 2>&1 | tee "$out"
-  rc=${PIPESTATUS[0]}
-  errors=$(grep -c "ERROR OCCURRED" "$out")
-  if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("masker_bench f32 (exit $rc, $errors benchmarks reported an error)"); fi
+  run_benchmark "masker_bench f32" masker_bench_f32 SAL_CONV_MATH=f32 "$BUILD/masker_bench" \
+      --benchmark_filter='masker_(infer|train)/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
+      --benchmark_min_time="$CMP_MIN_TIME"
 fi
 
 step "summary"
