@@ -124,9 +124,13 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
   }
   REQUIRE(run_status(cmd + " --device cpu --out " + t.file("cpu") + " > " + t.file("cpu.txt") + " 2>&1") == 0);
   // f32 convolutions (SAL_CONV_MATH=f32): the same arithmetic up to summation order, so the losses agree to
-  // float rounding at step 1 and stay close after two Adam steps. The default TF32 run agrees at step 1 (the
-  // forward) only to TF32 rounding, and its gradients differ by ~10% (tests/test_masker.cpp, "TF32 operands"),
-  // so after Adam steps it is a different run: only step 1 is compared.
+  // float rounding at step 1 (the forward of the initial masker). After Adam steps the run is chaotic at the
+  // last bit: on the CPU alone, GEMM operands rounded 1 or 2 bits short of f32 (round_to_tf32 changed to drop
+  // 1-2 mantissa bits, 2026-11-26) moved the step-3 destroyer by 1.1-1.5%, the total by 0.3-0.5% and the
+  // parameters by up to 0.011 (BN running variance); the H200's f32 run: 1.0%, 0.3%, 0.010. Hence 3e-2 after
+  // step 1. The default TF32 run is a different run after one step (step-2 preserver 0.13 off on the CPU with
+  // TF32 emulation, step 3 destroyer 0.19: above 3e-2, so a TF32 leak into the f32 run still fails); only its
+  // step 1 is compared, at TF32 rounding.
   REQUIRE(run_status("SAL_CONV_MATH=f32 " + cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") +
                      " 2>&1") == 0);
   REQUIRE(run_status(cmd + " --device cuda --out " + t.file("tf32") + " > " + t.file("tf32.txt") + " 2>&1") == 0);
@@ -136,7 +140,7 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
   REQUIRE(g.size() == 3);
   REQUIRE(h.size() == 3);
   for (size_t i = 0; i < c.size(); ++i) {
-    const double tol = i == 0 ? 1e-4 : 2e-3;
+    const double tol = i == 0 ? 1e-4 : 3e-2;
     for (const char* key : {"total", "area", "smoothness", "preserver", "destroyer", "selector", "mask_area_real"}) {
       INFO("step " << i + 1 << " " << key << ": cpu " << c[i] << " / cuda f32 " << g[i] << " / cuda tf32 " << h[i]);
       const double a = log_number(c[i], key), b = log_number(g[i], key);
@@ -144,7 +148,7 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
       if (i == 0) CHECK(std::abs(a - log_number(h[i], key)) <= 1e-2 * std::max(1.0, std::abs(a)));
     }
   }
-  // The GPU's masker file loads on the CPU and matches the CPU run's parameters to training precision.
+  // The GPU's masker file loads on the CPU and matches the CPU run's parameters to the last-bit chaos above.
   auto mc = load_masker(t.file("cpu/masker.safetensors"), Device::CPU);
   auto mg = load_masker(t.file("gpu/masker.safetensors"), Device::CPU);
   double worst = 0;
@@ -152,5 +156,5 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
     const std::vector<double> a = mc->params().value(name).values(), b = mg->params().value(name).values();
     for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(a[k] - b[k]));
   }
-  CHECK(worst < 1e-3);
+  CHECK(worst < 3e-2);
 }
