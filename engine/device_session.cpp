@@ -1,6 +1,7 @@
 #include "engine/device_session.h"
 
 #include "engine/error.h"
+#include "engine/host_io_guard.h"
 #ifdef SAL_WITH_CUDA
 #include "cuda/conv_backend.h"
 #include "cuda/device.h"
@@ -44,6 +45,7 @@ void DeviceSession::synchronize() const {
 }
 
 Tensor upload(const Ctx& ctx, const Tensor& host) {
+  check_no_host_io("upload");
   if (ctx.device == host.device()) return host;
   Tensor t = ctx.alloc(host.shape(), host.dtype());
   upload_into(ctx, t, host);
@@ -51,6 +53,7 @@ Tensor upload(const Ctx& ctx, const Tensor& host) {
 }
 
 void upload_into(const Ctx& ctx, Tensor& dst, const Tensor& host) {
+  check_no_host_io("upload_into");
   SAL_CHECK(host.device() == Device::CPU && dst.device() == ctx.device, "upload_into: ", host.desc(), " into ",
             dst.desc(), " on a ", ctx.device == Device::CPU ? "CPU" : "CUDA", " context");
   SAL_CHECK(host.shape() == dst.shape() && host.dtype() == dst.dtype(), "upload_into: ", host.desc(), " into ",

@@ -1,6 +1,7 @@
 #include "engine/step_graph.h"
 
 #include "engine/error.h"
+#include "engine/host_io_guard.h"
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
 #include "cuda/graph.h"
@@ -42,7 +43,10 @@ const std::vector<Tensor>& StepGraph::run(const Fn& fn) {
       return outputs_;
     }
     const size_t growths = arena.growths();
-    graph_ = cuda::capture_graph(stream, [&] { outputs_ = fn(ctx_); });
+    graph_ = cuda::capture_graph(stream, [&] {
+      HostIoGuard guard("a StepGraph capture");
+      outputs_ = fn(ctx_);
+    });
     if (arena.growths() != growths) {  // a block allocated inside the capture would be freed by reset()
       reset();
       fail("StepGraph: the arena grew while capturing (the step does not allocate the same way every run)");
@@ -52,7 +56,13 @@ const std::vector<Tensor>& StepGraph::run(const Fn& fn) {
   }
 #endif
   arena.reset();
-  outputs_ = fn(ctx_);
+  if (capture_ && since_reset_ > 1) {
+    // What CUDA would capture: the same contract, checked here so that CPU runs catch a breach.
+    HostIoGuard guard("a StepGraph step (run 2 on, where CUDA would capture it)");
+    outputs_ = fn(ctx_);
+  } else {
+    outputs_ = fn(ctx_);
+  }
   return outputs_;
 }
 

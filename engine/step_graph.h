@@ -10,6 +10,8 @@
 //   - it copies nothing between host and device and reads nothing back (values(), item());
 //   - it returns the output tensors; they live in the arena, at the same addresses on every run, and
 //     stay valid until the next run().
+// The host I/O part is enforced on every device from the second run on (engine/host_io_guard.h): on the
+// CPU too, where fn is simply called, so a CPU test of a step shows its CUDA run can be captured.
 // The arena belongs to the StepGraph: run() resets it, and nobody else may allocate from it.
 #pragma once
 #include <functional>

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/host_io_guard.h"
+
 #ifdef SAL_WITH_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -177,6 +179,7 @@ Tensor Tensor::slice0(int64_t begin, int64_t count) const {
 }
 
 Tensor Tensor::to(Device device) const {
+  check_no_host_io("Tensor::to (an owning copy)");
   Tensor t = empty(shape_, dtype_, device);
   t.copy_from(*this);
   return t;
@@ -196,6 +199,7 @@ Tensor Tensor::clone() const { return to(device_); }
 
 void Tensor::copy_from(const Tensor& src) {
   SAL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: ", src.desc(), " into ", desc());
+  if (src.device_ != device_) check_no_host_io("copy_from between devices");
   device_copy(data_, device_, src.data_, src.device_, nbytes());
 }
 
@@ -213,6 +217,7 @@ void Tensor::fill(double value) {
 void Tensor::zero() { device_memset_zero(device_, data_, nbytes()); }
 
 std::vector<double> Tensor::values() const {
+  check_no_host_io("Tensor::values() / item()");
   std::vector<double> out(static_cast<size_t>(numel()));
   if (device_ == Device::CPU) {
     to_double(data_, dtype_, out.data(), numel());

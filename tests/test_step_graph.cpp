@@ -1,4 +1,5 @@
-// engine/step_graph.h: on the CPU run() calls the step each time in a reset arena; on CUDA the third
+// engine/step_graph.h: on the CPU run() calls the step each time in a reset arena (refusing host I/O
+// from the second run on, engine/host_io_guard.h); on CUDA the third
 // and later runs replay a captured graph that must follow new input contents exactly like eager runs
 // (MobileNet masker inference), and a step that breaks the capture contract is an error.
 #include <doctest/doctest.h>
@@ -7,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/device_session.h"
+#include "engine/host_io_guard.h"
 #include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/network.h"
@@ -35,6 +38,40 @@ TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") 
   CHECK(g.runs() == 3);
   // A context without an arena cannot promise repeating addresses.
   CHECK_THROWS_WITH_AS(StepGraph(Ctx(Device::CPU)), doctest::Contains("needs an arena"), Error);
+}
+
+TEST_CASE("StepGraph (CPU): from the second run on, host I/O in the step is refused as a capture would refuse it") {
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  const Tensor x = Tensor::from_values({1, 2, 3}, Shape{3});
+  // A step that reads a value back (as a loss printed from inside the step would).
+  const StepGraph::Fn reads = [&](Ctx& c) {
+    Tensor y = scale(c, x, 2.0);
+    (void)y.values();
+    return std::vector<Tensor>{y};
+  };
+  StepGraph g(ctx);
+  CHECK_NOTHROW(g.run(reads));  // the first run is eager on CUDA too: host work allowed
+  CHECK_THROWS_WITH_AS(g.run(reads), doctest::Contains("Tensor::values() / item() inside a StepGraph step"), Error);
+  // Uploads and owning copies likewise; the guard ends with the step.
+  const StepGraph::Fn uploads = [&](Ctx& c) { return std::vector<Tensor>{upload(c, x)}; };
+  const StepGraph::Fn clones = [&](Ctx&) { return std::vector<Tensor>{x.to(Device::CPU)}; };
+  CHECK_THROWS_WITH_AS(g.run(uploads), doctest::Contains("upload inside"), Error);
+  CHECK_THROWS_WITH_AS(g.run(clones), doctest::Contains("Tensor::to (an owning copy) inside"), Error);
+  CHECK_FALSE(host_io_guarded());
+  CHECK(x.values() == std::vector<double>{1, 2, 3});
+  // capture = false (a tool's --eager) checks nothing.
+  StepGraph eager(ctx, false);
+  for (int run = 0; run < 3; ++run) CHECK_NOTHROW(eager.run(reads));
+  // Guards nest: the inner one's end leaves the outer one active.
+  {
+    HostIoGuard outer("outer");
+    {
+      HostIoGuard inner("inner");
+    }
+    CHECK_THROWS_WITH_AS(check_no_host_io("x"), doctest::Contains("x inside outer"), Error);
+  }
+  CHECK_NOTHROW(check_no_host_io("x"));
 }
 
 #ifdef SAL_WITH_CUDA
