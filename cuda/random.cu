@@ -1,6 +1,7 @@
 // Normal random numbers on CUDA: one thread per Philox block of 4 outputs (engine/philox.h), a
 // grid-stride loop, stores of 4 consecutive floats. No state: a captured graph (engine/step_graph.h)
-// replays the same numbers, so the caller changes the seed argument when it wants new ones.
+// replays the same numbers unless the seed is read from device memory (seed_words), which the
+// caller refills between replays.
 #include "cuda/launch.cuh"
 #include "cuda/random.h"
 #include "engine/philox.h"
@@ -10,7 +11,11 @@ namespace sal::cuda {
 namespace {
 
 // -> y: [n] f32
-__global__ void normal_kernel(uint64_t seed, float* __restrict__ y, int64_t n) {
+__global__ void normal_kernel(uint64_t seed, const int32_t* __restrict__ seed_words, float* __restrict__ y,
+                              int64_t n) {
+  if (seed_words)
+    seed = static_cast<uint64_t>(static_cast<uint32_t>(seed_words[0])) |
+           (static_cast<uint64_t>(static_cast<uint32_t>(seed_words[1])) << 32);
   const int64_t blocks = (n + 3) / 4;
   for (int64_t b = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; b < blocks;
        b += int64_t{gridDim.x} * blockDim.x) {
@@ -29,12 +34,12 @@ __global__ void normal_kernel(uint64_t seed, float* __restrict__ y, int64_t n) {
 
 }  // namespace
 
-void random_normal(Ctx& ctx, uint64_t seed, Tensor& y) {
+void random_normal(Ctx& ctx, uint64_t seed, const int32_t* seed_words, Tensor& y) {
   const int64_t n = y.numel();
   if (n == 0) return;
   const int64_t blocks = (n + 3) / 4;
   const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>((blocks + 255) / 256, 1, int64_t{sm_count()} * 8));
-  normal_kernel<<<grid, 256, 0, stream_of(ctx)>>>(seed, y.data<float>(), n);
+  normal_kernel<<<grid, 256, 0, stream_of(ctx)>>>(seed, seed_words, y.data<float>(), n);
   SAL_CUDA_CHECK(cudaGetLastError());
 }
 

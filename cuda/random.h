@@ -6,7 +6,8 @@
 
 namespace sal::cuda {
 
-// -> y: any shape, f32 contiguous; y[i] = the i-th N(0,1) number of `seed`
-void random_normal(Ctx&, uint64_t seed, Tensor& y);
+// -> y: any shape, f32 contiguous; y[i] = the i-th N(0,1) number of the seed: `seed`, or, when
+// seed_words (device memory, {low, high} 32-bit words) is given, the seed read there by the kernel.
+void random_normal(Ctx&, uint64_t seed, const int32_t* seed_words, Tensor& y);
 
 }  // namespace sal::cuda

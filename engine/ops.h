@@ -193,6 +193,12 @@ Tensor area_loss_backward(Ctx& ctx, const Tensor& dloss, const Tensor& m, double
 // counter i / 4, key seed, Box-Muller on pairs of words. The CPU and CUDA give the same numbers (f32:
 // to the rounding of log/sin/cos), whatever the thread count; new numbers need a new seed.
 Tensor random_normal(Ctx& ctx, const Shape& shape, DType dtype, uint64_t seed);
+// The same numbers with the seed read from device memory when the kernel runs: seed is i32[2] on ctx's
+// device, {low 32 bits, high 32 bits}. A captured step (engine/step_graph.h) draws new numbers on every
+// replay when its seed tensor is refilled before it (a seed argument would be frozen into the graph).
+Tensor random_normal(Ctx& ctx, const Shape& shape, DType dtype, const Tensor& seed);
+// The i32[2] host tensor of a seed, for the overload above (upload it, or upload_into a fixed buffer).
+Tensor seed_tensor(uint64_t seed);
 
 // ---------------------------------------------------------------- embedding
 // table:[V,D], ids:I32[N] -> [N,D]; backward accumulates rows into dtable (deterministically on CUDA).

@@ -86,3 +86,20 @@ TEST_CASE("random_normal: a million numbers look standard normal, and the thread
   CHECK(random_normal(ctx, Shape{0}, DType::F32, 1).numel() == 0);
   CHECK_THROWS_AS(random_normal(ctx, Shape{4}, DType::I32, 1), Error);
 }
+
+TEST_CASE("random_normal: a seed read from a tensor gives the numbers of the same seed as an argument") {
+  Ctx ctx;
+  for (const uint64_t seed : {uint64_t{0}, uint64_t{12345}, uint64_t{1} << 40, uint64_t{0xFEDCBA9876543210ull}}) {
+    const Tensor s = seed_tensor(seed);
+    CHECK(s.dtype() == DType::I32);
+    CHECK(s.shape() == Shape{2});
+    // {low, high} words: the high bit of each survives the trip through int32.
+    CHECK(static_cast<uint32_t>(s.data<int32_t>()[0]) == static_cast<uint32_t>(seed));
+    CHECK(static_cast<uint32_t>(s.data<int32_t>()[1]) == static_cast<uint32_t>(seed >> 32));
+    for (const DType dt : {DType::F32, DType::F64})
+      CHECK(random_normal(ctx, Shape{3, 7}, dt, s).values() == random_normal(ctx, Shape{3, 7}, dt, seed).values());
+  }
+  CHECK_THROWS_WITH_AS(random_normal(ctx, Shape{4}, DType::F32, Tensor::from_labels({1, 2, 3})),
+                       doctest::Contains("the seed tensor must be i32[2]"), Error);
+  CHECK_THROWS_AS(random_normal(ctx, Shape{4}, DType::F32, Tensor::from_values({1, 2}, Shape{2})), Error);
+}
