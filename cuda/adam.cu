@@ -1,7 +1,8 @@
 // CUDA kernel (f32) of the Adam / AdamW update over flat buffers: w, g, m, v: [P] ->
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   w -= lr_t m / (sqrt(v) / sqrt(1-b2^t) + eps) + lr wd w
-// with the bias corrections folded into lr_t and inv_sqrt_c2 on the host (as optim/adam.cpp).
+// with the bias corrections folded into lr_t and inv_sqrt_c2 on the host (optim/adam.cpp's
+// adam_constants), read from device memory by every thread (8 floats, cached).
 // Purely memory-bound (read 4 floats, write 3 per parameter): one grid-stride loop, float4
 // accesses when all four pointers are 16-byte aligned, scalar otherwise. The trainable range of
 // a flat parameter buffer can start anywhere, so w and g may be unaligned while m and v (owned)
@@ -16,6 +17,14 @@ namespace sal::cuda {
 
 namespace {
 
+// The step's constants, in the order of adam_constants (optim/adam.h).
+struct AdamScalars {
+  float b1, b2;        // beta1, beta2
+  float c_b1, c_b2;    // 1 - beta1, 1 - beta2 (in double before rounding)
+  float lr_t;          // lr / (1 - beta1^t)
+  float inv_sqrt_c2;   // 1 / sqrt(1 - beta2^t)
+  float eps, decay;    // eps, lr * weight_decay
+};
 
 __device__ __forceinline__ void adam_one(float& w, float g, float& m, float& v, const AdamScalars& s) {
   m = s.b1 * m + s.c_b1 * g;
@@ -26,7 +35,8 @@ __device__ __forceinline__ void adam_one(float& w, float g, float& m, float& v, 
 // w, g, m, v: [n]. VEC: all four 16-byte aligned (a scalar tail after n/4 float4s).
 template <bool VEC>
 __global__ void adam_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, int64_t n, AdamScalars s) {
+                            float* __restrict__ v, int64_t n, const AdamScalars* __restrict__ constants) {
+  const AdamScalars s = *constants;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t done = 0;
@@ -58,7 +68,8 @@ __global__ void adam_kernel(float* __restrict__ w, const float* __restrict__ g, 
 
 }  // namespace
 
-void adam_update(Ctx& ctx, Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamScalars& s) {
+void adam_update(Ctx& ctx, Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const float* constants) {
+  const auto* s = reinterpret_cast<const AdamScalars*>(constants);
   const int64_t n = w.numel();
   if (n == 0) return;
   float* pw = w.data<float>();

@@ -2,7 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 
+#include "engine/host_io_guard.h"
 #include "engine/params.h"
 #include "optim/adam.h"
 #include "tests/op_check.h"
@@ -47,4 +49,45 @@ TEST_CASE("adam: minimises a quadratic through the param store, frozen params un
   CHECK(sal::test::all_close(ps.value(a), {1, 1}, 1e-3));
   CHECK(sal::test::all_close(ps.value(b), {-2, -2, -2}, 1e-3));
   CHECK(sal::test::all_close(ps.value(frozen), {5, 5}, 0));
+}
+
+TEST_CASE("adam: prepare() + apply() is step(); apply() does no host I/O, so a captured step can hold it") {
+  // Two stores from the same values, one stepped with step(), the other with prepare() on the host side
+  // and apply() under the guard a StepGraph capture sets (engine/host_io_guard.h).
+  ParamRef ref;
+  auto make = [&ref] {
+    auto ps = std::make_unique<ParamStore>();
+    ref = ps->add("w", Shape{5});
+    ps->finalize(Device::CPU);
+    std::vector<double> w0 = {0.3, -1.2, 2.5, 0, 7};
+    for (int i = 0; i < 5; ++i) ps->value("w").data<float>()[i] = static_cast<float>(w0[static_cast<size_t>(i)]);
+    return ps;
+  };
+  auto pa = make(), pb = make();
+  Adam a(*pa, AdamConfig{.lr = 0.01, .weight_decay = 0.1}), b(*pb, AdamConfig{.lr = 0.01, .weight_decay = 0.1});
+  Ctx ctx;
+  for (int it = 1; it <= 5; ++it) {
+    for (ParamStore* ps : {pa.get(), pb.get()}) {
+      float* g = ps->grad(ref).data<float>();
+      const float* w = ps->value("w").data<float>();
+      for (int i = 0; i < 5; ++i) g[i] = 2 * w[i] - static_cast<float>(it);  // a gradient that changes per step
+    }
+    a.step(ctx);
+    b.prepare(ctx);
+    {
+      HostIoGuard guard("the test's captured step");
+      b.apply(ctx);
+      CHECK_THROWS_WITH_AS(b.prepare(ctx), doctest::Contains("upload_into inside the test's captured step"), Error);
+    }
+  }
+  // The refused prepare() inside the guard did not count a step.
+  CHECK(a.steps() == 5);
+  CHECK(b.steps() == 5);
+  CHECK(pa->value("w").values() == pb->value("w").values());
+  CHECK(a.m().values() == b.m().values());
+  CHECK(a.v().values() == b.v().values());
+  // The constants: bias corrections of step 3 in double, rounded once to the dtype.
+  const std::vector<double> k = adam_constants(AdamConfig{.lr = 0.01, .weight_decay = 0.1}, 3, DType::F64).values();
+  CHECK(k == std::vector<double>{0.9, 0.999, 1 - 0.9, 1 - 0.999, 0.01 / (1 - std::pow(0.9, 3)),
+                                 1 / std::sqrt(1 - std::pow(0.999, 3)), 1e-8, 0.01 * 0.1});
 }
