@@ -1,7 +1,10 @@
-// The saliency objective (layers/saliency_objective.h) over the op API. The per-sample random
-// choices of the evidence removal (blur or colour, the colour) are drawn on the host and uploaded
-// (a few numbers per sample); the image-sized noise is made on the device by random_normal from
-// seeds drawn from the same host generator, so a run is reproducible from that generator's state.
+// The saliency objective (layers/saliency_objective.h) over the op API, in two halves. draw(): the
+// per-sample random choices of the evidence removal (blur or colour, the colour), the per-sample
+// weights, the noise seeds and the step's constants, on the host, packed into two tensors. The
+// device half reads them from device memory (two uploads per step) and leaves the loss sums on the
+// device, so it does no host I/O and a training step can be captured as one CUDA graph. The
+// image-sized noise is made on the device by random_normal from the drawn seeds, so a run is
+// reproducible from the host generator's state.
 #include "layers/saliency_objective.h"
 
 #include "engine/device_session.h"
@@ -32,13 +35,25 @@ ObjectiveConfig ObjectiveConfig::released() {
 
 namespace {
 
-// A host vector as a tensor of `shape` on the context's device (engine/device_session.h's upload).
-Tensor upload(Ctx& ctx, const std::vector<double>& v, const Shape& shape, DType dtype) {
-  return sal::upload(ctx, Tensor::from_values(v, shape, dtype));
+// Offsets into ObjectiveDraws::values: the constants, then per-sample blocks of N (colour: 3N).
+enum : int64_t { kAreaWeight = 0, kPreserverMargin = 1, kDestroyerMargin = 2, kNoiseSd = 3, kPreservedNoiseSd = 6 };
+struct Layout {
+  int64_t n;
+  int64_t sel() const { return kObjectiveConstants; }
+  int64_t colour() const { return sel() + n; }
+  int64_t w_real() const { return colour() + 3 * n; }
+  int64_t w_all() const { return w_real() + n; }
+  int64_t size() const { return w_all() + n; }
+};
+
+// Views of the device draws: values[begin, begin + count) as `shape`.
+Tensor part(const Tensor& values, int64_t begin, const Shape& shape) {
+  return values.slice0(begin, shape.numel()).reshape(shape);
 }
 
-double weighted_sum(Ctx& ctx, const Tensor& per_sample, const Tensor& weights) {
-  return sum(ctx, mul(ctx, per_sample, weights)).item();
+// sum(per_sample * weights) [N] -> [1] into slot j of sums (no read-back).
+void weighted_sum_into(Ctx& ctx, const Tensor& per_sample, const Tensor& weights, Tensor& sums, int64_t j) {
+  sums.slice0(j, 1).copy_from(sum(ctx, mul(ctx, per_sample, weights)).reshape(Shape{1}));
 }
 
 // z_c per sample: [N,K] x one-hot [N,K] -> [N].
@@ -61,17 +76,16 @@ MaxOther max_other(Ctx& ctx, const Tensor& z, const Tensor& onehot) {
   return m;
 }
 
-// r = relu(sign * (max_other(z) - z_c) + margin) [N] and its backward.
+// r = relu(sign * (max_other(z) - z_c) + margin) [N] and its backward; margin: [1] on the device.
 struct Margin {
   Tensor r;
   MaxOther mo;
 };
-Margin margin_forward(Ctx& ctx, const Tensor& z, const Tensor& onehot, double sign, double margin) {
+Margin margin_forward(Ctx& ctx, const Tensor& z, const Tensor& onehot, double sign, const Tensor& margin) {
   Margin m;
   m.mo = max_other(ctx, z, onehot);
   Tensor diff = scale(ctx, sub(ctx, m.mo.value, gather(ctx, z, onehot)), sign);
-  Tensor c = upload(ctx, {margin}, Shape{1}, z.dtype());
-  m.r = relu(ctx, add(ctx, diff, c));
+  m.r = relu(ctx, add(ctx, diff, margin));
   return m;
 }
 Tensor margin_backward(Ctx& ctx, const Tensor& dr, const Margin& m, const Tensor& onehot, double sign) {
@@ -85,10 +99,73 @@ Tensor margin_backward(Ctx& ctx, const Tensor& dr, const Margin& m, const Tensor
 
 }  // namespace
 
+ObjectiveDraws SaliencyObjective::draw(const Network& bb, const std::vector<uint8_t>& real, DType dtype,
+                                       std::mt19937& rng) const {
+  const int64_t n = static_cast<int64_t>(real.size());
+  const Layout at{n};
+  // Colour and noise in the black box's normalised units: x = (v - shift_c) / scale_c.
+  float in_scale[3], in_shift[3];
+  bb.input_spec().affine(in_scale, in_shift);
+  std::vector<double> v(static_cast<size_t>(at.size()), 0.0);
+  std::vector<int32_t> ints(static_cast<size_t>(n + 4));
+  auto put = [&v](int64_t i, double x) { v[static_cast<size_t>(i)] = x; };
+  put(kAreaWeight, cfg_.area_weight);
+  put(kPreserverMargin, cfg_.preserver_margin);
+  put(kDestroyerMargin, cfg_.destroyer_margin);
+  for (int c = 0; c < 3; ++c) {
+    put(kNoiseSd + c, cfg_.noise_std / in_scale[c]);
+    put(kPreservedNoiseSd + c, cfg_.preserved_noise_std / in_scale[c]);
+  }
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const bool blur = unit(rng) < cfg_.blur_prob;
+    put(at.sel() + i, blur ? 1.0 : 0.0);
+    for (int c = 0; c < 3; ++c) {
+      const double x = (unit(rng) - 0.5) * cfg_.colour_range;
+      put(at.colour() + i * 3 + c, blur ? 0.0 : (x - in_shift[c]) / in_scale[c]);
+    }
+    const bool r = real[static_cast<size_t>(i)] != 0;
+    put(at.w_real() + i, r ? 1.0 / static_cast<double>(n) : 0.0);
+    put(at.w_all() + i, 1.0 / static_cast<double>(n));
+    ints[static_cast<size_t>(i)] = r ? 1 : 0;
+  }
+  // The noise seeds, drawn in this order whether or not the noise is on (as the generator always was).
+  for (int s = 0; s < 2; ++s) {
+    const bool on = s == 0 ? cfg_.noise_std > 0 : cfg_.preserved_noise_std > 0;
+    if (!on) continue;
+    const uint64_t seed = (static_cast<uint64_t>(rng()) << 32) | static_cast<uint64_t>(rng());
+    ints[static_cast<size_t>(n + 2 * s)] = static_cast<int32_t>(static_cast<uint32_t>(seed));
+    ints[static_cast<size_t>(n + 2 * s + 1)] = static_cast<int32_t>(static_cast<uint32_t>(seed >> 32));
+  }
+  return ObjectiveDraws{Tensor::from_values(v, Shape{at.size()}, dtype), Tensor::from_labels(ints)};
+}
+
 ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor& images, const Tensor& mask,
                                             const Tensor& head_mask, const Tensor& filter_logits,
                                             const Tensor& classes, const std::vector<uint8_t>& real,
                                             std::mt19937& rng) {
+  const ObjectiveDraws host = draw(bb, real, images.dtype(), rng);
+  const ObjectiveDraws device{upload(ctx, host.values), upload(ctx, host.ints)};
+  ObjectiveResult r = evaluate(ctx, bb, images, mask, head_mask, filter_logits, classes, device);
+  read_terms(r);
+  return r;
+}
+
+void SaliencyObjective::read_terms(ObjectiveResult& r) const {
+  const std::vector<double> s = r.sums.values();
+  ObjectiveTerms& t = r.terms;
+  const bool paper = cfg_.variant == LossVariant::Paper;
+  t.area = cfg_.area_weight * s[0];
+  t.smoothness = r.smooth_factor * s[1];
+  t.preserver = (paper ? 1.0 : cfg_.preserver_weight) * s[2];
+  t.destroyer = cfg_.destroyer_weight * s[3];
+  t.selector = cfg_.selector_weight > 0 ? cfg_.selector_weight * s[4] : 0.0;
+  t.total = t.area + t.smoothness + t.preserver + t.destroyer + t.selector;
+}
+
+ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor& images, const Tensor& mask,
+                                            const Tensor& head_mask, const Tensor& filter_logits,
+                                            const Tensor& classes, const ObjectiveDraws& draws) {
   const char* op = "SaliencyObjective";
   SAL_CHECK(images.ndim() == 4 && images.dim(1) == 3, op, ": images must be [N,3,H,W], got ", images.desc());
   const int64_t n = images.dim(0), h = images.dim(2), w = images.dim(3);
@@ -97,7 +174,11 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
             mask.desc());
   SAL_CHECK(classes.dtype() == DType::I32 && classes.shape() == Shape{n}, op, ": classes must be i32[", n, "], got ",
             classes.desc());
-  SAL_CHECK(static_cast<int64_t>(real.size()) == n, op, ": ", real.size(), " real/fake flags for a batch of ", n);
+  const Layout at{n};
+  SAL_CHECK(draws.values.dtype() == dt && draws.values.shape() == Shape{at.size()} &&
+                draws.ints.dtype() == DType::I32 && draws.ints.shape() == Shape{n + 4},
+            op, ": the draws ", draws.values.desc(), ", ", draws.ints.desc(), " are not those of a batch of ", n,
+            " (", dtype_name(dt), "[", at.size(), "], i32[", n + 4, "])");
   const bool paper = cfg_.variant == LossVariant::Paper;
   const bool on_head = !paper && cfg_.smooth_on_head;
   const bool selector = cfg_.selector_weight > 0;
@@ -112,38 +193,24 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
               filter_logits.defined() ? filter_logits.desc() : std::string("(none)"));
   const int64_t k = bb.input_spec().num_classes;
   SAL_CHECK(k >= 2, op, ": the black box must have at least 2 classes, has ", k);
+  const Tensor& v = draws.values;
 
   // ---------------------------------------------------------------- evidence removal
-  // Colour and noise in the black box's normalised units: x = (v - shift_c) / scale_c.
-  float in_scale[3], in_shift[3];
-  bb.input_spec().affine(in_scale, in_shift);
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  std::vector<double> sel(static_cast<size_t>(n)), colour(static_cast<size_t>(n * 3));
-  bool any_blur = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const bool blur = unit(rng) < cfg_.blur_prob;
-    any_blur = any_blur || blur;
-    sel[static_cast<size_t>(i)] = blur ? 1.0 : 0.0;
-    for (int c = 0; c < 3; ++c) {
-      const double v = (unit(rng) - 0.5) * cfg_.colour_range;
-      colour[static_cast<size_t>(i * 3 + c)] = blur ? 0.0 : (v - in_shift[c]) / in_scale[c];
-    }
-  }
-  Tensor alt = add(ctx, ctx.alloc_zeros(images.shape(), dt), upload(ctx, colour, Shape{n, 3, 1, 1}, dt));
-  if (any_blur) {
+  // The blur is computed for the whole batch whenever it can be drawn: which samples use it is data
+  // (the flags), not control flow, so the step is the same every time (a captured graph).
+  Tensor alt = add(ctx, ctx.alloc_zeros(images.shape(), dt), part(v, at.colour(), Shape{n, 3, 1, 1}));
+  if (cfg_.blur_prob > 0) {
     Tensor blurred = gaussian_blur(ctx, images, cfg_.blur_sigma, cfg_.blur_ksize);
-    alt = add(ctx, alt, mul(ctx, blurred, upload(ctx, sel, Shape{n, 1, 1, 1}, dt)));
+    alt = add(ctx, alt, mul(ctx, blurred, part(v, at.sel(), Shape{n, 1, 1, 1})));
   }
-  // Gaussian noise of standard deviation sd (in [0,1] pixel units) in the black box's units: N(0,1)
-  // numbers made on the device from a seed drawn here (random_normal: no host loop, no upload of an
-  // image-sized tensor), times sd / scale_c per channel.
-  const auto noise = [&](double sd) {
-    const uint64_t seed = (static_cast<uint64_t>(rng()) << 32) | static_cast<uint64_t>(rng());
-    const std::vector<double> per_channel = {sd / in_scale[0], sd / in_scale[1], sd / in_scale[2]};
-    return mul(ctx, random_normal(ctx, images.shape(), dt, seed), upload(ctx, per_channel, Shape{1, 3, 1, 1}, dt));
+  // Gaussian noise in the black box's units: N(0,1) numbers made on the device from a seed read from
+  // the draws (random_normal: no host loop, no image-sized upload), times sd / scale_c per channel.
+  const auto noise = [&](int64_t seed_at, int64_t sd_at) {
+    return mul(ctx, random_normal(ctx, images.shape(), dt, draws.ints.slice0(seed_at, 2)),
+               part(v, sd_at, Shape{1, 3, 1, 1}));
   };
-  if (cfg_.noise_std > 0) alt = add(ctx, alt, noise(cfg_.noise_std));
-  Tensor xp = cfg_.preserved_noise_std > 0 ? add(ctx, images, noise(cfg_.preserved_noise_std)) : images;
+  if (cfg_.noise_std > 0) alt = add(ctx, alt, noise(n, kNoiseSd));
+  Tensor xp = cfg_.preserved_noise_std > 0 ? add(ctx, images, noise(n + 2, kPreservedNoiseSd)) : images;
 
   // ---------------------------------------------------------------- black box on Phi(X,M) and Phi(X,1-M)
   Tensor phi1 = blend(ctx, xp, alt, mask);
@@ -156,6 +223,7 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
             " classes");
   Tensor z1 = logits.slice0(0, n), z2 = logits.slice0(n, n);
 
+  // The identity is made once per K, dtype and device (an upload: on the first, eager run of a step).
   if (!eye_.defined() || eye_.dim(0) != k || eye_.dtype() != dt || eye_.device() != ctx.device) {
     std::vector<double> e(static_cast<size_t>(k * k), 0.0);
     for (int64_t i = 0; i < k; ++i) e[static_cast<size_t>(i * k + i)] = 1.0;
@@ -163,17 +231,10 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   }
   Tensor onehot = embedding(ctx, eye_, classes);  // [N,K]
 
-  std::vector<double> wr(static_cast<size_t>(n)), wall(static_cast<size_t>(n), 1.0 / static_cast<double>(n));
-  std::vector<int32_t> labels(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    wr[static_cast<size_t>(i)] = real[static_cast<size_t>(i)] ? 1.0 / static_cast<double>(n) : 0.0;
-    labels[static_cast<size_t>(i)] = real[static_cast<size_t>(i)] ? 1 : 0;
-  }
-  Tensor w_real = upload(ctx, wr, Shape{n}, dt);  // 1/N for real samples, 0 for fake
-  Tensor w_all = upload(ctx, wall, Shape{n}, dt);
-
+  const Tensor w_real = part(v, at.w_real(), Shape{n});  // 1/N for real samples, 0 for fake
+  const Tensor w_all = part(v, at.w_all(), Shape{n});
   ObjectiveResult res;
-  ObjectiveTerms& t = res.terms;
+  res.sums = ctx.alloc_zeros(Shape{5}, dt);
   res.logits_preserved = z1;
   res.logits_destroyed = z2;
   res.preserved = phi1;
@@ -181,23 +242,23 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   // ---------------------------------------------------------------- mask terms
   const double apow = paper ? 1.0 : cfg_.area_power, aeps = paper ? 0.0 : cfg_.area_eps;
   Tensor area = area_loss(ctx, mask, apow, aeps);
-  t.area = cfg_.area_weight * weighted_sum(ctx, area, w_all);
-  Tensor dmask = area_loss_backward(ctx, scale(ctx, w_all, cfg_.area_weight), mask, apow, aeps);
+  weighted_sum_into(ctx, area, w_all, res.sums, 0);
+  Tensor dmask = area_loss_backward(ctx, mul(ctx, w_all, part(v, kAreaWeight, Shape{1})), mask, apow, aeps);
 
   const Tensor& smask = on_head ? head_mask : mask;
-  double sfactor, border;
+  double border;
   if (paper) {
     const double mh = static_cast<double>(smask.dim(2)), mw = static_cast<double>(smask.dim(3));
     const double pairs = (mh - 1) * mw + mh * (mw - 1);
-    sfactor = cfg_.tv_weight / (cfg_.tv_mean && pairs > 0 ? pairs : 1.0);
+    res.smooth_factor = cfg_.tv_weight / (cfg_.tv_mean && pairs > 0 ? pairs : 1.0);
     border = 0.0;
   } else {
-    sfactor = cfg_.smooth_weight / 2.0;
+    res.smooth_factor = cfg_.smooth_weight / 2.0;
     border = cfg_.border_weight;
   }
   Tensor tv = tv_loss(ctx, smask, border);
-  t.smoothness = sfactor * weighted_sum(ctx, tv, w_real);
-  Tensor dsmooth = tv_loss_backward(ctx, scale(ctx, w_real, sfactor), smask, border);
+  weighted_sum_into(ctx, tv, w_real, res.sums, 1);
+  Tensor dsmooth = tv_loss_backward(ctx, scale(ctx, w_real, res.smooth_factor), smask, border);
   if (on_head) res.dhead_mask = dsmooth;
   else dmask = add(ctx, dmask, dsmooth);
 
@@ -205,21 +266,21 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   Tensor dz1, dz2;
   if (paper) {
     Tensor ce = cross_entropy(ctx, z1, classes);
-    t.preserver = weighted_sum(ctx, ce, w_real);
+    weighted_sum_into(ctx, ce, w_real, res.sums, 2);
     dz1 = cross_entropy_backward(ctx, w_real, z1, classes);
     Tensor p = softmax(ctx, z2);
     Tensor pc = gather(ctx, p, onehot).reshape(Shape{n, 1, 1, 1});
     Tensor q = area_loss(ctx, pc, cfg_.destroyer_power, cfg_.prob_eps);  // (p_c + eps)^power
-    t.destroyer = cfg_.destroyer_weight * weighted_sum(ctx, q, w_real);
+    weighted_sum_into(ctx, q, w_real, res.sums, 3);
     Tensor dpc = area_loss_backward(ctx, scale(ctx, w_real, cfg_.destroyer_weight), pc, cfg_.destroyer_power,
                                     cfg_.prob_eps);
     dz2 = softmax_backward(ctx, mul(ctx, onehot, dpc.reshape(Shape{n, 1})), p);
   } else {
-    Margin pres = margin_forward(ctx, z1, onehot, +1.0, cfg_.preserver_margin);
-    t.preserver = cfg_.preserver_weight * weighted_sum(ctx, pres.r, w_real);
+    Margin pres = margin_forward(ctx, z1, onehot, +1.0, part(v, kPreserverMargin, Shape{1}));
+    weighted_sum_into(ctx, pres.r, w_real, res.sums, 2);
     dz1 = margin_backward(ctx, scale(ctx, w_real, cfg_.preserver_weight), pres, onehot, +1.0);
-    Margin destr = margin_forward(ctx, z2, onehot, -1.0, cfg_.destroyer_margin);
-    t.destroyer = cfg_.destroyer_weight * weighted_sum(ctx, destr.r, w_real);
+    Margin destr = margin_forward(ctx, z2, onehot, -1.0, part(v, kDestroyerMargin, Shape{1}));
+    weighted_sum_into(ctx, destr.r, w_real, res.sums, 3);
     dz2 = margin_backward(ctx, scale(ctx, w_real, cfg_.destroyer_weight), destr, onehot, -1.0);
   }
   Tensor dlogits = ctx.alloc(logits.shape(), dt);
@@ -238,14 +299,13 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     Tensor zbar = scale(ctx, sum_to(ctx, filter_logits, Shape{n, 1, 1, 1}), inv);
     const Tensor parts[2] = {ctx.alloc_zeros(Shape{n, 1, 1, 1}, dt), zbar};
     Tensor two = concat_channels(ctx, parts).reshape(Shape{n, 2});
-    Tensor y = sal::upload(ctx, Tensor::from_labels(labels));
+    const Tensor y = draws.ints.slice0(0, n);  // 1 real, 0 fake
     Tensor bce = cross_entropy(ctx, two, y);  // -log sigmoid(zbar) when real, -log(1 - sigmoid(zbar)) when fake
-    t.selector = cfg_.selector_weight * weighted_sum(ctx, bce, w_all);
+    weighted_sum_into(ctx, bce, w_all, res.sums, 4);
     Tensor dtwo = cross_entropy_backward(ctx, scale(ctx, w_all, cfg_.selector_weight), two, y);
     Tensor dzbar = scale(ctx, slice_channels(ctx, dtwo.reshape(Shape{n, 2, 1, 1}), 1, 1), inv);
     res.dfilter_logits = add(ctx, ctx.alloc_zeros(filter_logits.shape(), dt), dzbar);
   }
-  t.total = t.area + t.smoothness + t.preserver + t.destroyer + t.selector;
   return res;
 }
 

@@ -79,8 +79,21 @@ struct ObjectiveTerms {
   double total = 0, area = 0, smoothness = 0, preserver = 0, destroyer = 0, selector = 0;
 };
 
+// The host half of one evaluation (SaliencyObjective::draw), packed as the device half reads it: two
+// tensors, so a step uploads two buffers (a captured step refills fixed device buffers of these shapes).
+struct ObjectiveDraws {
+  Tensor values;  // [kObjectiveConstants + 6N] of the images' dtype: the step's constants (area weight,
+                  // margins, noise levels), then per sample: blur flag, colour (3), real weight, weight
+  Tensor ints;    // i32 [N + 4]: real flags (selector labels), the alternative's and the preserved
+                  // image's noise seeds ({low, high} words each)
+};
+inline constexpr int64_t kObjectiveConstants = 9;
+
 struct ObjectiveResult {
-  ObjectiveTerms terms;
+  ObjectiveTerms terms;   // filled by SaliencyObjective::read_terms (the device half leaves it zero)
+  Tensor sums;            // [5] on the device: the weighted sums behind area, smoothness, preserver,
+                          // destroyer, selector (before their term weights)
+  double smooth_factor = 0;  // the smoothness term's weight for this mask size
   Tensor dmask;           // dL/dM [N,1,H,W]
   Tensor dhead_mask;      // dL/d head_mask [N,1,h',w'] (smooth_on_head only; else undefined)
   Tensor dfilter_logits;  // dL/d filter logits [N,1,h,w] (selector_weight > 0 only; else undefined)
@@ -96,9 +109,25 @@ class SaliencyObjective {
   // smooth_on_head); filter_logits:[N,1,h,w] (needed when selector_weight > 0); classes: I32[N]
   // on the device; real: N flags (0 = the selector got a fake class). Runs the black box forward
   // and backward_input (its state is overwritten) and returns the terms and gradients.
+  // draw() + upload + the device half + read_terms(): one step outside a captured graph.
   ObjectiveResult evaluate(Ctx& ctx, Network& black_box, const Tensor& images, const Tensor& mask,
                            const Tensor& head_mask, const Tensor& filter_logits, const Tensor& classes,
                            const std::vector<uint8_t>& real, std::mt19937& rng);
+
+  // The host half: the per-sample random choices from rng (in the order documented above), the
+  // per-sample weights and the current area weight, for a batch of real.size() images in the black
+  // box's input units. Host tensors.
+  ObjectiveDraws draw(const Network& black_box, const std::vector<uint8_t>& real, DType dtype,
+                      std::mt19937& rng) const;
+  // The device half, with draws already on ctx's device: no host I/O (engine/host_io_guard.h), so it
+  // can be part of a captured step. The blur is computed whenever blur_prob > 0 (the per-sample flags
+  // select it), the terms stay on the device (result.sums) and result.terms is left zero.
+  ObjectiveResult evaluate(Ctx& ctx, Network& black_box, const Tensor& images, const Tensor& mask,
+                           const Tensor& head_mask, const Tensor& filter_logits, const Tensor& classes,
+                           const ObjectiveDraws& device_draws);
+  // Reads result.sums back (waits for the device) and fills result.terms with the term weights of the
+  // current configuration (the area weight of the draw()).
+  void read_terms(ObjectiveResult& result) const;
 
   const ObjectiveConfig& config() const { return cfg_; }
   // For schedules that change the area weight between steps.
