@@ -2,8 +2,9 @@
 """The masker (layers/masker.cpp) and its training step in PyTorch, timed against our
 build/masker_bench in the same run: images/s for inference at batch 1 and N and for the training
 step at batch N, eager and torch.compile (when torch has it), and the ratios ours / PyTorch. On CUDA
-also our inference replayed from a captured CUDA graph (infer_graph_b*, masker_bench's
-masker_infer_graph), against the same PyTorch inference numbers.
+also our inference and training step replayed from captured CUDA graphs (infer_graph_b*, train_graph_b*:
+masker_bench's masker_infer_graph and masker_train_graph, the training step as sal_train runs it by
+default), against the same PyTorch numbers.
 
 Networks (the encoder is also the black box, as in tools/sal_train.cpp):
   mobilenet_v1       tools/reference_models.MobileNetV1 with weights/mobilenet_v1_0.75_224.safetensors,
@@ -365,7 +366,8 @@ def ours_numbers(bench, device, args):
     res = {}
     for b in json.loads(r.stdout)["benchmarks"]:
         kind, model, _, batch = b["name"].split("/")[:4]
-        prefix = {"masker_infer": "infer_b", "masker_infer_graph": "infer_graph_b", "masker_train": "train_b"}[kind]
+        prefix = {"masker_infer": "infer_b", "masker_infer_graph": "infer_graph_b", "masker_train": "train_b",
+                  "masker_train_graph": "train_graph_b"}[kind]
         key = (model, prefix + batch.split(":")[1])
         if b.get("error_occurred"):
             print(f"ours {b['name']}: skipped: {b.get('error_message')}")
@@ -431,11 +433,12 @@ def main():
     ours = ours_numbers(args.bench, device, args)
 
     kinds = ["infer_b1", f"infer_b{args.batch}", f"train_b{args.batch}"]
-    if device.type == "cuda":  # ours replayed from a CUDA graph, against the same PyTorch inference numbers
+    if device.type == "cuda":  # ours replayed from CUDA graphs, against the same PyTorch numbers
         kinds[2:2] = ["infer_graph_b1", f"infer_graph_b{args.batch}"]
+        kinds.append(f"train_graph_b{args.batch}")
         for (name, kind, mode), v in list(theirs.items()):
-            if kind.startswith("infer_b"):
-                theirs[(name, kind.replace("infer_b", "infer_graph_b"), mode)] = v
+            if kind.startswith("infer_b") or kind.startswith("train_b"):
+                theirs[(name, kind.replace("_b", "_graph_b", 1), mode)] = v
     fmt = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
     head = f"{'model':<19}{'kind':<11}{'ours img/s':>12}" + "".join(
         f"{'torch ' + m:>15}{'ratio':>8}" for m in modes)

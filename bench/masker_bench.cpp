@@ -2,9 +2,12 @@
 //   masker_infer/<model>/<device>/batch:N   encoder forward + decoder -> mask (eval mode)
 //   masker_infer_graph/<model>/cuda/batch:N the same, captured once as a CUDA graph and replayed
 //       (engine/step_graph.h); validated against the eager masks (max abs difference <= 1e-6)
-//   masker_train/<model>/<device>/batch:N   one training step as tools/sal_train.cpp runs it: masker
-//       forward (training mode), SaliencyObjective::evaluate with the released loss (area weight 4,
-//       selector weight 1, 30% fake selectors, sal_train's defaults), masker backward, Adam step
+//   masker_train/<model>/<device>/batch:N   one training step as tools/sal_train.cpp runs it
+//       (layers/masker_train_step.h): masker forward (training mode), the objective's device half with
+//       the released loss (area weight 4, selector weight 1, 30% fake selectors, sal_train's defaults),
+//       masker backward, the loss read back, Adam step; eager (sal_train --eager)
+//   masker_train_graph/<model>/cuda/batch:N the same with the step's device part replayed from a CUDA
+//       graph (sal_train's default on CUDA)
 // Models (the encoder is also the black box, as in sal_train):
 //   mobilenet_v1       MobileNet v1 0.75 from weights/mobilenet_v1_0.75_224.safetensors (or
 //                      $SAL_MOBILENET_WEIGHTS), MaskerConfig::mobilenet_v1()
@@ -47,6 +50,7 @@
 #include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
+#include "layers/masker_train_step.h"
 #include "layers/network.h"
 #include "layers/networks.h"
 #include "layers/saliency_objective.h"
@@ -247,7 +251,11 @@ void BM_masker_infer(benchmark::State& state, Model m, Device device, bool graph
   }
 }
 
-void BM_masker_train(benchmark::State& state, Model m, Device device) {
+// The training step of sal_train (layers/masker_train_step.h): masker forward, the objective's device
+// half, masker backward, the loss read back, Adam. graph = true (CUDA): the step's device part replayed
+// from a CUDA graph, as sal_train runs it by default; false: eager (sal_train --eager). The batch stays
+// on the device (the step copies it into its input buffer on the device: no host upload is timed).
+void BM_masker_train(benchmark::State& state, Model m, Device device, bool graph) {
   if (!prepare(state, device)) return;
   const int64_t batch = state.range(0);
   try {
@@ -255,7 +263,7 @@ void BM_masker_train(benchmark::State& state, Model m, Device device) {
     Runner r(device);
     const Tensor images = random_images(batch, 7, device);
     const int64_t k = s.train->config().num_classes;
-    const Tensor classes = Tensor::from_labels(random_classes(batch, k, 11)).to(device);
+    const std::vector<int32_t> classes = random_classes(batch, k, 11);
     // sal_train's defaults: released loss, area weight 4, selector weight 1, fake selectors with p = 0.3.
     ObjectiveConfig oc = ObjectiveConfig::released();
     oc.area_weight = 4.0;
@@ -264,24 +272,19 @@ void BM_masker_train(benchmark::State& state, Model m, Device device) {
     std::vector<uint8_t> real(static_cast<size_t>(batch));
     std::mt19937 rng(5);
     for (uint8_t& f : real) f = std::uniform_real_distribution<double>(0.0, 1.0)(rng) < 0.3 ? 0 : 1;
+    MaskerTrainStep train_step(r.ctx, *s.train, *s.encoder, objective, *s.adam, graph);  // owns r.arena
     double loss = 0;
     const auto step = [&] {
-      r.arena.reset();
-      s.train->params().zero_grads();
-      MaskerOutput o = s.train->forward(r.ctx, *s.encoder, images, classes, true);
-      ObjectiveResult res =
-          objective.evaluate(r.ctx, *s.encoder, images, o.mask, o.head_mask, o.filter_logits, classes, real, rng);
-      loss = res.terms.total;
-      s.train->backward(r.ctx, res.dmask, &res.dhead_mask, &res.dfilter_logits);
-      s.adam->step(r.ctx);
+      loss = train_step.compute(images, classes, real, rng).terms.total;
+      train_step.update();
     };
     r.sync();
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < 3; ++run) {  // eager, captured, replayed (graph) / three eager steps
       step();
       if (!std::isfinite(loss))
         return state.SkipWithError(("the training step's loss is " + std::to_string(loss)).c_str());
     }
-    r.arena.reset();
+    if (graph && !train_step.captured()) return state.SkipWithError("the training step was not captured");
     r.sync();
     const size_t growths = r.arena.growths();
     r.time(state, step);
@@ -318,9 +321,15 @@ void register_all() {
     }
     for (Model m : models) {
       auto* b = benchmark::RegisterBenchmark(("masker_train/" + std::string(model_name(m)) + "/" + dev).c_str(),
-                                             BM_masker_train, m, d);
+                                             BM_masker_train, m, d, false);
       b->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond);
       gpu ? b->UseManualTime() : b->UseRealTime();
+    }
+    for (Model m : models) {
+      if (!gpu) break;
+      auto* b = benchmark::RegisterBenchmark(("masker_train_graph/" + std::string(model_name(m)) + "/" + dev).c_str(),
+                                             BM_masker_train, m, d, true);
+      b->Arg(big)->ArgName("batch")->Unit(benchmark::kMillisecond)->UseManualTime();
     }
   }
 }

@@ -20,6 +20,8 @@ namespace sal::cuda {
 
 namespace {
 
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
 // The handle of the context's device, bound to its stream. A CUDA Ctx without a CudaDevice
 // uses one process-wide handle on the default stream.
 cublasHandle_t handle_for(Ctx& ctx) {
@@ -36,6 +38,10 @@ cublasHandle_t handle_for(Ctx& ctx) {
     cublasHandle_t h;
     SAL_CUBLAS_CHECK(cublasCreate(&h));
     SAL_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(dev->stream())));
+    // An explicit workspace, so that cuBLAS never allocates one while a CUDA graph is being captured
+    // (the size NVIDIA recommends for Hopper).
+    dev->cublas_workspace = malloc_device(kWorkspaceBytes);
+    SAL_CUBLAS_CHECK(cublasSetWorkspace(h, dev->cublas_workspace, kWorkspaceBytes));
     dev->cublas = h;
   }
   return static_cast<cublasHandle_t>(dev->cublas);
@@ -73,6 +79,8 @@ void gemm_batched(Ctx& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, in
 void release_cublas(CudaDevice& dev) {
   if (dev.cublas) cublasDestroy(static_cast<cublasHandle_t>(dev.cublas));
   dev.cublas = nullptr;
+  if (dev.cublas_workspace) free_device(dev.cublas_workspace);
+  dev.cublas_workspace = nullptr;
 }
 
 }  // namespace sal::cuda

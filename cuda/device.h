@@ -37,6 +37,7 @@ class CudaDevice {
 
   // Library handles, created on first use by cuda/cublas_gemm.cpp and cuda/cudnn_conv.cpp.
   void* cublas = nullptr;
+  void* cublas_workspace = nullptr;  // device memory cuBLAS works in (set on the handle: no allocation in a capture)
   void* cudnn = nullptr;
 
  private:

@@ -29,6 +29,14 @@ void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, si
 
 void memset_zero(void* ptr, size_t bytes) { SAL_CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
 
+void memset_zero_async(void* ptr, size_t bytes, void* stream) {
+  SAL_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(stream)));
+}
+
+void copy_device_async(void* dst, const void* src, size_t bytes, void* stream) {
+  SAL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)));
+}
+
 void synchronize() { SAL_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 int sm_count() {

@@ -10,6 +10,9 @@ void* malloc_device(size_t bytes);
 void free_device(void* ptr);
 void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
 void memset_zero(void* ptr, size_t bytes);
+// The same queued on a stream (cudaStream_t; null: the legacy default stream): capturable in a graph.
+void memset_zero_async(void* ptr, size_t bytes, void* stream);
+void copy_device_async(void* dst, const void* src, size_t bytes, void* stream);  // device to device
 void synchronize();
 
 }  // namespace sal::cuda

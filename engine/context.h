@@ -21,9 +21,14 @@ struct Ctx {
   }
   Tensor alloc_zeros(const Shape& shape, DType dtype) const {
     Tensor t = alloc(shape, dtype);
-    t.zero();
+    zero(t);
     return t;
   }
+  // Zeroes t / copies src into dst (same shape and dtype), both on this context's device, queued on
+  // its stream like any op (engine/context.cpp). Tensor::zero() and copy_from() use the legacy default
+  // stream instead, which a CUDA graph capture cannot contain: code that runs inside a step uses these.
+  void zero(Tensor& t) const;
+  void copy(const Tensor& src, Tensor& dst) const;
 };
 
 }  // namespace sal

@@ -3,7 +3,8 @@
 // captures device work only (a read-back inside a capture is an error, and one that slipped through
 // would replay stale host values). While a HostIoGuard lives on a thread, the calls that do host I/O
 // (Tensor::values() / item(), Tensor::to(Device), copy_from between devices, upload / upload_into)
-// throw an error naming the call and the guard's owner. On the CPU the same calls are harmless, but
+// throw an error naming the call and the guard's owner; so do Tensor::zero() and same-device copy_from,
+// which run on the legacy default stream (not capturable; Ctx::zero and Ctx::copy are). On the CPU the same calls are harmless, but
 // the guard refuses them too: a CPU run of a step proves the CUDA run of the same code is capturable.
 #pragma once
 

@@ -79,4 +79,9 @@ void ParamStore::zero_grads() {
   if (grads_.defined()) grads_.zero();
 }
 
+void ParamStore::zero_grads(const Ctx& ctx) {
+  require_finalized("zero_grads");
+  if (grads_.defined()) ctx.zero(grads_);
+}
+
 }  // namespace sal

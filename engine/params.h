@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/context.h"
 #include "engine/tensor.h"
 
 namespace sal {
@@ -47,6 +48,7 @@ class ParamStore {
   int64_t num_values() const { return values_.numel(); }
   int64_t num_trainable() const { return grads_.defined() ? grads_.numel() : 0; }
   void zero_grads();
+  void zero_grads(const Ctx& ctx);  // queued on ctx's stream (inside a captured step)
 
  private:
   struct Entry {

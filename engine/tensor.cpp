@@ -199,7 +199,9 @@ Tensor Tensor::clone() const { return to(device_); }
 
 void Tensor::copy_from(const Tensor& src) {
   SAL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: ", src.desc(), " into ", desc());
-  if (src.device_ != device_) check_no_host_io("copy_from between devices");
+  // Inside a step even a same-device copy_from is refused: it runs on the legacy default stream, which a
+  // CUDA graph capture cannot contain (Ctx::copy queues it on the step's stream).
+  check_no_host_io(src.device_ != device_ ? "copy_from between devices" : "Tensor::copy_from (use Ctx::copy)");
   device_copy(data_, device_, src.data_, src.device_, nbytes());
 }
 
@@ -214,7 +216,10 @@ void Tensor::fill(double value) {
   }
 }
 
-void Tensor::zero() { device_memset_zero(device_, data_, nbytes()); }
+void Tensor::zero() {
+  check_no_host_io("Tensor::zero (the legacy default stream; use Ctx::zero)");
+  device_memset_zero(device_, data_, nbytes());
+}
 
 std::vector<double> Tensor::values() const {
   check_no_host_io("Tensor::values() / item()");

@@ -53,7 +53,8 @@ Tensor part(const Tensor& values, int64_t begin, const Shape& shape) {
 
 // sum(per_sample * weights) [N] -> [1] into slot j of sums (no read-back).
 void weighted_sum_into(Ctx& ctx, const Tensor& per_sample, const Tensor& weights, Tensor& sums, int64_t j) {
-  sums.slice0(j, 1).copy_from(sum(ctx, mul(ctx, per_sample, weights)).reshape(Shape{1}));
+  Tensor slot = sums.slice0(j, 1);
+  ctx.copy(sum(ctx, mul(ctx, per_sample, weights)).reshape(Shape{1}), slot);
 }
 
 // z_c per sample: [N,K] x one-hot [N,K] -> [N].
@@ -216,8 +217,9 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   Tensor phi1 = blend(ctx, xp, alt, mask);
   Tensor phi2 = blend(ctx, alt, xp, mask);
   Tensor both = ctx.alloc(Shape{2 * n, 3, h, w}, dt);
-  both.slice0(0, n).copy_from(phi1);
-  both.slice0(n, n).copy_from(phi2);
+  Tensor both1 = both.slice0(0, n), both2 = both.slice0(n, n);
+  ctx.copy(phi1, both1);
+  ctx.copy(phi2, both2);
   Tensor logits = bb.forward(ctx, bb.normalize(ctx, both));
   SAL_CHECK(logits.ndim() == 2 && logits.dim(1) == k, op, ": black box logits ", logits.desc(), " for ", k,
             " classes");
@@ -284,8 +286,9 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
     dz2 = margin_backward(ctx, scale(ctx, w_real, cfg_.destroyer_weight), destr, onehot, -1.0);
   }
   Tensor dlogits = ctx.alloc(logits.shape(), dt);
-  dlogits.slice0(0, n).copy_from(dz1);
-  dlogits.slice0(n, n).copy_from(dz2);
+  Tensor dlogits1 = dlogits.slice0(0, n), dlogits2 = dlogits.slice0(n, n);
+  ctx.copy(dz1, dlogits1);
+  ctx.copy(dz2, dlogits2);
   Tensor dboth = bb.normalize_backward(ctx, bb.backward_input(ctx, dlogits));
   Tensor dphi1 = dboth.slice0(0, n), dphi2 = dboth.slice0(n, n);
   dmask = add(ctx, dmask, blend_backward(ctx, dphi1, xp, alt, mask, false, false).dm);

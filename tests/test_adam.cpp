@@ -51,7 +51,7 @@ TEST_CASE("adam: minimises a quadratic through the param store, frozen params un
   CHECK(sal::test::all_close(ps.value(frozen), {5, 5}, 0));
 }
 
-TEST_CASE("adam: prepare() + apply() is step(); apply() does no host I/O, so a captured step can hold it") {
+TEST_CASE("adam: prepare() + apply() is step(), and apply() does no host I/O (a captured step can hold it)") {
   // Two stores from the same values, one stepped with step(), the other with prepare() on the host side
   // and apply() under the guard a StepGraph capture sets (engine/host_io_guard.h).
   ParamRef ref;

@@ -173,3 +173,32 @@ TEST_CASE("param store: named slices of flat buffers") {
   CHECK_THROWS_WITH_AS(ps.grad_slice(b, Tensor::zeros(Shape{127})), doctest::Contains("not aligned"), Error);
   CHECK_THROWS_WITH_AS(ps.grad_slice(rm, moments), doctest::Contains("is frozen"), Error);
 }
+
+TEST_CASE("Ctx::zero and Ctx::copy: same-device work on the context (what a captured step uses)") {
+  Ctx ctx(Device::CPU);
+  Tensor a = Tensor::from_values({1, 2, 3, 4}, Shape{2, 2});
+  Tensor b = Tensor::zeros(Shape{2, 2});
+  ctx.copy(a, b);
+  CHECK(b.values() == std::vector<double>{1, 2, 3, 4});
+  Tensor row = b.slice0(1, 1);
+  ctx.zero(row);
+  CHECK(b.values() == std::vector<double>{1, 2, 0, 0});
+  ctx.copy(b, b);  // onto itself: nothing to do
+  CHECK(b.values() == std::vector<double>{1, 2, 0, 0});
+  Tensor c = Tensor::zeros(Shape{4});
+  CHECK_THROWS_WITH_AS(ctx.copy(a, c), doctest::Contains("Ctx::copy: f32[2,2]@cpu into f32[4]@cpu"), Error);
+  // alloc_zeros zeroes through the context too.
+  Arena arena(Device::CPU);
+  Ctx actx(Device::CPU, &arena);
+  Tensor x = actx.alloc(Shape{3}, DType::F32);
+  ctx.copy(Tensor::from_values({7, 8, 9}, Shape{3}), x);
+  arena.reset();
+  CHECK(actx.alloc_zeros(Shape{3}, DType::F32).values() == std::vector<double>{0, 0, 0});
+#ifdef SAL_WITH_CUDA
+  if (cuda_available()) {
+    Tensor d = Tensor::zeros(Shape{2, 2}, DType::F32, Device::CUDA);
+    CHECK_THROWS_WITH_AS(ctx.copy(a, d), doctest::Contains("between devices: upload or Tensor::to"), Error);
+    CHECK_THROWS_WITH_AS(ctx.zero(d), doctest::Contains("is not on this context's device"), Error);
+  }
+#endif
+}

@@ -134,6 +134,13 @@ TEST_CASE("sal_train --device cuda: the same losses as the CPU run (skipped with
   REQUIRE(run_status("SAL_CONV_MATH=f32 " + cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") +
                      " 2>&1") == 0);
   REQUIRE(run_status(cmd + " --device cuda --out " + t.file("tf32") + " > " + t.file("tf32.txt") + " 2>&1") == 0);
+  // The training step is replayed from a CUDA graph by default; --eager runs the same kernels one by one:
+  // the same run, log line for log line.
+  REQUIRE(run_status("SAL_CONV_MATH=f32 " + cmd + " --device cuda --eager --out " + t.file("eager") + " > " +
+                     t.file("eager.txt") + " 2>&1") == 0);
+  CHECK(read_bytes(t.file("gpu.txt")).find("training step: captured as a CUDA graph") != std::string::npos);
+  CHECK(read_bytes(t.file("eager.txt")).find("training step: eager (--eager)") != std::string::npos);
+  CHECK(log_lines(t.file("eager/log.jsonl")) == log_lines(t.file("gpu/log.jsonl")));
   const std::vector<std::string> c = log_lines(t.file("cpu/log.jsonl")), g = log_lines(t.file("gpu/log.jsonl")),
                                   h = log_lines(t.file("tf32/log.jsonl"));
   REQUIRE(c.size() == 3);

@@ -61,6 +61,7 @@
 #include "engine/shard_reader.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
+#include "layers/masker_train_step.h"
 #include "layers/network.h"
 #include "layers/saliency_objective.h"
 #include "optim/adam.h"
@@ -104,6 +105,7 @@ struct Options {
   int64_t eval_every = 0, eval_images = 2000;
   std::string init_masker;  // fine-tune: start from this masker file's parameters (fresh Adam state)
   std::string device = "cpu";  // cpu or cuda (device 0)
+  bool eager = false;          // CUDA: run the training step eagerly instead of replaying it as a CUDA graph
 };
 
 template <class RNG>
@@ -151,7 +153,7 @@ std::string config_text(const Options& o, const ObjectiveConfig& oc) {
     << "\ncheckpoint_every=" << o.checkpoint_every << "\nlog_every=" << o.log_every << "\nout=" << o.out
     << "\neval_shards=" << o.eval_shards << "\neval_every=" << o.eval_every << "\neval_images=" << o.eval_images
     << "\nreader_threads=" << o.threads << "\nomp_threads=" << omp_get_max_threads()
-    << "\ninit_masker=" << o.init_masker << "\ndevice=" << o.device;
+    << "\ninit_masker=" << o.init_masker << "\ndevice=" << o.device << "\neager=" << o.eager;
   return s.str();
 }
 
@@ -376,21 +378,26 @@ struct Trainer {
 
   // Phase 1: every gradient but the class embedding's is zeroed before the Adam step. Adam's moments of
   // those parameters then stay zero, so they do not move until phase 2.
-  void keep_only_embedding_grads() {
+  void keep_only_embedding_grads(const Ctx& c) {
     ParamStore& ps = masker->params();
     for (const std::string& name : ps.names()) {
       const ParamRef p = ps.find(name);
-      if (ps.trainable(p) && name != "masker.embedding.weight") ps.grad(p).zero();
+      if (!ps.trainable(p) || name == "masker.embedding.weight") continue;
+      Tensor g = ps.grad(p);
+      c.zero(g);
     }
   }
 
   // --freeze-embedding: the embedding's gradient and its Adam moments are zeroed before every Adam step, so
   // it never moves (the moments too: a run resumed with the flag may carry moments from before it, which
   // would go on moving the embedding with a zero gradient).
-  void drop_embedding_grads() {
+  void drop_embedding_grads(const Ctx& c) {
     const ParamStore& ps = masker->params();
     const ParamRef emb = ps.find("masker.embedding.weight");
-    for (const Tensor& flat : {ps.flat_grads(), adam->m(), adam->v()}) ps.grad_slice(emb, flat).zero();
+    for (const Tensor& flat : {ps.flat_grads(), adam->m(), adam->v()}) {
+      Tensor slice = ps.grad_slice(emb, flat);
+      c.zero(slice);
+    }
   }
 
   // --init-masker: the file must describe the masker these flags build (same preset, widths, classes,
@@ -529,6 +536,24 @@ struct Trainer {
       Tensor values = masker->params().flat_values();
       dp->broadcast(values);  // every rank starts from rank 0's parameters
     }
+    // The training step on its own arena (a captured CUDA graph keeps its addresses); `arena` serves the
+    // log steps' clean forward and the held-out evaluation. Captured on CUDA unless --eager or NCCL (the
+    // all-reduce in a graph is untested here).
+    Arena step_arena(dev);
+    const bool capture = !opt.eager && !dp->uses_nccl();
+    MaskerTrainStep step_fn(device->ctx(step_arena), *masker, *bb, objective, *adam, capture);
+    if (dev == Device::CUDA)
+      std::printf("training step: %s\n", capture ? "captured as a CUDA graph after two eager steps"
+                                                 : opt.eager ? "eager (--eager)" : "eager (data parallel over NCCL)");
+    // Between the masker's backward and Adam, on the device: phase 1 or --freeze-embedding zero
+    // gradient slices, and the gradient is averaged over the ranks (a no-op alone).
+    bool phase1 = false;  // phase 1 (--embedding-only-steps) for the hook; a change resets the captured step
+    step_fn.set_grad_hook([&](Ctx& c) {
+      if (phase1) keep_only_embedding_grads(c);
+      if (opt.freeze_embedding) drop_embedding_grads(c);
+      Tensor grads = masker->params().flat_grads();
+      dp->average(grads);
+    });
     Batch batch;
     std::vector<int32_t> sel;
     std::vector<uint8_t> real;
@@ -551,14 +576,12 @@ struct Trainer {
           real[static_cast<size_t>(i)] = 0;
         }
       }
-      arena.reset();
-      const Tensor images = upload(ctx, batch.images);
-      const Tensor classes = upload(ctx, Tensor::from_labels(sel));
-      masker->params().zero_grads();
       objective.set_area_weight(area_weight_at(step));
-      MaskerOutput o = masker->forward(ctx, *bb, images, classes, true);
-      ObjectiveResult r = objective.evaluate(ctx, *bb, images, o.mask, o.head_mask, o.filter_logits, classes,
-                                             real, obj_rng);
+      if ((step <= opt.embedding_only_steps) != phase1) {  // the hook changes: capture the step again
+        phase1 = !phase1;
+        step_fn.reset();
+      }
+      const MaskerTrainStep::Result& r = step_fn.compute(batch.images, sel, real, obj_rng);
       double total = r.terms.total;
       if (step == opt.debug_nan_at_step) total = std::nan("");
       if (dp->any(!std::isfinite(total))) {
@@ -569,22 +592,15 @@ struct Trainer {
                      static_cast<long long>(step), ckpt_path.c_str());
         return 3;
       }
-      masker->backward(ctx, r.dmask, &r.dhead_mask, &r.dfilter_logits);
-      if (step <= opt.embedding_only_steps) keep_only_embedding_grads();
-      if (opt.freeze_embedding) drop_embedding_grads();
-      {
-        Tensor grads = masker->params().flat_grads();
-        dp->average(grads);  // the mean gradient of the global batch (a no-op alone)
-      }
-      adam->step(ctx);
+      step_fn.update();
       images_since += n;
 
       const bool last = step == opt.steps;
       if (dist.leader() && opt.log_every > 0 && (step % opt.log_every == 0 || last || step == start + 1)) {
         // Health numbers: mean mask for real and fake selectors, black-box accuracy on Phi(X,M) (real).
-        const std::vector<double> mask = o.mask.values();
+        const std::vector<double> mask = r.mask.values();
         const std::vector<double> z = r.logits_preserved.values();
-        const int64_t per = o.mask.numel() / n;
+        const int64_t per = r.mask.numel() / n;
         double area_real = 0, area_fake = 0;
         int64_t n_real = 0, n_fake = 0, correct = 0;
         for (int64_t i = 0; i < n; ++i) {
@@ -604,6 +620,8 @@ struct Trainer {
           }
         }
         // The black box on the clean batch, for reference (after the update: it changes nothing trained).
+        arena.reset();
+        const Tensor images = upload(ctx, batch.images);
         const std::vector<double> zc = bb->forward(ctx, bb->normalize(ctx, images)).values();
         int64_t clean_correct = 0;
         for (int64_t i = 0; i < n; ++i) {
@@ -754,6 +772,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "where the masker trains: cpu (OpenMP + BLAS) or cuda (GPU LOCAL_RANK: 0 unless data parallel)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  app.add_flag("--eager", o.eager,
+               "with --device cuda: run every training step eagerly (default: the step is captured as a CUDA graph "
+               "after two eager steps and replayed; the same kernels, one launch)");
   app.add_option("--init-masker", o.init_masker,
                  "fine-tune: start from this masker file (e.g. weights/*_masker.safetensors) with a fresh Adam state; "
                  "ignored with --resume (the checkpoint holds the weights)")
