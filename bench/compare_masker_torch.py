@@ -390,6 +390,8 @@ def main():
     ap.add_argument("--bench", default=os.path.join(REPO, "build", "masker_bench"))
     ap.add_argument("--mobilenet-weights", default=os.path.join(REPO, "weights", "mobilenet_v1_0.75_224.safetensors"))
     ap.add_argument("--no-compile", action="store_true", help="eager only")
+    ap.add_argument("--compile-models", nargs="+", choices=MODELS, default=None,
+                    help="torch.compile only these models (default: all of --models; compiling takes minutes each)")
     ap.add_argument("--skip-agreement", action="store_true")
     ap.add_argument("--json", default=None, help="also write every number (ours, torch per mode) to this file")
     args = ap.parse_args()
@@ -419,6 +421,8 @@ def main():
     theirs = {}
     for name in args.models:
         for mode in modes:
+            if mode == "compile" and args.compile_models is not None and name not in args.compile_models:
+                continue
             try:
                 nums = torch_numbers(name, args, device, mode == "compile")
             except Exception as e:  # torch.compile can fail on a given setup: report, keep going

@@ -17,6 +17,9 @@
 #   SAL_COMPARE_MIN_TIME seconds per number of the masker comparison (default 2)
 #   SAL_COMPARE_ARGS     extra arguments of bench/compare_masker_torch.py (e.g. "--models mobilenet_v1
 #                        --no-compile" when device time is short: torch.compile takes minutes per model)
+#   SAL_GPU_BENCH        which benchmark groups run (default "micro masker f32"): micro = bench/*cuda*,
+#                        masker = the masker against PyTorch, f32 = the masker with SAL_CONV_MATH=f32;
+#                        "" runs the build and the tests alone
 #   SAL_CTEST_EXCLUDE    ctest -E regex for tests not run here (default "golden": the PyTorch
 #                        fixtures need Debian's python3-torch, not a GPU)
 #   SAL_DEBS             folder of .deb files (default <repo>/.debs). When it holds any, they are
@@ -196,9 +199,14 @@ run_benchmark() {
   if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$label (exit $rc, $errors benchmarks reported an error)"); fi
 }
 
+BENCH_GROUPS=" ${SAL_GPU_BENCH-micro masker f32} "
+wants() { [[ "$BENCH_GROUPS" == *" $1 "* ]]; }
+
 # ---- CUDA benchmarks (validated against cuDNN / cuBLAS and the CPU before timing)
 MIN_TIME="${SAL_BENCH_MIN_TIME:-0.05}"
+wants micro || step "CUDA kernel benchmarks: skipped (SAL_GPU_BENCH)"
 for src in "$ROOT"/bench/*cuda*.cpp; do
+  wants micro || break
   [ -e "$src" ] || continue
   name="$(basename "$src" .cpp)"
   step "benchmark $name (min time ${MIN_TIME}s)"
@@ -211,7 +219,9 @@ done
 # torch with CUDA; otherwise our CUDA benchmarks alone.
 CMP_MIN_TIME="${SAL_COMPARE_MIN_TIME:-2}"
 step "masker benchmark against PyTorch (min time ${CMP_MIN_TIME}s)"
-if [ ! -x "$BUILD/masker_bench" ]; then
+if ! wants masker; then
+  echo "skipped (SAL_GPU_BENCH)"
+elif [ ! -x "$BUILD/masker_bench" ]; then
   FAILED+=("masker_bench (not built)")
 elif python3 -c "import torch, torchvision, numpy; assert torch.cuda.is_available()" 2>/dev/null; then
   # shellcheck disable=SC2086
@@ -227,7 +237,7 @@ fi
 
 # ---- the price of f32 convolutions (SAL_CONV_MATH=f32, cuda/conv_backend.h): the masker benchmarks
 # at batch 64 with TF32 off, to set beside the TF32 figures above.
-if [ -x "$BUILD/masker_bench" ]; then
+if wants f32 && [ -x "$BUILD/masker_bench" ]; then
   step "masker benchmark with SAL_CONV_MATH=f32 (batch 64, min time ${CMP_MIN_TIME}s)"
   run_benchmark "masker_bench f32" masker_bench_f32 SAL_CONV_MATH=f32 "$BUILD/masker_bench" \
       --benchmark_filter='masker_(infer|train)/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
