@@ -25,7 +25,8 @@
 //   dgamma / dbeta, and turns the sums into per-channel coefficients for the elementwise pass.
 // - batchnorm2d_infer_act fuses y = act(bn(x) + residual) into one read of x (and residual) and
 //   one write of y: ResNet's bn3 + identity + ReLU and MobileNet's BN + ReLU6.
-// - batchnorm2d_infer_backward computes dx and the dgamma / dbeta partial sums in one pass.
+// - batchnorm2d_infer_backward computes dx and the dgamma / dbeta partial sums in one pass;
+//   batchnorm2d_infer_act_backward is its dx pass with the activation's derivative (from y) folded in.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -284,17 +285,28 @@ __global__ void bn_stats_finalize_kernel(PlaneGrid g, StatsArgs a) {
 
 // ---------------------------------------------------------------- backward sums
 
+// The activation's derivative from its output y: 1, [y > 0] (ReLU), [0 < y < 6] (ReLU6).
+template <int Act>
+__device__ __forceinline__ bool passes(float y) {
+  if constexpr (Act == kActRelu) return y > 0.f;
+  if constexpr (Act == kActRelu6) return y > 0.f && y < 6.f;
+  return true;
+}
+
 // dy, x: [N,C,H,W] -> part: [blocks][2], sums of dy and dy * (x - mean[c]) (when Sums);
-// dx = dy * gamma / sqrt(var + eps) (when WriteDx: the inference backward).
-template <bool Sums, bool WriteDx, bool Vec>
+// dx = dy * gamma / sqrt(var + eps) (when WriteDx: the inference backward), times the activation's
+// derivative at x when Act is not kActNone (x is then the activation's output y: the fused
+// batchnorm2d_infer_act_backward; never with Sums).
+template <bool Sums, bool WriteDx, int Act, bool Vec>
 __global__ void bn_grad_pass_kernel(PlaneGrid g, const float* __restrict__ dy, const float* __restrict__ x,
                                     const float* __restrict__ mean, const float* __restrict__ gamma,
                                     const float* __restrict__ var, double eps, float* __restrict__ dx,
                                     double* __restrict__ part) {
+  static_assert(!(Sums && Act != kActNone), "the parameter sums need x, not an activation's output");
   const Segment s = segment_of(g);
   float4 d[kItems] = {}, v[kItems] = {};
   load_items<Vec>(dy + s.base, s, d);
-  if constexpr (Sums) load_items<Vec>(x + s.base, s, v);
+  if constexpr (Sums || Act != kActNone) load_items<Vec>(x + s.base, s, v);
   if constexpr (WriteDx) {
     __shared__ float sscale;
     if (threadIdx.x == 0) {
@@ -307,7 +319,10 @@ __global__ void bn_grad_pass_kernel(PlaneGrid g, const float* __restrict__ dy, c
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
       const int64_t i = item_at<Vec>(s, u);
-      if (i < s.end) store_item<Vec>(dxs, i, map2<Vec>(d[u], d[u], [scale](float t, float) { return t * scale; }));
+      if (i < s.end)
+        store_item<Vec>(dxs, i, map2<Vec>(d[u], v[u], [scale](float t, float yv) {
+                          return passes<Act>(yv) ? t * scale : 0.f;
+                        }));
     }
   }
   if constexpr (Sums) {
@@ -412,15 +427,15 @@ void affine(Ctx& ctx, const char* op, const Tensor& x, const Tensor* residual, A
   SAL_CUDA_LAUNCH_CHECK(op);
 }
 
-template <bool Sums, bool WriteDx>
+template <bool Sums, bool WriteDx, int Act = kActNone>
 void launch_grad_pass(Ctx& ctx, const PlaneGrid& g, const float* dy, const float* x, const float* mean,
                       const float* gamma, const float* var, double eps, float* dx, double* part) {
   if (g.vec)
-    bn_grad_pass_kernel<Sums, WriteDx, true><<<blocks_of(g), g.threads, 0, stream_of(ctx)>>>(g, dy, x, mean, gamma,
-                                                                                            var, eps, dx, part);
+    bn_grad_pass_kernel<Sums, WriteDx, Act, true>
+        <<<blocks_of(g), g.threads, 0, stream_of(ctx)>>>(g, dy, x, mean, gamma, var, eps, dx, part);
   else
-    bn_grad_pass_kernel<Sums, WriteDx, false><<<blocks_of(g), g.threads, 0, stream_of(ctx)>>>(g, dy, x, mean, gamma,
-                                                                                             var, eps, dx, part);
+    bn_grad_pass_kernel<Sums, WriteDx, Act, false>
+        <<<blocks_of(g), g.threads, 0, stream_of(ctx)>>>(g, dy, x, mean, gamma, var, eps, dx, part);
 }
 
 float* opt(Tensor* t) { return t ? t->data<float>() : nullptr; }
@@ -459,6 +474,28 @@ void batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, con
   const GradFinalizeArgs fa{part.data<double>(), gamma.data<float>(), var.data<float>(), nullptr, eps,
                             opt(dgamma), opt(dbeta), nullptr};
   bn_grad_finalize_kernel<<<warp_blocks(g.channels), 128, 0, st>>>(g, fa);
+  SAL_CUDA_LAUNCH_CHECK(op);
+}
+
+void batchnorm2d_infer_act_backward(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& gamma, const Tensor& var,
+                                    double eps, Activation act, Tensor& dx) {
+  const char* op = "batchnorm2d_infer_act_backward";
+  if (y.numel() == 0) return;
+  const bool al = aligned16(dy.raw()) && aligned16(dx.raw()) && aligned16(y.raw());
+  const PlaneGrid g = plane_grid(op, y, al);
+  const float *pdy = dy.data<float>(), *py = y.data<float>(), *pg = gamma.data<float>(), *pv = var.data<float>();
+  float* pdx = dx.data<float>();
+  switch (act) {
+    case Activation::None:
+      launch_grad_pass<false, true, kActNone>(ctx, g, pdy, py, nullptr, pg, pv, eps, pdx, nullptr);
+      break;
+    case Activation::ReLU:
+      launch_grad_pass<false, true, kActRelu>(ctx, g, pdy, py, nullptr, pg, pv, eps, pdx, nullptr);
+      break;
+    case Activation::ReLU6:
+      launch_grad_pass<false, true, kActRelu6>(ctx, g, pdy, py, nullptr, pg, pv, eps, pdx, nullptr);
+      break;
+  }
   SAL_CUDA_LAUNCH_CHECK(op);
 }
 

@@ -77,6 +77,12 @@ Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const T
 // dresidual = dz.
 Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                              const Tensor& var, double eps, const Tensor* residual, Activation act);
+// The input gradient of batchnorm2d_infer_act without a residual, from its output y, in one pass:
+// dx = act'(y) * dy * gamma / sqrt(var + eps), act' = [y > 0] (ReLU) or [0 < y < 6] (ReLU6) or 1 (None).
+// The same values as relu_backward / relu6_backward then batchnorm2d_infer_backward (frozen BN: no
+// dgamma / dbeta), one read of dy and y and one write instead of two of each.
+Tensor batchnorm2d_infer_act_backward(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& gamma,
+                                      const Tensor& var, double eps, Activation act);
 // dx = dy * gamma / sqrt(var + eps); dgamma/dbeta (nullable) accumulate.
 Tensor batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                   const Tensor& mean, const Tensor& var, double eps, Tensor* dgamma, Tensor* dbeta);

@@ -58,6 +58,22 @@ Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, con
   return y;
 }
 
+Tensor batchnorm2d_infer_act_backward(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& gamma,
+                                      const Tensor& var, double eps, Activation act) {
+  const char* op = "batchnorm2d_infer_act_backward";
+  check_device(op, ctx, {&dy, &y, &gamma, &var});
+  check_float(op, ctx, {&dy, &y, &gamma, &var});
+  check_bn_shapes(op, y, {{"gamma", &gamma}, {"var", &var}});
+  check_shape(op, "dy", dy, y.shape());
+  check_eps(op, eps);
+  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
+            ": unknown activation ", static_cast<int>(act));
+  Tensor dx = ctx.alloc(y.shape(), y.dtype());
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer_act_backward(ctx, dy, y, gamma, var, eps, act, dx),
+              cpu::batchnorm2d_infer_act_backward(ctx, dy, y, gamma, var, eps, act, dx));
+  return dx;
+}
+
 Tensor batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                   const Tensor& mean, const Tensor& var, double eps, Tensor* dgamma, Tensor* dbeta) {
   const char* op = "batchnorm2d_infer_backward";

@@ -93,6 +93,17 @@ Tensor BatchNorm2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   return batchnorm2d_infer_backward(ctx, dy, x_, gamma, ps_->value(mean_), ps_->value(var_), eps_, pdg, pdb);
 }
 
+Tensor BatchNorm2d::backward_from_act(Ctx& ctx, const Tensor& dy, const Tensor& y, Activation act, bool param_grads) {
+  SAL_CHECK(!trained_, "BatchNorm2d::backward_from_act: the last forward was in training mode");
+  Tensor dg, db;
+  if (!grad_or_null(*ps_, gamma_, param_grads, dg) && !grad_or_null(*ps_, beta_, param_grads, db))
+    return batchnorm2d_infer_act_backward(ctx, dy, y, ps_->value(gamma_), ps_->value(var_), eps_, act);
+  const Tensor dz = act == Activation::ReLU    ? relu_backward(ctx, dy, y)
+                    : act == Activation::ReLU6 ? relu6_backward(ctx, dy, y)
+                                               : dy;
+  return backward(ctx, dz, param_grads);
+}
+
 Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, bool trainable)
     : ps_(&ps) {
   w_ = ps.add(name + ".weight", Shape{out, in}, trainable);
@@ -138,10 +149,12 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
 }
 
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  if (fused_y_.defined()) {  // inference: the activation and BN backward in one pass when BN is frozen
+    const Activation a = act_ == Act::ReLU ? Activation::ReLU : Activation::ReLU6;
+    return conv_.backward(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, param_grads), param_grads);
+  }
   Tensor d = dy;
-  if (fused_y_.defined()) {
-    d = act_ == Act::ReLU ? relu_backward(ctx, dy, fused_y_) : relu6_backward(ctx, dy, fused_y_);
-  } else if (act_ == Act::ReLU) {
+  if (act_ == Act::ReLU) {
     d = relu_.backward(ctx, dy);
   } else if (act_ == Act::ReLU6) {
     d = relu6_.backward(ctx, dy);

@@ -63,6 +63,10 @@ class BatchNorm2d {
   // expects the gradient with respect to bn(x), i.e. after the caller has undone the activation.
   Tensor forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act);
   Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+  // After forward_infer_act without a residual: the gradient with respect to x from dy with respect
+  // to its output y (the activation undone here). A frozen BN without parameter gradients takes one
+  // fused pass (batchnorm2d_infer_act_backward), else the activation's backward and backward().
+  Tensor backward_from_act(Ctx& ctx, const Tensor& dy, const Tensor& y, Activation act, bool param_grads = true);
   double eps() const { return eps_; }
 
  private:

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "engine/ops.h"
@@ -222,4 +223,54 @@ TEST_CASE("batchnorm2d_infer_act: argument errors") {
   CHECK_THROWS_WITH_AS(batchnorm2d_infer_act(gpu, x, c2, c2, c2, c2, 1e-5, nullptr, Activation::ReLU),
                        doctest::Contains("batchnorm2d_infer_act: tensor f32[1,2,1,2]@cpu is not on the context's device"),
                        Error);
+}
+
+TEST_CASE("batchnorm2d_infer_act_backward: hand-worked, the composition it replaces bit for bit, and errors") {
+  Ctx ctx;
+  // Without a residual: bn(x) = {2.5, 4.5 | -1.5, 0} (the hand case above), gamma / sqrt(var + 1) =
+  // {1 | 0.125}; y = relu6(bn(x)) = {2.5, 4.5 | 0, 0}; dy = {1, 2 | 3, 4} -> dx = {1, 2 | 0, 0}.
+  Tensor x = Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2});
+  Tensor gamma = Tensor::from_values({2, 0.5}, Shape{2});
+  Tensor beta = Tensor::from_values({0.5, -1}, Shape{2});
+  Tensor mean = Tensor::from_values({1, 2}, Shape{2});
+  Tensor var = Tensor::from_values({3, 15}, Shape{2});
+  Tensor dy = Tensor::from_values({1, 2, 3, 4}, Shape{1, 2, 1, 2});
+  Tensor y6 = batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, 1.0, nullptr, Activation::ReLU6);
+  CHECK(all_close(y6, {2.5, 4.5, 0, 0}));
+  CHECK(all_close(batchnorm2d_infer_act_backward(ctx, dy, y6, gamma, var, 1.0, Activation::ReLU6), {1, 2, 0, 0}));
+  // None: every dy scaled: {1, 2 | 0.375, 0.5}; an output of exactly 6 stops ReLU6's gradient, 0 stops ReLU's.
+  CHECK(all_close(batchnorm2d_infer_act_backward(ctx, dy, y6, gamma, var, 1.0, Activation::None), {1, 2, 0.375, 0.5}));
+  Tensor edges = Tensor::from_values({6, 0, 5.999, 1e-30}, Shape{1, 2, 1, 2});
+  CHECK(all_close(batchnorm2d_infer_act_backward(ctx, dy, edges, gamma, var, 1.0, Activation::ReLU6),
+                  {0, 0, 0.375, 0.5}));
+  CHECK(all_close(batchnorm2d_infer_act_backward(ctx, dy, edges, gamma, var, 1.0, Activation::ReLU), {1, 0, 0.375, 0.5}));
+
+  // Random tensors, both float types and activations: exactly relu(6)_backward then batchnorm2d_infer_backward.
+  std::mt19937_64 rng(3);
+  const Shape s{2, 3, 5, 7};
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor g = Tensor::from_values(sal::test::uniform(Shape{3}, rng, 0.5, 1.5), Shape{3}, dt);
+    Tensor b = Tensor::from_values(sal::test::uniform(Shape{3}, rng), Shape{3}, dt);
+    Tensor m = Tensor::from_values(sal::test::uniform(Shape{3}, rng), Shape{3}, dt);
+    Tensor v = Tensor::from_values(sal::test::uniform(Shape{3}, rng, 0.5, 1.5), Shape{3}, dt);
+    Tensor xs = Tensor::from_values(sal::test::uniform(s, rng, -8, 8), s, dt);
+    Tensor d = Tensor::from_values(sal::test::uniform(s, rng), s, dt);
+    for (Activation a : {Activation::None, Activation::ReLU, Activation::ReLU6}) {
+      CAPTURE(static_cast<int>(a));
+      Tensor y = batchnorm2d_infer_act(ctx, xs, g, b, m, v, 1e-3, nullptr, a);
+      Tensor dz = a == Activation::ReLU ? relu_backward(ctx, d, y) : a == Activation::ReLU6 ? relu6_backward(ctx, d, y) : d;
+      const std::vector<double> want = batchnorm2d_infer_backward(ctx, dz, xs, g, m, v, 1e-3, nullptr, nullptr).values();
+      CHECK(batchnorm2d_infer_act_backward(ctx, d, y, g, v, 1e-3, a).values() == want);
+    }
+  }
+
+  Tensor c3 = Tensor::from_values({1, 1, 1}, Shape{3});
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_backward(ctx, dy, y6, c3, var, 1.0, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act_backward: gamma has shape [3], expected [2]"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_backward(ctx, Tensor::zeros(Shape{1, 2, 1, 1}), y6, gamma, var, 1.0,
+                                                      Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act_backward: dy has shape [1,2,1,1], expected [1,2,1,2]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_backward(ctx, dy, y6, gamma, var, 1.0, static_cast<Activation>(9)),
+                       doctest::Contains("unknown activation 9"), Error);
 }

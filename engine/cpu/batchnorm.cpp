@@ -148,6 +148,37 @@ void batchnorm2d_infer_backward(Ctx& ctx, const Tensor& dy, const Tensor& x, con
   });
 }
 
+void batchnorm2d_infer_act_backward(Ctx&, const Tensor& dy, const Tensor& y, const Tensor& gamma, const Tensor& var,
+                                    double eps, Activation act, Tensor& dx) {
+  const Dims d = dims_of(y);
+  dispatch_float(y.dtype(), "batchnorm2d_infer_act_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T *pdy = dy.data<T>(), *py = y.data<T>(), *g = gamma.data<T>(), *v = var.data<T>();
+    T* pdx = dx.data<T>();
+#pragma omp parallel for if (d.numel() > SAL_OMP_MIN_WORK) schedule(static)
+    for (int64_t p = 0; p < d.planes(); ++p) {
+      const int64_t c = p % d.c;
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(v[c]) + eps);  // as batchnorm2d_infer_backward
+      const T scale = static_cast<T>(static_cast<double>(g[c]) * invstd);
+      const T* dys = pdy + p * d.hw;
+      const T* ys = py + p * d.hw;
+      T* dxs = pdx + p * d.hw;
+      // The activation's derivative from its output: as relu_backward / relu6_backward.
+      switch (act) {
+        case Activation::None:
+          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = dys[i] * scale;
+          break;
+        case Activation::ReLU:
+          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = ys[i] > T(0) ? dys[i] * scale : T(0);
+          break;
+        case Activation::ReLU6:
+          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = ys[i] > T(0) && ys[i] < T(6) ? dys[i] * scale : T(0);
+          break;
+      }
+    }
+  });
+}
+
 void batchnorm2d_train(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps,
                        double momentum, Tensor* running_mean, Tensor* running_var, Tensor& save_mean,
                        Tensor& save_invstd, Tensor& y) {

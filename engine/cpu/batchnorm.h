@@ -15,6 +15,9 @@ void batchnorm2d_infer_act(Ctx&, const Tensor& x, const Tensor& gamma, const Ten
 // dy, x: [N,C,H,W] -> dx: [N,C,H,W]; dgamma, dbeta: [C] +=
 void batchnorm2d_infer_backward(Ctx&, const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                 const Tensor& var, double eps, Tensor& dx, Tensor* dgamma, Tensor* dbeta);
+// dy, y: [N,C,H,W] -> dx = act'(y) * dy * gamma / sqrt(var + eps): [N,C,H,W] (no parameter gradients)
+void batchnorm2d_infer_act_backward(Ctx&, const Tensor& dy, const Tensor& y, const Tensor& gamma, const Tensor& var,
+                                    double eps, Activation act, Tensor& dx);
 // x: [N,C,H,W] -> y: [N,C,H,W]; save_mean, save_invstd: [C] written; running_mean/var: [C] updated (nullable)
 void batchnorm2d_train(Ctx&, const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, double momentum,
                        Tensor* running_mean, Tensor* running_var, Tensor& save_mean, Tensor& save_invstd, Tensor& y);

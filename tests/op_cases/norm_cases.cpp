@@ -1,10 +1,12 @@
 // Harness rows for batch normalisation: inference (x, gamma, beta checked; the running
 // statistics are constants), the fused inference epilogue (act(bn(x) + residual), its backward
-// composed of existing ops) and training (x through the batch statistics, gamma, beta).
+// composed of existing ops), the fused frozen-BN backward from the activation's output, and training
+// (x through the batch statistics, gamma, beta).
 // Besides small hand-sized shapes, rows cover what the CUDA kernels split on: planes that are a
 // multiple of 4 values (float4 path) or not (scalar path), small planes (7x7: 64-thread blocks),
 // planes longer than one block's segment (several partial sums per plane), batch 1, and x given
 // as a view 4 bytes off alignment (scalar path although H*W is a multiple of 4).
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -187,6 +189,30 @@ OpCase infer_act_case(const std::string& name, Shape x, bool with_residual, Acti
       }};
 }
 
+// The fused frozen-BN backward dx = act'(y) * dy * gamma / sqrt(var + eps). Inputs: gamma, var, y, dy.
+// Linear in dy (checked): its transpose is itself. y holds exact zeros (and sixes for ReLU6), where the
+// activation's gradient stops, and values inside.
+OpCase infer_act_backward_case(const std::string& name, Shape x, Activation act) {
+  const int64_t c = x[1];
+  auto fused = [act](Ctx& ctx, const Tensor& dy, const Inputs& in) {
+    return batchnorm2d_infer_act_backward(ctx, dy, in[2], in[0], in[1], kInferEps, act);
+  };
+  return OpCase{.name = name,
+                .shapes = {{c}, {c}, x, x},
+                .check_grad = {false, false, false, true},
+                .init = [act](int i, const Shape& s, std::mt19937_64& rng) {
+                  if (i == 0 || i == 1) return uniform(s, rng, 0.5, 1.5);
+                  if (i == 3) return uniform(s, rng);
+                  std::vector<double> y = uniform(s, rng, -2, 8);
+                  for (double& v : y) v = act == Activation::None ? v : std::clamp(v, 0.0, act == Activation::ReLU ? 1e9 : 6.0);
+                  return y;
+                },
+                .forward = [fused](Ctx& ctx, const Inputs& in) { return fused(ctx, in[3], in); },
+                .backward = [fused](Ctx& ctx, const Inputs& in, const Tensor&, const Tensor& dout) {
+                  return std::vector<Tensor>{Tensor(), Tensor(), Tensor(), fused(ctx, dout, in)};
+                }};
+}
+
 }  // namespace
 
 SAL_OP_CASES {
@@ -219,6 +245,12 @@ SAL_OP_CASES {
       big(infer_act_case("batchnorm2d_infer_act/relu6_batch1_2_segments_70x70", {1, 2, 70, 70}, false, A::ReLU6)),
       big(infer_act_case("batchnorm2d_infer_act/relu_residual_unaligned", {2, 3, 8, 8}, true, A::ReLU, true)),
       big(infer_act_case("batchnorm2d_infer_act/relu6_unaligned", {1, 2, 4, 12}, false, A::ReLU6, true)),
+      infer_act_backward_case("batchnorm2d_infer_act_backward/relu_2x3x4x5", {2, 3, 4, 5}, A::ReLU),
+      infer_act_backward_case("batchnorm2d_infer_act_backward/relu6_batch1_odd", {1, 4, 3, 5}, A::ReLU6),
+      infer_act_backward_case("batchnorm2d_infer_act_backward/none_7x7", {2, 2, 7, 7}, A::None),
+      big(infer_act_backward_case("batchnorm2d_infer_act_backward/relu6_vec_2x8x30x32", {2, 8, 30, 32}, A::ReLU6)),
+      big(infer_act_backward_case("batchnorm2d_infer_act_backward/relu_scalar_2_segments_33x35", {2, 2, 33, 35},
+                                  A::ReLU)),
   };
 }
 
