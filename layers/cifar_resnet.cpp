@@ -32,7 +32,7 @@ CifarBasicBlock::CifarBasicBlock(ParamStore& ps, const std::string& name, int64_
 Tensor CifarBasicBlock::forward(Ctx& ctx, const Tensor& x, bool training) {
   SAL_CHECK(x.ndim() == 4 && x.dim(1) == in_, "CifarBasicBlock: input must be [N,", in_, ",H,W], got ", x.desc());
   x_shape_ = x.shape();
-  Tensor main = c2_.forward(ctx, c1_.forward(ctx, x, training), training);  // [N,planes,H/s,W/s]
+  const Tensor h = c1_.forward(ctx, x, training);
   Tensor shortcut = x;
   if (option_a_) {
     Tensor sub = stride_ > 1 ? avg_pool2d(ctx, x, subsample_args(stride_)) : x;  // [N,in,H/s,W/s]
@@ -45,13 +45,12 @@ Tensor CifarBasicBlock::forward(Ctx& ctx, const Tensor& x, bool training) {
       shortcut = sub;
     }
   }
-  axpy(ctx, 1.0, shortcut, main);  // in place: bn2's output is kept by no module for its backward
-  return out_relu_.forward(ctx, main);
+  return c2_.forward_add_relu(ctx, h, shortcut, training);  // [N,planes,H/s,W/s]; one pass in inference
 }
 
 Tensor CifarBasicBlock::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
-  Tensor dsum = out_relu_.backward(ctx, dy);
-  Tensor dx = c1_.backward(ctx, c2_.backward(ctx, dsum, param_grads), param_grads);
+  Tensor dsum;
+  Tensor dx = c1_.backward(ctx, c2_.backward_add_relu(ctx, dy, dsum, param_grads), param_grads);
   Tensor dshort = dsum;
   if (option_a_) {
     const int64_t pad = (planes_ - in_) / 2;

@@ -30,8 +30,7 @@ class CifarBasicBlock {
  private:
   int64_t in_ = 0, planes_ = 0;
   int stride_ = 1;
-  ConvBnAct c1_, c2_;  // conv1/bn1 + ReLU, conv2/bn2
-  ReLU out_relu_;
+  ConvBnAct c1_, c2_;  // conv1/bn1 + ReLU, conv2/bn2 (+ shortcut + ReLU)
   bool option_a_ = false;  // the shortcut subsamples and pads channels
   Shape x_shape_;          // the input shape of the last forward (for the shortcut's backward)
 };

@@ -4,8 +4,9 @@
 //   host:   the batch, the selector classes, the objective's draws (SaliencyObjective::draw) are
 //           uploaded into fixed device buffers (three asynchronous copies from pinned memory);
 //   device: zero the gradients, masker forward (training mode), the objective's device half, masker
-//           backward, the gradient hook (frozen slices, the data-parallel all-reduce): captured once
-//           and replayed from the third step on (capture = true on CUDA), eager otherwise;
+//           backward, the gradient hook (frozen slices, the data-parallel all-reduce): the first step
+//           runs eagerly, the second is captured and launched, later ones replay that graph (capture =
+//           true on CUDA), eager otherwise;
 //   host:   the loss sums read back (the one wait of a step), so the caller can stop on a non-finite
 //           loss before update() (Adam: its constants uploaded, one kernel).
 // On the CPU every step runs eagerly, but under the same contract: from the second step on, host I/O
@@ -27,7 +28,8 @@ namespace sal {
 class MaskerTrainStep {
  public:
   // ctx: the step's own context; its arena belongs to the step (StepGraph). capture: on CUDA, replay the
-  // step as a CUDA graph (false: eager every step, a tool's --eager); ignored on the CPU.
+  // step as a CUDA graph (false: eager every step, a tool's --eager); on the CPU it only switches the
+  // capture contract's check on (from the second step).
   MaskerTrainStep(const Ctx& ctx, Masker& masker, Network& black_box, SaliencyObjective& objective, Adam& adam,
                   bool capture);
 

@@ -148,6 +148,26 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
   return y;
 }
 
+Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& residual, bool training) {
+  SAL_CHECK(act_ == Act::None, "ConvBnAct::forward_add_relu: the conv has its own activation");
+  fused_y_ = Tensor();
+  const Tensor c = conv_.forward(ctx, x);
+  if (!training) {
+    sum_y_ = bn_.forward_infer_act(ctx, c, &residual, Activation::ReLU);
+    return sum_y_;
+  }
+  Tensor main = bn_.forward(ctx, c, true);
+  axpy(ctx, 1.0, residual, main);  // in place: BN's output is kept by no module for its backward
+  sum_y_ = relu(ctx, main);
+  return sum_y_;
+}
+
+Tensor ConvBnAct::backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bool param_grads) {
+  SAL_CHECK(sum_y_.defined(), "ConvBnAct::backward_add_relu before forward_add_relu");
+  dsum = relu_backward(ctx, dy, sum_y_);
+  return conv_.backward(ctx, bn_.backward(ctx, dsum, param_grads), param_grads);
+}
+
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   if (fused_y_.defined()) {  // inference: the activation and BN backward in one pass when BN is frozen
     const Activation a = act_ == Act::ReLU ? Activation::ReLU : Activation::ReLU6;

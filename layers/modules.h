@@ -137,6 +137,12 @@ class ConvBnAct {
             const Conv2dArgs& args, double bn_eps, Act act, bool trainable);
   Tensor forward(Ctx& ctx, const Tensor& x, bool training = false);
   Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
+  // A residual block's last conv (act None): y = relu(bn(conv(x)) + residual). In inference BN, the
+  // sum and the ReLU are one pass (batchnorm2d_infer_act with the residual); in training BN uses the
+  // batch statistics, then the sum and the ReLU. Its backward returns dx and sets dsum, the gradient
+  // of the sum (which is also the residual's).
+  Tensor forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& residual, bool training = false);
+  Tensor backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bool param_grads = true);
   Conv2d& conv() { return conv_; }
 
  private:
@@ -146,6 +152,7 @@ class ConvBnAct {
   ReLU relu_;
   ReLU6 relu6_;
   Tensor fused_y_;  // inference: the fused BN + activation output (its backward needs only y)
+  Tensor sum_y_;    // forward_add_relu's output (the ReLU's backward needs only y)
 };
 
 }  // namespace sal

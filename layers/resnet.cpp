@@ -24,17 +24,15 @@ Bottleneck::Bottleneck(ParamStore& ps, const std::string& name, int64_t in, int6
 
 Tensor Bottleneck::forward(Ctx& ctx, const Tensor& x, bool training) {
   SAL_CHECK(x.ndim() == 4 && x.dim(1) == in_, "Bottleneck: input must be [N,", in_, ",H,W], got ", x.desc());
-  Tensor main = c3_.forward(ctx, c2_.forward(ctx, c1_.forward(ctx, x, training), training), training);
-  Tensor shortcut = has_down_ ? down_.forward(ctx, x, training) : x;
-  // The residual sum in place: bn3's output is ours alone (no module keeps it for its backward),
-  // and updating it saves the third buffer (and its cache misses) that add() would write.
-  axpy(ctx, 1.0, shortcut, main);
-  return out_relu_.forward(ctx, main);
+  const Tensor h = c2_.forward(ctx, c1_.forward(ctx, x, training), training);
+  const Tensor shortcut = has_down_ ? down_.forward(ctx, x, training) : x;
+  return c3_.forward_add_relu(ctx, h, shortcut, training);  // bn3 + shortcut + ReLU: one pass in inference
 }
 
 Tensor Bottleneck::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
-  Tensor dsum = out_relu_.backward(ctx, dy);  // d(main + shortcut), the same for both branches
-  Tensor dx = c1_.backward(ctx, c2_.backward(ctx, c3_.backward(ctx, dsum, param_grads), param_grads), param_grads);
+  Tensor dsum;  // d(main + shortcut), the same for both branches
+  Tensor dx = c1_.backward(ctx, c2_.backward(ctx, c3_.backward_add_relu(ctx, dy, dsum, param_grads), param_grads),
+                           param_grads);
   Tensor dshort = has_down_ ? down_.backward(ctx, dsum, param_grads) : dsum;
   axpy(ctx, 1.0, dshort, dx);  // in place into the conv's fresh input gradient
   return dx;

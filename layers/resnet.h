@@ -41,7 +41,6 @@ class Bottleneck {
   ConvBnAct c1_, c2_, c3_;  // conv1/bn1 + ReLU, conv2/bn2 + ReLU, conv3/bn3
   bool has_down_ = false;
   ConvBnAct down_;          // downsample.0 / downsample.1, no activation
-  ReLU out_relu_;           // after the residual sum
 };
 
 class ResNet50 : public Network {

@@ -543,7 +543,7 @@ struct Trainer {
     const bool capture = !opt.eager && !dp->uses_nccl();
     MaskerTrainStep step_fn(device->ctx(step_arena), *masker, *bb, objective, *adam, capture);
     if (dev == Device::CUDA)
-      std::printf("training step: %s\n", capture ? "captured as a CUDA graph after two eager steps"
+      std::printf("training step: %s\n", capture ? "captured as a CUDA graph (step 1 eager, then one launch per step)"
                                                  : opt.eager ? "eager (--eager)" : "eager (data parallel over NCCL)");
     // Between the masker's backward and Adam, on the device: phase 1 or --freeze-embedding zero
     // gradient slices, and the gradient is averaged over the ranks (a no-op alone).
@@ -773,8 +773,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   app.add_flag("--eager", o.eager,
-               "with --device cuda: run every training step eagerly (default: the step is captured as a CUDA graph "
-               "after two eager steps and replayed; the same kernels, one launch)");
+               "with --device cuda: run every training step eagerly (default: after one eager step the step is "
+               "captured as a CUDA graph and replayed: the same kernels, one launch)");
   app.add_option("--init-masker", o.init_masker,
                  "fine-tune: start from this masker file (e.g. weights/*_masker.safetensors) with a fresh Adam state; "
                  "ignored with --resume (the checkpoint holds the weights)")
