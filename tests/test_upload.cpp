@@ -41,6 +41,7 @@ TEST_CASE("upload on the CPU: the host tensor itself - upload_into copies and ch
 
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/graph.h"
 #include "cuda/host_staging.h"
 
 TEST_CASE("cuda: uploads through pinned staging deliver the contents at the call, then reuse the memory") {
@@ -78,14 +79,20 @@ TEST_CASE("cuda: uploads through pinned staging deliver the contents at the call
   for (int k = 0; k < 5; ++k) upload_into(ctx, dst, ramp(1000, 10.0 * k));
   CHECK(dst.values() == ramp(1000, 40.0).values());
 
-  // Inside a capture an upload is an error (a replay would copy stale staging memory).
+  // Inside a capture an upload is an error (a replay would copy stale staging memory): a StepGraph's
+  // host I/O guard refuses it first (engine/host_io_guard.h) ...
   Arena graph_arena(Device::CUDA);
   StepGraph g(dev.ctx(&graph_arena));
   const Tensor h = ramp(8, 0);
   const StepGraph::Fn uploads = [&](Ctx& c) { return std::vector<Tensor>{scale(c, upload(c, h), 2.0)}; };
   g.run(uploads);  // eager: allowed
-  CHECK_THROWS_WITH(g.run(uploads), doctest::Contains("upload during CUDA graph capture"));
+  CHECK_THROWS_WITH(g.run(uploads), doctest::Contains("upload inside a StepGraph capture"));
   CHECK_FALSE(g.captured());
   CHECK(upload(ctx, h).values() == h.values());  // the device stays usable
+  // ... and the staging memory itself refuses it inside a capture that has no guard.
+  Tensor into = Tensor::empty(Shape{8}, DType::F32, Device::CUDA);
+  CHECK_THROWS_WITH(cuda::capture_graph(dev.stream(), [&] { dev.upload(into.raw(), h.raw(), h.nbytes()); }),
+                    doctest::Contains("upload during CUDA graph capture"));
+  CHECK(upload(ctx, h).values() == h.values());
 }
 #endif
