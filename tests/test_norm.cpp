@@ -11,16 +11,26 @@
 using namespace sal;
 using sal::test::all_close;
 
+namespace {
+
+// The hand-worked case of the inference tests: x [1,2,1,2] = {3, 5 | -2, 10}, gamma, beta, mean, var [2].
+struct HandBn {
+  Tensor x, gamma, beta, mean, var;
+};
+HandBn hand_bn() {
+  return {Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2}), Tensor::from_values({2, 0.5}, Shape{2}),
+          Tensor::from_values({0.5, -1}, Shape{2}), Tensor::from_values({1, 2}, Shape{2}),
+          Tensor::from_values({3, 15}, Shape{2})};
+}
+
+}  // namespace
+
 TEST_CASE("batchnorm2d_infer: hand-worked values, backward and accumulation") {
   Ctx ctx;
   // x [1,2,1,2]: channel 0 = {3, 5}, channel 1 = {-2, 10}.
   // mean {1, 2}, var {3, 15}, eps 1 -> sqrt(var + eps) = {2, 4}; gamma {2, 0.5}, beta {0.5, -1}.
   // c0: (3-1)/2*2+0.5 = 2.5, (5-1)/2*2+0.5 = 4.5; c1: (-2-2)/4*0.5-1 = -1.5, (10-2)/4*0.5-1 = 0.
-  Tensor x = Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2});
-  Tensor gamma = Tensor::from_values({2, 0.5}, Shape{2});
-  Tensor beta = Tensor::from_values({0.5, -1}, Shape{2});
-  Tensor mean = Tensor::from_values({1, 2}, Shape{2});
-  Tensor var = Tensor::from_values({3, 15}, Shape{2});
+  auto [x, gamma, beta, mean, var] = hand_bn();
   CHECK(all_close(batchnorm2d_infer(ctx, x, gamma, beta, mean, var, 1.0), {2.5, 4.5, -1.5, 0}));
 
   // dy {1, 2 | 3, 4}: dx = dy * gamma / sqrt(var + eps) = dy * {1 | 0.125}.
@@ -161,11 +171,7 @@ TEST_CASE("batchnorm2d_infer_act: hand-worked values, and its backward composed 
   Ctx ctx;
   // The batchnorm2d_infer hand case: bn(x) = {2.5, 4.5 | -1.5, 0}; residual {1, -5 | 0.5, 7}
   // gives z = bn(x) + residual = {3.5, -0.5 | -1, 7}.
-  Tensor x = Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2});
-  Tensor gamma = Tensor::from_values({2, 0.5}, Shape{2});
-  Tensor beta = Tensor::from_values({0.5, -1}, Shape{2});
-  Tensor mean = Tensor::from_values({1, 2}, Shape{2});
-  Tensor var = Tensor::from_values({3, 15}, Shape{2});
+  auto [x, gamma, beta, mean, var] = hand_bn();
   Tensor res = Tensor::from_values({1, -5, 0.5, 7}, Shape{1, 2, 1, 2});
   for (DType dt : {DType::F32, DType::F64}) {
     Tensor xd = x.to(dt), g = gamma.to(dt), b = beta.to(dt), m = mean.to(dt), v = var.to(dt), r = res.to(dt);
@@ -229,11 +235,7 @@ TEST_CASE("batchnorm2d_infer_act_backward: hand-worked, the composition it repla
   Ctx ctx;
   // Without a residual: bn(x) = {2.5, 4.5 | -1.5, 0} (the hand case above), gamma / sqrt(var + 1) =
   // {1 | 0.125}; y = relu6(bn(x)) = {2.5, 4.5 | 0, 0}; dy = {1, 2 | 3, 4} -> dx = {1, 2 | 0, 0}.
-  Tensor x = Tensor::from_values({3, 5, -2, 10}, Shape{1, 2, 1, 2});
-  Tensor gamma = Tensor::from_values({2, 0.5}, Shape{2});
-  Tensor beta = Tensor::from_values({0.5, -1}, Shape{2});
-  Tensor mean = Tensor::from_values({1, 2}, Shape{2});
-  Tensor var = Tensor::from_values({3, 15}, Shape{2});
+  auto [x, gamma, beta, mean, var] = hand_bn();
   Tensor dy = Tensor::from_values({1, 2, 3, 4}, Shape{1, 2, 1, 2});
   Tensor y6 = batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, 1.0, nullptr, Activation::ReLU6);
   CHECK(all_close(y6, {2.5, 4.5, 0, 0}));
