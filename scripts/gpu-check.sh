@@ -17,9 +17,10 @@
 #   SAL_COMPARE_MIN_TIME seconds per number of the masker comparison (default 2)
 #   SAL_COMPARE_ARGS     extra arguments of bench/compare_masker_torch.py (e.g. "--models mobilenet_v1
 #                        --no-compile" when device time is short: torch.compile takes minutes per model)
-#   SAL_GPU_BENCH        which benchmark groups run (default "micro masker f32"): micro = bench/*cuda*,
-#                        masker = the masker against PyTorch, f32 = the masker with SAL_CONV_MATH=f32;
-#                        "" runs the build and the tests alone
+#   SAL_GPU_BENCH        which benchmark groups run (default "micro masker f32 reader"): micro =
+#                        bench/*cuda*, masker = the masker against PyTorch, f32 = the masker with
+#                        SAL_CONV_MATH=f32, reader = the training reader's decode + augment images/s
+#                        (bench/reader_bench.cpp); "" runs the build and the tests alone
 #   SAL_CTEST_EXCLUDE    ctest -E regex for tests not run here (default "golden": the PyTorch
 #                        fixtures need Debian's python3-torch, not a GPU)
 #   SAL_DEBS             folder of .deb files (default <repo>/.debs). When it holds any, they are
@@ -43,10 +44,11 @@ if [ "${1:-}" = "--fetch-debs" ]; then
 fi
 
 # The device machine gets the repository but not ../shared. --pack-shared (here) writes the few data
-# files the CUDA test cases read into $ROOT/.gpu-shared (about 2 MB; carry it): 120 CIFAR-10 test images
-# per class, the imagenet-val table and three of its images. On the device, when ../shared is absent,
+# files the CUDA test cases read into $ROOT/.gpu-shared (about 8 MB; carry it): 120 CIFAR-10 test
+# images per class, the imagenet-val table and three of its images. On the device, when ../shared is absent,
 # it is linked to that folder and only the CUDA tests run (the CPU tests need all of ../shared; CI runs
-# them).
+# them). It also holds imagenet-train/: the first 192 imagenet-sample images as 3 WebDataset shards
+# (about 6 MB), for reader_bench and ImageNet-sized sal_train runs there.
 PACK="$ROOT/.gpu-shared"
 if [ "${1:-}" = "--pack-shared" ]; then
   SRC="$ROOT/../shared/data"
@@ -62,6 +64,19 @@ with tarfile.open(sys.argv[1]) as src, tarfile.open(sys.argv[2], "w") as dst:
         if per_class.get(c, 0) < 120:
             per_class[c] = per_class.get(c, 0) + 1
             dst.addfile(m, src.extractfile(m))
+PY
+  mkdir -p "$PACK/imagenet-train" || exit 1
+  python3 - "$SRC/imagenet-sample" "$PACK/imagenet-train" <<'PY' || exit 1
+import io, os, sys, tarfile
+src, dst = sys.argv[1:3]
+rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(src, "labels.tsv"))][1:193]
+for s in range(0, len(rows), 64):
+    with tarfile.open(os.path.join(dst, f"in-{s // 64:06d}.tar"), "w") as t:
+        for i, (file, _, label, _) in enumerate(rows[s:s + 64], start=s):
+            for name, data in ((f"s{i}.jpg", open(os.path.join(src, file), "rb").read()), (f"s{i}.cls", label.encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
 PY
   cp "$SRC/imagenet-val/annotations.tsv" "$PACK/data/imagenet-val/" || exit 1
   for f in ILSVRC2012_val_00000347.JPEG ILSVRC2012_val_00000355.JPEG ILSVRC2012_val_00000361.JPEG; do
@@ -199,7 +214,7 @@ run_benchmark() {
   if [ "$rc" -ne 0 ] || [ "$errors" -ne 0 ]; then FAILED+=("$label (exit $rc, $errors benchmarks reported an error)"); fi
 }
 
-BENCH_GROUPS=" ${SAL_GPU_BENCH-micro masker f32} "
+BENCH_GROUPS=" ${SAL_GPU_BENCH-micro masker f32 reader} "
 wants() { [[ "$BENCH_GROUPS" == *" $1 "* ]]; }
 
 # ---- CUDA benchmarks (validated against cuDNN / cuBLAS and the CPU before timing)
@@ -242,6 +257,19 @@ if wants f32 && [ -x "$BUILD/masker_bench" ]; then
   run_benchmark "masker_bench f32" masker_bench_f32 SAL_CONV_MATH=f32 "$BUILD/masker_bench" \
       --benchmark_filter='masker_(infer|train)/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
       --benchmark_min_time="$CMP_MIN_TIME"
+fi
+
+# ---- the training reader alone: decode + augment images/s by thread count (what feeds sal_train)
+if wants reader; then
+  step "benchmark reader_bench (the training reader, min time ${MIN_TIME}s)"
+  READER_SHARDS="${SAL_READER_SHARDS:-}"
+  [ -z "$READER_SHARDS" ] && [ "$CUDA_TESTS_ONLY" = 1 ] && READER_SHARDS="$PACK/imagenet-train"
+  if [ ! -x "$BUILD/reader_bench" ]; then
+    FAILED+=("reader_bench (not built)")
+  else
+    run_benchmark reader_bench reader_bench ${READER_SHARDS:+SAL_READER_SHARDS=$READER_SHARDS} "$BUILD/reader_bench" \
+        --benchmark_min_time="$MIN_TIME"
+  fi
 fi
 
 step "summary"
