@@ -38,11 +38,7 @@ const MaskerTrainStep::Result& MaskerTrainStep::compute(const Tensor& images, co
     if (hook_) hook_(c);
     return std::vector<Tensor>{o.mask, r.logits_preserved, r.sums};
   });
-  ObjectiveResult sums;
-  sums.sums = out[2];
-  sums.smooth_factor = smooth_factor_;
-  objective_.read_terms(sums);  // waits for the step
-  result_ = Result{out[0], out[1], sums.terms};
+  result_ = Result{out[0], out[1], objective_.read_terms(out[2], smooth_factor_)};  // waits for the step
   return result_;
 }
 

@@ -148,20 +148,21 @@ ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor&
   const ObjectiveDraws host = draw(bb, real, images.dtype(), rng);
   const ObjectiveDraws device{upload(ctx, host.values), upload(ctx, host.ints)};
   ObjectiveResult r = evaluate(ctx, bb, images, mask, head_mask, filter_logits, classes, device);
-  read_terms(r);
+  r.terms = read_terms(r.sums, r.smooth_factor);
   return r;
 }
 
-void SaliencyObjective::read_terms(ObjectiveResult& r) const {
-  const std::vector<double> s = r.sums.values();
-  ObjectiveTerms& t = r.terms;
+ObjectiveTerms SaliencyObjective::read_terms(const Tensor& sums, double smooth_factor) const {
+  const std::vector<double> s = sums.values();
+  ObjectiveTerms t;
   const bool paper = cfg_.variant == LossVariant::Paper;
   t.area = cfg_.area_weight * s[0];
-  t.smoothness = r.smooth_factor * s[1];
+  t.smoothness = smooth_factor * s[1];
   t.preserver = (paper ? 1.0 : cfg_.preserver_weight) * s[2];
   t.destroyer = cfg_.destroyer_weight * s[3];
   t.selector = cfg_.selector_weight > 0 ? cfg_.selector_weight * s[4] : 0.0;
   t.total = t.area + t.smoothness + t.preserver + t.destroyer + t.selector;
+  return t;
 }
 
 ObjectiveResult SaliencyObjective::evaluate(Ctx& ctx, Network& bb, const Tensor& images, const Tensor& mask,

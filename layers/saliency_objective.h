@@ -125,9 +125,9 @@ class SaliencyObjective {
   ObjectiveResult evaluate(Ctx& ctx, Network& black_box, const Tensor& images, const Tensor& mask,
                            const Tensor& head_mask, const Tensor& filter_logits, const Tensor& classes,
                            const ObjectiveDraws& device_draws);
-  // Reads result.sums back (waits for the device) and fills result.terms with the term weights of the
-  // current configuration (the area weight of the draw()).
-  void read_terms(ObjectiveResult& result) const;
+  // The terms of a device half's sums (result.sums, result.smooth_factor): reads them back (waits for the
+  // device) and applies the term weights of the current configuration (the area weight of the draw()).
+  ObjectiveTerms read_terms(const Tensor& sums, double smooth_factor) const;
 
   const ObjectiveConfig& config() const { return cfg_; }
   // For schedules that change the area weight between steps.
