@@ -19,6 +19,14 @@ std::vector<double> uniform(const Shape& s, std::mt19937_64& rng, double lo, dou
   return v;
 }
 
+Tensor random_images(int64_t n, int64_t size, uint32_t seed, DType dtype) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
+  for (double& x : v) x = u(gen);
+  return Tensor::from_values(v, Shape{n, 3, size, size}, dtype);
+}
+
 std::vector<double> away_from_zero(const Shape& s, std::mt19937_64& rng, double gap) {
   std::uniform_real_distribution<double> u(gap, 1.0);
   std::bernoulli_distribution sign(0.5);

@@ -49,6 +49,8 @@ std::vector<double> uniform(const Shape& s, std::mt19937_64& rng, double lo = -1
 std::vector<double> away_from_zero(const Shape& s, std::mt19937_64& rng, double gap = 0.1);
 // A random permutation of a spaced grid: all values distinct by at least `spacing`.
 std::vector<double> distinct(const Shape& s, std::mt19937_64& rng, double spacing = 0.01);
+// Host images [n,3,size,size] of uniform values in [0,1) from std::mt19937(seed), for model-level tests.
+Tensor random_images(int64_t n, int64_t size, uint32_t seed, DType dtype = DType::F32);
 
 struct GradReport {
   bool ok = true;

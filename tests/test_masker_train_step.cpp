@@ -14,19 +14,11 @@
 #include "engine/host_io_guard.h"
 #include "layers/masker_train_step.h"
 #include "layers/networks.h"
+#include "tests/op_check.h"
 
 using namespace sal;
 
 namespace {
-
-// Uniform [0,1) images [n,3,32,32] on the host.
-Tensor noise_images(int64_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n * 3 * 32 * 32));
-  for (double& x : v) x = u(gen);
-  return Tensor::from_values(v, Shape{n, 3, 32, 32});
-}
 
 // The CIFAR recipe on 4 noise images from the seeded initialisation: what both step forms train.
 struct Recipe {
@@ -43,11 +35,11 @@ struct Recipe {
     bb = load_network(std::string(SAL_SOURCE_DIR) + "/weights/cifar_resnet20.safetensors", dev);
     masker = std::make_unique<Masker>(MaskerConfig::cifar_resnet(), dev);
     adam = std::make_unique<Adam>(masker->params(), AdamConfig{});
-    images = noise_images(4, 4);
+    images = sal::test::random_images(4, 32, 4);
   }
   // A new batch per step (so a replay that kept old inputs would show).
   void next_batch(int step) {
-    images = noise_images(4, 100 + static_cast<uint32_t>(step));
+    images = sal::test::random_images(4, 32, 100 + static_cast<uint32_t>(step));
     classes = {step % 10, (step + 3) % 10, (step + 5) % 10, (step + 7) % 10};
   }
 };

@@ -13,9 +13,11 @@
 #include "layers/cifar_resnet.h"
 #include "layers/saliency_eval.h"
 #include "one_thread.h"
+#include "op_check.h"
 #include "tiny_nets.h"
 
 using sal::test::OneThread;
+using sal::test::random_images;
 using sal::test::tiny_resnet;
 using namespace sal;
 
@@ -27,14 +29,6 @@ std::vector<float> map_of(const std::vector<std::string>& rows) {
   for (const std::string& r : rows)
     for (char c : r) m.push_back(c == '#' ? 1.0f : c == '+' ? 0.6f : c == '-' ? 0.4f : 0.0f);
   return m;
-}
-
-Tensor random_images(int64_t n, int64_t size, uint32_t seed, DType dt = DType::F64) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
-  for (double& x : v) x = u(gen);
-  return Tensor::from_values(v, Shape{n, 3, size, size}, dt);
 }
 
 }  // namespace
@@ -122,7 +116,7 @@ TEST_CASE("saliency eval: the saliency metric and crops") {
 TEST_CASE("saliency eval: the gradient baseline matches central finite differences (ResNet8, double)") {
   OneThread one;
   auto net = tiny_resnet(3);
-  const Tensor x = random_images(2, 8, 4);
+  const Tensor x = random_images(2, 8, 4, DType::F64);
   const std::vector<int> classes = {3, 7};
   Ctx ctx;
   const std::vector<double> got = gradient_saliency(ctx, *net, x, classes).values();
@@ -160,7 +154,7 @@ TEST_CASE("saliency eval: the gradient baseline matches central finite differenc
 TEST_CASE("saliency eval: CAM is Grad-CAM for a GAP + linear head: mean(CAM) + bias = logit (ResNet8, double)") {
   OneThread one;
   auto net = tiny_resnet(5);
-  const Tensor x = random_images(3, 8, 6);
+  const Tensor x = random_images(3, 8, 6, DType::F64);
   const std::vector<int> classes = {0, 4, 9};
   Ctx ctx;
   const Tensor cam = class_activation_maps(ctx, *net, x, classes);
@@ -195,7 +189,7 @@ TEST_CASE("saliency eval: CAM is Grad-CAM for a GAP + linear head: mean(CAM) + b
 TEST_CASE("saliency eval: CAM identity on the shipped MobileNet v1 (conv_preds, 7x7 map of a 224 image)") {
   const std::string path = std::string(SAL_SOURCE_DIR) + "/weights/mobilenet_v1_0.75_224.safetensors";
   std::unique_ptr<Network> net = load_network(path);
-  const Tensor x = random_images(1, 224, 8, DType::F32);
+  const Tensor x = random_images(1, 224, 8);
   Ctx ctx;
   const Tensor cam = class_activation_maps(ctx, *net, x, {123});
   CHECK(cam.shape() == Shape{1, 1, 7, 7});
@@ -208,7 +202,7 @@ TEST_CASE("saliency eval: CAM identity on the shipped MobileNet v1 (conv_preds, 
 TEST_CASE("saliency eval: the iterative Mask baseline lowers its objective (ResNet8, double)") {
   OneThread one;
   auto net = tiny_resnet(11);
-  const Tensor x = random_images(2, 8, 12);
+  const Tensor x = random_images(2, 8, 12, DType::F64);
   MaskOptimConfig cfg;
   cfg.resolution = 4;
   cfg.lr = 0.1;

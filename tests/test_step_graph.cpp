@@ -13,6 +13,7 @@
 #include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/network.h"
+#include "tests/op_check.h"
 
 using namespace sal;
 
@@ -77,17 +78,7 @@ TEST_CASE("StepGraph (CPU): from the second run on, host I/O in the step is refu
 #ifdef SAL_WITH_CUDA
 #include "cuda/device.h"
 
-namespace {
-
-Tensor random_images(int64_t n, int64_t size, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n * 3 * size * size));
-  for (double& x : v) x = u(gen);
-  return Tensor::from_values(v, Shape{n, 3, size, size});
-}
-
-}  // namespace
+using sal::test::random_images;
 
 TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager runs") {
   if (!cuda_available()) {
