@@ -24,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "bench/resnet50_conv_shapes.h"
 #include "engine/arena.h"
 #include "engine/ops.h"
@@ -390,9 +391,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return sal::bench::run_benchmarks(argc, argv);
 }

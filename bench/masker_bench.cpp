@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "bench/random_params.h"
 #include "engine/arena.h"
 #include "engine/safetensors.h"
@@ -426,9 +427,5 @@ int main(int argc, char** argv) {
       return 0;
     }
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return sal::bench::run_benchmarks(argc, argv);
 }

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "bench/cuda_bench_util.h"
 #include "engine/arena.h"
 #include "engine/ops.h"
@@ -298,24 +299,21 @@ BENCHMARK(BM_cross_entropy_bwd)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_adam_25M)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  return sal::bench::run_benchmarks(argc, argv, [] {
 #ifdef SAL_WITH_CUDA
-  if (cuda_available()) {
-    int dev = 0;
-    cudaDeviceProp prop{};
-    cudaGetDevice(&dev);
-    cudaGetDeviceProperties(&prop, dev);
-    std::printf("device: %s, peak HBM bandwidth %.1f GB/s (2 x memory clock x bus width / 8)\n", prop.name,
-                peak_bytes_per_s() * 1e-9);
-    benchmark::AddCustomContext("peak_HBM_GBps", std::to_string(peak_bytes_per_s() * 1e-9));
-  } else {
-    std::printf("no CUDA device: every benchmark is skipped\n");
-  }
+    if (cuda_available()) {
+      int dev = 0;
+      cudaDeviceProp prop{};
+      cudaGetDevice(&dev);
+      cudaGetDeviceProperties(&prop, dev);
+      std::printf("device: %s, peak HBM bandwidth %.1f GB/s (2 x memory clock x bus width / 8)\n", prop.name,
+                  peak_bytes_per_s() * 1e-9);
+      benchmark::AddCustomContext("peak_HBM_GBps", std::to_string(peak_bytes_per_s() * 1e-9));
+    } else {
+      std::printf("no CUDA device: every benchmark is skipped\n");
+    }
 #else
-  std::printf("built without CUDA: every benchmark is skipped\n");
+    std::printf("built without CUDA: every benchmark is skipped\n");
 #endif
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  });
 }

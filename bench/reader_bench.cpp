@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "engine/error.h"
 #include "engine/shard_reader.h"
 #include "engine/tar_writer.h"
@@ -119,9 +120,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return sal::bench::run_benchmarks(argc, argv);
 }
