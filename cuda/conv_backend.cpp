@@ -38,7 +38,9 @@ void read_env_once() {
   });
 }
 
-enum class Pass { Fwd, Dgrad, Wgrad };
+// FwdFused: a forward with an epilogue beyond the bias (conv2d_bn_act), timed apart from the plain one:
+// the cuDNN side then includes the epilogue pass.
+enum class Pass { Fwd, FwdFused, Dgrad, Wgrad };
 using Key = std::array<int64_t, 18>;
 
 Key key_of(Pass pass, const ConvGeom& g) {
@@ -125,17 +127,20 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
   (b == ConvBackend::Cudnn ? g_cudnn : g_custom).fetch_add(1);
 }
 
-// y = conv(x, w) + bias[K]
-void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
+// y = epi(conv(x, w)) = act(conv + bias[K] + residual)
+void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const ConvEpilogue& epi, float* y) {
   const int64_t n = g.N * g.K * g.pq();
   if (n == 0) return;
-  execute(ctx, Pass::Fwd, g, n, y, [&](ConvBackend b, float* out) {
+  const bool fused = epi.gamma || epi.residual || epi.act != Activation::None;
+  execute(ctx, fused ? Pass::FwdFused : Pass::Fwd, g, n, y, [&](ConvBackend b, float* out) {
     if (b == ConvBackend::Custom) {
-      custom_conv_forward(ctx, g, x, w, bias, out);
-    } else {
-      cudnn_conv_forward(ctx, g, x, w, out);
-      if (bias) channel_bias_add(ctx, out, bias, g.N, g.K, g.pq());
+      custom_conv_forward(ctx, g, x, w, epi, out);
+      return;
     }
+    // cuDNN's fused conv + bias + activation takes one scalar scale, not a per-channel batch norm:
+    // the epilogue is one pass after it.
+    cudnn_conv_forward(ctx, g, x, w, out);
+    channel_epilogue(ctx, out, epi, g.N, g.K, g.pq());
   });
 }
 
@@ -249,7 +254,17 @@ void clear_conv_auto_choices() {
 
 void conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y) {
   const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
-  forward(ctx, g, x.data<float>(), w.data<float>(), ptr_or_null(b), y.data<float>());
+  forward(ctx, g, x.data<float>(), w.data<float>(), ConvEpilogue{ptr_or_null(b)}, y.data<float>());
+}
+
+void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn, const Tensor* residual, Activation act,
+                   const Conv2dArgs& a, Tensor& y) {
+  const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
+  ConvEpilogue epi;
+  epi.gamma = bn.gamma->data<float>(), epi.beta = bn.beta->data<float>(), epi.mean = bn.mean->data<float>();
+  epi.var = bn.var->data<float>(), epi.eps = static_cast<float>(bn.eps);
+  epi.residual = ptr_or_null(residual), epi.act = act;
+  forward(ctx, g, x.data<float>(), w.data<float>(), epi, y.data<float>());
 }
 
 void conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx) {
@@ -275,7 +290,7 @@ void conv_transpose2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* 
 
 void conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx) {
   const ConvGeom g = with_math(transpose_geom(dx.shape(), w.shape(), dy.shape(), a));
-  forward(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
+  forward(ctx, g, dy.data<float>(), w.data<float>(), ConvEpilogue{}, dx.data<float>());
 }
 
 void conv_transpose2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const ConvTranspose2dArgs& a, Tensor& dw,

@@ -96,6 +96,7 @@ struct Gemm {
   const float* a;      // forward: w [G*Kg, Cg*R*S]; dgrad: w^T [G, Cg, Kg*taps]; wgrad: dy
   const float* b;      // forward, wgrad: x; dgrad: dy
   const float* bias;   // indexed by g*M + m; null for none
+  ConvEpilogue epi;    // forward only: batch norm, residual and activation after the bias (bias: above)
   float* out;          // (g, m, col) -> out[col_offset(col) + (g*M + m) * plane]
   int plane;
   long long img_stride;
@@ -132,6 +133,20 @@ __device__ __forceinline__ long long col_offset(const G& p, int col) {
 }
 
 __device__ __forceinline__ float tf32(float v) { return wmma::__float_to_tf32(v); }
+
+// The epilogue's activation (Activation as int), as the CPU: relu maps NaN to 0, relu6 passes it.
+__device__ __forceinline__ float activate(float v, int act) {
+  if (act == static_cast<int>(Activation::ReLU)) return v > 0.f ? v : 0.f;
+  if (act == static_cast<int>(Activation::ReLU6)) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+  return v;
+}
+
+// ConvEpilogue after the bias: v (bias already added) at element i of the output, channel k.
+__device__ __forceinline__ float finish_value(const ConvEpilogue& e, float v, long long i, long long k) {
+  if (e.gamma) v = (v - e.mean[k]) * (e.gamma[k] * rsqrtf(e.var[k] + e.eps)) + e.beta[k];
+  if (e.residual) v += e.residual[i];
+  return activate(v, static_cast<int>(e.act));
+}
 
 // A shared-memory operand value: rounded to TF32 once for the tensor cores, unchanged for FMA.
 template <bool TF32>
@@ -459,7 +474,7 @@ __global__ void __launch_bounds__(kThreads) igemm_kernel(const Gemm p) {
       if (p.accumulate)
         *o += v;
       else
-        *o = v;
+        *o = finish_value(p.epi, v, o - p.out, g * p.M + m);
     }
   }
 }
@@ -478,7 +493,7 @@ __global__ void splitk_finish_kernel(const float* __restrict__ part, int splits,
     if (p.accumulate)
       *o += s;
     else
-      *o = s;
+      *o = finish_value(p.epi, s, o - p.out, gm);
   }
 }
 
@@ -506,9 +521,9 @@ struct DwGeom {
   int sh, sw, pt, pl, dh, dw;
 };
 
-// x: [N,C,H,W] w: [C,1,R,S] bias: [C] (nullable) -> y: [N,C,P,Q]; one thread per output element
+// x: [N,C,H,W] w: [C,1,R,S] -> y = epi(conv): [N,C,P,Q]; one thread per output element
 __global__ void dw_forward_kernel(const DwGeom g, const float* __restrict__ x, const float* __restrict__ w,
-                                  const float* __restrict__ bias, float* __restrict__ y, long long total) {
+                                  const ConvEpilogue epi, float* __restrict__ y, long long total) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int q = static_cast<int>(i % g.Q);
@@ -518,7 +533,7 @@ __global__ void dw_forward_kernel(const DwGeom g, const float* __restrict__ x, c
     const int c = static_cast<int>(nc % g.C);
     const float* xp = x + nc * g.H * g.W;
     const float* wc = w + c * g.R * g.S;
-    float acc = bias ? bias[c] : 0.f;
+    float acc = epi.bias ? epi.bias[c] : 0.f;
     for (int r = 0; r < g.R; ++r) {
       const int h = p * g.sh - g.pt + r * g.dh;
       if (static_cast<unsigned>(h) >= static_cast<unsigned>(g.H)) continue;
@@ -527,7 +542,7 @@ __global__ void dw_forward_kernel(const DwGeom g, const float* __restrict__ x, c
         if (static_cast<unsigned>(ww) < static_cast<unsigned>(g.W)) acc += wc[r * g.S + s] * xp[h * g.W + ww];
       }
     }
-    y[i] = acc;
+    y[i] = finish_value(epi, acc, i, c);
   }
 }
 
@@ -629,12 +644,15 @@ __global__ void __launch_bounds__(kRedThreads)
 }
 
 // ---------------------------------------------------------------- bias
-// y: [n, K, plane] += bias[K] broadcast; grid-stride over all elements
-__global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__ bias, int K, long long plane,
+// y: [n, K, plane] = epi(y) in place (with a bias alone: the bias add); grid-stride over all elements
+__global__ void epilogue_kernel(float* __restrict__ y, const ConvEpilogue epi, int K, long long plane,
                                 long long total) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<long long>(gridDim.x) * blockDim.x)
-    y[i] += bias[(i / plane) % K];
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long k = (i / plane) % K;
+    const float v = y[i];
+    y[i] = finish_value(epi, epi.bias ? v + epi.bias[k] : v, i, k);
+  }
 }
 
 // dy: [n, K, plane] -> db[K] += (splits == 1) or part: [splits][K]
@@ -814,13 +832,14 @@ long long reduction_splits(long long channels, long long E) {
 
 }  // namespace
 
-void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
+void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const ConvEpilogue& epi,
+                         float* y) {
   const char* op = "conv2d forward (custom)";
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
   if (g.depthwise() && g.C > 0) {
     const DwGeom d = dw_geom(op, g);
     const long long total = g.N * g.K * g.pq();
-    dw_forward_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(d, x, w, bias, y, total);
+    dw_forward_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(d, x, w, epi, y, total);
     SAL_CUDA_LAUNCH_CHECK(op);
     return;
   }
@@ -830,7 +849,9 @@ void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const floa
   p.Ncols = as_int(g.N * g.pq(), op, "N*P*Q");
   p.plane = as_int(g.pq(), op, "P*Q");
   p.img_stride = g.K * g.pq();
-  p.a = w, p.b = x, p.bias = bias, p.out = y, p.accumulate = false;
+  p.a = w, p.b = x, p.bias = epi.bias, p.out = y, p.accumulate = false;
+  p.epi = epi;
+  p.epi.bias = nullptr;  // added as p.bias, before the rest
   run_igemm<Pass::Fwd>(ctx, op, p);
 }
 
@@ -907,10 +928,14 @@ void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
 }
 
 void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t k, int64_t plane) {
+  channel_epilogue(ctx, y, ConvEpilogue{bias}, n, k, plane);
+}
+
+void channel_epilogue(Ctx& ctx, float* y, const ConvEpilogue& epi, int64_t n, int64_t k, int64_t plane) {
   const long long total = n * k * plane;
-  if (total == 0) return;
-  bias_add_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(y, bias, static_cast<int>(k), plane, total);
-  SAL_CUDA_LAUNCH_CHECK("bias add");
+  if (total == 0 || !epi.any()) return;
+  epilogue_kernel<<<grid_for(total), 256, 0, stream_of(ctx)>>>(y, epi, static_cast<int>(k), plane, total);
+  SAL_CUDA_LAUNCH_CHECK("conv epilogue");
 }
 
 void channel_sum_add(Ctx& ctx, const float* dy, int64_t n, int64_t k, int64_t plane, float* db) {

@@ -76,8 +76,23 @@ class DeviceScratch {
   std::vector<Tensor> owned_;
 };
 
-// y = conv(x, w) (+ bias[K], nullable)
-void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias, float* y);
+// What a forward applies where it stores its output v at channel k:
+//   y = act(bn(v + bias[k]) + residual),  bn(u) = (u - mean[k]) * gamma[k] / sqrt(var[k] + eps) + beta[k]
+// each part optional (bias, gamma (then no bn) and residual null, act None: the plain convolution);
+// residual is indexed like y ([N,K,P,Q]). The BN scale is gamma * rsqrtf(var + eps) in f32 (the
+// batch-norm kernels compute it in double: an ulp apart at most).
+struct ConvEpilogue {
+  const float* bias = nullptr;
+  const float *gamma = nullptr, *beta = nullptr, *mean = nullptr, *var = nullptr;
+  float eps = 0;
+  const float* residual = nullptr;
+  Activation act = Activation::None;
+  bool any() const { return bias || gamma || residual || act != Activation::None; }
+};
+
+// y = epi(conv(x, w)), the epilogue applied by the kernel that writes y (or the split-K sum)
+void custom_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const ConvEpilogue& epi,
+                         float* y);
 // dx = the input gradient of dy (overwritten); bias[C] (nullable) is added to dx, which is the
 // forward of a transposed convolution with bias.
 void custom_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx);
@@ -86,6 +101,8 @@ void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
 
 // y[n, k, i] += bias[k] for y:[n, k, plane]
 void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t k, int64_t plane);
+// y = epi(y) in place for y:[n, k, plane], in one pass (after cuDNN's convolution)
+void channel_epilogue(Ctx& ctx, float* y, const ConvEpilogue& epi, int64_t n, int64_t k, int64_t plane);
 // db[k] += sum over n and i of dy[n, k, i] for dy:[n, k, plane] (block reductions, fixed order)
 void channel_sum_add(Ctx& ctx, const float* dy, int64_t n, int64_t k, int64_t plane, float* db);
 

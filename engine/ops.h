@@ -18,6 +18,9 @@
 
 namespace sal {
 
+// The activations fused into convolution and batch-norm epilogues.
+enum class Activation { None, ReLU, ReLU6 };
+
 // ---------------------------------------------------------------- convolution
 // On CUDA these compute in TF32 (f32 tensors, 10-bit-mantissa products, f32 sums) with the
 // hand-written kernels or cuDNN, chosen per shape: cuda/conv_backend.h, SAL_CONV_BACKEND.
@@ -37,6 +40,26 @@ struct Conv2dArgs {
 // x:[N,C,H,W] w:[K,C/g,R,S] b:[K] -> y:[N,K,P,Q], P = (H + pt + pb - dil*(R-1) - 1)/stride + 1
 Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dArgs& a);
 Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a);
+// A convolution with frozen batch norm, residual and activation as its epilogue, in the same pass:
+// y = act(batchnorm2d_infer(conv2d(x, w)) + residual), residual (same shape as y) nullable; gamma,
+// beta, mean, var [K]. For frozen layers (black boxes, encoders): ResNet's conv3 + bn3 + identity +
+// ReLU and MobileNet's conv + BN + ReLU6 write the activation once instead of the conv output plus a
+// BN pass over it. The BN is applied in its own order, (conv - mean) * scale + beta with scale =
+// gamma / sqrt(var + eps), not folded into the weights: folding rounds differently where conv and
+// mean nearly cancel (dead channels with var ~ 0), and the input gradient of a trained MobileNet then
+// moved by 1e-2 of its scale (measured against float64) where this order keeps 5e-7. On the CPU the
+// result equals batchnorm2d_infer_act(conv2d(x, w, nullptr), ...) bit for bit. On CUDA the custom
+// kernels apply it where they store the output; after cuDNN it is one pass over the output. No
+// backward op of its own: dz = batchnorm2d_infer_act_backward(dy, y, gamma, var, eps, act) (with the
+// residual: dsum = relu_backward(dy, y) etc. as for batchnorm2d_infer_act), dx = conv2d_dgrad(dz, w).
+// Its batch norm as the backends take it (engine/cpu/conv.h, cuda/conv_backend.h).
+struct ConvBn {
+  const Tensor *gamma, *beta, *mean, *var;
+  double eps;
+};
+Tensor conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                     const Tensor& mean, const Tensor& var, double eps, const Tensor* residual, Activation act,
+                     const Conv2dArgs& a);
 // dy:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W] (x_shape gives H,W: several H map to one P)
 Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape, const Conv2dArgs& a);
 // dw:[K,C/g,R,S] += dy (*) x ; db:[K] += sum of dy over N,P,Q (db may be null)
@@ -65,8 +88,6 @@ Tensor linear_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w);               
 void linear_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db);  // dw:[M,K] +=, db:[M] +=
 
 // ---------------------------------------------------------------- batch norm (per channel of NCHW)
-enum class Activation { None, ReLU, ReLU6 };
-
 // Inference with running statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. All params [C].
 Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                          const Tensor& var, double eps);

@@ -2,6 +2,7 @@
 // kernels are in engine/cpu/conv.cpp and, on CUDA, cuda/conv_backend.cpp (custom implicit-GEMM
 // kernels or cuDNN, see cuda/conv_backend.h) and cuda/linear.cpp (cuBLAS).
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "engine/cpu/conv.h"
@@ -110,6 +111,29 @@ Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const
   check_bias(op, "b", b, w.dim(0));
   Tensor y = ctx.alloc(out, x.dtype());
   SAL_BACKEND(ctx, op, cuda::conv2d(ctx, x, w, b, a, y), cpu::conv2d(ctx, x, w, b, a, y));
+  return y;
+}
+
+Tensor conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                     const Tensor& mean, const Tensor& var, double eps, const Tensor* residual, Activation act,
+                     const Conv2dArgs& a) {
+  const char* op = "conv2d_bn_act";
+  check_device(op, ctx, {&x, &w, &gamma, &beta, &mean, &var, residual});
+  check_float(op, ctx, {&x, &w, &gamma, &beta, &mean, &var, residual});
+  check_ndim(op, "x", x, 4);
+  check_ndim(op, "w", w, 4);
+  const Shape out = conv_out_shape(op, x.shape(), w.shape(), a);
+  for (const auto& [what, t] : {std::pair<const char*, const Tensor*>{"gamma", &gamma}, {"beta", &beta},
+                                {"mean", &mean}, {"var", &var}})
+    check_shape(op, what, *t, Shape{w.dim(0)});
+  if (residual) check_shape(op, "residual", *residual, out);
+  SAL_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
+            ": unknown activation ", static_cast<int>(act));
+  Tensor y = ctx.alloc(out, x.dtype());
+  const ConvBn bn{&gamma, &beta, &mean, &var, eps};
+  SAL_BACKEND(ctx, op, cuda::conv2d_bn_act(ctx, x, w, bn, residual, act, a, y),
+              cpu::conv2d_bn_act(ctx, x, w, bn, residual, act, a, y));
   return y;
 }
 

@@ -1,5 +1,9 @@
 #include "layers/modules.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
 namespace sal {
 
 namespace {
@@ -9,7 +13,46 @@ Tensor* grad_or_null(ParamStore& ps, ParamRef p, bool wanted, Tensor& slot) {
   slot = ps.grad(p);
   return &slot;
 }
+
+// The gradient before an activation from the one after it and its output y: relu and relu6 backwards
+// take y (0 < y < 6 exactly when 0 < pre-activation < 6).
+Tensor activation_backward(Ctx& ctx, const Tensor& dy, const Tensor& y, Activation act) {
+  switch (act) {
+    case Activation::ReLU: return relu_backward(ctx, dy, y);
+    case Activation::ReLU6: return relu6_backward(ctx, dy, y);
+    case Activation::None: return dy;
+  }
+  return dy;
+}
+
+Activation activation_of(ConvBnAct::Act a) {
+  switch (a) {
+    case ConvBnAct::Act::ReLU: return Activation::ReLU;
+    case ConvBnAct::Act::ReLU6: return Activation::ReLU6;
+    case ConvBnAct::Act::None: return Activation::None;
+  }
+  return Activation::None;
+}
+
+// -1: not read yet (SAL_FUSE_CONV_BN is read on first use), 0 off, 1 on.
+std::atomic<int> g_fusion{-1};
+std::atomic<int64_t> g_fused_forwards{0};
 }  // namespace
+
+bool conv_bn_fusion() {
+  int v = g_fusion.load();
+  if (v < 0) {
+    const char* e = std::getenv("SAL_FUSE_CONV_BN");
+    int expected = -1;
+    g_fusion.compare_exchange_strong(expected, (e && std::string(e) == "0") ? 0 : 1);  // unless set meanwhile
+    v = g_fusion.load();
+  }
+  return v == 1;
+}
+
+void set_conv_bn_fusion(bool on) { g_fusion.store(on ? 1 : 0); }
+
+int64_t conv_bn_fused_forwards() { return g_fused_forwards.load(); }
 
 Conv2d::Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int kh, int kw,
                const Conv2dArgs& args, bool bias, bool trainable)
@@ -98,10 +141,15 @@ Tensor BatchNorm2d::backward_from_act(Ctx& ctx, const Tensor& dy, const Tensor& 
   Tensor dg, db;
   if (!grad_or_null(*ps_, gamma_, param_grads, dg) && !grad_or_null(*ps_, beta_, param_grads, db))
     return batchnorm2d_infer_act_backward(ctx, dy, y, ps_->value(gamma_), ps_->value(var_), eps_, act);
-  const Tensor dz = act == Activation::ReLU    ? relu_backward(ctx, dy, y)
-                    : act == Activation::ReLU6 ? relu6_backward(ctx, dy, y)
-                                               : dy;
-  return backward(ctx, dz, param_grads);
+  return backward(ctx, activation_backward(ctx, dy, y, act), param_grads);
+}
+
+Tensor BatchNorm2d::conv_forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Conv2dArgs& a,
+                                           const Tensor* residual, Activation act) {
+  x_ = Tensor();  // the conv's output is never materialised: backward_from_act needs only y
+  trained_ = false;
+  return conv2d_bn_act(ctx, x, w, ps_->value(gamma_), ps_->value(beta_), ps_->value(mean_), ps_->value(var_), eps_,
+                       residual, act, a);
 }
 
 Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, bool trainable)
@@ -130,12 +178,25 @@ ConvBnAct::ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::st
       bn_(ps, bn_name, out, bn_eps, trainable),
       act_(act) {}
 
+bool ConvBnAct::use_fusion(bool training) const {
+  return !training && conv_bn_fusion() && !conv_.trainable() && !bn_.trainable();
+}
+
+Tensor ConvBnAct::fused_forward(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act) {
+  last_fused_ = true;
+  fused_x_shape_ = x.shape();
+  g_fused_forwards.fetch_add(1);
+  return bn_.conv_forward_infer_act(ctx, x, conv_.weight(), conv_.args(), residual, act);
+}
+
 Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
   fused_y_ = Tensor();
+  last_fused_ = false;
+  const Activation a = activation_of(act_);
+  if (use_fusion(training)) return fused_y_ = fused_forward(ctx, x, nullptr, a);
   if (!training && act_ != Act::None) {
     // One pass for BN + activation; relu and relu6 backwards can be computed from y alone
     // (0 < y < 6 exactly when 0 < pre-activation < 6).
-    Activation a = act_ == Act::ReLU ? Activation::ReLU : Activation::ReLU6;
     fused_y_ = bn_.forward_infer_act(ctx, conv_.forward(ctx, x), nullptr, a);
     return fused_y_;
   }
@@ -151,6 +212,8 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
 Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& residual, bool training) {
   SAL_CHECK(act_ == Act::None, "ConvBnAct::forward_add_relu: the conv has its own activation");
   fused_y_ = Tensor();
+  last_fused_ = false;
+  if (use_fusion(training)) return sum_y_ = fused_forward(ctx, x, &residual, Activation::ReLU);
   const Tensor c = conv_.forward(ctx, x);
   if (!training) {
     sum_y_ = bn_.forward_infer_act(ctx, c, &residual, Activation::ReLU);
@@ -165,14 +228,20 @@ Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& resi
 Tensor ConvBnAct::backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bool param_grads) {
   SAL_CHECK(sum_y_.defined(), "ConvBnAct::backward_add_relu before forward_add_relu");
   dsum = relu_backward(ctx, dy, sum_y_);
+  if (last_fused_)  // frozen: BN's input gradient in one pass, then the conv's
+    return conv2d_dgrad(ctx, bn_.backward_from_act(ctx, dsum, sum_y_, Activation::None, false), conv_.weight(),
+                        fused_x_shape_, conv_.args());
   return conv_.backward(ctx, bn_.backward(ctx, dsum, param_grads), param_grads);
 }
 
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
-  if (fused_y_.defined()) {  // inference: the activation and BN backward in one pass when BN is frozen
-    const Activation a = act_ == Act::ReLU ? Activation::ReLU : Activation::ReLU6;
+  const Activation a = activation_of(act_);
+  // Frozen and fused: the activation's and BN's backward in one pass from y, then the conv's.
+  if (last_fused_)
+    return conv2d_dgrad(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, false), conv_.weight(), fused_x_shape_,
+                        conv_.args());
+  if (fused_y_.defined())  // inference: the activation and BN backward in one pass when BN is frozen
     return conv_.backward(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, param_grads), param_grads);
-  }
   Tensor d = dy;
   if (act_ == Act::ReLU) {
     d = relu_.backward(ctx, dy);

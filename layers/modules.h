@@ -26,6 +26,7 @@ class Conv2d {
   // TF "same" padding depends on the input size: set the args for the size at hand.
   void set_args(const Conv2dArgs& a) { args_ = a; }
   Tensor weight() const { return ps_->value(w_); }
+  bool trainable() const { return ps_->trainable(w_) || (b_.valid() && ps_->trainable(b_)); }
 
  private:
   ParamStore* ps_ = nullptr;
@@ -68,6 +69,11 @@ class BatchNorm2d {
   // fused pass (batchnorm2d_infer_act_backward), else the activation's backward and backward().
   Tensor backward_from_act(Ctx& ctx, const Tensor& dy, const Tensor& y, Activation act, bool param_grads = true);
   double eps() const { return eps_; }
+  bool trainable() const { return ps_->trainable(gamma_) || ps_->trainable(beta_); }
+  // Inference as the epilogue of the conv before it: act(bn(conv2d(x, w)) + residual) in one op
+  // (conv2d_bn_act). backward_from_act then gives the gradient with respect to the conv's output.
+  Tensor conv_forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Conv2dArgs& a,
+                                const Tensor* residual, Activation act);
 
  private:
   ParamStore* ps_ = nullptr;
@@ -127,7 +133,20 @@ class MaxPool2d {
   Tensor x_;
 };
 
+// Whether frozen ConvBnAct layers run conv + BN + activation as one conv2d_bn_act in inference (default
+// on; SAL_FUSE_CONV_BN=0 in the environment turns it off for the process). A process-wide setting for
+// tests and comparisons; it applies to the forwards that come after.
+bool conv_bn_fusion();
+void set_conv_bn_fusion(bool on);
+// How many fused forwards (conv2d_bn_act calls by ConvBnAct) the process has run: for tests and benchmarks.
+int64_t conv_bn_fused_forwards();
+
 // Conv2d -> BatchNorm2d -> ReLU or ReLU6 (activation optional): the unit most networks repeat.
+//
+// In inference, a layer whose parameters are all frozen (a black box's or an encoder's) is one
+// conv2d_bn_act: BN, activation (and a residual block's shortcut sum) in the convolution's epilogue,
+// so the activation is written once instead of the conv's output plus a BN pass over it. Trainable
+// layers, and every layer in training mode, run conv, BN and activation as separate ops.
 class ConvBnAct {
  public:
   enum class Act { None, ReLU, ReLU6 };
@@ -153,6 +172,13 @@ class ConvBnAct {
   ReLU6 relu6_;
   Tensor fused_y_;  // inference: the fused BN + activation output (its backward needs only y)
   Tensor sum_y_;    // forward_add_relu's output (the ReLU's backward needs only y)
+  // The fused path (see above): whether the last forward took it, and its input's shape (the conv's
+  // backward needs only that and the weights).
+  bool last_fused_ = false;
+  Shape fused_x_shape_;
+
+  bool use_fusion(bool training) const;
+  Tensor fused_forward(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act);
 };
 
 }  // namespace sal

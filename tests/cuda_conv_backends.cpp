@@ -3,7 +3,7 @@
 // (with the bias gradient, accumulating onto nonzero gradients), and conv_transpose2d, on shapes
 // that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, and shapes cuDNN
 // refuses (asymmetric padding), each in both arithmetic settings (ConvMath::TF32 to TF32 rounding,
-// ConvMath::F32 to f32 rounding). Also checks which backend ran (counts), that Auto times a shape
+// ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on every backend. Also checks which backend ran (counts), that Auto times a shape
 // once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
@@ -224,6 +224,45 @@ int main() {
       if (by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cudnn))
         compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cudnn],
                 cat(c.name, " custom vs cudnn (", cuda::conv_math_name(math), ")"), tol);
+    }
+  }
+  // ---- conv2d_bn_act (batch norm, residual and ReLU6 as the epilogue) on each backend and in both
+  // maths, against the CPU: the custom kernels apply it where they store (GEMM tile, split-K sum,
+  // depthwise), cuDNN's output gets it in one pass after. beta in [2, 8] puts part of the outputs past 6.
+  for (const ConvMath math : {ConvMath::TF32, ConvMath::F32}) {
+    cuda::set_conv_math(math);
+    int idx = 0;
+    for (const Case& c : cases()) {
+      ++idx;
+      if (c.transpose) continue;
+      const Shape ys = out_shape(c), ks{ys[1]};
+      std::mt19937_64 rng(97 + idx);
+      Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx), r = random_tensor(ys, 29 + idx);
+      Tensor g = random_tensor(ks, 31 + idx), m = random_tensor(ks, 43 + idx);
+      Tensor be = Tensor::from_values(uniform(ks, rng, 2, 8), ks), v = Tensor::from_values(uniform(ks, rng, 0.5, 1.5), ks);
+      const Tensor want = conv2d_bn_act(cpu, x, w, g, be, m, v, 1e-3, &r, Activation::ReLU6, c.a);
+      const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
+      for (ConvBackend mode : modes) {
+        cuda::set_conv_backend(mode);
+        cuda::clear_conv_auto_choices();
+        const std::string what =
+            cat(c.name, " conv2d_bn_act [", cuda::conv_backend_name(mode), ", ", cuda::conv_math_name(math), "]");
+        try {
+          Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gr = r.to(Device::CUDA), gg = g.to(Device::CUDA);
+          Tensor gbe = be.to(Device::CUDA), gm = m.to(Device::CUDA), gv = v.to(Device::CUDA);
+          cuda::synchronize();
+          cuda::reset_conv_backend_counts();
+          const Tensor got = conv2d_bn_act(plain, gx, gw, gg, gbe, gm, gv, 1e-3, &gr, Activation::ReLU6, c.a);
+          const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+          const double e = max_rel_diff(got.to(Device::CPU), want);
+          expect(e <= tolerance(math), cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(math), ")"));
+          expect(n.custom + n.cudnn == 1, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 1"));
+          if (mode == ConvBackend::Custom || !cudnn_ok) expect(n.cudnn == 0, cat(what, ": cuDNN ran"));
+          if (mode == ConvBackend::Cudnn && cudnn_ok) expect(n.cudnn == 1, cat(what, ": cuDNN did not run"));
+        } catch (const std::exception& e) {
+          expect(false, cat(what, ": threw: ", e.what()));
+        }
+      }
     }
   }
   cuda::set_conv_math(ConvMath::TF32);

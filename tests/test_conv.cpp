@@ -288,6 +288,61 @@ TEST_CASE("linear: forward and gradients by hand") {
 
 // ---------------------------------------------------------------- against direct references
 
+TEST_CASE("conv2d_bn_act: batch norm, residual and each activation by hand") {
+  Ctx ctx;
+  // The convolution above gives {37, 47, 67, 77} without its bias. BN gamma 1, var 3, eps 1 (scale
+  // 1/2), mean 57, beta 1: {-9, -4, 6, 11}; plus r = {2, 5, -3, -20}: {-7, 1, 3, -9}.
+  Tensor x = vals(iota_values(9), {1, 1, 3, 3});
+  Tensor w = vals({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor g = vals({1}, {1}), b = vals({1}, {1}), m = vals({57}, {1}), v = vals({3}, {1});
+  Tensor r = vals({2, 5, -3, -20}, {1, 1, 2, 2});
+  const Conv2dArgs a = Conv2dArgs::make(1, 0);
+  auto run = [&](const Tensor* res, Activation act) { return conv2d_bn_act(ctx, x, w, g, b, m, v, 1.0, res, act, a); };
+  CHECK(all_close(run(nullptr, Activation::None), {-9, -4, 6, 11}));
+  CHECK(all_close(run(nullptr, Activation::ReLU), {0, 0, 6, 11}));
+  CHECK(all_close(run(nullptr, Activation::ReLU6), {0, 0, 6, 6}));
+  CHECK(all_close(run(&r, Activation::None), {-7, 1, 3, -9}));
+  CHECK(all_close(run(&r, Activation::ReLU), {0, 1, 3, 0}));
+  CHECK(all_close(run(&r, Activation::ReLU6), {0, 1, 3, 0}));
+}
+
+TEST_CASE("conv2d_bn_act equals conv2d then batchnorm2d_infer_act bit for bit on every CPU path") {
+  std::mt19937_64 rng(23);
+  struct Geo {
+    Shape x, w;
+    Conv2dArgs a;
+  };
+  const std::vector<Geo> geos{
+      {{2, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},          // small images, batched GEMM
+      {{5, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(2, 1)},          // several chunks
+      {{1, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},        // 1x1 in place, batch 1
+      {{2, 3, 40, 33}, {8, 3, 7, 7}, Conv2dArgs::make(2, 3)},        // one image per GEMM
+      {{2, 6, 11, 10}, {9, 2, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},  // groups
+      {{2, 8, 26, 25}, {8, 1, 3, 3}, Conv2dArgs::make(2, 1, 1, 8)},  // depthwise
+  };
+  Arena arena(Device::CPU);
+  for (const Geo& geo : geos) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      Ctx ctx(Device::CPU, &arena);
+      const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a), ks{geo.w[0]};
+      Tensor x = random_tensor(geo.x, rng, dt), w = random_tensor(geo.w, rng, dt);
+      Tensor g = random_tensor(ks, rng, dt), b = random_tensor(ks, rng, dt), m = random_tensor(ks, rng, dt);
+      Tensor v = Tensor::from_values(test::uniform(ks, rng, 0.5, 1.5), ks, dt);
+      Tensor r = Tensor::from_values(test::uniform(ys, rng, 2, 8), ys, dt);  // past 6 for ReLU6 too
+      for (Activation act : {Activation::None, Activation::ReLU, Activation::ReLU6}) {
+        for (bool with_res : {false, true}) {
+          INFO("x " << geo.x.str() << " w " << geo.w.str() << " " << dtype_name(dt) << " act " << static_cast<int>(act)
+                    << " residual " << with_res);
+          const Tensor* res = with_res ? &r : nullptr;
+          const Tensor want = batchnorm2d_infer_act(ctx, conv2d(ctx, x, w, nullptr, geo.a), g, b, m, v, 1e-3, res, act);
+          CHECK(conv2d_bn_act(ctx, x, w, g, b, m, v, 1e-3, res, act, geo.a).values() == want.values());
+        }
+      }
+      arena.reset();
+    }
+  }
+}
+
 TEST_CASE("conv2d matches a direct loop on many geometries, f32 and f64, arena or not") {
   std::mt19937_64 rng(11);
   struct Geo {
@@ -505,6 +560,24 @@ TEST_CASE("conv2d: argument errors") {
     CHECK_THROWS_WITH_AS(conv2d(gpu, xg, w2, nullptr, a), doctest::Contains("not on the context's device"), Error);
     CHECK_THROWS_WITH_AS(conv2d(gpu, xg, wg, &bg, a), doctest::Contains("conv2d: the CUDA backend has no kernel"), Error);
   }
+}
+
+TEST_CASE("conv2d_bn_act: argument errors") {
+  Ctx ctx;
+  Tensor x = Tensor::zeros({1, 2, 4, 4}), w = Tensor::zeros({3, 2, 3, 3}), c3 = Tensor::zeros({3});
+  Tensor c2 = Tensor::zeros({2}), r_bad = Tensor::zeros({1, 3, 4, 4});  // the output is [1,3,2,2]
+  const Conv2dArgs a = Conv2dArgs::make(1, 0);
+  CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c3, c3, 1e-5, &r_bad, Activation::ReLU, a),
+                       doctest::Contains("conv2d_bn_act: residual has shape [1,3,4,4], expected [1,3,2,2]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c2, c3, 1e-5, nullptr, Activation::None, a),
+                       doctest::Contains("conv2d_bn_act: mean has shape [2], expected [3]"), Error);
+  Tensor r64 = Tensor::zeros({1, 3, 2, 2}, DType::F64);
+  CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c3, c3, 1e-5, &r64, Activation::None, a),
+                       doctest::Contains("conv2d_bn_act: mixed dtypes"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c3, c3, -1, nullptr, Activation::None, a),
+                       doctest::Contains("conv2d_bn_act: eps must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c3, c3, 1e-5, nullptr, static_cast<Activation>(7), a),
+                       doctest::Contains("conv2d_bn_act: unknown activation 7"), Error);
 }
 
 TEST_CASE("conv_transpose2d: argument errors") {

@@ -34,6 +34,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -148,30 +149,79 @@ ConvGeom transpose_geom(const Shape& x, const Shape& w, const Shape& y, const Co
 
 // ---------------------------------------------------------------- small helpers
 
-// rows[k][j] += bias[k] for k < nrows, j < len (rows of length len, contiguous).
+// What a forward applies to its GEMM result v at output channel k (nullable parts absent):
+//   y = act((v - center[k]) * scale[k] + shift[k] + residual)
+// a plain conv bias: center 0, scale 1, shift bias[k] (v + bias exactly); a frozen batch norm: center =
+// mean, scale = gamma / sqrt(var + eps) (in double, rounded once), shift = beta, as
+// engine/cpu/batchnorm.cpp's batchnorm2d_infer_act (whose results these equal bit for bit).
+// `residual` is indexed like y (the whole output tensor).
 template <class T>
-void add_bias_rows(T* rows, int64_t nrows, int64_t len, const T* bias, bool parallel) {
-#pragma omp parallel for if (parallel && nrows * len > SAL_OMP_MIN_WORK) schedule(static)
-  for (int64_t k = 0; k < nrows; ++k) {
-    const T v = bias[k];
-    T* r = rows + k * len;
-    for (int64_t j = 0; j < len; ++j) r[j] += v;
+struct Epilogue {
+  const T* bias = nullptr;
+  const T *gamma = nullptr, *beta = nullptr, *mean = nullptr, *var = nullptr;  // gamma null: no batch norm
+  double eps = 0;
+  const T* residual = nullptr;
+  Activation act = Activation::None;
+
+  bool any() const { return bias || gamma || residual || act != Activation::None; }
+  bool beyond_bias() const { return gamma || residual || act != Activation::None; }
+  // channel k's constants
+  void channel(int64_t k, T& center, T& scale, T& shift) const {
+    if (gamma) {
+      center = mean[k];
+      scale = static_cast<T>(static_cast<double>(gamma[k]) / std::sqrt(static_cast<double>(var[k]) + eps));
+      shift = beta[k];
+    } else {
+      center = T(0), scale = T(1), shift = bias ? bias[k] : T(0);
+    }
+  }
+};
+
+// out[j] = act((in[j] - center) * scale + shift + r[j]) for j < len (r nullable; in may be out): the
+// expression of batchnorm2d_infer_act's affine_act (engine/cpu/batchnorm.cpp), so the same rounding;
+// the activations are those of engine/cpu/activation.cpp (relu maps NaN to 0, relu6 passes it).
+template <class T>
+void epilogue_row(const T* in, T* out, int64_t len, T center, T scale, T shift, const T* r, Activation act) {
+  auto run = [&](auto f) {
+    if (r) {
+      for (int64_t j = 0; j < len; ++j) out[j] = f((in[j] - center) * scale + shift + r[j]);
+    } else {
+      for (int64_t j = 0; j < len; ++j) out[j] = f((in[j] - center) * scale + shift);
+    }
+  };
+  switch (act) {
+    case Activation::None: run([](T t) { return t; }); break;
+    case Activation::ReLU: run([](T t) { return t > T(0) ? t : T(0); }); break;
+    case Activation::ReLU6: run([](T t) { return t < T(0) ? T(0) : (t > T(6) ? T(6) : t); }); break;
   }
 }
 
-// Staged [Kg, nb*PQ] -> nb images of y (image stride img): y[b][k][:] = tmp[k][b*PQ:] (+ bias[k]).
+// The epilogue of channels [k0, k0 + nrows) on rows[k - k0][:] in place (rows of length len,
+// contiguous); res offset like rows.
 template <class T>
-void scatter_images(const T* tmp, int64_t nb, int64_t kg, int64_t pq, T* y, int64_t img, const T* bias,
-                    bool parallel) {
+void epilogue_rows(T* rows, int64_t k0, int64_t nrows, int64_t len, const Epilogue<T>& epi, const T* res,
+                   bool parallel) {
+#pragma omp parallel for if (parallel && nrows * len > SAL_OMP_MIN_WORK) schedule(static)
+  for (int64_t k = 0; k < nrows; ++k) {
+    T center, scale, shift;
+    epi.channel(k0 + k, center, scale, shift);
+    epilogue_row(rows + k * len, rows + k * len, len, center, scale, shift, res ? res + k * len : nullptr, epi.act);
+  }
+}
+
+// Staged [Kg, nb*PQ] of channels [k0, k0 + kg) -> nb images of y (image stride img):
+// y[b][k][:] = epilogue(tmp[k][b*PQ:]); res offset like y.
+template <class T>
+void scatter_images(const T* tmp, int64_t nb, int64_t k0, int64_t kg, int64_t pq, T* y, int64_t img,
+                    const Epilogue<T>& epi, const T* res, bool parallel) {
   const int64_t cols = nb * pq;
 #pragma omp parallel for if (parallel && kg * cols > SAL_OMP_MIN_WORK) schedule(static)
   for (int64_t k = 0; k < kg; ++k) {
-    const T v = bias ? bias[k] : T(0);
-    for (int64_t b = 0; b < nb; ++b) {
-      const T* src = tmp + k * cols + b * pq;
-      T* dst = y + b * img + k * pq;
-      for (int64_t j = 0; j < pq; ++j) dst[j] = src[j] + v;
-    }
+    T center, scale, shift;
+    epi.channel(k0 + k, center, scale, shift);
+    for (int64_t b = 0; b < nb; ++b)
+      epilogue_row(tmp + k * cols + b * pq, y + b * img + k * pq, pq, center, scale, shift,
+                   res ? res + b * img + k * pq : nullptr, epi.act);
   }
 }
 
@@ -426,7 +476,8 @@ SAL_DW_CLONES void dw_wgrad_isa(const ConvGeom& g, const double* dy, const doubl
 #undef SAL_DW_CLONES
 
 template <class T>
-void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const T* bias, T* y) {
+void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
+  const T* bias = epi.gamma ? nullptr : epi.bias;  // a batch norm's channel constants come after the conv
   const int64_t planes = g.N * g.C, rs = g.R * g.S;
   using Fn = void (*)(const ConvGeom&, const float*, const float*, float, float*);
   Fn fast = nullptr;
@@ -440,13 +491,21 @@ void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const T* bias,
   for (int64_t i = 0; i < planes; ++i) {
     const int64_t c = i % g.C;
     const T b = bias ? bias[c] : T(0);
+    T* yp = y + i * g.pq();
+    bool done = false;
     if constexpr (std::is_same_v<T, float>) {
       if (fast) {
-        fast(g, x + i * g.hw(), w + c * rs, b, y + i * g.pq());
-        continue;
+        fast(g, x + i * g.hw(), w + c * rs, b, yp);
+        done = true;
       }
     }
-    dw_forward_isa(g, x + i * g.hw(), w + c * rs, b, y + i * g.pq());
+    if (!done) dw_forward_isa(g, x + i * g.hw(), w + c * rs, b, yp);
+    // The plane is still in cache: the rest of the epilogue (a plain bias is already in).
+    if (epi.beyond_bias()) {
+      T center = T(0), scale = T(1), shift = T(0);
+      if (epi.gamma) epi.channel(c, center, scale, shift);
+      epilogue_row(yp, yp, g.pq(), center, scale, shift, epi.residual ? epi.residual + i * g.pq() : nullptr, epi.act);
+    }
   }
 }
 
@@ -495,11 +554,11 @@ void depthwise_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw
 
 // ---------------------------------------------------------------- GEMM paths
 
-// y = conv(x, w) (+ bias)
+// y = epi(conv(x, w)): act(conv + bias + residual)
 template <class T>
-void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const T* bias, T* y) {
+void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
-  if (g.depthwise()) return depthwise_forward(g, x, w, bias, y);
+  if (g.depthwise()) return depthwise_forward(g, x, w, epi, y);
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
@@ -513,8 +572,9 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const T* 
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const T* xg = x + (n0 * g.C + gi * g.Cg) * g.hw();
       const T* wg = w + gi * g.Kg * crs;
-      const T* bg = bias ? bias + gi * g.Kg : nullptr;
-      T* yg = y + (n0 * g.K + gi * g.Kg) * pq;
+      const int64_t yoff = (n0 * g.K + gi * g.Kg) * pq;
+      T* yg = y + yoff;
+      const T* rg = epi.residual ? epi.residual + yoff : nullptr;
       const T* bmat = xg;
       int64_t ldb = pq;
       if (!(pointwise && nb == 1)) {
@@ -523,10 +583,10 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const T* 
       }
       if (nb == 1) {
         gemm_parallel<T>(false, false, g.Kg, cols, crs, T(1), wg, crs, bmat, ldb, T(0), yg, pq);
-        if (bg) add_bias_rows(yg, g.Kg, pq, bg, par);
+        if (epi.any()) epilogue_rows(yg, gi * g.Kg, g.Kg, pq, epi, rg, par);
       } else {
         gemm_parallel<T>(false, false, g.Kg, cols, crs, T(1), wg, crs, bmat, ldb, T(0), tmp, cols);
-        scatter_images(tmp, nb, g.Kg, pq, yg, g.K * pq, bg, par);
+        scatter_images(tmp, nb, gi * g.Kg, g.Kg, pq, yg, g.K * pq, epi, rg, par);
       }
     }
   });
@@ -655,7 +715,20 @@ void conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const C
   const ConvGeom g = conv_geom(x.shape(), w.shape(), y.shape(), a);
   dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv_forward<T>(ctx, g, x.data<T>(), w.data<T>(), ptr_or_null<T>(b), y.data<T>());
+    conv_forward<T>(ctx, g, x.data<T>(), w.data<T>(), Epilogue<T>{ptr_or_null<T>(b)}, y.data<T>());
+  });
+}
+
+void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn, const Tensor* residual, Activation act,
+                   const Conv2dArgs& a, Tensor& y) {
+  const ConvGeom g = conv_geom(x.shape(), w.shape(), y.shape(), a);
+  dispatch_float(x.dtype(), "conv2d_bn_act", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    Epilogue<T> epi;
+    epi.gamma = bn.gamma->data<T>(), epi.beta = bn.beta->data<T>(), epi.mean = bn.mean->data<T>();
+    epi.var = bn.var->data<T>(), epi.eps = bn.eps;
+    epi.residual = ptr_or_null<T>(residual), epi.act = act;
+    conv_forward<T>(ctx, g, x.data<T>(), w.data<T>(), epi, y.data<T>());
   });
 }
 
@@ -693,7 +766,7 @@ void conv_transpose2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const C
   const ConvGeom g = transpose_geom(dx.shape(), w.shape(), dy.shape(), a);
   dispatch_float(dy.dtype(), "conv_transpose2d_dgrad", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv_forward<T>(ctx, g, dy.data<T>(), w.data<T>(), nullptr, dx.data<T>());
+    conv_forward<T>(ctx, g, dy.data<T>(), w.data<T>(), Epilogue<T>{}, dx.data<T>());
   });
 }
 

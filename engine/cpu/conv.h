@@ -9,6 +9,11 @@ namespace sal::cpu {
 
 // x:[N,C,H,W] w:[K,C/g,R,S] b:[K] (nullable) -> y:[N,K,P,Q]
 void conv2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y);
+// y = act(batchnorm2d_infer(conv(x, w)) + residual); residual:[N,K,P,Q] nullable. The epilogue runs on
+// each block of output rows right after its GEMM (still in cache), not as a pass of its own, with
+// batchnorm2d_infer_act's arithmetic (the same result bit for bit).
+void conv2d_bn_act(Ctx&, const Tensor& x, const Tensor& w, const ConvBn& bn, const Tensor* residual, Activation act,
+                   const Conv2dArgs& a, Tensor& y);
 // dy:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W]
 void conv2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx);
 // dy:[N,K,P,Q] x:[N,C,H,W] -> dw:[K,C/g,R,S] +=, db:[K] += (nullable)

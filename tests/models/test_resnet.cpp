@@ -14,6 +14,7 @@
 
 #include "engine/param_io.h"
 #include "layers/cifar_resnet.h"
+#include "layers/modules.h"
 #include "layers/networks.h"
 #include "layers/resnet.h"
 #include "tests/models/golden.h"
@@ -451,5 +452,37 @@ TEST_CASE("loading a wrong weights file fails with an error that names the probl
       make_cifar_resnet(cifar_spec("cifar_resnet20"), Device::CPU, 20)->load(SafeTensorsFile(tmp.path));
     });
     CHECK(msg.find("holds arch 'cifar_resnet56'") != std::string::npos);
+  }
+}
+
+TEST_CASE("frozen conv + BN layers fused (conv2d_bn_act) give the unfused results bit for bit on the CPU") {
+  // ResNet-50 (bottleneck shortcut sums, downsample convs without activation) and MobileNet v1 (ReLU6,
+  // depthwise, TF "same" padding): logits, features and input gradient with the fusion off and on.
+  for (const std::string& path :
+       {golden_path("resnet50.weights.safetensors"), source_path("weights/mobilenet_v1_0.75_224.safetensors")}) {
+    INFO(path);
+    std::unique_ptr<Network> net = load_network(path);
+    const int64_t size = net->input_spec().arch == "resnet50" ? 64 : 96;
+    std::mt19937 gen(3);
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<double> xv(static_cast<size_t>(2 * 3 * size * size));
+    for (double& v : xv) v = u(gen);
+    const Tensor x = Tensor::from_values(xv, Shape{2, 3, size, size});
+    std::vector<std::vector<double>> runs[2];
+    for (bool fused : {false, true}) {
+      set_conv_bn_fusion(fused);
+      Ctx ctx;
+      const int64_t before = conv_bn_fused_forwards();
+      const Tensor logits = net->forward(ctx, x);
+      // Every ConvBnAct of these frozen networks takes the fused path, and only when asked to.
+      CHECK((conv_bn_fused_forwards() - before) == (fused ? (size == 64 ? 53 : 27) : 0));
+      std::vector<std::vector<double>>& r = runs[fused];
+      r.push_back(logits.values());
+      for (const Tensor& f : net->features()) r.push_back(f.values());
+      r.push_back(net->backward_input(ctx, golden_dlogits(2, logits.dim(1))).values());
+    }
+    set_conv_bn_fusion(true);
+    REQUIRE(runs[0].size() == runs[1].size());
+    for (size_t i = 0; i < runs[0].size(); ++i) CHECK(runs[0][i] == runs[1][i]);
   }
 }

@@ -99,6 +99,53 @@ OpCase linear_case(const std::string& name, int64_t n, int64_t k, int64_t m, boo
   };
 }
 
+// conv2d_bn_act: y = act(bn(conv(x, w)) + residual). Inputs {x, w, gamma, beta, mean, var, residual}
+// (residual optional: an empty slot otherwise, so the indices stay fixed); the BN statistics are
+// constants (frozen), x and w are checked. Its backward is the documented composition: the fused
+// frozen-BN backward from y (with a residual: the activation's backward first, which is also
+// dresidual), then conv2d_dgrad / conv2d_wgrad. Inputs are uniform in [-1, 1] (var in [0.5, 1.5]); a
+// pre-activation within ~1e-6 of a kink (0, or 6 for ReLU6) would spoil a finite difference, which these
+// seeds avoid. ReLU6 rows shift the BN output past 6 for part of the elements (beta in [2, 8]).
+constexpr double kBnEps = 1e-3;
+OpCase bn_act_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, bool residual, Activation act,
+                   int max_fd = 24) {
+  const Shape y = conv2d_out_shape(x, w, a);
+  const Shape k{w[0]};
+  return OpCase{
+      .name = "conv2d_bn_act/" + name,
+      .shapes = {x, w, k, k, k, k, residual ? y : Shape{0}},
+      .check_grad = {true, true, false, false, false, false, residual},
+      .init = [act](int i, const Shape& s, std::mt19937_64& rng) {
+        if (i == 5) return uniform(s, rng, 0.5, 1.5);
+        if (i == 3 && act == Activation::ReLU6) return uniform(s, rng, 2, 8);
+        return uniform(s, rng);
+      },
+      .forward =
+          [a, residual, act](Ctx& c, const Inputs& in) {
+            return conv2d_bn_act(c, in[0], in[1], in[2], in[3], in[4], in[5], kBnEps, residual ? &in[6] : nullptr, act,
+                                 a);
+          },
+      .backward =
+          [a, residual, act](Ctx& c, const Inputs& in, const Tensor& y, const Tensor& dy) {
+            Tensor dsum, dz;
+            if (residual) {
+              dsum = act == Activation::ReLU    ? relu_backward(c, dy, y)
+                     : act == Activation::ReLU6 ? relu6_backward(c, dy, y)
+                                                : dy;
+              dz = batchnorm2d_infer_act_backward(c, dsum, y, in[2], in[5], kBnEps, Activation::None);
+            } else {
+              dz = batchnorm2d_infer_act_backward(c, dy, y, in[2], in[5], kBnEps, act);
+            }
+            Tensor dw = c.alloc_zeros(in[1].shape(), in[1].dtype());
+            conv2d_wgrad(c, dz, in[0], dw, nullptr, a);
+            return std::vector<Tensor>{conv2d_dgrad(c, dz, in[1], in[0].shape(), a), dw, Tensor(), Tensor(), Tensor(),
+                                       Tensor(), dsum};
+          },
+      .cuda_tol = kConvCudaTol,
+      .max_fd_elements = max_fd,
+  };
+}
+
 Conv2dArgs args(int sh, int sw, int pt, int pl, int pb, int pr, int dh = 1, int dw = 1, int groups = 1) {
   return Conv2dArgs{sh, sw, pt, pl, pb, pr, dh, dw, groups};
 }
@@ -163,6 +210,30 @@ SAL_OP_CASES {
       conv_case("cuda_depthwise_split_reduction_80x80", {2, 3, 80, 80}, {3, 1, 3, 3}, A::make(1, 1, 1, 3), true, 8),
       transpose_case("cuda_stride2_outpad1_c13_k19_7x7", {2, 13, 7, 7}, {13, 19, 3, 3}, TA::make(2, 1, 1), true, 8),
       transpose_case("cuda_4x4_stride2_outpad1_batch3", {3, 8, 5, 6}, {8, 6, 4, 4}, TA::make(2, 1, 1), true, 8),
+
+      // ---- conv2d_bn_act: every activation with and without residual, on the CPU's paths (batched
+      // small images, one large image in place, 1x1 in place, groups, depthwise) and the CUDA kernels'
+      // (both tile heights, split-K sum, depthwise, asymmetric padding that cuDNN refuses)
+      bn_act_case("3x3_relu_residual", {2, 3, 5, 6}, {4, 3, 3, 3}, A::make(1, 1), true, Activation::ReLU),
+      bn_act_case("3x3_stride2_relu6_batch1", {1, 3, 7, 5}, {5, 3, 3, 3}, A::make(2, 1), false, Activation::ReLU6),
+      bn_act_case("1x1_none_residual", {3, 4, 3, 5}, {5, 4, 1, 1}, A::make(1, 0), true, Activation::None),
+      bn_act_case("1x1_none", {2, 4, 3, 3}, {3, 4, 1, 1}, A::make(1, 0), false, Activation::None),
+      bn_act_case("large_relu6_residual", {2, 2, 23, 23}, {2, 2, 3, 3}, A::make(1, 1), true, Activation::ReLU6),
+      bn_act_case("1x1_large_batch1_relu", {1, 3, 24, 22}, {2, 3, 1, 1}, A::make(1, 0), false, Activation::ReLU),
+      bn_act_case("depthwise_relu6", {2, 3, 5, 6}, {3, 1, 3, 3}, A::make(1, 1, 1, 3), false, Activation::ReLU6),
+      bn_act_case("depthwise_tf_same_stride2_relu6", {2, 3, 6, 5}, {3, 1, 3, 3}, A::tf_same(6, 5, 3, 3, 2, 3), false,
+                  Activation::ReLU6),
+      bn_act_case("groups2_relu_residual", {2, 4, 5, 5}, {6, 2, 3, 3}, A::make(1, 1, 1, 2), true, Activation::ReLU),
+      bn_act_case("cuda_k70_c33_relu_residual_batch3", {3, 33, 17, 17}, {70, 33, 3, 3}, A::make(2, 1), true,
+                  Activation::ReLU, 6),
+      bn_act_case("cuda_1x1_k129_c68_relu6_batch1", {1, 68, 7, 7}, {129, 68, 1, 1}, A::make(1, 0), false,
+                  Activation::ReLU6, 6),
+      bn_act_case("cuda_splitk_3x3_256to40_7x7_relu_residual", {1, 256, 7, 7}, {40, 256, 3, 3}, A::make(1, 1), true,
+                  Activation::ReLU, 4),
+      bn_act_case("cuda_depthwise_3x3_c37_relu6_residual", {3, 37, 17, 17}, {37, 1, 3, 3}, A::make(1, 1, 1, 37), true,
+                  Activation::ReLU6, 6),
+      bn_act_case("cuda_tf_same_asym_relu_batch1", {1, 5, 17, 16}, {24, 5, 3, 3}, A::tf_same(17, 16, 3, 3, 2), false,
+                  Activation::ReLU, 6),
 
       // ---- linear
       linear_case("3x5_to_4", 3, 5, 4),
