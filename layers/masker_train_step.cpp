@@ -8,8 +8,9 @@ MaskerTrainStep::MaskerTrainStep(const Ctx& ctx, Masker& masker, Network& black_
                                  Adam& adam, bool capture)
     : ctx_(ctx), masker_(masker), bb_(black_box), objective_(objective), adam_(adam), graph_(ctx, capture) {}
 
-const MaskerTrainStep::Result& MaskerTrainStep::compute(const Tensor& images, const std::vector<int32_t>& classes,
-                                                        const std::vector<uint8_t>& real, std::mt19937& rng) {
+void MaskerTrainStep::launch(const Tensor& images, const std::vector<int32_t>& classes,
+                             const std::vector<uint8_t>& real, std::mt19937& rng) {
+  SAL_CHECK(!launched_, "MaskerTrainStep::launch: the previous step was not finished (call finish() first)");
   const int64_t n = images.ndim() == 4 ? images.dim(0) : -1;
   SAL_CHECK((images.device() == Device::CPU || images.device() == ctx_.device) && n > 0 && images.dim(1) == 3,
             "MaskerTrainStep: images must be an [N,3,H,W] batch on the host or the step's device, got ", images.desc());
@@ -29,7 +30,7 @@ const MaskerTrainStep::Result& MaskerTrainStep::compute(const Tensor& images, co
   upload_into(ctx_, draws_.values, host.values);
   upload_into(ctx_, draws_.ints, host.ints);
 
-  const std::vector<Tensor>& out = graph_.run([this](Ctx& c) {
+  out_ = graph_.run([this](Ctx& c) {
     masker_.params().zero_grads(c);
     MaskerOutput o = masker_.forward(c, bb_, images_, classes_, true);
     ObjectiveResult r = objective_.evaluate(c, bb_, images_, o.mask, o.head_mask, o.filter_logits, classes_, draws_);
@@ -38,7 +39,13 @@ const MaskerTrainStep::Result& MaskerTrainStep::compute(const Tensor& images, co
     if (hook_) hook_(c);
     return std::vector<Tensor>{o.mask, r.logits_preserved, r.sums};
   });
-  result_ = Result{out[0], out[1], objective_.read_terms(out[2], smooth_factor_)};  // waits for the step
+  launched_ = true;
+}
+
+const MaskerTrainStep::Result& MaskerTrainStep::finish() {
+  SAL_CHECK(launched_, "MaskerTrainStep::finish without a launch()");
+  launched_ = false;
+  result_ = Result{out_[0], out_[1], objective_.read_terms(out_[2], smooth_factor_)};  // waits for the step
   return result_;
 }
 

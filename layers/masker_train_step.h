@@ -48,7 +48,16 @@ class MaskerTrainStep {
   // Uploads, runs (or replays) the device part, reads the terms back. The gradients are then in the
   // masker's flat gradient buffer; nothing is updated yet.
   const Result& compute(const Tensor& images, const std::vector<int32_t>& classes, const std::vector<uint8_t>& real,
-                        std::mt19937& rng);
+                        std::mt19937& rng) {
+    launch(images, classes, real, rng);
+    return finish();
+  }
+  // compute() in two halves, for a caller that prepares the next batch while the device works (sal_train
+  // reads it and queues its upload between the two): launch() uploads and starts the device part (on
+  // CUDA it returns without waiting for it), finish() waits for it and reads the terms back.
+  void launch(const Tensor& images, const std::vector<int32_t>& classes, const std::vector<uint8_t>& real,
+              std::mt19937& rng);
+  const Result& finish();
   // The Adam step from the gradients compute() left.
   void update();
   // Forget the captured graph (a changed hook, batch shape or training phase): the next step is eager.
@@ -67,6 +76,8 @@ class MaskerTrainStep {
   Tensor images_, classes_;
   ObjectiveDraws draws_;
   double smooth_factor_ = 0;  // the objective's, from the last run of the device part (fixed per shape)
+  std::vector<Tensor> out_;   // the last launch's outputs: mask, logits on Phi(X,M), loss sums
+  bool launched_ = false;     // a launch() that finish() has not taken yet
   Result result_;
 };
 

@@ -115,6 +115,12 @@ TEST_CASE("MaskerTrainStep (CPU): the plain sequence bit for bit, the capture co
                        Error);
   CHECK_THROWS_WITH_AS(step.compute(Tensor::zeros(Shape{4, 1, 32, 32}), b.classes, b.real, b.rng),
                        doctest::Contains("must be an [N,3,H,W] batch"), Error);
+  // launch() and finish() alternate (compute() is the two in a row).
+  CHECK_THROWS_WITH_AS(eager.finish(), doctest::Contains("MaskerTrainStep::finish without a launch()"), Error);
+  eager.launch(c.images, c.classes, c.real, c.rng);
+  CHECK_THROWS_WITH_AS(eager.launch(c.images, c.classes, c.real, c.rng),
+                       doctest::Contains("the previous step was not finished"), Error);
+  CHECK(std::isfinite(eager.finish().terms.total));
 }
 
 #ifdef SAL_WITH_CUDA

@@ -554,7 +554,16 @@ struct Trainer {
       Tensor grads = masker->params().flat_grads();
       dp->average(grads);
     });
-    Batch batch;
+    // The next step's batch is read and its upload queued while the device runs the current step, so the
+    // reader's copy and the copy into pinned staging memory overlap the step instead of following it (on
+    // the CPU, where a step does not run ahead, this changes nothing but the order). Checkpoints record the
+    // reader's position after the batch just trained, not after the one read ahead: a resumed run reads
+    // that one again.
+    Batch batch, ahead;
+    bool have_ahead = false;
+    Tensor ahead_images;  // the read-ahead batch's images on the step's device
+    ReaderPosition pos_trained = reader.position(), pos_ahead;
+    const Ctx step_ctx = device->ctx(step_arena);
     std::vector<int32_t> sel;
     std::vector<uint8_t> real;
 
@@ -563,7 +572,15 @@ struct Trainer {
     int64_t images_since = 0;
     if (start >= opt.steps) std::printf("nothing to do: the checkpoint is at step %lld\n", static_cast<long long>(start));
     for (int64_t step = start + 1; step <= opt.steps; ++step) {
-      SAL_CHECK(reader.next(batch), "the shards ran out at step ", step);
+      if (have_ahead) {
+        std::swap(batch, ahead);
+        pos_trained = pos_ahead;
+      } else {
+        SAL_CHECK(reader.next(batch), "the shards ran out at step ", step);
+        pos_trained = reader.position();
+      }
+      const bool from_ahead = have_ahead;
+      have_ahead = false;
       const int64_t n = batch.size();
       const int32_t* labels = batch.labels.data<int32_t>();
       sel.assign(static_cast<size_t>(n), 0);
@@ -581,7 +598,15 @@ struct Trainer {
         phase1 = !phase1;
         step_fn.reset();
       }
-      const MaskerTrainStep::Result& r = step_fn.compute(batch.images, sel, real, obj_rng);
+      step_fn.launch(from_ahead ? ahead_images : batch.images, sel, real, obj_rng);
+      if (step < opt.steps && reader.next(ahead)) {  // read ahead while the device works
+        pos_ahead = reader.position();
+        if (!ahead_images.defined() || ahead_images.shape() != ahead.images.shape())
+          ahead_images = Tensor::empty(ahead.images.shape(), ahead.images.dtype(), dev);
+        upload_into(step_ctx, ahead_images, ahead.images);  // queued behind the step
+        have_ahead = true;
+      }
+      const MaskerTrainStep::Result& r = step_fn.finish();
       double total = r.terms.total;
       if (step == opt.debug_nan_at_step) total = std::nan("");
       if (dp->any(!std::isfinite(total))) {
@@ -661,8 +686,8 @@ struct Trainer {
       }
       const bool stop = dp->any(g_stop != 0);  // a signal to any rank stops all after this step
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
-        if (dist.leader()) save_checkpoint(step, reader.position());
-        else save_rank_state(step, reader.position());
+        if (dist.leader()) save_checkpoint(step, pos_trained);
+        else save_rank_state(step, pos_trained);
         if (stop || last)  // each rank names the file it wrote
           std::printf("checkpoint after step %lld: %s\n", static_cast<long long>(step),
                       (dist.leader() ? ckpt_path : rank_state_path()).c_str());
