@@ -35,6 +35,16 @@ class CudaDevice {
   void upload(void* dst, const void* src, size_t bytes);
   const cuda::HostStaging* staging() const { return staging_.get(); }  // null before the first upload
 
+  // Uploads that overlap the kernels: the same through a second stream (the copy stream, with staging
+  // memory of its own), ordered with the compute stream only through the two handshakes below. For a
+  // buffer the compute stream reads: mark_compute() after the work that reads the old contents, then
+  // copy_waits_for_mark() and upload_on_copy_stream() for the new ones, then compute_waits_for_copies()
+  // before the work that reads them. Created on first use; not during a CUDA graph capture.
+  void upload_on_copy_stream(void* dst, const void* src, size_t bytes);
+  void mark_compute();              // an event at this point of the compute stream's queue
+  void copy_waits_for_mark();       // the copy stream's later work waits for that event
+  void compute_waits_for_copies();  // the compute stream's later work waits for the copies queued so far
+
   // Library handles, created on first use by cuda/cublas_gemm.cpp and cuda/cudnn_conv.cpp.
   void* cublas = nullptr;
   void* cublas_workspace = nullptr;  // device memory cuBLAS works in (set on the handle: no allocation in a capture)
@@ -45,6 +55,11 @@ class CudaDevice {
   void* stream_ = nullptr;
   char name_[256] = {};
   std::unique_ptr<cuda::HostStaging> staging_;
+  void* copy_stream_ = nullptr;                      // cudaStream_t, created by the first copy-stream call
+  void* compute_mark_ = nullptr;                     // cudaEvent_t recorded by mark_compute()
+  void* copies_done_ = nullptr;                      // cudaEvent_t recorded after the copy stream's work
+  std::unique_ptr<cuda::HostStaging> copy_staging_;  // destroyed before the copy stream
+  void make_copy_stream();
 };
 
 }  // namespace sal

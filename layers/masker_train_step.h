@@ -58,6 +58,13 @@ class MaskerTrainStep {
   void launch(const Tensor& images, const std::vector<int32_t>& classes, const std::vector<uint8_t>& real,
               std::mt19937& rng);
   const Result& finish();
+  // The next step's images uploaded while this one runs: prefetch() (after launch()) copies host images
+  // into a second input buffer, on CUDA through the device's copy stream (cuda/device.h) so that the DMA
+  // overlaps the step's kernels; launch_prefetched() then runs a step on them, the compute stream waiting
+  // for the copy first. On the CPU prefetch() is a plain copy. The same results as launch() with the
+  // images themselves.
+  void prefetch(const Tensor& host_images);
+  void launch_prefetched(const std::vector<int32_t>& classes, const std::vector<uint8_t>& real, std::mt19937& rng);
   // The Adam step from the gradients compute() left.
   void update();
   // Forget the captured graph (a changed hook, batch shape or training phase): the next step is eager.
@@ -78,6 +85,12 @@ class MaskerTrainStep {
   double smooth_factor_ = 0;  // the objective's, from the last run of the device part (fixed per shape)
   std::vector<Tensor> out_;   // the last launch's outputs: mask, logits on Phi(X,M), loss sums
   bool launched_ = false;     // a launch() that finish() has not taken yet
+  Tensor next_images_;        // prefetch()'s buffer on the step's device
+  bool prefetched_ = false;   // next_images_ holds images no launch has taken yet
+
+  // launch() once the images are in images_ (or, from_prefetch, in next_images_).
+  void launch_on(const Tensor& images, bool from_prefetch, const std::vector<int32_t>& classes,
+                 const std::vector<uint8_t>& real, std::mt19937& rng);
   Result result_;
 };
 

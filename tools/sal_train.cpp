@@ -554,16 +554,14 @@ struct Trainer {
       Tensor grads = masker->params().flat_grads();
       dp->average(grads);
     });
-    // The next step's batch is read and its upload queued while the device runs the current step, so the
-    // reader's copy and the copy into pinned staging memory overlap the step instead of following it (on
+    // The next step's batch is read and uploaded while the device runs the current step (on CUDA through
+    // the copy stream: the reader's copy, the copy into pinned memory and the DMA all overlap the step; on
     // the CPU, where a step does not run ahead, this changes nothing but the order). Checkpoints record the
     // reader's position after the batch just trained, not after the one read ahead: a resumed run reads
     // that one again.
     Batch batch, ahead;
     bool have_ahead = false;
-    Tensor ahead_images;  // the read-ahead batch's images on the step's device
     ReaderPosition pos_trained = reader.position(), pos_ahead;
-    const Ctx step_ctx = device->ctx(step_arena);
     std::vector<int32_t> sel;
     std::vector<uint8_t> real;
 
@@ -598,12 +596,13 @@ struct Trainer {
         phase1 = !phase1;
         step_fn.reset();
       }
-      step_fn.launch(from_ahead ? ahead_images : batch.images, sel, real, obj_rng);
+      if (from_ahead)
+        step_fn.launch_prefetched(sel, real, obj_rng);
+      else
+        step_fn.launch(batch.images, sel, real, obj_rng);
       if (step < opt.steps && reader.next(ahead)) {  // read ahead while the device works
         pos_ahead = reader.position();
-        if (!ahead_images.defined() || ahead_images.shape() != ahead.images.shape())
-          ahead_images = Tensor::empty(ahead.images.shape(), ahead.images.dtype(), dev);
-        upload_into(step_ctx, ahead_images, ahead.images);  // queued behind the step
+        step_fn.prefetch(ahead.images);
         have_ahead = true;
       }
       const MaskerTrainStep::Result& r = step_fn.finish();
