@@ -43,13 +43,16 @@ std::string compare_case(const OpCase& c) {
 
 }  // namespace
 
-int main() {
+// cuda_vs_cpu [SUBSTRING]: every case, or those whose name contains SUBSTRING (e.g. under compute-sanitizer).
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
   if (!cuda_available()) {
     std::printf("skipped: no CUDA device\n");
     return 77;
   }
   int passed = 0, failed = 0;
   for (const OpCase& c : registry()) {
+    if (!only.empty() && c.name.find(only) == std::string::npos) continue;
     std::string why;
     try {
       why = compare_case(c);
