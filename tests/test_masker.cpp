@@ -487,6 +487,18 @@ TEST_CASE("masker + objective step: TF32 operands (emulated on the CPU) move the
   CHECK(tf32.total == doctest::Approx(exact.total).epsilon(2e-3));
   CHECK(ed > 0.02);  // the conditioning the CUDA test's two tolerances rest on
   CHECK(eg > 0.05);
+
+  // bf16 operands (8-bit mantissa, 4x TF32's rounding): what bf16 tensor cores would do to the same step.
+  cpu::set_emulate_bf16(true);
+  const RecipeStep bf16 = recipe_step(host);
+  cpu::set_emulate_bf16(false);
+  const double bm = relative_l2(bf16.mask, exact.mask), bd = relative_l2(bf16.dmask, exact.dmask),
+               bg = relative_l2(bf16.grads, exact.grads);
+  MESSAGE("bf16 vs f32 on the CPU: mask relative L2 ", bm, ", total ", bf16.total, " vs ", exact.total, ", dL/dM ", bd,
+          ", masker gradients ", bg);
+  CHECK(bm > em);  // coarser operands move everything more
+  CHECK(bd > ed);
+  CHECK(recipe_step(host).grads == exact.grads);  // and switched off, exact again
 }
 
 #ifdef SAL_WITH_CUDA

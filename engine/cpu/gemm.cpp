@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "engine/dtype.h"
 #include "engine/error.h"
 
 namespace sal::cpu {
@@ -40,18 +41,24 @@ int to_int(int64_t v, const char* what) {
 }
 
 std::once_flag g_tf32_env_once;
-std::atomic<bool> g_emulate_tf32{false};
+std::atomic<bool> g_emulate_tf32{false}, g_emulate_bf16{false};
 
 void read_tf32_env_once() {
   std::call_once(g_tf32_env_once, [] {
-    const char* e = std::getenv("SAL_CPU_EMULATE_TF32");
-    if (e && *e && std::strcmp(e, "0") != 0) g_emulate_tf32.store(true);
+    auto on = [](const char* name) {
+      const char* e = std::getenv(name);
+      return e && *e && std::strcmp(e, "0") != 0;
+    };
+    if (on("SAL_CPU_EMULATE_TF32")) g_emulate_tf32.store(true);
+    if (on("SAL_CPU_EMULATE_BF16")) g_emulate_bf16.store(true);
   });
 }
 
-// The rows x cols matrix at p (row stride ld) rounded to TF32 into this thread's buffer `slot`, with
-// the same stride (the gaps between rows are left as they were: BLAS never reads them).
-const float* tf32_copy(const float* p, int rows, int cols, int ld, int slot) {
+// The rows x cols matrix at p (row stride ld) with its operands rounded (to_narrow: round_to_tf32 or
+// round_to_bf16) into this thread's buffer `slot`, with the same stride (the gaps between rows are left
+// as they were: BLAS never reads them).
+template <float (*to_narrow)(float)>
+const float* narrow_copy(const float* p, int rows, int cols, int ld, int slot) {
   thread_local std::vector<float> buf[2];
   std::vector<float>& b = buf[slot];
   const size_t need = static_cast<size_t>(rows - 1) * static_cast<size_t>(ld) + static_cast<size_t>(cols);
@@ -59,7 +66,7 @@ const float* tf32_copy(const float* p, int rows, int cols, int ld, int slot) {
   for (int r = 0; r < rows; ++r) {
     const float* src = p + static_cast<size_t>(r) * ld;
     float* dst = b.data() + static_cast<size_t>(r) * ld;
-    for (int c = 0; c < cols; ++c) dst[c] = round_to_tf32(src[c]);
+    for (int c = 0; c < cols; ++c) dst[c] = to_narrow(src[c]);
   }
   return b.data();
 }
@@ -70,9 +77,12 @@ void blas_call(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int l
   const CBLAS_TRANSPOSE tra = ta ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE trb = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
-    if (emulate_tf32()) {  // row-major: op(A) is m x k, so A is k x m when transposed; likewise B
-      a = ta ? tf32_copy(a, k, m, lda, 0) : tf32_copy(a, m, k, lda, 0);
-      b = tb ? tf32_copy(b, n, k, ldb, 1) : tf32_copy(b, k, n, ldb, 1);
+    if (emulate_bf16()) {  // row-major: op(A) is m x k, so A is k x m when transposed; likewise B
+      a = ta ? narrow_copy<round_to_bf16>(a, k, m, lda, 0) : narrow_copy<round_to_bf16>(a, m, k, lda, 0);
+      b = tb ? narrow_copy<round_to_bf16>(b, n, k, ldb, 1) : narrow_copy<round_to_bf16>(b, k, n, ldb, 1);
+    } else if (emulate_tf32()) {
+      a = ta ? narrow_copy<round_to_tf32>(a, k, m, lda, 0) : narrow_copy<round_to_tf32>(a, m, k, lda, 0);
+      b = tb ? narrow_copy<round_to_tf32>(b, n, k, ldb, 1) : narrow_copy<round_to_tf32>(b, k, n, ldb, 1);
     }
     cblas_sgemm(CblasRowMajor, tra, trb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
@@ -137,6 +147,18 @@ bool emulate_tf32() {
   read_tf32_env_once();
   return g_emulate_tf32.load(std::memory_order_relaxed);
 }
+
+void set_emulate_bf16(bool on) {
+  read_tf32_env_once();
+  g_emulate_bf16.store(on);
+}
+
+bool emulate_bf16() {
+  read_tf32_env_once();
+  return g_emulate_bf16.load(std::memory_order_relaxed);
+}
+
+float round_to_bf16(float v) { return static_cast<float>(bf16(v)); }  // engine/dtype.h: nearest even, NaN kept
 
 float round_to_tf32(float v) {
   uint32_t u;

@@ -28,5 +28,10 @@ void set_emulate_tf32(bool on);
 bool emulate_tf32();
 // The TF32 value of v (exported for the tests).
 float round_to_tf32(float v);
+// The same with bf16 operands (8-bit mantissa: what bf16 tensor cores multiply), SAL_CPU_EMULATE_BF16=1;
+// it takes precedence over TF32 when both are on. For deciding where bf16 arithmetic is good enough.
+void set_emulate_bf16(bool on);
+bool emulate_bf16();
+float round_to_bf16(float v);
 
 }  // namespace sal::cpu
