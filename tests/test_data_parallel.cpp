@@ -110,8 +110,15 @@ TEST_CASE("sal_train data parallel: bad launches fail before training, one rank 
   REQUIRE(run_status(fixed + cmd + " --device cuda --out " + t.file("plain") + " > " + t.file("plain.txt") + " 2>&1") == 0);
   REQUIRE(run_status(fixed + cmd + " --device cuda --out " + t.file("again") + " > " + t.file("again.txt") + " 2>&1") == 0);
   CHECK(log_lines(t.file("again/log.jsonl")) == log_lines(t.file("plain/log.jsonl")));
+  // The NCCL run, captured (the all-reduce a node of the step's graph, the default) and --eager: both the
+  // plain run bit for bit (a mean over one rank is the value itself).
   REQUIRE(run_status(fixed + "WORLD_SIZE=1 SAL_DIST_INIT_FILE=" + t.file("one.id") + " " + cmd + " --device cuda --out " +
                      t.file("nccl") + " > " + t.file("nccl.txt") + " 2>&1") == 0);
-  CHECK(read_bytes(t.file("nccl.txt")).find("NCCL") != std::string::npos);
+  CHECK(read_bytes(t.file("nccl.txt")).find("with the NCCL all-reduce in it") != std::string::npos);
   CHECK(log_lines(t.file("nccl/log.jsonl")) == log_lines(t.file("plain/log.jsonl")));
+  REQUIRE(run_status(fixed + "WORLD_SIZE=1 SAL_DIST_INIT_FILE=" + t.file("two.id") + " " + cmd +
+                     " --device cuda --eager --out " + t.file("nccl_eager") + " > " + t.file("nccl_eager.txt") +
+                     " 2>&1") == 0);
+  CHECK(read_bytes(t.file("nccl_eager.txt")).find("NCCL") != std::string::npos);
+  CHECK(log_lines(t.file("nccl_eager/log.jsonl")) == log_lines(t.file("plain/log.jsonl")));
 }

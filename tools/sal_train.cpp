@@ -537,14 +537,18 @@ struct Trainer {
       dp->broadcast(values);  // every rank starts from rank 0's parameters
     }
     // The training step on its own arena (a captured CUDA graph keeps its addresses); `arena` serves the
-    // log steps' clean forward and the held-out evaluation. Captured on CUDA unless --eager or NCCL (the
-    // all-reduce in a graph is untested here).
+    // log steps' clean forward and the held-out evaluation. Captured on CUDA unless --eager; over NCCL the
+    // gradient all-reduce is a node of the graph (NCCL >= 2.9 supports capture; the first, eager step sets
+    // the communicator up). Every rank replays the same graph in the same order.
     Arena step_arena(dev);
-    const bool capture = !opt.eager && !dp->uses_nccl();
+    const bool capture = !opt.eager;
     MaskerTrainStep step_fn(device->ctx(step_arena), *masker, *bb, objective, *adam, capture);
     if (dev == Device::CUDA)
-      std::printf("training step: %s\n", capture ? "captured as a CUDA graph (step 1 eager, then one launch per step)"
-                                                 : opt.eager ? "eager (--eager)" : "eager (data parallel over NCCL)");
+      std::printf("training step: %s\n",
+                  !capture             ? "eager (--eager)"
+                  : dp->uses_nccl()    ? "captured as a CUDA graph with the NCCL all-reduce in it (step 1 eager, "
+                                         "then one launch per step)"
+                                       : "captured as a CUDA graph (step 1 eager, then one launch per step)");
     // Between the masker's backward and Adam, on the device: phase 1 or --freeze-embedding zero
     // gradient slices, and the gradient is averaged over the ranks (a no-op alone).
     bool phase1 = false;  // phase 1 (--embedding-only-steps) for the hook; a change resets the captured step
