@@ -93,6 +93,28 @@ Tensor reference_conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor
   return Tensor::from_values(y, ys, DType::F64);
 }
 
+// Geometries that reach every path of engine/cpu/conv.cpp (tests below).
+struct Geo {
+  Shape x, w;
+  Conv2dArgs a;
+};
+std::vector<Geo> conv_geometries() {
+  return {
+      {{2, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{5, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(2, 1)},                   // odd batch, several chunks
+      {{1, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, batch 1
+      {{4, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, per thread
+      {{3, 3, 40, 33}, {8, 3, 7, 7}, Conv2dArgs::make(2, 3)},                 // conv1-like
+      {{8, 16, 7, 7}, {12, 16, 3, 3}, Conv2dArgs::make(1, 1)},                // small images batched
+      {{16, 4, 4, 4}, {4, 4, 3, 3}, Conv2dArgs::make(1, 1)},                  // several batched chunks
+      {{2, 6, 11, 10}, {9, 2, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},           // groups
+      {{2, 8, 26, 25}, {8, 1, 3, 3}, Conv2dArgs::make(2, 1, 1, 8)},           // depthwise stride 2
+      {{1, 4, 9, 9}, {4, 1, 5, 5}, Conv2dArgs::make(1, 4, 2, 4)},             // depthwise dilated
+      {{2, 3, 10, 9}, {5, 3, 3, 2}, Conv2dArgs{2, 3, 0, 1, 1, 2, 2, 1, 1}},   // everything asymmetric
+      {{2, 4, 15, 15}, {4, 4, 3, 3}, Conv2dArgs::tf_same(15, 15, 3, 3, 2)},
+  };
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- conv2d hand cases
@@ -308,18 +330,7 @@ TEST_CASE("conv2d_bn_act: batch norm, residual and each activation by hand") {
 
 TEST_CASE("conv2d_bn_act equals conv2d then batchnorm2d_infer_act bit for bit on every CPU path") {
   std::mt19937_64 rng(23);
-  struct Geo {
-    Shape x, w;
-    Conv2dArgs a;
-  };
-  const std::vector<Geo> geos{
-      {{2, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},          // small images, batched GEMM
-      {{5, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(2, 1)},          // several chunks
-      {{1, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},        // 1x1 in place, batch 1
-      {{2, 3, 40, 33}, {8, 3, 7, 7}, Conv2dArgs::make(2, 3)},        // one image per GEMM
-      {{2, 6, 11, 10}, {9, 2, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},  // groups
-      {{2, 8, 26, 25}, {8, 1, 3, 3}, Conv2dArgs::make(2, 1, 1, 8)},  // depthwise
-  };
+  const std::vector<Geo> geos = conv_geometries();
   Arena arena(Device::CPU);
   for (const Geo& geo : geos) {
     for (DType dt : {DType::F32, DType::F64}) {
@@ -345,24 +356,7 @@ TEST_CASE("conv2d_bn_act equals conv2d then batchnorm2d_infer_act bit for bit on
 
 TEST_CASE("conv2d matches a direct loop on many geometries, f32 and f64, arena or not") {
   std::mt19937_64 rng(11);
-  struct Geo {
-    Shape x, w;
-    Conv2dArgs a;
-  };
-  const std::vector<Geo> geos{
-      {{2, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(1, 1)},
-      {{5, 3, 9, 8}, {4, 3, 3, 3}, Conv2dArgs::make(2, 1)},                   // odd batch, several chunks
-      {{1, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, batch 1
-      {{4, 8, 30, 20}, {6, 8, 1, 1}, Conv2dArgs::make(1, 0)},                 // 1x1 in place, per thread
-      {{3, 3, 40, 33}, {8, 3, 7, 7}, Conv2dArgs::make(2, 3)},                 // conv1-like
-      {{8, 16, 7, 7}, {12, 16, 3, 3}, Conv2dArgs::make(1, 1)},                // small images batched
-      {{16, 4, 4, 4}, {4, 4, 3, 3}, Conv2dArgs::make(1, 1)},                  // several batched chunks
-      {{2, 6, 11, 10}, {9, 2, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},           // groups
-      {{2, 8, 26, 25}, {8, 1, 3, 3}, Conv2dArgs::make(2, 1, 1, 8)},           // depthwise stride 2
-      {{1, 4, 9, 9}, {4, 1, 5, 5}, Conv2dArgs::make(1, 4, 2, 4)},             // depthwise dilated
-      {{2, 3, 10, 9}, {5, 3, 3, 2}, Conv2dArgs{2, 3, 0, 1, 1, 2, 2, 1, 1}},   // everything asymmetric
-      {{2, 4, 15, 15}, {4, 4, 3, 3}, Conv2dArgs::tf_same(15, 15, 3, 3, 2)},
-  };
+  const std::vector<Geo> geos = conv_geometries();
   Arena arena(Device::CPU);
   for (const Geo& g : geos) {
     for (DType dt : {DType::F32, DType::F64}) {
@@ -383,10 +377,6 @@ TEST_CASE("conv2d backward in f32 agrees with f64 (whose gradients the harness c
   // The f64 path is verified by finite differences; this catches an f32-only mistake (sgemm
   // arguments) on geometries that reach the per-thread and the in-place paths.
   std::mt19937_64 rng(5);
-  struct Geo {
-    Shape x, w;
-    Conv2dArgs a;
-  };
   const std::vector<Geo> geos{
       {{4, 3, 24, 24}, {5, 3, 3, 3}, Conv2dArgs::make(1, 1)},
       {{4, 6, 24, 22}, {4, 6, 1, 1}, Conv2dArgs::make(1, 0)},
