@@ -127,7 +127,7 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
   (b == ConvBackend::Cudnn ? g_cudnn : g_custom).fetch_add(1);
 }
 
-// y = epi(conv(x, w)) = act(conv + bias[K] + residual)
+// y = epi(conv(x, w)): act(bn(conv + bias[K]) + residual), each part optional (cuda/conv_igemm.h ConvEpilogue)
 void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const ConvEpilogue& epi, float* y) {
   const int64_t n = g.N * g.K * g.pq();
   if (n == 0) return;

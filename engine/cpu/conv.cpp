@@ -554,7 +554,7 @@ void depthwise_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw
 
 // ---------------------------------------------------------------- GEMM paths
 
-// y = epi(conv(x, w)): act(conv + bias + residual)
+// y = epi(conv(x, w)): the bias, or a frozen batch norm, then the residual and the activation (Epilogue)
 template <class T>
 void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
