@@ -30,6 +30,13 @@ B=build-gpu
       --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse  /"
   done
 
+  echo "== MobileNet inference at batch 64 by conv backend (session 5's open 11%) ($(left) s left)"
+  for backend in cudnn custom auto; do
+    SAL_CONV_BACKEND=$backend timeout 40 $B/masker_bench --benchmark_min_time=1 \
+      --benchmark_filter='masker_infer_graph/mobilenet_v1/cuda/batch:64' --benchmark_counters_tabular=true 2>&1 |
+      grep -E "^masker|ERROR" | sed "s/^/backend=$backend  /"
+  done
+
   echo "== sal_train cuda ImageNet MobileNet batch 64, read-ahead on the copy stream ($(left) s left)"
   timeout 45 $B/sal_train --shards .gpu-shared/imagenet-train --black-box weights/mobilenet_v1_0.75_224.safetensors \
     --preset mobilenet --device cuda --batch 64 --steps 60 --log-every 20 --checkpoint-every 0 --threads 16 \
