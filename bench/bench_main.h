@@ -6,6 +6,8 @@
 
 #include <functional>
 
+#include "engine/op_profile.h"
+
 namespace sal::bench {
 
 inline int run_benchmarks(int argc, char** argv, const std::function<void()>& before_run = {}) {
@@ -14,6 +16,7 @@ inline int run_benchmarks(int argc, char** argv, const std::function<void()>& be
   if (before_run) before_run();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  ::sal::print_op_profile_if_enabled();  // SAL_PROFILE_OPS=1: where the eager rows' time went, op by op
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "engine/context.h"
+#include "engine/op_profile.h"
 
 namespace sal::detail {
 
@@ -62,9 +63,11 @@ inline void check_labels(const char* op, const Ctx& ctx, const Tensor& labels, i
 // SAL_BACKEND(ctx, "op", cuda_call, cpu_call): runs cuda_call on a CUDA context and cpu_call on a
 // CPU one. In a build without CUDA the cuda_call text is never compiled, and a CUDA context is
 // an error. An ops_*.cpp includes its cuda/<family>.h under #ifdef SAL_WITH_CUDA.
+// Each call is one op of engine/op_profile.h (timed when profiling is on).
 #ifdef SAL_WITH_CUDA
 #define SAL_BACKEND(ctx, op, cuda_call, cpu_call)            \
   do {                                                       \
+    const ::sal::OpScope sal_op_scope_((ctx), (op));         \
     if ((ctx).device == ::sal::Device::CUDA) {               \
       cuda_call;                                             \
     } else {                                                 \
@@ -75,6 +78,7 @@ inline void check_labels(const char* op, const Ctx& ctx, const Tensor& labels, i
 #define SAL_BACKEND(ctx, op, cuda_call, cpu_call)                           \
   do {                                                                      \
     if ((ctx).device == ::sal::Device::CUDA) ::sal::detail::no_cuda_build(op); \
+    const ::sal::OpScope sal_op_scope_((ctx), (op));                        \
     cpu_call;                                                               \
   } while (0)
 #endif

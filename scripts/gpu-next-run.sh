@@ -2,9 +2,9 @@
 # The next device run in one shot (written in session 6, without a GPU, for the code that has not run
 # yet): build + every CUDA test (scripts/gpu-check.sh with no benchmarks), what the conv + BN epilogue
 # fusion gives (the masker with SAL_FUSE_CONV_BN=0 and =1, inference at batch 1 and 64 and the captured
-# training step), sal_train's images/s on ImageNet-sized batches with the read-ahead through the copy
-# stream, compute-sanitizer over the new CUDA paths, and the comparison with PyTorch with what time is
-# left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
+# training step), an op-by-op profile of the eager training step (SAL_PROFILE_OPS), sal_train's
+# images/s on ImageNet-sized batches with the read-ahead through the copy stream, compute-sanitizer over
+# the new CUDA paths, and the comparison with PyTorch with what time is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
 #     RUN_BUDGET=520 bash scripts/gpu-next-run.sh
 set -uo pipefail
@@ -29,6 +29,10 @@ B=build-gpu
       --benchmark_filter='masker_(infer_graph|train_graph)/(mobilenet_v1|resnet50_released)/cuda/' \
       --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse  /"
   done
+
+  echo "== op profile of the eager training step (where its time goes), ResNet-50 released decoder, batch 64"
+  SAL_PROFILE_OPS=1 timeout 60 $B/masker_bench --benchmark_min_time=1 \
+    --benchmark_filter='masker_train/resnet50_released/cuda/' 2>&1 | sed -n '/^op profile/,$p' | head -48
 
   echo "== MobileNet inference at batch 64 by conv backend (session 5's open 11%) ($(left) s left)"
   for backend in cudnn custom auto; do

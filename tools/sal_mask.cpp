@@ -43,6 +43,7 @@
 #include "engine/image.h"
 #include "engine/image_sources.h"
 #include "engine/npy.h"
+#include "engine/op_profile.h"
 #include "engine/step_graph.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
@@ -266,7 +267,9 @@ int main(int argc, char** argv) {
   app.add_option("inputs", o.inputs, "image files, folders or tars")->required();
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(o);
+    const int rc = run(o);
+    print_op_profile_if_enabled();  // SAL_PROFILE_OPS=1 (with --eager on CUDA: graph replays run no ops)
+    return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

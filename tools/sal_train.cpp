@@ -58,6 +58,7 @@
 #include "engine/error.h"
 #include "engine/param_io.h"
 #include "engine/safetensors.h"
+#include "engine/op_profile.h"
 #include "engine/shard_reader.h"
 #include "layers/masker.h"
 #include "layers/masker_io.h"
@@ -835,7 +836,9 @@ int main(int argc, char** argv) {
     tr.config = config_text(o, tr.ocfg);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    return tr.run();
+    const int rc = tr.run();
+    print_op_profile_if_enabled();  // SAL_PROFILE_OPS=1 (with --eager on CUDA: graph replays run no ops)
+    return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
