@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 
+#include "cuda/batchnorm.h"
 #include "cuda/check.cuh"
 #include "cuda/conv_igemm.h"
 #include "cuda/cudnn_conv.h"
@@ -270,6 +271,16 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
 void conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx) {
   const ConvGeom g = with_math(conv_geom(dx.shape(), w.shape(), dy.shape(), a));
   dgrad(ctx, g, dy.data<float>(), w.data<float>(), nullptr, dx.data<float>());
+}
+
+void conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& w, const ConvBnGate& gate, const Conv2dArgs& a,
+                         Tensor& dx) {
+  // The two ops' kernels: the frozen BN + activation backward into a temporary, then the input gradient.
+  // (The CPU applies the gate while gathering dy; here that would be a change to the dgrad kernels' loads.)
+  DeviceScratch scratch(ctx);
+  Tensor dz = Tensor::view(scratch.floats(dy.numel()), dy.shape(), DType::F32, Device::CUDA);
+  batchnorm2d_infer_act_backward(ctx, dy, *gate.y, *gate.gamma, *gate.var, gate.eps, gate.act, dz);
+  conv2d_dgrad(ctx, dz, w, a, dx);
 }
 
 void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db) {

@@ -58,6 +58,8 @@ void conv2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2
 void conv2d_bn_act(Ctx&, const Tensor& x, const Tensor& w, const ConvBn& bn, const Tensor* residual, Activation act,
                    const Conv2dArgs& a, Tensor& y);
 void conv2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx);
+void conv2d_dgrad_bn_act(Ctx&, const Tensor& dy, const Tensor& w, const ConvBnGate& gate, const Conv2dArgs& a,
+                         Tensor& dx);
 void conv2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db);
 void conv_transpose2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const ConvTranspose2dArgs& a, Tensor& y);
 void conv_transpose2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const ConvTranspose2dArgs& a, Tensor& dx);

@@ -62,6 +62,19 @@ Tensor conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& g
                      const Conv2dArgs& a);
 // dy:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W] (x_shape gives H,W: several H map to one P)
 Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape, const Conv2dArgs& a);
+// The input gradient of conv2d_bn_act in one op: dx = conv2d_dgrad(dz, w) with dz =
+// batchnorm2d_infer_act_backward(dy, y, gamma, var, eps, act), y the forward's output [N,K,P,Q] (act' from
+// it). With a residual the caller passes dsum (relu_backward(dy, y)) and act None, and dsum is the
+// residual's gradient. On the CPU the frozen BN and activation are undone per block of rows right before
+// the GEMM that reads them (no dz tensor; bit-equal to the two ops); on CUDA it is the two ops' kernels.
+// Its frozen BN and activation as the backends take them (engine/cpu/conv.h, cuda/conv_backend.h).
+struct ConvBnGate {
+  const Tensor *y, *gamma, *var;
+  double eps;
+  Activation act;
+};
+Tensor conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w, const Tensor& gamma,
+                           const Tensor& var, double eps, Activation act, const Shape& x_shape, const Conv2dArgs& a);
 // dw:[K,C/g,R,S] += dy (*) x ; db:[K] += sum of dy over N,P,Q (db may be null)
 void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, const Conv2dArgs& a);
 

@@ -151,6 +151,29 @@ Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_
   return dx;
 }
 
+Tensor conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w, const Tensor& gamma,
+                           const Tensor& var, double eps, Activation act, const Shape& x_shape, const Conv2dArgs& a) {
+  const char* op = "conv2d_dgrad_bn_act";
+  check_device(op, ctx, {&dy, &y, &w, &gamma, &var});
+  check_float(op, ctx, {&dy, &y, &w, &gamma, &var});
+  check_ndim(op, "dy", dy, 4);
+  check_ndim(op, "w", w, 4);
+  const Shape out = conv_out_shape(op, x_shape, w.shape(), a);
+  SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(), " (conv2d of x ",
+            x_shape.str(), " with w ", w.shape().str(), ")");
+  check_shape(op, "y", y, out);
+  check_shape(op, "gamma", gamma, Shape{w.dim(0)});
+  check_shape(op, "var", var, Shape{w.dim(0)});
+  SAL_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
+            ": unknown activation ", static_cast<int>(act));
+  Tensor dx = ctx.alloc(x_shape, dy.dtype());
+  const ConvBnGate gate{&y, &gamma, &var, eps, act};
+  SAL_BACKEND(ctx, op, cuda::conv2d_dgrad_bn_act(ctx, dy, w, gate, a, dx),
+              cpu::conv2d_dgrad_bn_act(ctx, dy, w, gate, a, dx));
+  return dx;
+}
+
 void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, const Conv2dArgs& a) {
   const char* op = "conv2d_wgrad";
   check_device(op, ctx, {&dy, &x, &dw, db});

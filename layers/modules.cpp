@@ -152,6 +152,12 @@ Tensor BatchNorm2d::conv_forward_infer_act(Ctx& ctx, const Tensor& x, const Tens
                        residual, act, a);
 }
 
+Tensor BatchNorm2d::conv_backward_infer_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w,
+                                            const Shape& x_shape, const Conv2dArgs& a, Activation act) {
+  SAL_CHECK(!trained_, "BatchNorm2d::conv_backward_infer_act: the last forward was in training mode");
+  return conv2d_dgrad_bn_act(ctx, dy, y, w, ps_->value(gamma_), ps_->value(var_), eps_, act, x_shape, a);
+}
+
 Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, bool trainable)
     : ps_(&ps) {
   w_ = ps.add(name + ".weight", Shape{out, in}, trainable);
@@ -228,18 +234,17 @@ Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& resi
 Tensor ConvBnAct::backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bool param_grads) {
   SAL_CHECK(sum_y_.defined(), "ConvBnAct::backward_add_relu before forward_add_relu");
   dsum = relu_backward(ctx, dy, sum_y_);
-  if (last_fused_)  // frozen: BN's input gradient in one pass, then the conv's
-    return conv2d_dgrad(ctx, bn_.backward_from_act(ctx, dsum, sum_y_, Activation::None, false), conv_.weight(),
-                        fused_x_shape_, conv_.args());
+  if (last_fused_)  // frozen: BN's and the conv's input gradients in one op
+    return bn_.conv_backward_infer_act(ctx, dsum, sum_y_, conv_.weight(), fused_x_shape_, conv_.args(),
+                                       Activation::None);
   return conv_.backward(ctx, bn_.backward(ctx, dsum, param_grads), param_grads);
 }
 
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   const Activation a = activation_of(act_);
-  // Frozen and fused: the activation's and BN's backward in one pass from y, then the conv's.
+  // Frozen and fused: the activation's, BN's and the conv's input gradients in one op (from y).
   if (last_fused_)
-    return conv2d_dgrad(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, false), conv_.weight(), fused_x_shape_,
-                        conv_.args());
+    return bn_.conv_backward_infer_act(ctx, dy, fused_y_, conv_.weight(), fused_x_shape_, conv_.args(), a);
   if (fused_y_.defined())  // inference: the activation and BN backward in one pass when BN is frozen
     return conv_.backward(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, param_grads), param_grads);
   Tensor d = dy;

@@ -74,6 +74,10 @@ class BatchNorm2d {
   // (conv2d_bn_act). backward_from_act then gives the gradient with respect to the conv's output.
   Tensor conv_forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Conv2dArgs& a,
                                 const Tensor* residual, Activation act);
+  // Its backward through the conv too, frozen: the gradient with respect to the conv's input x_shape from
+  // dy with respect to its output y (conv2d_dgrad_bn_act).
+  Tensor conv_backward_infer_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w, const Shape& x_shape,
+                                 const Conv2dArgs& a, Activation act);
 
  private:
   ParamStore* ps_ = nullptr;

@@ -354,6 +354,32 @@ TEST_CASE("conv2d_bn_act equals conv2d then batchnorm2d_infer_act bit for bit on
   }
 }
 
+TEST_CASE("conv2d_dgrad_bn_act equals batchnorm2d_infer_act_backward then conv2d_dgrad bit for bit on every CPU path") {
+  std::mt19937_64 rng(29);
+  Arena arena(Device::CPU);
+  for (const Geo& geo : conv_geometries()) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      Ctx ctx(Device::CPU, &arena);
+      const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a), ks{geo.w[0]};
+      Tensor dy = random_tensor(ys, rng, dt), w = random_tensor(geo.w, rng, dt), g = random_tensor(ks, rng, dt);
+      Tensor v = Tensor::from_values(test::uniform(ks, rng, 0.5, 1.5), ks, dt);
+      std::vector<double> yv = test::uniform(ys, rng, -2, 8);
+      for (double& e : yv) e = std::max(e, 0.0);  // an activation's output: zeros where it stopped
+      for (Activation act : {Activation::None, Activation::ReLU, Activation::ReLU6}) {
+        std::vector<double> ya = yv;
+        if (act == Activation::ReLU6)
+          for (double& e : ya) e = std::min(e, 6.0);
+        const Tensor y = Tensor::from_values(ya, ys, dt);
+        INFO("x " << geo.x.str() << " w " << geo.w.str() << " " << dtype_name(dt) << " act " << static_cast<int>(act));
+        const Tensor want =
+            conv2d_dgrad(ctx, batchnorm2d_infer_act_backward(ctx, dy, y, g, v, 1e-3, act), w, geo.x, geo.a);
+        CHECK(conv2d_dgrad_bn_act(ctx, dy, y, w, g, v, 1e-3, act, geo.x, geo.a).values() == want.values());
+      }
+      arena.reset();
+    }
+  }
+}
+
 TEST_CASE("conv2d matches a direct loop on many geometries, f32 and f64, arena or not") {
   std::mt19937_64 rng(11);
   const std::vector<Geo> geos = conv_geometries();
@@ -568,6 +594,22 @@ TEST_CASE("conv2d_bn_act: argument errors") {
                        doctest::Contains("conv2d_bn_act: eps must be finite and >= 0"), Error);
   CHECK_THROWS_WITH_AS(conv2d_bn_act(ctx, x, w, c3, c3, c3, c3, 1e-5, nullptr, static_cast<Activation>(7), a),
                        doctest::Contains("conv2d_bn_act: unknown activation 7"), Error);
+}
+
+TEST_CASE("conv2d_dgrad_bn_act: argument errors") {
+  Ctx ctx;
+  const Shape xs{1, 2, 4, 4};
+  Tensor dy = Tensor::zeros({1, 3, 2, 2}), w = Tensor::zeros({3, 2, 3, 3}), c3 = Tensor::zeros({3});
+  Tensor c2 = Tensor::zeros({2}), y_bad = Tensor::zeros({1, 3, 4, 4});
+  const Conv2dArgs a = Conv2dArgs::make(1, 0);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad_bn_act(ctx, dy, y_bad, w, c3, c3, 1e-5, Activation::ReLU, xs, a),
+                       doctest::Contains("conv2d_dgrad_bn_act: y has shape [1,3,4,4], expected [1,3,2,2]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad_bn_act(ctx, dy, dy, w, c3, c2, 1e-5, Activation::ReLU, xs, a),
+                       doctest::Contains("conv2d_dgrad_bn_act: var has shape [2], expected [3]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad_bn_act(ctx, dy, dy, w, c3, c3, 1e-5, Activation::ReLU, Shape{1, 2, 5, 5}, a),
+                       doctest::Contains("conv2d_dgrad_bn_act: dy has shape [1,3,2,2], expected [1,3,3,3]"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_dgrad_bn_act(ctx, dy, dy, w, c3, c3, 1e-5, static_cast<Activation>(9), xs, a),
+                       doctest::Contains("conv2d_dgrad_bn_act: unknown activation 9"), Error);
 }
 
 TEST_CASE("conv_transpose2d: argument errors") {

@@ -108,18 +108,18 @@ Plan make_plan(const ConvGeom& g) {
 
 // The per-worker buffers of a chunked pass (forward, dgrad and wgrad size them alike): `col`
 // holds a chunk's im2col (none when a 1x1 conv reads single images in place), `tmp` the GEMM
-// result of a multi-image chunk before it is scattered to NCHW. One set per worker when threads
-// take whole chunks, else one shared set.
+// result of a multi-image chunk before it is scattered to NCHW (dgrad: dy gathered, and with a gate
+// always, single images too). One set per worker when threads take whole chunks, else one shared set.
 template <class T>
 struct ChunkBuffers {
   int workers;
   int64_t col_size, tmp_size;
   T* col_buf;
   T* tmp_buf;
-  ChunkBuffers(Scratch& scratch, const ConvGeom& g, const Plan& pl)
+  ChunkBuffers(Scratch& scratch, const ConvGeom& g, const Plan& pl, bool tmp_always = false)
       : workers(pl.per_thread ? pl.threads : 1),
         col_size((g.pointwise() && pl.B == 1) ? 0 : g.crs() * pl.B * g.pq()),
-        tmp_size(pl.B > 1 ? g.Kg * pl.B * g.pq() : 0),
+        tmp_size((pl.B > 1 || tmp_always) ? g.Kg * pl.B * g.pq() : 0),
         col_buf(scratch.get<T>(col_size * workers)),
         tmp_buf(scratch.get<T>(tmp_size * workers)) {}
   T* col(int worker) const { return col_buf ? col_buf + worker * col_size : nullptr; }
@@ -225,14 +225,54 @@ void scatter_images(const T* tmp, int64_t nb, int64_t k0, int64_t kg, int64_t pq
   }
 }
 
-// nb images of dy (image stride img), channels [0, kg) -> tmp[Kg, nb*PQ].
+// What a dgrad applies to dy before its GEMM (conv2d_dgrad_bn_act): dz = act'(y) * dy * scale[k] with
+// scale = gamma / sqrt(var + eps), the expression of batchnorm2d_infer_act_backward (engine/cpu/batchnorm.cpp)
+// so that the result equals the two ops bit for bit. y is indexed like dy; y null: no gate (plain dgrad).
 template <class T>
-void gather_images(const T* dy, int64_t nb, int64_t kg, int64_t pq, int64_t img, T* tmp, bool parallel) {
+struct Gate {
+  const T *y = nullptr, *gamma = nullptr, *var = nullptr;
+  double eps = 0;
+  Activation act = Activation::None;
+  T scale(int64_t k) const {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(var[k]) + eps);  // as batchnorm2d_infer_backward
+    return static_cast<T>(static_cast<double>(gamma[k]) * invstd);
+  }
+};
+
+// out[j] = act'(y[j]) * dy[j] * scale for j < len (act' from the activation's output, as relu_backward /
+// relu6_backward).
+template <class T>
+void gate_row(const T* dy, const T* y, T* out, int64_t len, T scale, Activation act) {
+  switch (act) {
+    case Activation::None:
+      for (int64_t j = 0; j < len; ++j) out[j] = dy[j] * scale;
+      break;
+    case Activation::ReLU:
+      for (int64_t j = 0; j < len; ++j) out[j] = y[j] > T(0) ? dy[j] * scale : T(0);
+      break;
+    case Activation::ReLU6:
+      for (int64_t j = 0; j < len; ++j) out[j] = y[j] > T(0) && y[j] < T(6) ? dy[j] * scale : T(0);
+      break;
+  }
+}
+
+// nb images of dy (image stride img), channels [k0, k0 + kg) -> tmp[Kg, nb*PQ], through the gate when it
+// has one (gate.y offset like dy).
+template <class T>
+void gather_images(const T* dy, int64_t nb, int64_t k0, int64_t kg, int64_t pq, int64_t img, const Gate<T>& gate,
+                   const T* y, T* tmp, bool parallel) {
   const int64_t cols = nb * pq;
 #pragma omp parallel for if (parallel && kg * cols > SAL_OMP_MIN_WORK) schedule(static)
-  for (int64_t k = 0; k < kg; ++k)
-    for (int64_t b = 0; b < nb; ++b)
-      std::memcpy(tmp + k * cols + b * pq, dy + b * img + k * pq, static_cast<size_t>(pq) * sizeof(T));
+  for (int64_t k = 0; k < kg; ++k) {
+    const T scale = gate.y ? gate.scale(k0 + k) : T(1);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t at = b * img + k * pq;
+      if (gate.y)
+        gate_row(dy + at, y + at, tmp + k * cols + b * pq, pq, scale, gate.act);
+      else
+        std::memcpy(tmp + k * cols + b * pq, dy + at, static_cast<size_t>(pq) * sizeof(T));
+    }
+  }
 }
 
 // db[k] += sum over n, j of dy[n][k][j]; dy: [N, K, L].
@@ -510,8 +550,11 @@ void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const Epilogue
 }
 
 template <class T>
-void depthwise_dgrad(const ConvGeom& g, const T* dy, const T* w, T* dx) {
+void depthwise_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx, const Gate<T>& gate) {
   const int64_t planes = g.N * g.C, rs = g.R * g.S;
+  // With a gate, each dy plane is gated into this thread's plane buffer first.
+  Scratch scratch(ctx);
+  T* gated = gate.y ? scratch.get<T>(g.pq() * omp_get_max_threads()) : nullptr;
   using Fn = void (*)(const ConvGeom&, const float*, const float*, float*);
   Fn fast = nullptr;
   if constexpr (std::is_same_v<T, float>) {
@@ -522,13 +565,19 @@ void depthwise_dgrad(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   }
 #pragma omp parallel for if (planes * g.pq() * rs > SAL_OMP_MIN_WORK) schedule(static)
   for (int64_t i = 0; i < planes; ++i) {
+    const T* dyp = dy + i * g.pq();
+    if (gated) {
+      T* buf = gated + omp_get_thread_num() * g.pq();
+      gate_row(dyp, gate.y + i * g.pq(), buf, g.pq(), gate.scale(i % g.C), gate.act);
+      dyp = buf;
+    }
     if constexpr (std::is_same_v<T, float>) {
       if (fast) {
-        fast(g, dy + i * g.pq(), w + (i % g.C) * rs, dx + i * g.hw());
+        fast(g, dyp, w + (i % g.C) * rs, dx + i * g.hw());
         continue;
       }
     }
-    dw_dgrad_isa(g, dy + i * g.pq(), w + (i % g.C) * rs, dx + i * g.hw());
+    dw_dgrad_isa(g, dyp, w + (i % g.C) * rs, dx + i * g.hw());
   }
 }
 
@@ -592,20 +641,20 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epi
   });
 }
 
-// dx = conv's input-gradient of dy (overwritten)
+// dx = conv's input-gradient of gate(dy) (overwritten; no gate: of dy)
 template <class T>
-void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx) {
+void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx, const Gate<T>& gate = {}) {
   if (g.N == 0 || g.C == 0 || g.hw() == 0) return;
   if (g.K == 0 || g.pq() == 0) {
     std::fill(dx, dx + g.N * g.C * g.hw(), T(0));
     return;
   }
-  if (g.depthwise()) return depthwise_dgrad(g, dy, w, dx);
+  if (g.depthwise()) return depthwise_dgrad(ctx, g, dy, w, dx, gate);
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
   Scratch scratch(ctx);
-  const ChunkBuffers<T> bufs(scratch, g, pl);
+  const ChunkBuffers<T> bufs(scratch, g, pl, /*tmp_always=*/gate.y != nullptr);
 
   for_chunks(pl, [&](int64_t ci, int worker, bool par) {
     T* col = bufs.col(worker);
@@ -618,8 +667,9 @@ void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx) {
       T* dxg = dx + (n0 * g.C + gi * g.Cg) * g.hw();
       const T* dmat = dyg;
       int64_t ld = pq;
-      if (nb > 1) {
-        gather_images(dyg, nb, g.Kg, pq, g.K * pq, tmp, par);
+      if (nb > 1 || gate.y) {  // gathered (and gated) into tmp, still in cache for the GEMM
+        const T* yg = gate.y ? gate.y + (n0 * g.K + gi * g.Kg) * pq : nullptr;
+        gather_images(dyg, nb, gi * g.Kg, g.Kg, pq, g.K * pq, gate, yg, tmp, par);
         dmat = tmp, ld = cols;
       }
       if (direct) {
@@ -662,7 +712,7 @@ void conv_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw) {
       const T* dmat = dyg;
       int64_t ld = pq;
       if (nb > 1) {
-        gather_images(dyg, nb, g.Kg, pq, g.K * pq, tmp, par);
+        gather_images<T>(dyg, nb, gi * g.Kg, g.Kg, pq, g.K * pq, Gate<T>{}, nullptr, tmp, par);
         dmat = tmp, ld = cols;
       }
       gemm_parallel<T>(false, true, g.Kg, crs, cols, T(1), dmat, ld, bmat, ldb, T(1), acc + gi * g.Kg * crs, crs);
@@ -737,6 +787,16 @@ void conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Conv2dArgs&
   dispatch_float(dy.dtype(), "conv2d_dgrad", [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv_dgrad<T>(ctx, g, dy.data<T>(), w.data<T>(), dx.data<T>());
+  });
+}
+
+void conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& w, const ConvBnGate& gate, const Conv2dArgs& a,
+                         Tensor& dx) {
+  const ConvGeom g = conv_geom(dx.shape(), w.shape(), dy.shape(), a);
+  dispatch_float(dy.dtype(), "conv2d_dgrad_bn_act", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Gate<T> gt{gate.y->data<T>(), gate.gamma->data<T>(), gate.var->data<T>(), gate.eps, gate.act};
+    conv_dgrad<T>(ctx, g, dy.data<T>(), w.data<T>(), dx.data<T>(), gt);
   });
 }
 

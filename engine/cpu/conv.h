@@ -16,6 +16,10 @@ void conv2d_bn_act(Ctx&, const Tensor& x, const Tensor& w, const ConvBn& bn, con
                    const Conv2dArgs& a, Tensor& y);
 // dy:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W]
 void conv2d_dgrad(Ctx&, const Tensor& dy, const Tensor& w, const Conv2dArgs& a, Tensor& dx);
+// dy, gate.y:[N,K,P,Q] w:[K,C/g,R,S] -> dx:[N,C,H,W] = conv2d_dgrad(batchnorm2d_infer_act_backward(dy, ...)), the
+// gate applied to each block of dy rows as it is gathered for the GEMM (bit-equal to the two ops)
+void conv2d_dgrad_bn_act(Ctx&, const Tensor& dy, const Tensor& w, const ConvBnGate& gate, const Conv2dArgs& a,
+                         Tensor& dx);
 // dy:[N,K,P,Q] x:[N,C,H,W] -> dw:[K,C/g,R,S] +=, db:[K] += (nullable)
 void conv2d_wgrad(Ctx&, const Tensor& dy, const Tensor& x, const Conv2dArgs& a, Tensor& dw, Tensor* db);
 

@@ -146,6 +146,38 @@ OpCase bn_act_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, bool
   };
 }
 
+// conv2d_dgrad_bn_act: dx = conv2d_dgrad(gate(dy), w), gate(dy) = act'(y) * dy * gamma / sqrt(var + eps).
+// Inputs {dy, y, w, gamma, var}: linear in dy (checked); its transpose is gate(conv2d(dout, w)) (the gate is
+// diagonal, conv2d the transpose of conv2d_dgrad). y holds exact zeros (and sixes for ReLU6), where the
+// gradient stops, and values between.
+OpCase dgrad_bn_act_case(const std::string& name, Shape x, Shape w, Conv2dArgs a, Activation act, int max_fd = 24) {
+  const Shape y = conv2d_out_shape(x, w, a);
+  const Shape k{w[0]};
+  return OpCase{
+      .name = "conv2d_dgrad_bn_act/" + name,
+      .shapes = {y, y, w, k, k},
+      .check_grad = {true, false, false, false, false},
+      .init = [act](int i, const Shape& s, std::mt19937_64& rng) {
+        if (i == 4) return uniform(s, rng, 0.5, 1.5);
+        if (i != 1) return uniform(s, rng);
+        std::vector<double> v = uniform(s, rng, -2, 8);
+        for (double& e : v) e = act == Activation::None ? e : std::clamp(e, 0.0, act == Activation::ReLU ? 1e9 : 6.0);
+        return v;
+      },
+      .forward =
+          [a, act, x](Ctx& c, const Inputs& in) {
+            return conv2d_dgrad_bn_act(c, in[0], in[1], in[2], in[3], in[4], kBnEps, act, x, a);
+          },
+      .backward =
+          [a, act](Ctx& c, const Inputs& in, const Tensor&, const Tensor& dout) {
+            const Tensor back = conv2d(c, dout, in[2], nullptr, a);
+            return std::vector<Tensor>{batchnorm2d_infer_act_backward(c, back, in[1], in[3], in[4], kBnEps, act)};
+          },
+      .cuda_tol = kConvCudaTol,
+      .max_fd_elements = max_fd,
+  };
+}
+
 Conv2dArgs args(int sh, int sw, int pt, int pl, int pb, int pr, int dh = 1, int dw = 1, int groups = 1) {
   return Conv2dArgs{sh, sw, pt, pl, pb, pr, dh, dw, groups};
 }
@@ -234,6 +266,19 @@ SAL_OP_CASES {
                   Activation::ReLU6, 6),
       bn_act_case("cuda_tf_same_asym_relu_batch1", {1, 5, 17, 16}, {24, 5, 3, 3}, A::tf_same(17, 16, 3, 3, 2), false,
                   Activation::ReLU, 6),
+
+      // ---- conv2d_dgrad_bn_act: the CPU's gathered, in-place (gated into a buffer) and depthwise paths, and
+      // every activation
+      dgrad_bn_act_case("3x3_relu", {2, 3, 5, 6}, {4, 3, 3, 3}, A::make(1, 1), Activation::ReLU),
+      dgrad_bn_act_case("3x3_stride2_relu6_batch1", {1, 3, 7, 5}, {5, 3, 3, 3}, A::make(2, 1), Activation::ReLU6),
+      dgrad_bn_act_case("1x1_none", {3, 4, 3, 5}, {5, 4, 1, 1}, A::make(1, 0), Activation::None),
+      dgrad_bn_act_case("1x1_large_batch1_relu", {1, 3, 24, 22}, {2, 3, 1, 1}, A::make(1, 0), Activation::ReLU),
+      dgrad_bn_act_case("large_relu6", {2, 2, 23, 23}, {2, 2, 3, 3}, A::make(1, 1), Activation::ReLU6),
+      dgrad_bn_act_case("groups2_relu", {2, 4, 5, 5}, {6, 2, 3, 3}, A::make(1, 1, 1, 2), Activation::ReLU),
+      dgrad_bn_act_case("depthwise_tf_same_stride2_relu6", {2, 3, 6, 5}, {3, 1, 3, 3}, A::tf_same(6, 5, 3, 3, 2, 3),
+                        Activation::ReLU6),
+      dgrad_bn_act_case("cuda_k70_c33_stride2_relu_batch3", {3, 33, 17, 17}, {70, 33, 3, 3}, A::make(2, 1),
+                        Activation::ReLU, 6),
 
       // ---- linear
       linear_case("3x5_to_4", 3, 5, 4),
