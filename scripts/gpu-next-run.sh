@@ -48,9 +48,9 @@ B=build-gpu
 } >> "$X" 2>&1
 
 L=$(left)
-echo "== memcheck: conv2d_bn_act rows, the read-ahead step ($L s left)" >> "$X"
+echo "== memcheck: the conv2d_bn_act and conv2d_dgrad_bn_act rows, the read-ahead step ($L s left)" >> "$X"
 if [ "$L" -gt 60 ]; then
-  timeout $((L / 3)) compute-sanitizer --tool memcheck --error-exitcode 1 $B/cuda_vs_cpu conv2d_bn_act 2>&1 |
+  timeout $((L / 3)) compute-sanitizer --tool memcheck --error-exitcode 1 $B/cuda_vs_cpu bn_act 2>&1 |
     tail -4 >> "$X"
   echo "memcheck cuda_vs_cpu exit ${PIPESTATUS[0]}" >> "$X"
   timeout $((L / 3)) compute-sanitizer --tool memcheck --error-exitcode 1 $B/engine_tests \
