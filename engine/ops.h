@@ -49,14 +49,10 @@ Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const
 // mean nearly cancel (dead channels with var ~ 0), and the input gradient of a trained MobileNet then
 // moved by 1e-2 of its scale (measured against float64) where this order keeps 5e-7. On the CPU the
 // result equals batchnorm2d_infer_act(conv2d(x, w, nullptr), ...) bit for bit. On CUDA the custom
-// kernels apply it where they store the output; after cuDNN it is one pass over the output. No
-// backward op of its own: dz = batchnorm2d_infer_act_backward(dy, y, gamma, var, eps, act) (with the
-// residual: dsum = relu_backward(dy, y) etc. as for batchnorm2d_infer_act), dx = conv2d_dgrad(dz, w).
-// Its batch norm as the backends take it (engine/cpu/conv.h, cuda/conv_backend.h).
-struct ConvBn {
-  const Tensor *gamma, *beta, *mean, *var;
-  double eps;
-};
+// kernels apply it where they store the output; after cuDNN it is one pass over the output. Its input
+// gradient is conv2d_dgrad_bn_act (below; with the residual, from dsum = relu_backward(dy, y)), which is
+// batchnorm2d_infer_act_backward then conv2d_dgrad; the weight gradient, were one wanted, conv2d_wgrad
+// of that dz.
 Tensor conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                      const Tensor& mean, const Tensor& var, double eps, const Tensor* residual, Activation act,
                      const Conv2dArgs& a);
@@ -67,14 +63,18 @@ Tensor conv2d_dgrad(Ctx& ctx, const Tensor& dy, const Tensor& w, const Shape& x_
 // it). With a residual the caller passes dsum (relu_backward(dy, y)) and act None, and dsum is the
 // residual's gradient. On the CPU the frozen BN and activation are undone per block of rows right before
 // the GEMM that reads them (no dz tensor; bit-equal to the two ops); on CUDA it is the two ops' kernels.
-// Its frozen BN and activation as the backends take them (engine/cpu/conv.h, cuda/conv_backend.h).
-struct ConvBnGate {
+Tensor conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w, const Tensor& gamma,
+                           const Tensor& var, double eps, Activation act, const Shape& x_shape, const Conv2dArgs& a);
+// The frozen batch norm of those two ops as the backends take it (engine/cpu/conv.h, cuda/conv_backend.h).
+struct ConvBn {
+  const Tensor *gamma, *beta, *mean, *var;
+  double eps;
+};
+struct ConvBnGate {  // conv2d_dgrad_bn_act's: y, the forward's output, for the activation's derivative
   const Tensor *y, *gamma, *var;
   double eps;
   Activation act;
 };
-Tensor conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& w, const Tensor& gamma,
-                           const Tensor& var, double eps, Activation act, const Shape& x_shape, const Conv2dArgs& a);
 // dw:[K,C/g,R,S] += dy (*) x ; db:[K] += sum of dy over N,P,Q (db may be null)
 void conv2d_wgrad(Ctx& ctx, const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* db, const Conv2dArgs& a);
 

@@ -3,6 +3,7 @@
 // kernels or cuDNN, see cuda/conv_backend.h) and cuda/linear.cpp (cuBLAS).
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <utility>
 
 #include "engine/cpu/conv.h"
@@ -80,6 +81,15 @@ void check_bias(const char* op, const char* what, const Tensor* b, int64_t k) {
   if (b) check_shape(op, what, *b, Shape{k});
 }
 
+// The frozen batch norm's per-channel tensors ([k] each), eps and activation of the fused conv ops.
+void check_bn(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> params, int64_t k,
+              double eps, Activation act) {
+  for (const auto& [what, t] : params) check_shape(op, what, *t, Shape{k});
+  SAL_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
+            ": unknown activation ", static_cast<int>(act));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- conv2d
@@ -123,13 +133,8 @@ Tensor conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& g
   check_ndim(op, "x", x, 4);
   check_ndim(op, "w", w, 4);
   const Shape out = conv_out_shape(op, x.shape(), w.shape(), a);
-  for (const auto& [what, t] : {std::pair<const char*, const Tensor*>{"gamma", &gamma}, {"beta", &beta},
-                                {"mean", &mean}, {"var", &var}})
-    check_shape(op, what, *t, Shape{w.dim(0)});
+  check_bn(op, {{"gamma", &gamma}, {"beta", &beta}, {"mean", &mean}, {"var", &var}}, w.dim(0), eps, act);
   if (residual) check_shape(op, "residual", *residual, out);
-  SAL_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
-  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
-            ": unknown activation ", static_cast<int>(act));
   Tensor y = ctx.alloc(out, x.dtype());
   const ConvBn bn{&gamma, &beta, &mean, &var, eps};
   SAL_BACKEND(ctx, op, cuda::conv2d_bn_act(ctx, x, w, bn, residual, act, a, y),
@@ -162,11 +167,7 @@ Tensor conv2d_dgrad_bn_act(Ctx& ctx, const Tensor& dy, const Tensor& y, const Te
   SAL_CHECK(dy.shape() == out, op, ": dy has shape ", dy.shape().str(), ", expected ", out.str(), " (conv2d of x ",
             x_shape.str(), " with w ", w.shape().str(), ")");
   check_shape(op, "y", y, out);
-  check_shape(op, "gamma", gamma, Shape{w.dim(0)});
-  check_shape(op, "var", var, Shape{w.dim(0)});
-  SAL_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
-  SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
-            ": unknown activation ", static_cast<int>(act));
+  check_bn(op, {{"gamma", &gamma}, {"var", &var}}, w.dim(0), eps, act);
   Tensor dx = ctx.alloc(x_shape, dy.dtype());
   const ConvBnGate gate{&y, &gamma, &var, eps, act};
   SAL_BACKEND(ctx, op, cuda::conv2d_dgrad_bn_act(ctx, dy, w, gate, a, dx),
