@@ -2,7 +2,8 @@
 // built so that a CUDA graph can hold it (engine/step_graph.h). The black box is also the masker's frozen
 // encoder, as in sal_train:
 //   host:   the batch, the selector classes, the objective's draws (SaliencyObjective::draw) are
-//           uploaded into fixed device buffers (three asynchronous copies from pinned memory);
+//           uploaded into fixed device buffers (asynchronous copies from pinned memory; the batch can
+//           come ahead of time through the copy stream, prefetch());
 //   device: zero the gradients, masker forward (training mode), the objective's device half, masker
 //           backward, the gradient hook (frozen slices, the data-parallel all-reduce): the first step
 //           runs eagerly, the second is captured and launched, later ones replay that graph (capture =
