@@ -1,8 +1,11 @@
 #include "engine/data_parallel.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "engine/cpu/shm_comm.h"
 #include "engine/error.h"
 #ifdef SAL_WITH_NCCL
 #include "cuda/device.h"
@@ -23,6 +26,24 @@ int env_int(const char* name, int fallback) {
   return static_cast<int>(x);
 }
 
+double env_seconds(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v, &end);
+  SAL_CHECK(end && *end == 0 && x > 0 && x < 1e9, "data parallel: environment variable ", name, "='", v,
+            "' is not a positive number of seconds");
+  return x;
+}
+
+// FNV-1a over the bytes.
+uint64_t hash_bytes(const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
 }  // namespace
 
 DistEnv DistEnv::from_env() {
@@ -31,6 +52,7 @@ DistEnv DistEnv::from_env() {
   e.rank = env_int("RANK", 0);
   e.local_rank = env_int("LOCAL_RANK", e.rank);
   if (const char* f = std::getenv("SAL_DIST_INIT_FILE")) e.init_file = f;
+  e.init_timeout_s = env_seconds("SAL_DIST_INIT_TIMEOUT_S", e.init_timeout_s);
   SAL_CHECK(e.world >= 1, "data parallel: WORLD_SIZE must be at least 1, got ", e.world);
   SAL_CHECK(e.rank < e.world, "data parallel: RANK ", e.rank, " is not below WORLD_SIZE ", e.world);
   SAL_CHECK(e.world == 1 || !e.init_file.empty(),
@@ -38,24 +60,20 @@ DistEnv DistEnv::from_env() {
   return e;
 }
 
-DataParallel::DataParallel(const DistEnv& env, const Ctx& ctx, double init_timeout_s) : env_(env), ctx_(ctx) {
-  // Alone, NCCL is used only when asked for with an init file on CUDA: a one-GPU machine can then run
-  // the NCCL path (a world of one) and compare it with the plain run.
-  if (env_.world == 1 && (env_.init_file.empty() || ctx.device != Device::CUDA)) return;
+DataParallel::DataParallel(const DistEnv& env, const Ctx& ctx) : env_(env), ctx_(ctx) {
+  if (env_.world == 1 && env_.init_file.empty()) return;
+  SAL_CHECK(!env_.init_file.empty(), "data parallel: WORLD_SIZE ", env_.world, " needs SAL_DIST_INIT_FILE");
+  if (ctx.device == Device::CPU) {
+    shm_ = std::make_unique<cpu::ShmComm>(env_.world, env_.rank, env_.init_file, env_.init_timeout_s);
+    return;
+  }
 #ifdef SAL_WITH_NCCL
-  SAL_CHECK(ctx.device == Device::CUDA && ctx.cuda, "data parallel: WORLD_SIZE ", env_.world,
-            " needs --device cuda (one GPU per rank)");
-  comm_ = cuda::nccl_init(env_.world, env_.rank, env_.init_file, init_timeout_s);
-  flag_ = Tensor::empty(Shape{1}, DType::F32, Device::CUDA);
+  SAL_CHECK(ctx.cuda, "data parallel: a CUDA context without its device");
+  comm_ = cuda::nccl_init(env_.world, env_.rank, env_.init_file, env_.init_timeout_s);
+  flags_ = Tensor::empty(Shape{8}, DType::F32, Device::CUDA);
 #else
-  (void)init_timeout_s;
-  fail("data parallel: WORLD_SIZE ", env_.world, " needs a build with CUDA and NCCL (this one has ",
-#ifdef SAL_WITH_CUDA
-       "CUDA but CMake found no NCCL: pass -DNCCL_ROOT=...",
-#else
-       "no CUDA",
-#endif
-       ")");
+  fail("data parallel: WORLD_SIZE ", env_.world, " on CUDA needs a build with NCCL (CMake found none: pass "
+       "-DNCCL_ROOT=...), or run the ranks on the CPU");
 #endif
 }
 
@@ -65,7 +83,19 @@ DataParallel::~DataParallel() {
 #endif
 }
 
+std::string DataParallel::describe() const {
+  if (comm_) return "NCCL";
+  if (shm_) return "shared memory (" + env_.init_file + ")";
+  return "none (one process)";
+}
+
 void DataParallel::average([[maybe_unused]] Tensor& flat) {
+  if (shm_) {
+    SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CPU, "DataParallel::average: f32 CPU tensor, got ",
+              flat.desc());
+    shm_->all_reduce_avg(flat.data<float>(), static_cast<size_t>(flat.numel()));
+    return;
+  }
   if (!comm_) return;
 #ifdef SAL_WITH_NCCL
   SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CUDA, "DataParallel::average: f32 CUDA tensor, got ",
@@ -76,6 +106,12 @@ void DataParallel::average([[maybe_unused]] Tensor& flat) {
 }
 
 void DataParallel::broadcast([[maybe_unused]] Tensor& flat) {
+  if (shm_) {
+    SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CPU,
+              "DataParallel::broadcast: f32 CPU tensor, got ", flat.desc());
+    shm_->broadcast(flat.data<float>(), static_cast<size_t>(flat.numel()), 0);
+    return;
+  }
   if (!comm_) return;
 #ifdef SAL_WITH_NCCL
   SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CUDA,
@@ -85,15 +121,44 @@ void DataParallel::broadcast([[maybe_unused]] Tensor& flat) {
 #endif
 }
 
-bool DataParallel::any(bool flag) {
-  if (!comm_) return flag;
+void DataParallel::max_on_host(std::vector<float>& v) {
+  if (shm_) {
+    shm_->all_reduce_max(v.data(), v.size());
+    return;
+  }
+  if (!comm_) return;
 #ifdef SAL_WITH_NCCL
-  flag_.copy_from(Tensor::from_values({flag ? 1.0 : 0.0}, Shape{1}, DType::F32));
-  cuda::nccl_all_reduce_max(comm_, flag_.data<float>(), 1, static_cast<CudaDevice*>(ctx_.cuda)->stream());
-  return flag_.values()[0] > 0.5;  // values() waits for the stream (a synchronous copy on the legacy stream)
-#else
-  return flag;
+  SAL_CHECK(v.size() <= static_cast<size_t>(flags_.numel()), "DataParallel: ", v.size(), " flags, room for ",
+            flags_.numel());
+  std::vector<double> d(static_cast<size_t>(flags_.numel()), 0.0);
+  std::copy(v.begin(), v.end(), d.begin());
+  flags_.copy_from(Tensor::from_values(d, flags_.shape(), DType::F32));
+  cuda::nccl_all_reduce_max(comm_, flags_.data<float>(), v.size(), static_cast<CudaDevice*>(ctx_.cuda)->stream());
+  const std::vector<double> r = flags_.values();  // waits for the stream (a synchronous copy on the legacy stream)
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(r[i]);
 #endif
+}
+
+bool DataParallel::any(bool flag) {
+  std::vector<float> v{flag ? 1.0f : 0.0f};
+  max_on_host(v);
+  return v[0] > 0.5f;
+}
+
+bool DataParallel::in_sync(const Tensor& values) {
+  if (!active()) return true;
+  const Tensor h = values.host();
+  const uint64_t hash = hash_bytes(h.raw(), h.nbytes());
+  // Four 16-bit pieces (exact in f32) and their negations: after the max over ranks, a piece equals
+  // its own value and the negation's max equals its negation on every rank only when all ranks agree.
+  std::vector<float> v(8);
+  for (int i = 0; i < 4; ++i) {
+    v[static_cast<size_t>(i)] = static_cast<float>((hash >> (16 * i)) & 0xffff);
+    v[static_cast<size_t>(i) + 4] = -v[static_cast<size_t>(i)];
+  }
+  const std::vector<float> mine = v;
+  max_on_host(v);
+  return v == mine;
 }
 
 }  // namespace sal

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/safetensors.h"
 #include "temp_files.h"
 
 namespace sal::test {
@@ -56,6 +58,24 @@ inline double log_number(const std::string& line, const std::string& key) {
   const size_t at = line.find("\"" + key + "\":");
   if (at == std::string::npos) return std::nan("");
   return std::strtod(line.c_str() + at + key.size() + 3, nullptr);
+}
+
+// The tensors (parameters, Adam moments) whose bytes differ between two checkpoint files, or that
+// only one of them has.
+inline std::vector<std::string> differing_tensors(const std::string& a_path, const std::string& b_path) {
+  SafeTensorsFile a(a_path), b(b_path);
+  std::vector<std::string> out;
+  for (const std::string& name : a.names()) {
+    if (!b.contains(name)) {
+      out.push_back(name);
+      continue;
+    }
+    const auto ra = a.raw_bytes(name), rb = b.raw_bytes(name);
+    if (ra.size() != rb.size() || !std::equal(ra.begin(), ra.end(), rb.begin())) out.push_back(name);
+  }
+  for (const std::string& name : b.names())
+    if (!a.contains(name)) out.push_back(name);
+  return out;
 }
 
 }  // namespace sal::test

@@ -7,10 +7,13 @@
 // SAL_DIST_INIT_FILE set, e.g. on one node with 8 GPUs
 //   rm -f /tmp/sal.id; for r in 0 1 2 3 4 5 6 7; do
 //     WORLD_SIZE=8 RANK=$r SAL_DIST_INIT_FILE=/tmp/sal.id sal_train --device cuda ... --out runs/x & done; wait
-// (several nodes: RANK = node * GPUs + LOCAL_RANK, the id file on a shared filesystem). Each rank reads
-// every WORLD_SIZE-th shard with its own seeds, --batch is per rank, the gradients are averaged with
-// one NCCL all-reduce per step; rank 0 logs and writes the checkpoint, the others their reader and
-// random states (rank-R.state), so --resume continues every rank where it stopped.
+// (several nodes: RANK = node * GPUs + LOCAL_RANK, the id file on a shared filesystem). On the CPU the
+// same launch without --device cuda runs several processes on one node (the collectives in shared
+// memory; give each OMP_NUM_THREADS = cores / WORLD_SIZE). Each rank reads every WORLD_SIZE-th shard
+// with its own seeds, --batch is per rank, the gradients are averaged with one all-reduce per step;
+// rank 0 logs and writes the checkpoint, the others their reader and random states (rank-R.state), so
+// --resume continues every rank where it stopped. At every checkpoint the ranks compare a hash of
+// their parameters and stop with an error if they differ.
 //
 //   sal_train --shards shards/cifar-train --black-box weights/cifar_resnet20.safetensors --preset cifar
 //             --batch 64 --steps 1000 --out runs/cifar [--resume]
@@ -429,6 +432,11 @@ struct Trainer {
     dist = DistEnv::from_env();
     device = std::make_unique<DeviceSession>(opt.device, "--device", dist.local_rank);
     const Device dev = device->device();
+    // Join the other ranks first: a rank that fails later (a missing file, a bad option) then stops the
+    // others at their next collective instead of leaving them waiting to join.
+    Arena arena(dev);
+    Ctx ctx = device->ctx(arena);
+    dp = std::make_unique<DataParallel>(dist, ctx);
     fs::create_directories(opt.out);
     ckpt_path = (fs::path(opt.out) / "checkpoint.safetensors").string();
     // Temporary files of atomic writes (name.tmp.<pid>) left by a process killed mid-write.
@@ -527,12 +535,10 @@ struct Trainer {
     ro.shuffle_buffer = 1000;
     ShardReader reader(ro, pos);
 
-    Arena arena(dev);
-    Ctx ctx = device->ctx(arena);
-    dp = std::make_unique<DataParallel>(dist, ctx);
-    if (dp->uses_nccl())
-      std::printf("data parallel: rank %d of %d on CUDA device %d, NCCL, global batch %lld\n", dist.rank, dist.world,
-                  dist.local_rank, static_cast<long long>(opt.batch * dist.world));
+    if (dp->active())
+      std::printf("data parallel: rank %d of %d on %s, collectives: %s, global batch %lld\n", dist.rank, dist.world,
+                  dev == Device::CUDA ? ("CUDA device " + std::to_string(dist.local_rank)).c_str() : "the CPU",
+                  dp->describe().c_str(), static_cast<long long>(opt.batch * dist.world));
     {
       Tensor values = masker->params().flat_values();
       dp->broadcast(values);  // every rank starts from rank 0's parameters
@@ -690,6 +696,22 @@ struct Trainer {
       }
       const bool stop = dp->any(g_stop != 0);  // a signal to any rank stops all after this step
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
+        if (dp->active()) {
+          // The batch-norm running statistics (the values after the trainable ones) follow each rank's
+          // own batches and change nothing trained (training normalises with batch statistics): the
+          // checkpoint holds their mean over the ranks, and every rank continues from it, as a resumed
+          // run does.
+          const ParamStore& ps = masker->params();
+          const int64_t stats = ps.flat_values().numel() - ps.num_trainable();
+          if (stats > 0) {
+            Tensor running = ps.flat_values().slice0(ps.num_trainable(), stats);
+            dp->average(running);
+          }
+          // Every rank applied the same averaged gradient to the same start: a difference is a bug (or
+          // ranks started with different options), and a checkpoint of rank 0's parameters would hide it.
+          SAL_CHECK(dp->in_sync(ps.flat_values()), "data parallel: the ranks' parameters differ after step ", step,
+                    "; not writing a checkpoint");
+        }
         if (dist.leader()) save_checkpoint(step, pos_trained);
         else save_rank_state(step, pos_trained);
         if (stop || last)  // each rank names the file it wrote
