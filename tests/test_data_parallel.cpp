@@ -3,8 +3,8 @@
 // run as processes of one node (collectives in shared memory, engine/cpu/shm_comm.h): two ranks given
 // the same data and seeds train bit for bit like one process (so broadcast and averaging are exact);
 // on different data step 1 matches the single process and step 2 does not (the gradients were
-// averaged), rank 1's state resumes exactly, and a missing rank, a NaN on one rank or ranks whose
-// parameters drift apart stop every rank with an error. On a GPU: a world of one through NCCL
+// averaged), rank 1's state resumes exactly, SIGTERM to one rank stops both after the same step, and
+// a missing rank, a NaN on one rank or ranks whose parameters drift apart stop every rank with an error. On a GPU: a world of one through NCCL
 // (SAL_DIST_INIT_FILE set) trains exactly like the plain CUDA run. Several NCCL ranks need several
 // GPUs (NCCL refuses two ranks on one device): docs only here.
 #include <doctest/doctest.h>
@@ -275,4 +275,28 @@ TEST_CASE("sal_train on two CPU ranks: the gradient is averaged, rank 1 resumes 
   CHECK(output_of(t, "d", 0).find("the ranks' parameters differ after step 2") != std::string::npos);
   CHECK(output_of(t, "d", 1).find("the ranks' parameters differ after step 2") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(t.file("d/checkpoint.safetensors")));
+}
+
+TEST_CASE("sal_train on two CPU ranks: SIGTERM to one rank stops both after the same step, each saving its state") {
+  TempDir t("sal_dp_");
+  const std::string shards = make_cifar_shards(t, 64, 16);
+  const std::string out = t.file("s");
+  const std::string cmd = train_command(shards, shipped_black_box()) + " --steps 100000 --checkpoint-every 0 --out " + out;
+  // Both ranks in the background; once rank 0 has logged a step, SIGTERM goes to rank 1 alone.
+  std::string script = "(";
+  for (int r = 0; r < 2; ++r)
+    script += "WORLD_SIZE=2 RANK=" + std::to_string(r) + " SAL_DIST_INIT_TIMEOUT_S=120 SAL_DIST_INIT_FILE=" +
+              t.file("group") + " " + cmd + " > " + t.file("s." + std::to_string(r) + ".txt") + " 2>&1 & p" +
+              std::to_string(r) + "=$!; ";
+  script += "for i in $(seq 600); do [ -s " + out + "/log.jsonl ] && break; sleep 0.05; done; kill -TERM $p1; wait $p0; echo $? > " +
+            t.file("rc0") + "; wait $p1; echo $? > " + t.file("rc1") + ")";
+  REQUIRE(run_status("bash -c '" + script + "'") == 0);
+  CHECK(read_bytes(t.file("rc0")) == "0\n");
+  CHECK(read_bytes(t.file("rc1")) == "0\n");
+  CHECK(read_bytes(t.file("s.0.txt")).find("stopped by a signal") != std::string::npos);
+  CHECK(read_bytes(t.file("s.1.txt")).find("stopped by a signal") != std::string::npos);
+  REQUIRE(std::filesystem::exists(out + "/checkpoint.safetensors"));
+  const std::string step = SafeTensorsFile(out + "/checkpoint.safetensors").metadata().at("step");
+  CHECK(std::stoll(step) >= 1);
+  CHECK(read_bytes(out + "/rank-1.state").rfind("step " + step + "\n", 0) == 0);
 }
