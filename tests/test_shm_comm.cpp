@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -171,12 +172,18 @@ TEST_CASE("ShmComm: two processes with one RANK, or different WORLD_SIZEs, are r
   TempDir t("sal_shm_");
   {
     // Rank 0 and two rank 1s: one of them joins, the other is refused; the group of two still works.
+    std::atomic<bool> one_refused{false};
     const auto errors = run_rank_threads(3, [&](int r) {
-      ShmComm c(2, r == 0 ? 0 : 1, t.file("dup"), 10.0);
-      // The group stays a while, so the other rank 1 (polling every 20 ms) finds the file, not its removal.
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      std::vector<float> v(2, 1.0f);
-      c.all_reduce_avg(v.data(), v.size());
+      try {
+        ShmComm c(2, r == 0 ? 0 : 1, t.file("dup"), 10.0);
+        // The group stays until the other rank 1 has been refused (it must find the file, not its removal).
+        for (int i = 0; i < 1000 && !one_refused; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::vector<float> v(2, 1.0f);
+        c.all_reduce_avg(v.data(), v.size());
+      } catch (...) {
+        one_refused = true;
+        throw;
+      }
     });
     CHECK(errors[0].empty());
     const std::string& refused = errors[1].empty() ? errors[2] : errors[1];
