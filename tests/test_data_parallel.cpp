@@ -4,11 +4,13 @@
 // the same data and seeds train bit for bit like one process (so broadcast and averaging are exact);
 // on different data step 1 matches the single process and step 2 does not (the gradients were
 // averaged), rank 1's state resumes exactly, SIGTERM to one rank stops both after the same step, and
-// a missing rank, a NaN on one rank or ranks whose parameters drift apart stop every rank with an error. On a GPU: a world of one through NCCL
+// a missing rank, a NaN on one rank or ranks whose parameters drift apart stop every rank with an error.
+// scripts/launch-ranks.sh sets each rank's variables, ends a run whose rank failed, passes signals on. On a GPU: a world of one through NCCL
 // (SAL_DIST_INIT_FILE set) trains exactly like the plain CUDA run. Several NCCL ranks need several
 // GPUs (NCCL refuses two ranks on one device): docs only here.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -299,4 +301,39 @@ TEST_CASE("sal_train on two CPU ranks: SIGTERM to one rank stops both after the 
   const std::string step = SafeTensorsFile(out + "/checkpoint.safetensors").metadata().at("step");
   CHECK(std::stoll(step) >= 1);
   CHECK(read_bytes(out + "/rank-1.state").rfind("step " + step + "\n", 0) == 0);
+}
+
+TEST_CASE("scripts/launch-ranks.sh: each rank's variables, a failed rank ends the run, a signal reaches every rank") {
+  TempDir t("sal_dp_");
+  const std::string launch = std::string(SAL_SOURCE_DIR) + "/scripts/launch-ranks.sh";
+  // The variables (node 1 of 2, two ranks here: ranks 2 and 3 of 4), one log per rank.
+  CHECK(run_status(launch + " --nproc 2 --nnodes 2 --node-rank 1 --init-file " + t.file("id") + " --log-dir " +
+                   t.file("env") + " -- bash -c 'echo $WORLD_SIZE $RANK $LOCAL_RANK $SAL_DIST_INIT_FILE' 2> " +
+                   t.file("env.txt")) == 0);
+  CHECK(read_bytes(t.file("env/rank-2.log")) == "4 2 0 " + t.file("id") + "\n");
+  CHECK(read_bytes(t.file("env/rank-3.log")) == "4 3 1 " + t.file("id") + "\n");
+  CHECK(run_status(launch + " --nproc 2 --nnodes 2 -- true 2> " + t.file("bad.txt")) == 2);
+  CHECK(read_bytes(t.file("bad.txt")).find("needs --init-file") != std::string::npos);
+  // Rank 1 fails, rank 0 would wait a minute (as an NCCL rank may wait forever): the run ends with
+  // rank 1's exit code after the grace second.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(run_status(launch + " --nproc 2 --grace 1 -- bash -c '[ $RANK = 1 ] && exit 7; exec sleep 60' 2> " +
+                   t.file("fail.txt")) == 7);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+  CHECK(read_bytes(t.file("fail.txt")).find("rank 1 exited with 7") != std::string::npos);
+  // sal_train through it; SIGTERM to the launcher stops both ranks after one step, each saving its state.
+  const std::string shards = make_cifar_shards(t, 64, 16);
+  const std::string out = t.file("s");
+  const std::string cmd = launch + " --nproc 2 --log-dir " + t.file("logs") + " -- env" +
+                          train_command(shards, shipped_black_box()) + " --steps 100000 --checkpoint-every 0 --out " + out;
+  const std::string script = "(" + cmd + " 2> " + t.file("s.txt") + " & p=$!; for i in $(seq 600); do [ -s " + out +
+                             "/log.jsonl ] && break; sleep 0.05; done; kill -TERM $p; wait $p; echo $? > " +
+                             t.file("rc") + ")";
+  REQUIRE(run_status("bash -c '" + script + "'") == 0);
+  CHECK(read_bytes(t.file("rc")) == "0\n");
+  CHECK(read_bytes(t.file("s.txt")).find("passing SIGTERM to every rank") != std::string::npos);
+  CHECK(read_bytes(t.file("logs/rank-0.log")).find("stopped by a signal") != std::string::npos);
+  CHECK(read_bytes(t.file("logs/rank-1.log")).find("stopped by a signal") != std::string::npos);
+  CHECK(std::filesystem::exists(out + "/checkpoint.safetensors"));
+  CHECK(std::filesystem::exists(out + "/rank-1.state"));
 }
