@@ -115,6 +115,8 @@ TEST_CASE("ShmComm: a rank that never comes is a timeout naming it, not a hang")
   CHECK_THROWS_WITH_AS(ShmComm(3, 0, t.file("group"), 0.3), doctest::Contains("only 1 of 3 ranks joined"), Error);
   CHECK_THROWS_WITH_AS(ShmComm(3, 0, t.file("group"), 0.3), doctest::Contains("(missing: rank 1, 2;"), Error);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // Rank 0 gave up and removed its file: nothing is left for a late rank to join.
+  CHECK(std::filesystem::is_empty(t.dir));
   // Rank 1 waiting for a rank 0 that never makes the file.
   CHECK_THROWS_WITH_AS(ShmComm(2, 1, t.file("nobody"), 0.3), doctest::Contains("for rank 0 to make"), Error);
 }

@@ -89,6 +89,17 @@ struct ShmComm::Header {
 
 ShmComm::ShmComm(int world, int rank, const std::string& path, double timeout_s, size_t chunk_floats)
     : world_(world), rank_(rank), path_(path) {
+  try {
+    join(timeout_s, chunk_floats);
+  } catch (...) {
+    release();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+void ShmComm::join(double timeout_s, size_t chunk_floats) {
+  const int world = world_, rank = rank_;
+  const std::string& path = path_;
   SAL_CHECK(world >= 1 && world <= kMaxWorld, "data parallel (CPU): WORLD_SIZE ", world, " is not in 1..", kMaxWorld);
   SAL_CHECK(rank >= 0 && rank < world, "data parallel (CPU): RANK ", rank, " is not below WORLD_SIZE ", world);
   SAL_CHECK(chunk_floats >= 1, "data parallel (CPU): the chunk size must be at least one float");
@@ -104,6 +115,7 @@ ShmComm::ShmComm(int world, int rank, const std::string& path, double timeout_s,
     const std::string tmp = path + ".tmp." + std::to_string(::getpid());
     fd_ = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     SAL_CHECK(fd_ >= 0, "data parallel (CPU): cannot create ", tmp, ": ", std::strerror(errno));
+    unrenamed_ = tmp;
     map_bytes_ = bytes_for(chunk_floats);
     SAL_CHECK(::ftruncate(fd_, static_cast<off_t>(map_bytes_)) == 0, "data parallel (CPU): cannot size ", tmp, " to ",
               map_bytes_, " bytes: ", std::strerror(errno));
@@ -117,11 +129,9 @@ ShmComm::ShmComm(int world, int rank, const std::string& path, double timeout_s,
     h_->pid[0] = ::getpid();
     h_->joined = 1;
     h_->magic = kMagic;
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int e = errno;
-      ::unlink(tmp.c_str());
-      fail("data parallel (CPU): cannot rename ", tmp, " to ", path, ": ", std::strerror(e));
-    }
+    SAL_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "data parallel (CPU): cannot rename ", tmp, " to ", path, ": ",
+              std::strerror(errno));
+    unrenamed_.clear();
   } else {
     // Open rank 0's file; one from an earlier run (its rank 0 gone) is waited past until replaced.
     std::string stale;
@@ -194,8 +204,12 @@ ShmComm::ShmComm(int world, int rank, const std::string& path, double timeout_s,
   }
 }
 
-ShmComm::~ShmComm() {
+ShmComm::~ShmComm() { release(); }
+
+void ShmComm::release() {
   if (map_) ::munmap(map_, map_bytes_);
+  map_ = nullptr;
+  h_ = nullptr;
   if (fd_ >= 0) {
     // Rank 0 removes the file, unless a newer run has already replaced it.
     struct stat mine{}, there{};
@@ -203,7 +217,10 @@ ShmComm::~ShmComm() {
         mine.st_dev == there.st_dev)
       ::unlink(path_.c_str());
     ::close(fd_);
+    fd_ = -1;
   }
+  if (!unrenamed_.empty()) ::unlink(unrenamed_.c_str());  // rank 0 failed before its file was in place
+  unrenamed_.clear();
 }
 
 float* ShmComm::slot(int buffer, int r) const {

@@ -41,6 +41,8 @@ class ShmComm {
  private:
   struct Header;
   enum class Op : uint32_t { Avg = 1, Max = 2, Broadcast = 3 };
+  void join(double timeout_s, size_t chunk_floats);  // the constructor's work
+  void release();                                    // unmap, close; rank 0 removes its file
   template <class Combine>
   void exchange(Op op, float* data, size_t count, int root, Combine combine);
   void barrier(const char* what);
@@ -49,6 +51,7 @@ class ShmComm {
 
   int world_, rank_;
   std::string path_;
+  std::string unrenamed_;  // rank 0's file under its temporary name, until the rename
   int fd_ = -1;
   void* map_ = nullptr;
   size_t map_bytes_ = 0;
