@@ -6,8 +6,8 @@
 // averaged), rank 1's state resumes exactly, SIGTERM to one rank stops both after the same step, and
 // a missing rank, a NaN on one rank or ranks whose parameters drift apart stop every rank with an error.
 // scripts/launch-ranks.sh sets each rank's variables, ends a run whose rank failed, passes signals on.
-// On a GPU: a world of one through NCCL (SAL_DIST_INIT_FILE set) trains exactly like the plain CUDA run. Several NCCL ranks need several
-// GPUs (NCCL refuses two ranks on one device): docs only here.
+// On a GPU: a world of one through NCCL (SAL_DIST_INIT_FILE set) trains exactly like the plain CUDA
+// run. Several NCCL ranks need several GPUs (NCCL refuses two ranks on one device): docs only here.
 #include <doctest/doctest.h>
 
 #include <chrono>
