@@ -44,6 +44,8 @@ class ParamStore {
   Tensor flat_values() const { return values_; }
   // The trainable parameters: the first num_trainable() values, aligned with flat_grads().
   Tensor flat_trainable_values() const { return values_.slice0(0, num_trainable()); }
+  // The frozen values (batch-norm running statistics, frozen weights): the rest, after the trainable ones.
+  Tensor flat_frozen_values() const { return values_.slice0(num_trainable(), num_values() - num_trainable()); }
   Tensor flat_grads() const { return grads_; }  // one slice per trainable parameter, in add() order
   int64_t num_values() const { return values_.numel(); }
   int64_t num_trainable() const { return grads_.defined() ? grads_.numel() : 0; }

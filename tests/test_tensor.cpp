@@ -159,6 +159,8 @@ TEST_CASE("param store: named slices of flat buffers") {
   CHECK(static_cast<float*>(ps.value(rm).raw()) - base == 128);
   CHECK(ps.num_trainable() == 128);
   CHECK(ps.flat_trainable_values().numel() == ps.flat_grads().numel());
+  CHECK(ps.flat_frozen_values().raw() == ps.value(rm).raw());  // the rest: the running mean (and padding)
+  CHECK(ps.flat_frozen_values().numel() == ps.num_values() - 128);
   CHECK(static_cast<float*>(ps.grad(b).raw()) - static_cast<float*>(ps.flat_grads().raw()) == 112);
   bv.fill(2);
   CHECK(ps.value("fc.bias").values() == std::vector<double>(5, 2.0));

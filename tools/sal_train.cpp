@@ -699,20 +699,16 @@ struct Trainer {
       const bool stop = dp->any(g_stop != 0);  // a signal to any rank stops all after this step
       if (last || stop || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0)) {
         if (dp->active()) {
-          // The batch-norm running statistics (the values after the trainable ones) follow each rank's
-          // own batches and change nothing trained (training normalises with batch statistics): the
-          // checkpoint holds their mean over the ranks, and every rank continues from it, as a resumed
-          // run does.
-          const ParamStore& ps = masker->params();
-          const int64_t stats = ps.flat_values().numel() - ps.num_trainable();
-          if (stats > 0) {
-            Tensor running = ps.flat_values().slice0(ps.num_trainable(), stats);
-            dp->average(running);
-          }
+          // The masker's frozen values are its batch-norm running statistics (every module of it is
+          // trainable). They follow each rank's own batches and change nothing trained (training
+          // normalises with batch statistics): the checkpoint holds their mean over the ranks, and
+          // every rank continues from it, as a resumed run does.
+          Tensor running = masker->params().flat_frozen_values();
+          if (running.numel() > 0) dp->average(running);
           // Every rank applied the same averaged gradient to the same start: a difference is a bug (or
           // ranks started with different options), and a checkpoint of rank 0's parameters would hide it.
-          SAL_CHECK(dp->in_sync(ps.flat_values()), "data parallel: the ranks' parameters differ after step ", step,
-                    "; not writing a checkpoint");
+          SAL_CHECK(dp->in_sync(masker->params().flat_values()), "data parallel: the ranks' parameters differ after step ",
+                    step, "; not writing a checkpoint");
         }
         if (dist.leader()) save_checkpoint(step, pos_trained);
         else save_rank_state(step, pos_trained);
