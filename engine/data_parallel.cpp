@@ -89,35 +89,27 @@ std::string DataParallel::describe() const {
   return "none (one process)";
 }
 
-void DataParallel::average([[maybe_unused]] Tensor& flat) {
-  if (shm_) {
-    SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CPU, "DataParallel::average: f32 CPU tensor, got ",
-              flat.desc());
-    shm_->all_reduce_avg(flat.data<float>(), static_cast<size_t>(flat.numel()));
-    return;
-  }
-  if (!comm_) return;
+float* DataParallel::buffer(const Tensor& flat, const char* what) const {
+  SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == ctx_.device, "DataParallel::", what, ": an f32 ",
+            device_name(ctx_.device), " tensor, got ", flat.desc());
+  return flat.data<float>();
+}
+
+void DataParallel::average(Tensor& flat) {
+  if (shm_) shm_->all_reduce_avg(buffer(flat, "average"), static_cast<size_t>(flat.numel()));
 #ifdef SAL_WITH_NCCL
-  SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CUDA, "DataParallel::average: f32 CUDA tensor, got ",
-            flat.desc());
-  void* stream = static_cast<CudaDevice*>(ctx_.cuda)->stream();
-  cuda::nccl_all_reduce_avg(comm_, flat.data<float>(), static_cast<size_t>(flat.numel()), stream);
+  if (comm_)
+    cuda::nccl_all_reduce_avg(comm_, buffer(flat, "average"), static_cast<size_t>(flat.numel()),
+                              static_cast<CudaDevice*>(ctx_.cuda)->stream());
 #endif
 }
 
-void DataParallel::broadcast([[maybe_unused]] Tensor& flat) {
-  if (shm_) {
-    SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CPU,
-              "DataParallel::broadcast: f32 CPU tensor, got ", flat.desc());
-    shm_->broadcast(flat.data<float>(), static_cast<size_t>(flat.numel()), 0);
-    return;
-  }
-  if (!comm_) return;
+void DataParallel::broadcast(Tensor& flat) {
+  if (shm_) shm_->broadcast(buffer(flat, "broadcast"), static_cast<size_t>(flat.numel()), 0);
 #ifdef SAL_WITH_NCCL
-  SAL_CHECK(flat.dtype() == DType::F32 && flat.device() == Device::CUDA,
-            "DataParallel::broadcast: f32 CUDA tensor, got ", flat.desc());
-  cuda::nccl_broadcast(comm_, flat.data<float>(), static_cast<size_t>(flat.numel()), 0,
-                       static_cast<CudaDevice*>(ctx_.cuda)->stream());
+  if (comm_)
+    cuda::nccl_broadcast(comm_, buffer(flat, "broadcast"), static_cast<size_t>(flat.numel()), 0,
+                         static_cast<CudaDevice*>(ctx_.cuda)->stream());
 #endif
 }
 

@@ -64,6 +64,7 @@ class DataParallel {
   DistEnv env_;
   Ctx ctx_;
   void max_on_host(std::vector<float>& v);  // the elementwise max over ranks, in place
+  float* buffer(const Tensor& flat, const char* what) const;  // flat's data, checked: f32 on ctx's device
   cuda::NcclComm* comm_ = nullptr;
   std::unique_ptr<cpu::ShmComm> shm_;
   Tensor flags_;  // a few floats on the device for any() and in_sync()
