@@ -55,15 +55,13 @@ threads="${OMP_NUM_THREADS:-$(( $(nproc) / nproc_local > 0 ? $(nproc) / nproc_lo
 declare -a pids=()
 for (( local = 0; local < nproc_local; local++ )); do
   rank=$((node_rank * nproc_local + local))
+  vars=(WORLD_SIZE="$world" RANK="$rank" LOCAL_RANK="$local" SAL_DIST_INIT_FILE="$init_file" OMP_NUM_THREADS="$threads")
   if [ -n "$log_dir" ]; then
-    WORLD_SIZE=$world RANK=$rank LOCAL_RANK=$local SAL_DIST_INIT_FILE="$init_file" OMP_NUM_THREADS="$threads" \
-      "$@" > "$log_dir/rank-$rank.log" 2>&1 &
+    env "${vars[@]}" "$@" > "$log_dir/rank-$rank.log" 2>&1 &
   elif [ "$rank" -eq 0 ]; then
-    WORLD_SIZE=$world RANK=$rank LOCAL_RANK=$local SAL_DIST_INIT_FILE="$init_file" OMP_NUM_THREADS="$threads" \
-      "$@" &
+    env "${vars[@]}" "$@" &
   else
-    WORLD_SIZE=$world RANK=$rank LOCAL_RANK=$local SAL_DIST_INIT_FILE="$init_file" OMP_NUM_THREADS="$threads" \
-      "$@" > >(sed -u "s/^/[rank $rank] /") 2> >(sed -u "s/^/[rank $rank] /" >&2) &
+    env "${vars[@]}" "$@" > >(sed -u "s/^/[rank $rank] /") 2> >(sed -u "s/^/[rank $rank] /" >&2) &
   fi
   pids+=($!)
 done

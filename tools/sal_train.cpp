@@ -9,9 +9,9 @@
 // or by hand: rm -f /tmp/sal.id; for r in 0 1 2 3 4 5 6 7; do
 //     WORLD_SIZE=8 RANK=$r SAL_DIST_INIT_FILE=/tmp/sal.id sal_train --device cuda ... --out runs/x & done; wait
 // (several nodes: RANK = node * GPUs + LOCAL_RANK, the id file on a shared filesystem; launch-ranks.sh
-// --nnodes M --node-rank K --init-file PATH on each node). On the CPU the
-// same launch without --device cuda runs several processes on one node (the collectives in shared
-// memory; give each OMP_NUM_THREADS = cores / WORLD_SIZE). Each rank reads every WORLD_SIZE-th shard
+// --nnodes M --node-rank K --init-file PATH on each node). On the CPU the same launch without
+// --device cuda runs several processes on one node (the collectives in shared memory; give each
+// OMP_NUM_THREADS = cores / WORLD_SIZE, as launch-ranks.sh does). Each rank reads every WORLD_SIZE-th shard
 // with its own seeds, --batch is per rank, the gradients are averaged with one all-reduce per step;
 // rank 0 logs and writes the checkpoint, the others their reader and random states (rank-R.state), so
 // --resume continues every rank where it stopped. At every checkpoint the ranks compare a hash of
