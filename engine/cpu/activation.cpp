@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/keep_or_zero.h"
 
 namespace sal::cpu {
 
@@ -41,7 +42,7 @@ void relu(Ctx&, const Tensor& x, Tensor& y) {
   unary("relu", x, y, [](auto v) { return v > 0 ? v : decltype(v)(0); });
 }
 void relu_backward(Ctx&, const Tensor& dy, const Tensor& y, Tensor& dx) {
-  binary("relu_backward", dy, y, dx, [](auto g, auto v) { return v > 0 ? g : decltype(g)(0); });
+  binary("relu_backward", dy, y, dx, [](auto g, auto v) { return keep_or_zero(v > 0, g); });
 }
 void relu6(Ctx&, const Tensor& x, Tensor& y) {
   unary("relu6", x, y, [](auto v) {
@@ -52,7 +53,7 @@ void relu6(Ctx&, const Tensor& x, Tensor& y) {
 void relu6_backward(Ctx&, const Tensor& dy, const Tensor& x, Tensor& dx) {
   binary("relu6_backward", dy, x, dx, [](auto g, auto v) {
     using T = decltype(g);
-    return (v > T(0) && v < T(6)) ? g : T(0);
+    return keep_or_zero(v > T(0) && v < T(6), g);
   });
 }
 void sigmoid(Ctx&, const Tensor& x, Tensor& y) {

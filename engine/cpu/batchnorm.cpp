@@ -25,6 +25,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/keep_or_zero.h"
 
 namespace sal::cpu {
 
@@ -169,10 +170,10 @@ void batchnorm2d_infer_act_backward(Ctx&, const Tensor& dy, const Tensor& y, con
           for (int64_t i = 0; i < d.hw; ++i) dxs[i] = dys[i] * scale;
           break;
         case Activation::ReLU:
-          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = ys[i] > T(0) ? dys[i] * scale : T(0);
+          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = keep_or_zero(ys[i] > T(0), dys[i] * scale);
           break;
         case Activation::ReLU6:
-          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = ys[i] > T(0) && ys[i] < T(6) ? dys[i] * scale : T(0);
+          for (int64_t i = 0; i < d.hw; ++i) dxs[i] = keep_or_zero(ys[i] > T(0) && ys[i] < T(6), dys[i] * scale);
           break;
       }
     }

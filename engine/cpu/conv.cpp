@@ -41,6 +41,7 @@
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/im2col.h"
+#include "engine/cpu/keep_or_zero.h"
 
 namespace sal::cpu {
 
@@ -248,10 +249,10 @@ void gate_row(const T* dy, const T* y, T* out, int64_t len, T scale, Activation 
       for (int64_t j = 0; j < len; ++j) out[j] = dy[j] * scale;
       break;
     case Activation::ReLU:
-      for (int64_t j = 0; j < len; ++j) out[j] = y[j] > T(0) ? dy[j] * scale : T(0);
+      for (int64_t j = 0; j < len; ++j) out[j] = keep_or_zero(y[j] > T(0), dy[j] * scale);
       break;
     case Activation::ReLU6:
-      for (int64_t j = 0; j < len; ++j) out[j] = y[j] > T(0) && y[j] < T(6) ? dy[j] * scale : T(0);
+      for (int64_t j = 0; j < len; ++j) out[j] = keep_or_zero(y[j] > T(0) && y[j] < T(6), dy[j] * scale);
       break;
   }
 }
