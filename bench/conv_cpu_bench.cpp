@@ -7,7 +7,14 @@
 // compared with a direct loop computed here; a mismatch skips the benchmark with an error.
 // Outputs come from a workspace arena that is reset every iteration, as in a training step.
 //
+// Also CIFAR ResNet-20's 3x3 shapes at batch 64 (the CIFAR black box of every CIFAR training step), forward
+// and input gradient, each through the direct 3x3 kernel (engine/cpu/conv_direct.h) and through the
+// im2col + GEMM path in the same run (cifar_fwd/, cifar_dgrad/ with /direct and /gemm; a stride-2 layer
+// takes the GEMM path in both). Their check before timing: sampled outputs against the direct loop, and
+// for the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
+//
 //   conv_cpu_bench --benchmark_min_time=0.05 [--benchmark_filter=l1_]
+//   conv_cpu_bench --benchmark_min_time=0.5 --benchmark_filter=cifar_
 //   conv_cpu_bench --benchmark_min_time=0.05 --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -23,6 +30,7 @@
 
 #include "bench/resnet50_conv_shapes.h"
 #include "engine/arena.h"
+#include "engine/cpu/conv_direct.h"
 #include "engine/ops.h"
 
 using namespace sal;
@@ -116,6 +124,68 @@ void BM_sgemm(benchmark::State& state, Layer l) {
   state.SetLabel("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
 }
 
+// CIFAR ResNet-20's distinct 3x3 shapes (16/32/64 channels at 32/16/8 pixels; the stem, 3 -> 16, is not
+// a direct-kernel shape), batch 64.
+constexpr int kCifarBatch = 64;
+constexpr Layer kCifarLayers[] = {
+    {"3x3_16to16_32", 16, 16, 3, 1, 1, 32},     {"3x3_32to32_16", 32, 32, 3, 1, 1, 16},
+    {"3x3_64to64_8", 64, 64, 3, 1, 1, 8},       {"3x3s2_16to32_32to16", 16, 32, 3, 2, 1, 32},
+    {"3x3s2_32to64_16to8", 32, 64, 3, 2, 1, 16},
+};
+
+// The forward (dgrad false) or the input gradient of one CIFAR layer, through the direct kernel or not.
+void BM_cifar(benchmark::State& state, Layer l, bool dgrad, bool direct) {
+  struct Restore {
+    bool was = cpu::direct3x3_enabled();
+    ~Restore() { cpu::set_direct3x3_enabled(was); }
+  } restore;
+  cpu::set_direct3x3_enabled(direct);
+  const int P = out_size(l);
+  Tensor x = Tensor::empty(Shape{kCifarBatch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
+  Tensor dy = Tensor::empty(Shape{kCifarBatch, l.k, P, P});
+  fill_random(x, 1);
+  fill_random(w, 2);
+  fill_random(dy, 3);
+  const Conv2dArgs a = Conv2dArgs::make(l.stride, l.pad);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  {  // validate
+    const Tensor y = conv2d(ctx, x, w, nullptr, a);
+    std::mt19937 rng(3);
+    double worst = 0;
+    for (int i = 0; i < 64; ++i) {
+      const int n = int(rng() % kCifarBatch), k = int(rng() % l.k), p = int(rng() % P), q = int(rng() % P);
+      const double want = direct_output(l, x.data<float>(), w.data<float>(), n, k, p, q);
+      const double got = y.data<float>()[((int64_t(n) * l.k + k) * P + p) * P + q];
+      worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
+    }
+    const Tensor dx = conv2d_dgrad(ctx, dy, w, x.shape(), a);
+    double lhs = 0, rhs = 0, scale = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) lhs += double(y.data<float>()[i]) * dy.data<float>()[i];
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      rhs += double(x.data<float>()[i]) * dx.data<float>()[i];
+      scale += std::abs(double(x.data<float>()[i]) * dx.data<float>()[i]);
+    }
+    if (!(worst < 1e-4) || !(std::abs(lhs - rhs) < 1e-5 * scale)) {
+      state.SkipWithError(("conv differs from the direct loop by " + std::to_string(worst) +
+                           " or <conv(x), dy> - <x, dgrad(dy)> = " + std::to_string(lhs - rhs))
+                              .c_str());
+      return;
+    }
+    arena.reset();
+  }
+  const int64_t runs = cpu::direct3x3_runs();
+  for (auto _ : state) {
+    arena.reset();
+    Tensor out = dgrad ? conv2d_dgrad(ctx, dy, w, x.shape(), a) : conv2d(ctx, x, w, nullptr, a);
+    benchmark::DoNotOptimize(out.raw());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(conv_flops(l, kCifarBatch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(cpu::direct3x3_runs() > runs ? "direct kernel" : "im2col + GEMM");
+}
+
 double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
@@ -133,6 +203,17 @@ const bool registered = [] {
           ->ComputeStatistics("max", max_of);
     }
   }
+  for (const Layer& l : kCifarLayers)
+    for (bool dgrad : {false, true})
+      for (bool direct : {true, false}) {
+        const std::string name =
+            std::string(dgrad ? "cifar_dgrad/" : "cifar_fwd/") + l.name + (direct ? "/direct" : "/gemm");
+        benchmark::RegisterBenchmark(name.c_str(), BM_cifar, l, dgrad, direct)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->ComputeStatistics("min", min_of)
+            ->ComputeStatistics("max", max_of);
+      }
   return true;
 }();
 

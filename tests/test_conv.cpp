@@ -10,6 +10,7 @@
 #include <random>
 
 #include "engine/arena.h"
+#include "engine/cpu/conv_direct.h"
 #include "engine/cpu/gemm.h"
 #include "engine/ops.h"
 #include "tests/op_check.h"
@@ -112,6 +113,15 @@ std::vector<Geo> conv_geometries() {
       {{1, 4, 9, 9}, {4, 1, 5, 5}, Conv2dArgs::make(1, 4, 2, 4)},             // depthwise dilated
       {{2, 3, 10, 9}, {5, 3, 3, 2}, Conv2dArgs{2, 3, 0, 1, 1, 2, 2, 1, 1}},   // everything asymmetric
       {{2, 4, 15, 15}, {4, 4, 3, 3}, Conv2dArgs::tf_same(15, 15, 3, 3, 2)},
+      // The direct 3x3 kernel (engine/cpu/conv_direct.h, f32 on AVX-512): 8-wide planes (two rows per
+      // vector), 16 (and a channel tail of 2), 32 (5 blocks of one row), a plane of 24 positions (one partial
+      // block), 64 channels.
+      {{3, 8, 8, 8}, {16, 8, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{2, 12, 16, 16}, {10, 12, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{2, 9, 5, 32}, {8, 9, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{1, 8, 3, 8}, {9, 8, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{2, 64, 8, 8}, {64, 64, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{1, 8, 40, 32}, {8, 8, 3, 3}, Conv2dArgs::make(1, 1)},  // past the direct kernel's 1024 positions: GEMM
   };
 }
 
@@ -416,6 +426,8 @@ TEST_CASE("conv2d backward in f32 agrees with f64 (whose gradients the harness c
       {{2, 4, 11, 20}, {4, 1, 3, 3}, Conv2dArgs{2, 1, 1, 1, 1, 1, 1, 1, 4}},  // depthwise, row stride 2
       {{2, 3, 9, 33}, {3, 1, 5, 3}, Conv2dArgs{1, 2, 2, 1, 2, 1, 1, 2, 3}},   // depthwise, column stride 2
       {{1, 2, 5, 70}, {2, 1, 3, 3}, Conv2dArgs::make(1, 1, 1, 2)},            // depthwise, wider than 64
+      {{3, 16, 8, 8}, {24, 16, 3, 3}, Conv2dArgs::make(1, 1)},                // direct 3x3, both directions
+      {{2, 10, 16, 16}, {8, 10, 3, 3}, Conv2dArgs::make(1, 1)},               // direct forward, dgrad channel tail
   };
   Ctx ctx;
   for (const Geo& g : geos) {
@@ -709,4 +721,53 @@ TEST_CASE("set_emulate_tf32: conv2d on TF32-rounded operands with f32 accumulati
   CHECK(max_rel_diff(y_tf32, exact) > 1e-4);
   CHECK(max_rel_diff(y_f32, exact) < 1e-5);
   CHECK(y_again.values() == y_f32.values());
+}
+
+// ---------------------------------------------------------------- the direct 3x3 kernel
+
+TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, forward, input gradient and transposed conv") {
+  if (!cpu::direct3x3_available()) {
+    MESSAGE("skipped: this CPU has no AVX-512, so the direct 3x3 kernel never runs here");
+    return;
+  }
+  struct Restore {
+    bool was = cpu::direct3x3_enabled();
+    ~Restore() { cpu::set_direct3x3_enabled(was); }
+  } restore;
+  std::mt19937_64 rng(31);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  // CIFAR ResNet's three stages, a channel tail, one image, a plane smaller than a block.
+  const std::vector<Geo> geos{
+      {{4, 16, 32, 32}, {16, 16, 3, 3}, Conv2dArgs::make(1, 1)}, {{3, 32, 16, 16}, {32, 32, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{5, 64, 8, 8}, {64, 64, 3, 3}, Conv2dArgs::make(1, 1)},   {{2, 20, 16, 16}, {13, 20, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{1, 8, 32, 32}, {8, 8, 3, 3}, Conv2dArgs::make(1, 1)},    {{2, 8, 2, 8}, {8, 8, 3, 3}, Conv2dArgs::make(1, 1)},
+  };
+  for (const Geo& geo : geos) {
+    INFO("x " << geo.x.str() << " w " << geo.w.str());
+    const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a);
+    Tensor x = random_tensor(geo.x, rng, DType::F32), w = random_tensor(geo.w, rng, DType::F32);
+    Tensor b = random_tensor(Shape{geo.w[0]}, rng, DType::F32), dy = random_tensor(ys, rng, DType::F32);
+    // The transposed conv with the same weights maps ys-shaped inputs to x-shaped outputs.
+    const ConvTranspose2dArgs ta = ConvTranspose2dArgs::make(1, 1);
+    Tensor wt = random_tensor(Shape{geo.w[0], geo.w[1], 3, 3}, rng, DType::F32);
+    std::vector<std::vector<double>> got[2];
+    for (bool direct : {false, true}) {
+      cpu::set_direct3x3_enabled(direct);
+      const int64_t runs = cpu::direct3x3_runs();
+      got[direct] = {conv2d(ctx, x, w, &b, geo.a).values(), conv2d_dgrad(ctx, dy, w, geo.x, geo.a).values(),
+                     conv_transpose2d(ctx, dy, wt, nullptr, ta).values()};
+      CHECK(cpu::direct3x3_runs() - runs == (direct ? 3 : 0));  // the path under test did run
+      arena.reset();
+    }
+    const Tensor yref = reference_conv2d(x.to(DType::F64), w.to(DType::F64), &b, geo.a);
+    const char* what[3] = {"conv2d", "conv2d_dgrad", "conv_transpose2d"};
+    for (int i = 0; i < 3; ++i) {
+      INFO(std::string(what[i]));
+      const Shape s = i == 0 ? ys : geo.x;
+      const double d = max_rel_diff(Tensor::from_values(got[1][i], s), Tensor::from_values(got[0][i], s));
+      CHECK(d < 1e-5);  // the forward is even bit-equal: both sum c, r, s in order with FMAs from 0
+    }
+    CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < 1e-5);
+  }
 }

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "engine/cpu/conv_direct.h"
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/im2col.h"
@@ -602,6 +603,52 @@ void depthwise_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw
   }
 }
 
+// ---------------------------------------------------------------- direct 3x3 (engine/cpu/conv_direct.h)
+
+// y = epi(conv(x, w)) by the direct kernel, for a forward (flip false) or for the input gradient of a
+// stride-1 conv (flip true: g is the flipped geometry, x the (gated) dy, w the forward conv's weights).
+// Tasks of (image, block of 8 output channels) over the threads; each block's planes get the epilogue
+// right after the kernel wrote them (32 KB at most, still in cache), in the order of epilogue_rows.
+void direct_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, bool flip, const Epilogue<float>& epi,
+                    float* y) {
+  Scratch scratch(ctx);
+  float* wp = scratch.get<float>(direct3x3_packed_size(g));
+  direct3x3_pack(g, w, flip, wp);
+  const Direct3x3Masks masks = direct3x3_masks(g);
+  const int64_t blocks = (g.K + kDirectBlockK - 1) / kDirectBlockK, hw = g.hw();
+#pragma omp parallel for collapse(2) schedule(static) if (g.N * blocks > 1)
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      direct3x3_block(g, masks, x + n * g.C * hw, wp, kb, y + n * g.K * hw);
+      if (epi.any()) {
+        const int64_t k0 = kb * kDirectBlockK, kn = std::min(kDirectBlockK, g.K - k0), off = (n * g.K + k0) * hw;
+        epilogue_rows(y + off, k0, kn, hw, epi, epi.residual ? epi.residual + off : nullptr, false);
+      }
+    }
+}
+
+// The input gradient of a stride-1 3x3 "same" conv by the direct kernel: dx = conv(gate(dy), flipped w)
+// (flipped_geom). The gate is applied to all of dy first (gate_row, so conv2d_dgrad_bn_act still equals its
+// two ops bit for bit). Returns false where the direct kernel does not apply.
+bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, const Gate<float>& gate) {
+  ConvGeom f = g;  // the forward conv of dy that gives dx: input [N,K,P,Q], output [N,C,H,W]
+  f.C = g.K, f.H = g.P, f.W = g.Q, f.K = g.C, f.P = g.H, f.Q = g.W, f.Cg = g.Kg, f.Kg = g.Cg;
+  f.pt = g.R - 1 - g.pt, f.pl = g.S - 1 - g.pl;
+  if (!direct3x3_applies(g) || !direct3x3_applies(f)) return false;
+  Scratch scratch(ctx);
+  const float* src = dy;
+  if (gate.y) {
+    float* dz = scratch.get<float>(g.N * g.K * g.pq());
+    const int64_t planes = g.N * g.K, pq = g.pq();
+#pragma omp parallel for if (planes * pq > SAL_OMP_MIN_WORK) schedule(static)
+    for (int64_t i = 0; i < planes; ++i)
+      gate_row(dy + i * pq, gate.y + i * pq, dz + i * pq, pq, gate.scale(i % g.K), gate.act);
+    src = dz;
+  }
+  direct_forward(ctx, f, src, w, /*flip=*/true, Epilogue<float>{}, dx);
+  return true;
+}
+
 // ---------------------------------------------------------------- GEMM paths
 
 // y = epi(conv(x, w)): the bias, or a frozen batch norm, then the residual and the activation (Epilogue)
@@ -609,6 +656,9 @@ template <class T>
 void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
   if (g.depthwise()) return depthwise_forward(g, x, w, epi, y);
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct3x3_applies(g)) return direct_forward(ctx, g, x, w, /*flip=*/false, epi, y);
+  }
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
@@ -651,6 +701,9 @@ void conv_dgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* w, T* dx, con
     return;
   }
   if (g.depthwise()) return depthwise_dgrad(ctx, g, dy, w, dx, gate);
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct_dgrad(ctx, g, dy, w, dx, gate)) return;
+  }
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
