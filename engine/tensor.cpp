@@ -28,7 +28,7 @@ void convert_from_double(const double* src, void* dst, int64_t n) {
 
 template <>
 void convert_from_double<double>(const double* src, void* dst, int64_t n) {
-  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(double));
+  if (n > 0) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(double));  // an empty vector's data() may be null
 }
 
 template <>
