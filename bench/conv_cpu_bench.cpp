@@ -64,6 +64,21 @@ double direct_output(const Layer& l, const float* x, const float* w, int n, int 
   return acc;
 }
 
+// The largest relative error of `samples` sampled elements of y = conv(x, w) (batch `batch`) against
+// direct_output.
+double worst_sampled_error(const Layer& l, int batch, const Tensor& x, const Tensor& w, const Tensor& y, int samples) {
+  const int P = out_size(l);
+  std::mt19937 rng(3);
+  double worst = 0;
+  for (int i = 0; i < samples; ++i) {
+    const int n = int(rng() % batch), k = int(rng() % l.k), p = int(rng() % P), q = int(rng() % P);
+    const double want = direct_output(l, x.data<float>(), w.data<float>(), n, k, p, q);
+    const double got = y.data<float>()[((int64_t(n) * l.k + k) * P + p) * P + q];
+    worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
+  }
+  return worst;
+}
+
 void BM_conv2d(benchmark::State& state, Layer l) {
   Tensor x = Tensor::empty(Shape{kBatch, l.c, l.h, l.h});
   Tensor w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
@@ -78,15 +93,7 @@ void BM_conv2d(benchmark::State& state, Layer l) {
 
   {  // validate
     Tensor y = conv2d(ctx, x, w, nullptr, a);
-    const int P = out_size(l);
-    std::mt19937 rng(3);
-    double worst = 0;
-    for (int i = 0; i < 24; ++i) {
-      const int n = int(rng() % kBatch), k = int(rng() % l.k), p = int(rng() % P), q = int(rng() % P);
-      const double want = direct_output(l, x.data<float>(), w.data<float>(), n, k, p, q);
-      const double got = y.data<float>()[((int64_t(n) * l.k + k) * P + p) * P + q];
-      worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
-    }
+    const double worst = worst_sampled_error(l, kBatch, x, w, y, 24);
     if (!(worst < 1e-4)) {
       state.SkipWithError(("conv2d output differs from the direct loop by " + std::to_string(worst)).c_str());
       return;
@@ -151,14 +158,7 @@ void BM_cifar(benchmark::State& state, Layer l, bool dgrad, bool direct) {
   Ctx ctx(Device::CPU, &arena);
   {  // validate
     const Tensor y = conv2d(ctx, x, w, nullptr, a);
-    std::mt19937 rng(3);
-    double worst = 0;
-    for (int i = 0; i < 64; ++i) {
-      const int n = int(rng() % kCifarBatch), k = int(rng() % l.k), p = int(rng() % P), q = int(rng() % P);
-      const double want = direct_output(l, x.data<float>(), w.data<float>(), n, k, p, q);
-      const double got = y.data<float>()[((int64_t(n) * l.k + k) * P + p) * P + q];
-      worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
-    }
+    const double worst = worst_sampled_error(l, kCifarBatch, x, w, y, 64);
     const Tensor dx = conv2d_dgrad(ctx, dy, w, x.shape(), a);
     double lhs = 0, rhs = 0, scale = 0;
     for (int64_t i = 0; i < y.numel(); ++i) lhs += double(y.data<float>()[i]) * dy.data<float>()[i];

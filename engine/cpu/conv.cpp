@@ -13,6 +13,8 @@
 // with BLAS GEMMs (engine/cpu/gemm.*). A 1x1 stride-1 unpadded conv skips im2col: the image
 // already is col. Depthwise convs (one input and one output channel per group) are a direct
 // loop per (image, channel) plane over contiguous rows, since their GEMMs would be 1 x R*S.
+// CIFAR-sized stride-1 3x3 convs (8-64 channels, planes 8/16/32 wide; f32 on AVX-512) take the direct
+// kernel of engine/cpu/conv_direct.h instead, forward and input gradient (wgrad stays a GEMM).
 // The data-movement loops (im2col, col2im, depthwise planes) have AVX-512 versions picked at
 // run time (the build targets baseline x86-64): on 16x16 CIFAR planes im2col and col2im cost as
 // much as the GEMM before, about a third of it after.
@@ -627,9 +629,10 @@ void direct_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w,
     }
 }
 
-// The input gradient of a stride-1 3x3 "same" conv by the direct kernel: dx = conv(gate(dy), flipped w)
-// (flipped_geom). The gate is applied to all of dy first (gate_row, so conv2d_dgrad_bn_act still equals its
-// two ops bit for bit). Returns false where the direct kernel does not apply.
+// The input gradient of a stride-1 3x3 "same" conv by the direct kernel: at stride 1, dx[h] = sum over
+// (p, r) with p - 1 + r = h of w[r] dy[p], i.e. the forward conv of dy with the transposed weights flipped in
+// r and s (r' = 2 - r), padding 1 again. The gate is applied to all of dy first (gate_row, so
+// conv2d_dgrad_bn_act still equals its two ops bit for bit). Returns false where the kernel does not apply.
 bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, const Gate<float>& gate) {
   ConvGeom f = g;  // the forward conv of dy that gives dx: input [N,K,P,Q], output [N,C,H,W]
   f.C = g.K, f.H = g.P, f.W = g.Q, f.K = g.C, f.P = g.H, f.Q = g.W, f.Cg = g.Kg, f.Kg = g.Cg;
