@@ -7,14 +7,15 @@
 // compared with a direct loop computed here; a mismatch skips the benchmark with an error.
 // Outputs come from a workspace arena that is reset every iteration, as in a training step.
 //
-// Also CIFAR ResNet-20's 3x3 shapes at batch 64 (the CIFAR black box of every CIFAR training step), forward
-// and input gradient, each through the direct 3x3 kernel (engine/cpu/conv_direct.h) and through the
-// im2col + GEMM path in the same run (cifar_fwd/, cifar_dgrad/ with /direct and /gemm; a stride-2 layer
-// takes the GEMM path in both). Their check before timing: sampled outputs against the direct loop, and
-// for the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
+// Also the direct 3x3 kernel's shapes (engine/cpu/conv_direct.h), forward and input gradient, each through
+// the direct kernel and through the im2col + GEMM path in the same run (direct3x3/<layer>/<fwd|dgrad>/<direct|
+// gemm>): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; its stride-2
+// layers take the GEMM path in both) and ResNet-50's stride-1 3x3 layers at batch 8 (the 256 and 512
+// channel ones stay on GEMM). Their check before timing: sampled outputs against the direct loop, and for
+// the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
 //
 //   conv_cpu_bench --benchmark_min_time=0.05 [--benchmark_filter=l1_]
-//   conv_cpu_bench --benchmark_min_time=0.5 --benchmark_filter=cifar_
+//   conv_cpu_bench --benchmark_min_time=0.5 --benchmark_filter=direct3x3/
 //   conv_cpu_bench --benchmark_min_time=0.05 --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -131,25 +132,35 @@ void BM_sgemm(benchmark::State& state, Layer l) {
   state.SetLabel("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
 }
 
-// CIFAR ResNet-20's distinct 3x3 shapes (16/32/64 channels at 32/16/8 pixels; the stem, 3 -> 16, is not
-// a direct-kernel shape), batch 64.
-constexpr int kCifarBatch = 64;
-constexpr Layer kCifarLayers[] = {
-    {"3x3_16to16_32", 16, 16, 3, 1, 1, 32},     {"3x3_32to32_16", 32, 32, 3, 1, 1, 16},
-    {"3x3_64to64_8", 64, 64, 3, 1, 1, 8},       {"3x3s2_16to32_32to16", 16, 32, 3, 2, 1, 32},
-    {"3x3s2_32to64_16to8", 32, 64, 3, 2, 1, 16},
+// The direct kernel's comparison shapes with their batch: CIFAR ResNet-20's distinct 3x3 layers (16/32/64
+// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's stride-1 3x3 at 8.
+struct DirectCase {
+  Layer l;
+  int batch;
+};
+constexpr DirectCase kDirectCases[] = {
+    {{"cifar_3x3_16to16_32", 16, 16, 3, 1, 1, 32}, 64},
+    {{"cifar_3x3_32to32_16", 32, 32, 3, 1, 1, 16}, 64},
+    {{"cifar_3x3_64to64_8", 64, 64, 3, 1, 1, 8}, 64},
+    {{"cifar_3x3s2_16to32_32to16", 16, 32, 3, 2, 1, 32}, 64},
+    {{"cifar_3x3s2_32to64_16to8", 32, 64, 3, 2, 1, 16}, 64},
+    {{"r50_l1_3x3_64to64_56", 64, 64, 3, 1, 1, 56}, kBatch},
+    {{"r50_l2_3x3_128to128_28", 128, 128, 3, 1, 1, 28}, kBatch},
+    {{"r50_l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14}, kBatch},
 };
 
-// The forward (dgrad false) or the input gradient of one CIFAR layer, through the direct kernel or not.
-void BM_cifar(benchmark::State& state, Layer l, bool dgrad, bool direct) {
+// The forward (dgrad false) or the input gradient of one layer, through the direct kernel or not.
+void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, bool direct) {
+  const Layer& l = dc.l;
+  const int batch = dc.batch;
   struct Restore {
     bool was = cpu::direct3x3_enabled();
     ~Restore() { cpu::set_direct3x3_enabled(was); }
   } restore;
   cpu::set_direct3x3_enabled(direct);
   const int P = out_size(l);
-  Tensor x = Tensor::empty(Shape{kCifarBatch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
-  Tensor dy = Tensor::empty(Shape{kCifarBatch, l.k, P, P});
+  Tensor x = Tensor::empty(Shape{batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
+  Tensor dy = Tensor::empty(Shape{batch, l.k, P, P});
   fill_random(x, 1);
   fill_random(w, 2);
   fill_random(dy, 3);
@@ -158,7 +169,7 @@ void BM_cifar(benchmark::State& state, Layer l, bool dgrad, bool direct) {
   Ctx ctx(Device::CPU, &arena);
   {  // validate
     const Tensor y = conv2d(ctx, x, w, nullptr, a);
-    const double worst = worst_sampled_error(l, kCifarBatch, x, w, y, 64);
+    const double worst = worst_sampled_error(l, batch, x, w, y, 64);
     const Tensor dx = conv2d_dgrad(ctx, dy, w, x.shape(), a);
     double lhs = 0, rhs = 0, scale = 0;
     for (int64_t i = 0; i < y.numel(); ++i) lhs += double(y.data<float>()[i]) * dy.data<float>()[i];
@@ -182,7 +193,7 @@ void BM_cifar(benchmark::State& state, Layer l, bool dgrad, bool direct) {
     benchmark::ClobberMemory();
   }
   state.counters["GFLOP/s"] =
-      benchmark::Counter(conv_flops(l, kCifarBatch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(conv_flops(l, batch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(cpu::direct3x3_runs() > runs ? "direct kernel" : "im2col + GEMM");
 }
 
@@ -203,12 +214,12 @@ const bool registered = [] {
           ->ComputeStatistics("max", max_of);
     }
   }
-  for (const Layer& l : kCifarLayers)
+  for (const DirectCase& dc : kDirectCases)
     for (bool dgrad : {false, true})
       for (bool direct : {true, false}) {
-        const std::string name =
-            std::string(dgrad ? "cifar_dgrad/" : "cifar_fwd/") + l.name + (direct ? "/direct" : "/gemm");
-        benchmark::RegisterBenchmark(name.c_str(), BM_cifar, l, dgrad, direct)
+        const std::string name = std::string("direct3x3/") + dc.l.name + (dgrad ? "/dgrad" : "/fwd") +
+                                 (direct ? "/direct" : "/gemm");
+        benchmark::RegisterBenchmark(name.c_str(), BM_direct3x3, dc, dgrad, direct)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
             ->ComputeStatistics("min", min_of)

@@ -13,8 +13,8 @@
 // with BLAS GEMMs (engine/cpu/gemm.*). A 1x1 stride-1 unpadded conv skips im2col: the image
 // already is col. Depthwise convs (one input and one output channel per group) are a direct
 // loop per (image, channel) plane over contiguous rows, since their GEMMs would be 1 x R*S.
-// CIFAR-sized stride-1 3x3 convs (8-64 channels, planes 8/16/32 wide; f32 on AVX-512) take the direct
-// kernel of engine/cpu/conv_direct.h instead, forward and input gradient (wgrad stays a GEMM).
+// Stride-1 "same" 3x3 convs with 8-128 channels (f32 on AVX-512) take the direct kernel of
+// engine/cpu/conv_direct.h instead, forward and input gradient (wgrad stays a GEMM).
 // The data-movement loops (im2col, col2im, depthwise planes) have AVX-512 versions picked at
 // run time (the build targets baseline x86-64): on 16x16 CIFAR planes im2col and col2im cost as
 // much as the GEMM before, about a third of it after.
@@ -616,7 +616,8 @@ void direct_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w,
   Scratch scratch(ctx);
   float* wp = scratch.get<float>(direct3x3_packed_size(g));
   direct3x3_pack(g, w, flip, wp);
-  const Direct3x3Masks masks = direct3x3_masks(g);
+  int32_t* masks = scratch.get<int32_t>(direct3x3_mask_count(g));
+  direct3x3_masks(g, masks);
   const int64_t blocks = (g.K + kDirectBlockK - 1) / kDirectBlockK, hw = g.hw();
 #pragma omp parallel for collapse(2) schedule(static) if (g.N * blocks > 1)
   for (int64_t n = 0; n < g.N; ++n)

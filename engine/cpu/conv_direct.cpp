@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/error.h"
 
 namespace sal::cpu {
 
@@ -24,22 +23,30 @@ std::atomic<int>& enabled_flag() {  // -1: not read from the environment yet
   return flag;
 }
 
-// The lanes of vector j (positions o0 + 16j + l of the flattened [H,W] plane) whose tap (r, s) reads
-// inside the image: row p + r - 1 in [0, H) and column q + s - 1 in [0, W), with p = o / W, q = o % W
-// (a plane of fewer than 32 positions leaves the last lanes out altogether).
-uint16_t tap_mask(int64_t o0, int j, int r, int s, int64_t H, int64_t W) {
-  unsigned m = 0;
-  for (int l = 0; l < 16; ++l) {
-    const int64_t o = o0 + 16 * j + l;
-    const int64_t p = o / W, q = o % W, h = p + r - 1, c = q + s - 1;
-    if (p < H && h >= 0 && h < H && c >= 0 && c < W) m |= 1u << l;
+// The 18 masks of the block at o0, [r][s][j]: lane l of vector j is output position o = o0 + 16j + l of the
+// flattened [H,W] plane (row p = o / W, column q = o % W) and reads tap (r, s) inside the image when row
+// p + r - 1 is in [0, H) and column q + s - 1 in [0, W); positions past the plane read nothing.
+void block_masks(int64_t o0, int64_t H, int64_t W, int32_t* m) {
+  std::fill(m, m + 18, 0);
+  int64_t p = o0 / W, q = o0 % W;
+  for (int l = 0; l < kSpan; ++l) {
+    if (p < H) {
+      for (int r = 0; r < 3; ++r) {
+        const int64_t h = p + r - 1;
+        if (h < 0 || h >= H) continue;
+        for (int s = 0; s < 3; ++s) {
+          const int64_t c = q + s - 1;
+          if (c >= 0 && c < W) m[(r * 3 + s) * 2 + l / 16] |= 1 << (l % 16);
+        }
+      }
+    }
+    if (++q == W) q = 0, ++p;
   }
-  return static_cast<uint16_t>(m);
 }
 
 // Positions [o0, o0 + 32) of the plane, 8 output channels: acc[k][j] over all C*9 taps.
 // mask: this block's 18 lane masks, [r][s][j].
-__attribute__((target("avx512f"))) void block_span(const ConvGeom& g, const uint16_t* mask, const float* x,
+__attribute__((target("avx512f"))) void block_span(const ConvGeom& g, const int32_t* mask, const float* x,
                                                    const float* wp, int64_t o0, float* y, int kn) {
   const int64_t W = g.W, hw = g.H * W, C = g.C;
   __m512 acc[kKB][2];
@@ -55,8 +62,8 @@ __attribute__((target("avx512f"))) void block_span(const ConvGeom& g, const uint
         // Lane l of vector j reads x[c][p + r - 1][q + s - 1] = xc[16j + l + (r - 1) W + s - 1]; masked-out
         // lanes are not read (masked loads do not fault).
         const float* src = xc + (r - 1) * W + (s - 1);
-        const __m512 v0 = _mm512_maskz_loadu_ps(mask[(r * 3 + s) * 2], src);
-        const __m512 v1 = _mm512_maskz_loadu_ps(mask[(r * 3 + s) * 2 + 1], src + 16);
+        const __m512 v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask[(r * 3 + s) * 2]), src);
+        const __m512 v1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask[(r * 3 + s) * 2 + 1]), src + 16);
         const float* wt = wc + (r * 3 + s) * kKB;
 #pragma GCC unroll 8
         for (int k = 0; k < kKB; ++k) {
@@ -101,8 +108,9 @@ bool direct3x3_enabled() {
 bool direct3x3_applies(const ConvGeom& g) {
   const bool shape = g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 1 &&
                      g.pl == 1 && g.P == g.H && g.Q == g.W && g.G == 1;
-  const bool plane = (g.W == 8 || g.W == 16 || g.W == 32) && g.hw() <= kSpan * Direct3x3Masks::kMaxBlocks;
-  const bool channels = g.C >= 8 && g.C <= 64 && g.K >= 8 && g.K <= 64;
+  const int64_t lanes = (g.hw() + kSpan - 1) / kSpan * kSpan;
+  const bool plane = g.hw() > 0 && g.hw() * 8 >= lanes * 7;
+  const bool channels = g.C >= 8 && g.C <= 128 && g.K >= 8 && g.K <= 128;
   return shape && plane && channels && direct3x3_available() && direct3x3_enabled();
 }
 
@@ -122,23 +130,17 @@ void direct3x3_pack(const ConvGeom& g, const float* w, bool flip, float* wp) {
       }
 }
 
-Direct3x3Masks direct3x3_masks(const ConvGeom& g) {
-  Direct3x3Masks m;
-  const int64_t blocks = (g.hw() + kSpan - 1) / kSpan;
-  SAL_CHECK(blocks <= Direct3x3Masks::kMaxBlocks, "direct3x3_masks: a ", g.H, "x", g.W, " plane is not for this kernel");
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int r = 0; r < 3; ++r)
-      for (int s = 0; s < 3; ++s)
-        for (int j = 0; j < 2; ++j) m.lanes[((b * 3 + r) * 3 + s) * 2 + j] = tap_mask(b * kSpan, j, r, s, g.H, g.W);
-  return m;
+int64_t direct3x3_mask_count(const ConvGeom& g) { return (g.hw() + kSpan - 1) / kSpan * 18; }
+
+void direct3x3_masks(const ConvGeom& g, int32_t* masks) {
+  for (int64_t b = 0; b * kSpan < g.hw(); ++b) block_masks(b * kSpan, g.H, g.W, masks + b * 18);
 }
 
-void direct3x3_block(const ConvGeom& g, const Direct3x3Masks& masks, const float* x, const float* wp, int64_t kb,
-                     float* y) {
+void direct3x3_block(const ConvGeom& g, const int32_t* masks, const float* x, const float* wp, int64_t kb, float* y) {
   const int kn = static_cast<int>(std::min<int64_t>(kKB, g.K - kb * kKB));
   const float* wpk = wp + kb * g.C * 9 * kKB;
   float* yk = y + kb * kKB * g.hw();
-  for (int64_t b = 0; b * kSpan < g.hw(); ++b) block_span(g, masks.lanes.data() + b * 18, x, wpk, b * kSpan, yk, kn);
+  for (int64_t b = 0; b * kSpan < g.hw(); ++b) block_span(g, masks + b * 18, x, wpk, b * kSpan, yk, kn);
 }
 
 }  // namespace sal::cpu

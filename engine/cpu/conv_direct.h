@@ -1,11 +1,12 @@
 // CPU backend: a direct 3x3 convolution for small channel counts (AVX-512, f32), beside the im2col + GEMM
 // path of engine/cpu/conv.cpp, which runs it where it applies.
 //
-// Why: at 8..32-pixel planes and 16..64 channels (CIFAR's ResNet, the black box of every CIFAR training
-// step) the GEMM of the im2col path is M = 16..64 rows by K = 144..576, where OpenBLAS reaches 40% of the
-// machine's peak, and im2col plus the GEMM's operand packing cost a third again. Here each block of 8
-// output channels x 32 output positions lives in 16 vector registers while all C*9 taps are added, the
-// input read straight from the image with masked loads (the masks are the padding).
+// Why: with 8..128 channels (CIFAR's ResNet, the black box of every CIFAR training step; ResNet-50's first
+// two stages; the maskers' decoder blocks) the GEMM of the im2col path has M = 8..128 rows, where OpenBLAS
+// reaches 36-80% of the machine's peak, and im2col plus the GEMM's operand packing cost a third again. Here
+// each block of 8 output channels x 32 output positions (of the flattened plane, across rows) lives in 16
+// vector registers while all C*9 taps are added, the input read straight from the image with masked loads
+// (the masks are the padding and the row ends).
 //
 // What it computes: the stride-1, dilation-1, padding-1, ungrouped 3x3 convolution that keeps the plane
 // size ("same"), y[n][k] = sum over c, r, s of w[k][c][r][s] x[n][c][p+r-1][q+s-1], without bias or
@@ -13,7 +14,6 @@
 // stride 1 is the same kind of convolution of dy with the flipped, transposed weights, so the same kernel
 // serves conv2d_dgrad (pack with flip = true).
 #pragma once
-#include <array>
 #include <cstdint>
 
 #include "engine/cpu/im2col.h"
@@ -24,10 +24,10 @@ namespace sal::cpu {
 inline constexpr int64_t kDirectBlockK = 8;
 
 // Whether the direct kernel runs this forward geometry: the CPU has AVX-512, 3x3 with stride, dilation and
-// padding 1 keeping the size (P = H, Q = W), one group, a plane width of 8, 16 or 32 and at most 1024
-// positions (32x32, 64x16, 128x8), and 8 to 64 input and output channels (the measured range where it beats
-// the GEMM path; fewer channels leave the 8-channel blocks or the taps too short); f32 only: the caller
-// checks the type.
+// padding 1 keeping the size (P = H, Q = W), one group, 8 to 128 input and output channels, and a plane that
+// fills at least 7/8 of its blocks' lanes (a 7x7 plane fills 49 of its 64 and takes the GEMM path). The
+// measured range where it beats the GEMM path (bench/RESULTS.md): at 256 channels OpenBLAS is ahead, with
+// fewer than 8 the channel blocks or the taps are too short. f32 only: the caller checks the type.
 bool direct3x3_applies(const ConvGeom& g);
 // Whether this CPU can run it at all (AVX-512F).
 bool direct3x3_available();
@@ -47,17 +47,13 @@ int64_t direct3x3_packed_size(const ConvGeom& g);
 // wp[..][c][r][s][k] = w[c][k][2-r][2-s] (the transposed, flipped kernel).
 void direct3x3_pack(const ConvGeom& g, const float* w, bool flip, float* wp);
 
-// Which lanes of each block's loads read inside the image (the padding), for every block of 32 output
-// positions of a plane and every tap: computed once per call, shared by the tasks.
-struct Direct3x3Masks {
-  static constexpr int kMaxBlocks = 32;  // a 32x32 plane
-  std::array<uint16_t, kMaxBlocks * 9 * 2> lanes{};
-};
-Direct3x3Masks direct3x3_masks(const ConvGeom& g);
+// Which lanes of each block's loads read inside the image (the padding): 18 masks (tap r, s; vector j) per
+// block of 32 output positions, direct3x3_mask_count(g) in all, filled once per call and shared by the tasks.
+int64_t direct3x3_mask_count(const ConvGeom& g);
+void direct3x3_masks(const ConvGeom& g, int32_t* masks);
 
 // One task: image x:[C,H,W] (one image), output channels [kb*8, kb*8 + 8) (fewer at the tail) ->
 // y:[K,H,W] of that image, those channels' planes only (overwritten).
-void direct3x3_block(const ConvGeom& g, const Direct3x3Masks& masks, const float* x, const float* wp, int64_t kb,
-                     float* y);
+void direct3x3_block(const ConvGeom& g, const int32_t* masks, const float* x, const float* wp, int64_t kb, float* y);
 
 }  // namespace sal::cpu

@@ -119,7 +119,11 @@ TEST_CASE("googlenet (seeded random weights, 112x112) matches PyTorch: logits, f
   // passes gradient is decided by rounding, and one unit changes the input gradient by ~1e-3 of its
   // scale. Measured against PyTorch in float64: PyTorch float32 (the golden file) is 1.2e-3 off,
   // this engine 8.2e-4; this engine vs the golden file 1.3e-3. A wrong backward is off by O(1e-1).
-  check_against_golden(*net, "googlenet.golden.safetensors", 5e-3);
+  // Which units flip follows the forward's last bits: with the direct 3x3 kernel (engine/cpu/conv_direct.h,
+  // inception3's 3x3 branches at 14x14) instead of im2col + GEMM the input gradient is 6.4e-3 from the
+  // golden file, while logits and features stay as close as before (1.6e-5 and up to 4.7e-5, GEMM: 1.7e-5
+  // and 4.1e-5); the backward's own convolutions change nothing measurable. Hence 2e-2, 3x the worst seen.
+  check_against_golden(*net, "googlenet.golden.safetensors", 2e-2);
   std::vector<Tensor> f = net->features();
   CHECK(f[0].shape() == Shape({2, 192, 28, 28}));
   CHECK(f[3].shape() == Shape({2, 1024, 4, 4}));  // maxpool4 7 -> 4: a partial ceil-mode window
