@@ -1,4 +1,4 @@
-// CPU backend: a direct 3x3 convolution for small channel counts (AVX-512, f32), beside the im2col + GEMM
+// CPU backend: a direct 3x3 convolution for 8-128 channels (AVX-512, f32), beside the im2col + GEMM
 // path of engine/cpu/conv.cpp, which runs it where it applies.
 //
 // Why: with 8..128 channels (CIFAR's ResNet, the black box of every CIFAR training step; ResNet-50's first
