@@ -153,11 +153,7 @@ constexpr DirectCase kDirectCases[] = {
 void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, bool direct) {
   const Layer& l = dc.l;
   const int batch = dc.batch;
-  struct Restore {
-    bool was = cpu::direct3x3_enabled();
-    ~Restore() { cpu::set_direct3x3_enabled(was); }
-  } restore;
-  cpu::set_direct3x3_enabled(direct);
+  const cpu::Direct3x3Switch use_direct(direct);
   const int P = out_size(l);
   Tensor x = Tensor::empty(Shape{batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
   Tensor dy = Tensor::empty(Shape{batch, l.k, P, P});

@@ -738,10 +738,6 @@ TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, forward, input gradi
     MESSAGE("skipped: this CPU has no AVX-512, so the direct 3x3 kernel never runs here");
     return;
   }
-  struct Restore {
-    bool was = cpu::direct3x3_enabled();
-    ~Restore() { cpu::set_direct3x3_enabled(was); }
-  } restore;
   std::mt19937_64 rng(31);
   Arena arena(Device::CPU);
   Ctx ctx(Device::CPU, &arena);
@@ -764,7 +760,7 @@ TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, forward, input gradi
     Tensor wt = random_tensor(Shape{geo.w[0], geo.w[1], 3, 3}, rng, DType::F32);
     std::vector<std::vector<double>> got[2];
     for (bool direct : {false, true}) {
-      cpu::set_direct3x3_enabled(direct);
+      const cpu::Direct3x3Switch use_direct(direct);
       const int64_t runs = cpu::direct3x3_runs();
       got[direct] = {conv2d(ctx, x, w, &b, geo.a).values(), conv2d_dgrad(ctx, dy, w, geo.x, geo.a).values(),
                      conv_transpose2d(ctx, dy, wt, nullptr, ta).values()};

@@ -635,10 +635,12 @@ void direct_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w,
 // r and s (r' = 2 - r), padding 1 again. The gate is applied to all of dy first (gate_row, so
 // conv2d_dgrad_bn_act still equals its two ops bit for bit). Returns false where the kernel does not apply.
 bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, const Gate<float>& gate) {
+  // g's conditions (3x3 "same", 8-128 channels both ways) hold for f as well: channels swap, the plane is
+  // the same (P = H, Q = W) and the padding stays 3 - 1 - 1 = 1.
+  if (!direct3x3_applies(g)) return false;
   ConvGeom f = g;  // the forward conv of dy that gives dx: input [N,K,P,Q], output [N,C,H,W]
   f.C = g.K, f.H = g.P, f.W = g.Q, f.K = g.C, f.P = g.H, f.Q = g.W, f.Cg = g.Kg, f.Kg = g.Cg;
   f.pt = g.R - 1 - g.pt, f.pl = g.S - 1 - g.pl;
-  if (!direct3x3_applies(g) || !direct3x3_applies(f)) return false;
   Scratch scratch(ctx);
   const float* src = dy;
   if (gate.y) {

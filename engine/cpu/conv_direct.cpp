@@ -17,8 +17,12 @@ constexpr int kSpan = 32;  // output positions per block: two 16-lane vectors of
 
 std::atomic<int64_t> g_runs{0};
 
-std::atomic<int>& enabled_flag() {  // -1: not read from the environment yet
-  static std::atomic<int> flag{-1};
+// Read from SAL_CPU_DIRECT_CONV at the first use, then only changed by set_direct3x3_enabled.
+std::atomic<bool>& enabled_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* e = std::getenv("SAL_CPU_DIRECT_CONV");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
   return flag;
 }
 
@@ -90,19 +94,9 @@ bool direct3x3_available() {
   return yes;
 }
 
-void set_direct3x3_enabled(bool on) { enabled_flag().store(on ? 1 : 0); }
+void set_direct3x3_enabled(bool on) { enabled_flag().store(on); }
 
-bool direct3x3_enabled() {
-  int v = enabled_flag().load();
-  if (v < 0) {
-    const char* e = std::getenv("SAL_CPU_DIRECT_CONV");
-    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
-    int expected = -1;
-    enabled_flag().compare_exchange_strong(expected, v);  // a switch set meanwhile wins
-    v = enabled_flag().load();
-  }
-  return v == 1;
-}
+bool direct3x3_enabled() { return enabled_flag().load(); }
 
 bool direct3x3_applies(const ConvGeom& g) {
   const bool shape = g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 1 &&
