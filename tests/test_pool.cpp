@@ -113,6 +113,20 @@ TEST_CASE("avg_pool2d: count_include_pad and the ceil-mode divisor, forward and 
   CHECK(all_close(avg_pool2d_backward(ctx, dy, r.shape(), ceil_inc), {1.0 / 3, 1, 2.0 / 3, 5.0 / 3, 1, 3}));
 }
 
+TEST_CASE("avg_pool2d with a 1x1 window picks x[::s, ::s] and gives each dy to its one element") {
+  Ctx ctx;
+  // x = 1..20 as 4 rows of 5, stride 2: rows 0, 2 and columns 0, 2, 4 -> 1, 3, 5, 11, 13, 15.
+  Tensor x = iota(Shape{1, 1, 4, 5});
+  const Pool2dArgs s2 = Pool2dArgs::make(1, 2);
+  CHECK(all_close(avg_pool2d(ctx, x, s2), {1, 3, 5, 11, 13, 15}));
+  Tensor dy = Tensor::from_values({1, 2, 3, 4, 5, 6}, Shape{1, 1, 2, 3});
+  CHECK(all_close(avg_pool2d_backward(ctx, dy, x.shape(), s2),
+                  {1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 4, 0, 5, 0, 6, 0, 0, 0, 0, 0}));
+  // Ceil mode with stride 3 over 5 columns: windows start at 0 and 3 (PyTorch drops a window that would
+  // start past the input), rows 0 and 3.
+  CHECK(all_close(avg_pool2d(ctx, x, Pool2dArgs::make(1, 3, 0, true)), {1, 4, 16, 19}));
+}
+
 TEST_CASE("global_avg_pool: plane means and the even spread back") {
   Ctx ctx;
   // Two planes of 3: (1+2+3)/3 = 2, (4+5+6)/3 = 5. Backward spreads dy/3.

@@ -83,6 +83,15 @@ inline int64_t avg_divisor(const Geom& g, bool count_include_pad, int64_t oh, in
   return (he - hs) * (we - ws);
 }
 
+// A 1x1 window without padding (x[:, :, ::s, ::s], the CIFAR ResNets' option-A shortcut): every window
+// is one element inside the input and divides by 1 (a window past the input would need ceil mode and a
+// stride above the plane, which the general loop below still handles). The general loop costs a clip and
+// a division per output: in the CIFAR training step (batch 32, 2 threads) the shortcut's pool took 365 us
+// on average with it and 152 us with this gather, its backward 661 and 296 us.
+inline bool subsamples(const Geom& g) {
+  return g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0 && (g.p - 1) * g.sh < g.h && (g.q - 1) * g.sw < g.w;
+}
+
 }  // namespace
 
 void max_pool2d(Ctx& ctx, const Tensor& x, const Pool2dArgs& a, Tensor& y) {
@@ -149,11 +158,17 @@ void avg_pool2d(Ctx&, const Tensor& x, const Pool2dArgs& a, Tensor& y) {
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const int64_t rows = g.planes * g.p;
+    const bool pick = subsamples(g);
 #pragma omp parallel for if (x.numel() > SAL_OMP_MIN_WORK) schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t oh = r % g.p;
       const T* plane = px + (r / g.p) * g.h * g.w;
       T* out = py + r * g.q;
+      if (pick) {  // every window is the one element x[oh*sh][ow*sw], its divisor 1
+        const T* row = plane + oh * g.sh * g.w;
+        for (int64_t ow = 0; ow < g.q; ++ow) out[ow] = row[ow * g.sw];
+        continue;
+      }
       for (int64_t ow = 0; ow < g.q; ++ow) {
         const Window win = clipped(g, oh, ow);
         const int64_t div = avg_divisor(g, a.count_include_pad, oh, ow, win);
@@ -172,11 +187,17 @@ void avg_pool2d_backward(Ctx&, const Tensor& dy, const Pool2dArgs& a, Tensor& dx
     using T = typename decltype(tag)::type;
     const T* pdy = dy.data<T>();
     T* pdx = dx.data<T>();
+    const bool pick = subsamples(g);
 #pragma omp parallel for if (dx.numel() > SAL_OMP_MIN_WORK) schedule(static)
     for (int64_t pl = 0; pl < g.planes; ++pl) {
       const T* grad = pdy + pl * g.p * g.q;
       T* out = pdx + pl * g.h * g.w;
       std::fill(out, out + g.h * g.w, T(0));
+      if (pick) {  // each dy element goes whole to the one element its window holds
+        for (int64_t oh = 0; oh < g.p; ++oh)
+          for (int64_t ow = 0; ow < g.q; ++ow) out[oh * g.sh * g.w + ow * g.sw] = grad[oh * g.q + ow];
+        continue;
+      }
       for (int64_t oh = 0; oh < g.p; ++oh) {
         for (int64_t ow = 0; ow < g.q; ++ow) {
           const Window win = clipped(g, oh, ow);

@@ -77,6 +77,10 @@ SAL_OP_CASES {
       avg_case("avg_pool2d/k2s2_ceil_odd", {1, 2, 5, 7}, Pool2dArgs::make(2, 2, 0, true)),
       avg_case("avg_pool2d/k3s2p1_ceil_include_pad", {1, 1, 6, 6}, Pool2dArgs::make(3, 2, 1, true)),
       avg_case("avg_pool2d/rect_ceil_exclude_pad", {1, 1, 4, 7}, args(1, 3, 1, 2, 0, 1, true, false)),
+      // 1x1 windows: the strided subsample of the CIFAR ResNets' shortcut (a path of its own on the CPU)
+      avg_case("avg_pool2d/k1s2_subsample", {2, 3, 8, 8}, Pool2dArgs::make(1, 2)),
+      avg_case("avg_pool2d/k1s2_subsample_odd", {1, 2, 7, 9}, Pool2dArgs::make(1, 2)),
+      avg_case("avg_pool2d/k1_rect_stride_ceil", {1, 2, 7, 8}, args(1, 1, 3, 2, 0, 0, true, true)),
       global_case("global_avg_pool/2x3x4x5", {2, 3, 4, 5}),
       global_case("global_avg_pool/batch1_1x1", {1, 4, 1, 1}),
       global_case("global_avg_pool/3x2x3x3", {3, 2, 3, 3}),
