@@ -9,8 +9,8 @@
 //
 // Also the direct 3x3 kernel's shapes (engine/cpu/conv_direct.h), forward and input gradient, each through
 // the direct kernel and through the im2col + GEMM path in the same run (direct3x3/<layer>/<fwd|dgrad>/<direct|
-// gemm>): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; its stride-2
-// layers take the GEMM path in both) and ResNet-50's stride-1 3x3 layers at batch 8 (the 256 and 512
+// gemm>): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; stride 1
+// and its two stride-2 layers) and ResNet-50's 3x3 layers up to 256 channels at batch 8 (the 256 and 512
 // channel ones stay on GEMM). Their check before timing: sampled outputs against the direct loop, and for
 // the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
 //
@@ -133,7 +133,7 @@ void BM_sgemm(benchmark::State& state, Layer l) {
 }
 
 // The direct kernel's comparison shapes with their batch: CIFAR ResNet-20's distinct 3x3 layers (16/32/64
-// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's stride-1 3x3 at 8.
+// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's 3x3 at 8.
 struct DirectCase {
   Layer l;
   int batch;
@@ -145,6 +145,7 @@ constexpr DirectCase kDirectCases[] = {
     {{"cifar_3x3s2_16to32_32to16", 16, 32, 3, 2, 1, 32}, 64},
     {{"cifar_3x3s2_32to64_16to8", 32, 64, 3, 2, 1, 16}, 64},
     {{"r50_l1_3x3_64to64_56", 64, 64, 3, 1, 1, 56}, kBatch},
+    {{"r50_l2_3x3s2_128to128_56to28", 128, 128, 3, 2, 1, 56}, kBatch},
     {{"r50_l2_3x3_128to128_28", 128, 128, 3, 1, 1, 28}, kBatch},
     {{"r50_l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14}, kBatch},
 };

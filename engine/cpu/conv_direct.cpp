@@ -26,64 +26,166 @@ std::atomic<bool>& enabled_flag() {
   return flag;
 }
 
-// The 18 masks of the block at o0, [r][s][j]: lane l of vector j is output position o = o0 + 16j + l of the
-// flattened [H,W] plane (row p = o / W, column q = o % W) and reads tap (r, s) inside the image when row
-// p + r - 1 is in [0, H) and column q + s - 1 in [0, W); positions past the plane read nothing.
-void block_masks(int64_t o0, int64_t H, int64_t W, int32_t* m) {
+bool stride2(const ConvGeom& g) { return g.sh == 2; }
+
+// Lanes [0, n) of a 16-lane mask (n clamped to [0, 16]).
+__mmask16 first_lanes(int64_t n) {
+  return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
+}
+
+// The taps of one phase of a pass, in the order they are added: tap t reads the input channel's planes at
+// off[t] from the block's output position (a phase plane and a row and column shift), with the lane masks
+// of its shift (mask[t] = (dr + 1) * 3 + ds + 1), and multiplies by the weight w[..][..][wt[t] / 3][wt[t] % 3].
+struct Taps {
+  int n = 0;
+  int64_t off[9];
+  int mask[9], wt[9];
+  void add(int64_t plane_off, int dr, int ds, int64_t Q, int r, int s) {
+    off[n] = plane_off + dr * Q + ds, mask[n] = (dr + 1) * 3 + ds + 1, wt[n] = r * 3 + s;
+    ++n;
+  }
+};
+
+// Phases of a pass: one, except the stride-2 input gradient's four (phase a*2+b of dx).
+int phase_count(const ConvGeom& g, Direct3x3Pass pass) { return stride2(g) && pass == Direct3x3Pass::dgrad ? 4 : 1; }
+
+// The stride-2 input gradient's taps in one dimension for output phase a: (tap, shift of dy).
+struct Tap1 {
+  int r, d;
+};
+int taps1(int a, Tap1* t) {
+  if (a == 0) return t[0] = {1, 0}, 1;
+  return t[0] = {0, 1}, t[1] = {2, 0}, 2;
+}
+
+Taps phase_taps(const ConvGeom& g, Direct3x3Pass pass, int phase) {
+  Taps t;
+  const int64_t Q = g.Q, pq = g.pq();
+  const bool fwd = pass == Direct3x3Pass::forward;
+  if (!stride2(g)) {
+    // forward: tap r reads row p + r - 1; dgrad: tap r of the flipped kernel (added in the order r' = 2 - r,
+    // the order of a forward conv with the flipped weights) reads row h + 1 - r.
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) {
+        if (fwd) t.add(0, i - 1, j - 1, Q, i, j);
+        else t.add(0, i - 1, j - 1, Q, 2 - i, 2 - j);
+      }
+  } else if (fwd) {
+    // row 2p + r - 1: r = 0 -> phase 1 at p - 1, r = 1 -> phase 0 at p, r = 2 -> phase 1 at p
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s) t.add(((r != 1) * 2 + (s != 1)) * pq, -(r == 0), -(s == 0), Q, r, s);
+  } else {
+    Tap1 tr[2], ts[2];
+    const int nr = taps1(phase / 2, tr), ns = taps1(phase % 2, ts);
+    for (int i = 0; i < nr; ++i)
+      for (int j = 0; j < ns; ++j) t.add(0, tr[i].d, ts[j].d, Q, tr[i].r, ts[j].r);
+  }
+  return t;
+}
+
+// The 18 masks of the block at o0, [dr][ds][j]: lane l of vector j is output position o = o0 + 16j + l of
+// the flattened [P,Q] plane (row p = o / Q, column q = o % Q) and reads shift (dr, ds) inside the plane when
+// p + dr is in [0, P) and q + ds in [0, Q); positions past the plane read nothing.
+void block_masks(int64_t o0, int64_t P, int64_t Q, int32_t* m) {
   std::fill(m, m + 18, 0);
-  int64_t p = o0 / W, q = o0 % W;
+  int64_t p = o0 / Q, q = o0 % Q;
   for (int l = 0; l < kSpan; ++l) {
-    if (p < H) {
-      for (int r = 0; r < 3; ++r) {
-        const int64_t h = p + r - 1;
-        if (h < 0 || h >= H) continue;
-        for (int s = 0; s < 3; ++s) {
-          const int64_t c = q + s - 1;
-          if (c >= 0 && c < W) m[(r * 3 + s) * 2 + l / 16] |= 1 << (l % 16);
-        }
+    if (p < P) {
+      for (int dr = -1; dr <= 1; ++dr) {
+        if (p + dr < 0 || p + dr >= P) continue;
+        for (int ds = -1; ds <= 1; ++ds)
+          if (q + ds >= 0 && q + ds < Q) m[((dr + 1) * 3 + ds + 1) * 2 + l / 16] |= 1 << (l % 16);
       }
     }
-    if (++q == W) q = 0, ++p;
+    if (++q == Q) q = 0, ++p;
   }
 }
 
-// Positions [o0, o0 + 32) of the plane, 8 output channels: acc[k][j] over all C*9 taps.
-// mask: this block's 18 lane masks, [r][s][j].
-__attribute__((target("avx512f"))) void block_span(const ConvGeom& g, const int32_t* mask, const float* x,
-                                                   const float* wp, int64_t o0, float* y, int kn) {
-  const int64_t W = g.W, hw = g.H * W, C = g.C;
+// Positions [o0, o0 + 32) of the P x Q plane, 8 output channels: acc[k][j] over all cin * T taps.
+// x: the input's first channel (channel stride cstride), wp: [cin][T][8]; mask: this block's 18 lane masks;
+// y: the first output channel's plane (channel stride ostride), kn of its 8 channels stored.
+template <int T>
+__attribute__((target("avx512f"))) void block_span(const Taps& tp, int64_t cin, int64_t cstride, const int32_t* mask,
+                                                   const float* x, const float* wp, int64_t o0, int64_t pq, float* y,
+                                                   int64_t ostride, int kn) {
+  int64_t off[T];
+  __mmask16 m0[T], m1[T];
+  for (int t = 0; t < T; ++t) {
+    off[t] = o0 + tp.off[t];
+    m0[t] = static_cast<__mmask16>(mask[tp.mask[t] * 2]);
+    m1[t] = static_cast<__mmask16>(mask[tp.mask[t] * 2 + 1]);
+  }
   __m512 acc[kKB][2];
 #pragma GCC unroll 8
   for (int k = 0; k < kKB; ++k) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < C; ++c) {
-    const float* xc = x + c * hw + o0;
-    const float* wc = wp + c * 9 * kKB;
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; ++r) {
-#pragma GCC unroll 3
-      for (int s = 0; s < 3; ++s) {
-        // Lane l of vector j reads x[c][p + r - 1][q + s - 1] = xc[16j + l + (r - 1) W + s - 1]; masked-out
-        // lanes are not read (masked loads do not fault).
-        const float* src = xc + (r - 1) * W + (s - 1);
-        const __m512 v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask[(r * 3 + s) * 2]), src);
-        const __m512 v1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask[(r * 3 + s) * 2 + 1]), src + 16);
-        const float* wt = wc + (r * 3 + s) * kKB;
+  for (int64_t c = 0; c < cin; ++c) {
+    const float* xc = x + c * cstride;
+    const float* wc = wp + c * T * kKB;
+#pragma GCC unroll 9
+    for (int t = 0; t < T; ++t) {
+      // Lane l of vector j reads xc[off[t] + 16j + l]; masked-out lanes are not read (masked loads do not
+      // fault).
+      const float* src = xc + off[t];
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0[t], src);
+      const __m512 v1 = _mm512_maskz_loadu_ps(m1[t], src + 16);
+      const float* wt = wc + t * kKB;
 #pragma GCC unroll 8
-        for (int k = 0; k < kKB; ++k) {
-          const __m512 wv = _mm512_set1_ps(wt[k]);
-          acc[k][0] = _mm512_fmadd_ps(wv, v0, acc[k][0]);
-          acc[k][1] = _mm512_fmadd_ps(wv, v1, acc[k][1]);
-        }
+      for (int k = 0; k < kKB; ++k) {
+        const __m512 wv = _mm512_set1_ps(wt[k]);
+        acc[k][0] = _mm512_fmadd_ps(wv, v0, acc[k][0]);
+        acc[k][1] = _mm512_fmadd_ps(wv, v1, acc[k][1]);
       }
     }
   }
-  const int64_t left = hw - o0;  // positions of the plane from o0 on
-  const __mmask16 st0 = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
-  const __mmask16 st1 = static_cast<__mmask16>(left >= 32 ? 0xFFFFu : left <= 16 ? 0u : (1u << (left - 16)) - 1u);
+  const int64_t left = pq - o0;  // positions of the plane from o0 on
+  const __mmask16 st0 = first_lanes(left), st1 = first_lanes(left - 16);
   for (int k = 0; k < kn; ++k) {
-    float* yk = y + k * hw + o0;
+    float* yk = y + k * ostride + o0;
     _mm512_mask_storeu_ps(yk, st0, acc[k][0]);
     _mm512_mask_storeu_ps(yk + 16, st1, acc[k][1]);
+  }
+}
+
+// Every block of the P x Q plane for one phase: kn output channels from in (cin channels, stride cstride).
+void phase_blocks(const ConvGeom& g, const Taps& tp, const int32_t* masks, int64_t cin, int64_t cstride,
+                  const float* in, const float* wp, float* out, int64_t ostride, int kn) {
+  const int64_t pq = g.pq();
+  for (int64_t b = 0; b * kSpan < pq; ++b) {
+    const int32_t* m = masks + b * 18;
+    const int64_t o0 = b * kSpan;
+    switch (tp.n) {
+      case 9: block_span<9>(tp, cin, cstride, m, in, wp, o0, pq, out, ostride, kn); break;
+      case 4: block_span<4>(tp, cin, cstride, m, in, wp, o0, pq, out, ostride, kn); break;
+      case 2: block_span<2>(tp, cin, cstride, m, in, wp, o0, pq, out, ostride, kn); break;
+      default: block_span<1>(tp, cin, cstride, m, in, wp, o0, pq, out, ostride, kn); break;
+    }
+  }
+}
+
+
+// row:[2n] -> even:[n], odd:[n] (even[j] = row[2j], odd[j] = row[2j + 1])
+__attribute__((target("avx512f"))) void deinterleave(const float* row, int64_t n, float* even, float* odd) {
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t m = std::min<int64_t>(16, n - j);
+    const __m512 a = _mm512_maskz_loadu_ps(first_lanes(2 * m), row + 2 * j);
+    const __m512 b = _mm512_maskz_loadu_ps(first_lanes(2 * m - 16), row + 2 * j + 16);
+    _mm512_mask_storeu_ps(even + j, first_lanes(m), _mm512_permutex2var_ps(a, ie, b));
+    _mm512_mask_storeu_ps(odd + j, first_lanes(m), _mm512_permutex2var_ps(a, io, b));
+  }
+}
+
+// even:[n], odd:[n] -> row:[2n] (the inverse of deinterleave)
+__attribute__((target("avx512f"))) void interleave(const float* even, const float* odd, int64_t n, float* row) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t m = std::min<int64_t>(16, n - j);
+    const __m512 e = _mm512_maskz_loadu_ps(first_lanes(m), even + j);
+    const __m512 o = _mm512_maskz_loadu_ps(first_lanes(m), odd + j);
+    _mm512_mask_storeu_ps(row + 2 * j, first_lanes(2 * m), _mm512_permutex2var_ps(e, lo, o));
+    _mm512_mask_storeu_ps(row + 2 * j + 16, first_lanes(2 * m - 16), _mm512_permutex2var_ps(e, hi, o));
   }
 }
 
@@ -99,41 +201,94 @@ void set_direct3x3_enabled(bool on) { enabled_flag().store(on); }
 bool direct3x3_enabled() { return enabled_flag().load(); }
 
 bool direct3x3_applies(const ConvGeom& g) {
-  const bool shape = g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 1 &&
-                     g.pl == 1 && g.P == g.H && g.Q == g.W && g.G == 1;
-  const int64_t lanes = (g.hw() + kSpan - 1) / kSpan * kSpan;
-  const bool plane = g.hw() > 0 && g.hw() * 8 >= lanes * 7;
-  const bool channels = g.C >= 8 && g.C <= 128 && g.K >= 8 && g.K <= 128;
-  return shape && plane && channels && direct3x3_available() && direct3x3_enabled();
+  const bool kernel = g.R == 3 && g.S == 3 && g.dh == 1 && g.dw == 1 && g.pt == 1 && g.pl == 1 && g.G == 1;
+  const bool same = g.sh == 1 && g.sw == 1 && g.P == g.H && g.Q == g.W;
+  const bool halving = g.sh == 2 && g.sw == 2 && g.H == 2 * g.P && g.W == 2 * g.Q;
+  const int64_t lanes = (g.pq() + kSpan - 1) / kSpan * kSpan;
+  const bool plane = g.pq() > 0 && g.pq() * 8 >= lanes * 7;
+  // At stride 2 the GEMM path catches up by 128 channels (each tap's loads come from one of four phase
+  // planes, more cache lines per FMA than at stride 1): ResNet-50's 128-channel halving layer runs 0.8x.
+  const int64_t most = halving ? 64 : 128;
+  const bool channels = g.C >= 8 && g.C <= most && g.K >= 8 && g.K <= most;
+  return kernel && (same || halving) && plane && channels && direct3x3_available() && direct3x3_enabled();
 }
 
-int64_t direct3x3_packed_size(const ConvGeom& g) { return (g.K + kKB - 1) / kKB * g.C * 9 * kKB; }
+int64_t direct3x3_blocks(const ConvGeom& g, Direct3x3Pass pass) {
+  return ((pass == Direct3x3Pass::forward ? g.K : g.C) + kKB - 1) / kKB;
+}
+
+int64_t direct3x3_packed_size(const ConvGeom& g, Direct3x3Pass pass) {
+  return direct3x3_blocks(g, pass) * (pass == Direct3x3Pass::forward ? g.C : g.K) * 9 * kKB;
+}
 
 int64_t direct3x3_runs() { return g_runs.load(); }
 
-void direct3x3_pack(const ConvGeom& g, const float* w, bool flip, float* wp) {
+void direct3x3_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float* wp) {
   g_runs.fetch_add(1);
-  std::fill(wp, wp + direct3x3_packed_size(g), 0.f);
-  for (int64_t k = 0; k < g.K; ++k)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t t = 0; t < 9; ++t) {
-        // forward: w[k][c][t]; flipped: the transposed conv's w[c][k][8 - t] (r, s -> 2 - r, 2 - s)
-        const float v = flip ? w[(c * g.K + k) * 9 + (8 - t)] : w[(k * g.C + c) * 9 + t];
-        wp[(((k / kKB) * g.C + c) * 9 + t) * kKB + k % kKB] = v;
-      }
+  const bool fwd = pass == Direct3x3Pass::forward;
+  const int64_t cout = fwd ? g.K : g.C, cin = fwd ? g.C : g.K;
+  std::fill(wp, wp + direct3x3_packed_size(g, pass), 0.f);
+  float* dst = wp;
+  for (int64_t b = 0; b < direct3x3_blocks(g, pass); ++b)
+    for (int ph = 0; ph < phase_count(g, pass); ++ph) {
+      const Taps tp = phase_taps(g, pass, ph);
+      for (int64_t i = 0; i < cin; ++i)
+        for (int t = 0; t < tp.n; ++t, dst += kKB)
+          for (int64_t j = 0; j < kKB && b * kKB + j < cout; ++j) {
+            const int64_t o = b * kKB + j, k = fwd ? o : i, c = fwd ? i : o;  // w[k][c] of the forward conv
+            dst[j] = w[(k * g.C + c) * 9 + tp.wt[t]];
+          }
+    }
 }
 
-int64_t direct3x3_mask_count(const ConvGeom& g) { return (g.hw() + kSpan - 1) / kSpan * 18; }
+int64_t direct3x3_mask_count(const ConvGeom& g) { return (g.pq() + kSpan - 1) / kSpan * 18; }
 
 void direct3x3_masks(const ConvGeom& g, int32_t* masks) {
-  for (int64_t b = 0; b * kSpan < g.hw(); ++b) block_masks(b * kSpan, g.H, g.W, masks + b * 18);
+  for (int64_t b = 0; b * kSpan < g.pq(); ++b) block_masks(b * kSpan, g.P, g.Q, masks + b * 18);
 }
 
-void direct3x3_block(const ConvGeom& g, const int32_t* masks, const float* x, const float* wp, int64_t kb, float* y) {
-  const int kn = static_cast<int>(std::min<int64_t>(kKB, g.K - kb * kKB));
-  const float* wpk = wp + kb * g.C * 9 * kKB;
-  float* yk = y + kb * kKB * g.hw();
-  for (int64_t b = 0; b * kSpan < g.hw(); ++b) block_span(g, masks + b * 18, x, wpk, b * kSpan, yk, kn);
+bool direct3x3_splits_input(const ConvGeom& g, Direct3x3Pass pass) {
+  return stride2(g) && pass == Direct3x3Pass::forward;
+}
+
+// x:[H,W] -> xs:[4][P][Q], xs[a*2+b][i][j] = x[2i+a][2j+b]
+void direct3x3_split_plane(const ConvGeom& g, const float* x, float* xs) {
+  const int64_t P = g.P, Q = g.Q, pq = g.pq(), W = g.W;
+  for (int64_t i = 0; i < P; ++i)
+    for (int a = 0; a < 2; ++a) {
+      const float* row = x + (2 * i + a) * W;
+      float* even = xs + (a * 2) * pq + i * Q;  // phase (a, 0); phase (a, 1) is a plane further
+      deinterleave(row, Q, even, even + pq);
+    }
+}
+
+int64_t direct3x3_task_scratch(const ConvGeom& g, Direct3x3Pass pass) {
+  return phase_count(g, pass) == 4 ? kKB * 4 * g.pq() : 0;
+}
+
+void direct3x3_block(const ConvGeom& g, Direct3x3Pass pass, const int32_t* masks, const float* in, const float* wp,
+                     int64_t b, float* out, float* scratch) {
+  const bool fwd = pass == Direct3x3Pass::forward;
+  const int64_t cout = fwd ? g.K : g.C, cin = fwd ? g.C : g.K, pq = g.pq();
+  const int64_t cstride = fwd ? g.hw() : pq, out_plane = fwd ? pq : g.hw();
+  const int kn = static_cast<int>(std::min<int64_t>(kKB, cout - b * kKB));
+  const float* wpb = wp + b * cin * 9 * kKB;
+  float* ob = out + b * kKB * out_plane;
+  const int phases = phase_count(g, pass);
+  if (phases == 1) return phase_blocks(g, phase_taps(g, pass, 0), masks, cin, cstride, in, wpb, ob, out_plane, kn);
+  // The stride-2 input gradient: phase a*2+b of channel j into scratch[j][a*2+b], then dx[2i+a][2j+b].
+  for (int ph = 0; ph < 4; ++ph) {
+    const Taps tp = phase_taps(g, pass, ph);
+    phase_blocks(g, tp, masks, cin, cstride, in, wpb, scratch + ph * pq, 4 * pq, kn);
+    wpb += cin * tp.n * kKB;
+  }
+  const int64_t P = g.P, Q = g.Q, W = g.W;
+  for (int j = 0; j < kn; ++j)
+    for (int64_t i = 0; i < P; ++i)
+      for (int a = 0; a < 2; ++a) {
+        const float* even = scratch + (j * 4 + a * 2) * pq + i * Q;
+        interleave(even, even + pq, Q, ob + j * out_plane + (2 * i + a) * W);
+      }
 }
 
 }  // namespace sal::cpu

@@ -1,18 +1,26 @@
-// CPU backend: a direct 3x3 convolution for 8-128 channels (AVX-512, f32), beside the im2col + GEMM
-// path of engine/cpu/conv.cpp, which runs it where it applies.
+// CPU backend: a direct 3x3 convolution for 8-128 channels (AVX-512, f32), stride 1 or 2 (8-64 channels),
+// and its input gradient, beside the im2col + GEMM path of engine/cpu/conv.cpp, which runs it where it applies.
 //
 // Why: with 8..128 channels (CIFAR's ResNet, the black box of every CIFAR training step; ResNet-50's first
 // two stages; the maskers' decoder blocks) the GEMM of the im2col path has M = 8..128 rows, where OpenBLAS
 // reaches 36-80% of the machine's peak, and im2col plus the GEMM's operand packing cost a third again. Here
-// each block of 8 output channels x 32 output positions (of the flattened plane, across rows) lives in 16
-// vector registers while all C*9 taps are added, the input read straight from the image with masked loads
-// (the masks are the padding and the row ends).
+// each block of 8 output channels x 32 output positions (of the flattened output plane, across rows) lives
+// in 16 vector registers while all the taps of all input channels are added, the input read straight from
+// the image with masked loads (the masks are the padding and the row ends).
 //
-// What it computes: the stride-1, dilation-1, padding-1, ungrouped 3x3 convolution that keeps the plane
-// size ("same"), y[n][k] = sum over c, r, s of w[k][c][r][s] x[n][c][p+r-1][q+s-1], without bias or
-// epilogue (the caller applies those to each block's rows while they are in cache). Its input gradient at
-// stride 1 is the same kind of convolution of dy with the flipped, transposed weights, so the same kernel
-// serves conv2d_dgrad (pack with flip = true).
+// What it computes: the 3x3 convolution with dilation 1, padding 1 and one group, at stride 1 keeping the
+// plane size ("same") or at stride 2 halving an even plane, y[n][k][p][q] = sum over c, r, s of
+// w[k][c][r][s] x[n][c][sp+r-1][sq+s-1], without bias or epilogue (the caller applies those to each
+// block's rows while they are in cache); and its input gradient dx = conv^T(dy).
+// - Stride 1: the input gradient is the same kind of convolution of dy with the transposed weights flipped
+//   in r and s (tap r reads dy at row h + 1 - r).
+// - Stride 2 (polyphase): the input is first split into its four phase planes x_ab[i][j] = x[2i+a][2j+b],
+//   each P x Q; tap r reads phase a = (r != 1) at row offset -1 for r = 0, else 0 (columns alike), so all
+//   nine taps are shifted reads of P x Q planes, as at stride 1, with nine FMAs per output as at stride 1.
+//   The input gradient, phase by phase: dx_ab[i][j] gathers the taps with 2p + r - 1 = 2i + a, i.e. for
+//   a = 0 tap r = 1 at p = i, for a = 1 taps r = 0 at p = i + 1 and r = 2 at p = i (1, 2, 2 and 4 taps for
+//   the phases (0,0), (0,1), (1,0), (1,1): nine in all again), each a shifted read of dy; a task's four
+//   phase blocks are interleaved into dx while they are in cache.
 #pragma once
 #include <cstdint>
 
@@ -23,11 +31,17 @@ namespace sal::cpu {
 // Output channels per block (the weights are packed in blocks of this many).
 inline constexpr int64_t kDirectBlockK = 8;
 
-// Whether the direct kernel runs this forward geometry: the CPU has AVX-512, 3x3 with stride, dilation and
-// padding 1 keeping the size (P = H, Q = W), one group, 8 to 128 input and output channels, and a plane that
-// fills at least 7/8 of its blocks' lanes (a 7x7 plane fills 49 of its 64 and takes the GEMM path). The
-// measured range where it beats the GEMM path (bench/RESULTS.md): at 256 channels OpenBLAS is ahead, with
-// fewer than 8 the channel blocks or the taps are too short. f32 only: the caller checks the type.
+// The two computations of a forward geometry g (input [N,C,H,W], weights [K,C,3,3], output [N,K,P,Q]):
+// forward: x -> y; dgrad: dy -> dx (input channels K, output channels C).
+enum class Direct3x3Pass { forward, dgrad };
+
+// Whether the direct kernel runs this forward geometry and its input gradient: the CPU has AVX-512, 3x3
+// with dilation and padding 1, one group, either stride 1 keeping the size (P = H, Q = W) with 8 to 128
+// input and output channels or stride 2 on an even plane (H = 2P, W = 2Q) with 8 to 64, and an output plane
+// that fills at least 7/8 of its blocks' lanes (a 7x7 plane fills 49 of its 64 and takes the GEMM path).
+// The measured range where it beats the GEMM path (bench/RESULTS.md): at 256 channels (128 at stride 2)
+// OpenBLAS is as fast or ahead, with fewer than 8 the channel blocks or the taps are too short. f32 only:
+// the caller checks the type.
 bool direct3x3_applies(const ConvGeom& g);
 // Whether this CPU can run it at all (AVX-512F).
 bool direct3x3_available();
@@ -51,20 +65,38 @@ class Direct3x3Switch {
 // Convolutions the kernel has run in this process (one per direct3x3_pack: once per op call), for tests.
 int64_t direct3x3_runs();
 
-// Floats of the packed weights of a geometry (its K rounded up to whole blocks).
-int64_t direct3x3_packed_size(const ConvGeom& g);
-// w:[K,C,3,3] -> wp:[ceil(K/8)][C][3][3][8] (channel tail zero). flip: w is the weight of the convolution
-// whose input gradient g is, [C_g, K_g, 3, 3] in g's terms with g.C = its K and g.K = its C; packed as
-// wp[..][c][r][s][k] = w[c][k][2-r][2-s] (the transposed, flipped kernel).
-void direct3x3_pack(const ConvGeom& g, const float* w, bool flip, float* wp);
+// Floats of the packed weights (the pass's output channels rounded up to whole blocks, x input channels x 9).
+int64_t direct3x3_packed_size(const ConvGeom& g, Direct3x3Pass pass);
+// w:[K,C,3,3] (the forward conv's weights, for either pass) -> wp: per block of 8 output channels of the
+// pass, per phase (one at stride 1 and for the stride-2 forward, four for the stride-2 input gradient), per
+// input channel of the pass, per tap of the phase, 8 weights (channel tail zero).
+void direct3x3_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float* wp);
 
-// Which lanes of each block's loads read inside the image (the padding): 18 masks (tap r, s; vector j) per
-// block of 32 output positions, direct3x3_mask_count(g) in all, filled once per call and shared by the tasks.
+// Which lanes of each block's loads read inside the plane, for row and column offsets -1, 0, +1: 18 masks
+// (offset dr, ds; vector j) per block of 32 positions of the output plane P x Q (the phase plane of the
+// stride-2 input gradient is P x Q too), direct3x3_mask_count(g) in all, filled once per call and shared by
+// the tasks.
 int64_t direct3x3_mask_count(const ConvGeom& g);
 void direct3x3_masks(const ConvGeom& g, int32_t* masks);
 
-// One task: image x:[C,H,W] (one image), output channels [kb*8, kb*8 + 8) (fewer at the tail) ->
-// y:[K,H,W] of that image, those channels' planes only (overwritten).
-void direct3x3_block(const ConvGeom& g, const int32_t* masks, const float* x, const float* wp, int64_t kb, float* y);
+// The stride-2 forward reads its input as phase planes: whether this pass needs them, and one plane's
+// split, x:[H,W] -> xs:[4][P][Q] (phase a*2+b holds x[2i+a][2j+b]; the same size, so an image's C planes
+// split in place of position stay [C][4][P][Q] = [C][H][W] floats).
+bool direct3x3_splits_input(const ConvGeom& g, Direct3x3Pass pass);
+void direct3x3_split_plane(const ConvGeom& g, const float* x, float* xs);
+
+// Floats of scratch one task needs (the stride-2 input gradient's four phase blocks before they are
+// interleaved into dx; 0 otherwise).
+int64_t direct3x3_task_scratch(const ConvGeom& g, Direct3x3Pass pass);
+
+// Blocks of output channels of the pass (tasks per image).
+int64_t direct3x3_blocks(const ConvGeom& g, Direct3x3Pass pass);
+
+// One task: one image's input of the pass (forward: x:[C,H,W], split into phases at stride 2; dgrad: dy:[K,P,Q],
+// gated by the caller), its output channels [b*8, b*8 + 8) (fewer at the tail) -> that image's output
+// (forward: y:[K,P,Q]; dgrad: dx:[C,H,W]), those channels' planes only (overwritten). scratch: the task's
+// direct3x3_task_scratch floats.
+void direct3x3_block(const ConvGeom& g, Direct3x3Pass pass, const int32_t* masks, const float* in, const float* wp,
+                     int64_t b, float* out, float* scratch);
 
 }  // namespace sal::cpu
