@@ -13,8 +13,9 @@
 // with BLAS GEMMs (engine/cpu/gemm.*). A 1x1 stride-1 unpadded conv skips im2col: the image
 // already is col. Depthwise convs (one input and one output channel per group) are a direct
 // loop per (image, channel) plane over contiguous rows, since their GEMMs would be 1 x R*S.
-// Stride-1 "same" 3x3 convs with 8-128 channels (f32 on AVX-512) take the direct kernel of
-// engine/cpu/conv_direct.h instead, forward and input gradient (wgrad stays a GEMM).
+// 3x3 convs with padding 1, stride 1 "same" with 8-128 channels or stride 2 halving an even plane with
+// 8-64 (f32 on AVX-512), take the direct kernel of engine/cpu/conv_direct.h instead, forward and input
+// gradient (wgrad stays a GEMM).
 // The data-movement loops (im2col, col2im, depthwise planes) have AVX-512 versions picked at
 // run time (the build targets baseline x86-64): on 16x16 CIFAR planes im2col and col2im cost as
 // much as the GEMM before, about a third of it after.
