@@ -80,8 +80,8 @@ int64_t direct3x3_mask_count(const ConvGeom& g);
 void direct3x3_masks(const ConvGeom& g, int32_t* masks);
 
 // The stride-2 forward reads its input as phase planes: whether this pass needs them, and one plane's
-// split, x:[H,W] -> xs:[4][P][Q] (phase a*2+b holds x[2i+a][2j+b]; the same size, so an image's C planes
-// split in place of position stay [C][4][P][Q] = [C][H][W] floats).
+// split, x:[H,W] -> xs:[4][P][Q] (phase a*2+b holds x[2i+a][2j+b]; as many floats as the plane, so an
+// image's C split planes take [C][4][P][Q] = [C][H][W] floats).
 bool direct3x3_splits_input(const ConvGeom& g, Direct3x3Pass pass);
 void direct3x3_split_plane(const ConvGeom& g, const float* x, float* xs);
 
