@@ -8,8 +8,9 @@
 // Outputs come from a workspace arena that is reset every iteration, as in a training step.
 //
 // Also the direct 3x3 kernel's shapes (engine/cpu/conv_direct.h), forward and input gradient, each through
-// the direct kernel and through the im2col + GEMM path in the same run (direct3x3/<layer>/<fwd|dgrad>/<direct|
-// gemm>): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; stride 1
+// Winograd F(2x2, 3x3) where it applies (engine/cpu/conv_winograd.h; the default), the direct kernel and the
+// im2col + GEMM path in the same run (direct3x3/<layer>/<fwd|dgrad>/<winograd|direct|gemm>; the label names
+// the path that ran): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; stride 1
 // and its two stride-2 layers) and ResNet-50's 3x3 layers up to 256 channels at batch 8 (the 256 and 512
 // channel ones stay on GEMM). Their check before timing: sampled outputs against the direct loop, and for
 // the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
@@ -32,6 +33,7 @@
 #include "bench/resnet50_conv_shapes.h"
 #include "engine/arena.h"
 #include "engine/cpu/conv_direct.h"
+#include "engine/cpu/conv_winograd.h"
 #include "engine/ops.h"
 
 using namespace sal;
@@ -150,11 +152,16 @@ constexpr DirectCase kDirectCases[] = {
     {{"r50_l3_3x3_256to256_14", 256, 256, 3, 1, 1, 14}, kBatch},
 };
 
-// The forward (dgrad false) or the input gradient of one layer, through the direct kernel or not.
-void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, bool direct) {
+// Which path the benchmark allows: Winograd where it applies (else the direct kernel: the default), the
+// direct kernel without Winograd, or neither (im2col + GEMM).
+enum class Path { winograd, direct, gemm };
+
+// The forward (dgrad false) or the input gradient of one layer, through the given path.
+void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, Path path) {
   const Layer& l = dc.l;
   const int batch = dc.batch;
-  const cpu::Direct3x3Switch use_direct(direct);
+  const cpu::Direct3x3Switch use_direct(path != Path::gemm);
+  const cpu::WinogradSwitch use_winograd(path == Path::winograd);
   const int P = out_size(l);
   Tensor x = Tensor::empty(Shape{batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
   Tensor dy = Tensor::empty(Shape{batch, l.k, P, P});
@@ -182,7 +189,7 @@ void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, bool direc
     }
     arena.reset();
   }
-  const int64_t runs = cpu::direct3x3_runs();
+  const int64_t runs = cpu::direct3x3_runs(), wino_runs = cpu::winograd_runs();
   for (auto _ : state) {
     arena.reset();
     Tensor out = dgrad ? conv2d_dgrad(ctx, dy, w, x.shape(), a) : conv2d(ctx, x, w, nullptr, a);
@@ -191,7 +198,9 @@ void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, bool direc
   }
   state.counters["GFLOP/s"] =
       benchmark::Counter(conv_flops(l, batch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(cpu::direct3x3_runs() > runs ? "direct kernel" : "im2col + GEMM");
+  state.SetLabel(cpu::winograd_runs() > wino_runs ? "Winograd"
+                 : cpu::direct3x3_runs() > runs    ? "direct kernel"
+                                                   : "im2col + GEMM");
 }
 
 double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
@@ -213,10 +222,10 @@ const bool registered = [] {
   }
   for (const DirectCase& dc : kDirectCases)
     for (bool dgrad : {false, true})
-      for (bool direct : {true, false}) {
-        const std::string name = std::string("direct3x3/") + dc.l.name + (dgrad ? "/dgrad" : "/fwd") +
-                                 (direct ? "/direct" : "/gemm");
-        benchmark::RegisterBenchmark(name.c_str(), BM_direct3x3, dc, dgrad, direct)
+      for (Path path : {Path::winograd, Path::direct, Path::gemm}) {
+        const char* suffix = path == Path::winograd ? "/winograd" : path == Path::direct ? "/direct" : "/gemm";
+        const std::string name = std::string("direct3x3/") + dc.l.name + (dgrad ? "/dgrad" : "/fwd") + suffix;
+        benchmark::RegisterBenchmark(name.c_str(), BM_direct3x3, dc, dgrad, path)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
             ->ComputeStatistics("min", min_of)

@@ -11,6 +11,7 @@
 
 #include "engine/arena.h"
 #include "engine/cpu/conv_direct.h"
+#include "engine/cpu/conv_winograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/ops.h"
 #include "tests/op_check.h"
@@ -793,5 +794,75 @@ TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, stride 1 and 2, forw
     // Twice the usual f32 tolerance: the worst of 50,000 outputs (64 channels at 28x28) is 1.0e-5 away on
     // either path (the GEMM path's 9.0e-6), at the usual limit.
     CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < 2 * f32_tolerance(geo.w));
+  }
+}
+
+// ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+TEST_CASE("Winograd F(2x2, 3x3) agrees with the direct kernel and the double-precision paths") {
+  if (!cpu::direct3x3_available()) {
+    MESSAGE("skipped: this CPU has no AVX-512, so neither the direct kernel nor Winograd runs here");
+    return;
+  }
+  std::mt19937_64 rng(37);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  // Rows of 16 tiles (32x32), 14 (28x28: one part-filled block), 20 (12x40: a full and a part block), 28
+  // (56x56 at 32 channels: two blocks); the narrow packing of 8-tile rows (16x16, and 10 rows: a half
+  // group) and 4-tile rows (8x8; 14x8: a group of 3); channel tails both ways. Each batch holds two chunks
+  // per thread and a part chunk, so Winograd runs whatever the thread count.
+  struct W {
+    int64_t C, K, H, W;
+  };
+  const std::vector<W> geos{{32, 32, 32, 32}, {32, 33, 28, 28}, {40, 32, 12, 40}, {32, 32, 56, 56},
+                            {32, 48, 16, 16}, {32, 32, 10, 16}, {64, 40, 8, 8},   {36, 32, 14, 8}};
+  const Conv2dArgs a = Conv2dArgs::make(1, 1);
+  for (const W& gw : geos) {
+    cpu::ConvGeom g;
+    g.C = gw.C, g.K = gw.K, g.H = g.P = gw.H, g.W = g.Q = gw.W, g.R = g.S = 3, g.Cg = g.C, g.Kg = g.K;
+    g.pt = g.pl = 1;
+    g.N = 2 * omp_get_max_threads() * cpu::winograd_chunk_images(g) + 1;
+    REQUIRE(cpu::winograd_applies(g, omp_get_max_threads()));
+    const Shape xs{g.N, g.C, g.H, g.W}, ws{g.K, g.C, 3, 3}, ys{g.N, g.K, g.H, g.W}, ks{g.K};
+    INFO("x " << xs.str() << " w " << ws.str());
+    Tensor x = random_tensor(xs, rng), w = random_tensor(ws, rng), b = random_tensor(ks, rng);
+    Tensor dy = random_tensor(ys, rng), r = random_tensor(ys, rng), gam = random_tensor(ks, rng);
+    Tensor bet = random_tensor(ks, rng), mean = random_tensor(ks, rng);
+    Tensor var = Tensor::from_values(test::uniform(ks, rng, 0.5, 1.5), ks, DType::F32);
+    std::vector<double> yv = test::uniform(ys, rng, -2, 8);
+    for (double& e : yv) e = std::max(e, 0.0);  // a ReLU's output for the gate
+    Tensor yact = Tensor::from_values(yv, ys, DType::F32);
+    // The transposed conv with weights [K, C, 3, 3] maps ys to xs.
+    const ConvTranspose2dArgs ta = ConvTranspose2dArgs::make(1, 1);
+    std::vector<std::vector<double>> got[2];
+    for (bool wino : {false, true}) {
+      const cpu::WinogradSwitch use(wino);
+      const int64_t runs = cpu::winograd_runs();
+      got[wino] = {conv2d(ctx, x, w, &b, a).values(),
+                   conv2d_bn_act(ctx, x, w, gam, bet, mean, var, 1e-3, &r, Activation::ReLU, a).values(),
+                   conv2d_dgrad(ctx, dy, w, xs, a).values(),
+                   conv2d_dgrad_bn_act(ctx, dy, yact, w, gam, var, 1e-3, Activation::ReLU, xs, a).values(),
+                   conv_transpose2d(ctx, dy, w, nullptr, ta).values()};
+      CHECK(cpu::winograd_runs() - runs == (wino ? 5 : 0));  // the path under test did run
+      arena.reset();
+    }
+    // Winograd against the direct kernel (both f32), and the plain forward and input gradient against the
+    // double-precision references: the conv from its definition and the f64 input gradient (GEMM path,
+    // checked by finite differences).
+    const Tensor yref = reference_conv2d(x.to(DType::F64), w.to(DType::F64), &b, a);
+    const Tensor dxref = conv2d_dgrad(ctx, dy.to(DType::F64), w.to(DType::F64), xs, a);
+    const char* what[5] = {"conv2d", "conv2d_bn_act", "conv2d_dgrad", "conv2d_dgrad_bn_act", "conv_transpose2d"};
+    // Winograd's worst errors from the double references were 3.7e-6 to 8.5e-6 here, the direct kernel's
+    // 4.8e-6 to 1.1e-5 (F(2x2, 3x3) sums C products per tile point instead of 9 C), so twice the usual f32
+    // tolerance only leaves room for the direct kernel's own spread; a wrong transform is off by O(1).
+    const double tol = 2 * f32_tolerance(ws);
+    for (int i = 0; i < 5; ++i) {
+      INFO(what[i]);
+      const Shape s = i < 2 ? ys : xs;
+      CHECK(max_rel_diff(Tensor::from_values(got[1][i], s), Tensor::from_values(got[0][i], s)) < tol);
+    }
+    CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < tol);
+    CHECK(max_rel_diff(Tensor::from_values(got[1][2], xs), dxref) < tol);
+    arena.reset();
   }
 }

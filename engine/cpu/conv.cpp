@@ -42,6 +42,7 @@
 #include <type_traits>
 
 #include "engine/cpu/conv_direct.h"
+#include "engine/cpu/conv_winograd.h"
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/im2col.h"
@@ -661,6 +662,29 @@ void direct_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in
   }
 }
 
+// out = epi(pass of the conv) by Winograd F(2x2, 3x3) (conv_winograd.h): chunks of whole images over the
+// threads, each chunk's output planes getting the epilogue right after its output transform wrote them.
+void winograd_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in, const float* w,
+                  const Epilogue<float>& epi, float* out) {
+  const int64_t cout = pass == Direct3x3Pass::forward ? g.K : g.C, plane = g.pq();
+  Scratch scratch(ctx);
+  float* U = scratch.get<float>(winograd_packed_size(g, pass));
+  winograd_pack(g, pass, w, U);
+  const int64_t per_task = winograd_task_scratch(g, pass), step = winograd_chunk_images(g);
+  const int64_t chunks = (g.N + step - 1) / step;
+  float* task_scratch = scratch.get<float>(per_task * omp_get_max_threads());
+#pragma omp parallel for schedule(static)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t n0 = ci * step, nimg = std::min(step, g.N - n0);
+    winograd_chunk(g, pass, U, in, n0, nimg, out, task_scratch + omp_get_thread_num() * per_task);
+    if (epi.any())
+      for (int64_t n = n0; n < n0 + nimg; ++n) {
+        const int64_t off = n * cout * plane;
+        epilogue_rows(out + off, 0, cout, plane, epi, epi.residual ? epi.residual + off : nullptr, false);
+      }
+  }
+}
+
 // The input gradient by the direct kernel (conv_direct.h: the flipped kernel at stride 1, the four phases
 // at stride 2). The gate is applied to all of dy first (gate_row, so conv2d_dgrad_bn_act still equals its
 // two ops bit for bit). Returns false where the kernel does not apply.
@@ -676,7 +700,8 @@ bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, 
       gate_row(dy + i * pq, gate.y + i * pq, dz + i * pq, pq, gate.scale(i % g.K), gate.act);
     src = dz;
   }
-  direct_run(ctx, g, Direct3x3Pass::dgrad, src, w, Epilogue<float>{}, dx);
+  if (winograd_applies(g, omp_get_max_threads())) winograd_run(ctx, g, Direct3x3Pass::dgrad, src, w, {}, dx);
+  else direct_run(ctx, g, Direct3x3Pass::dgrad, src, w, Epilogue<float>{}, dx);
   return true;
 }
 
@@ -688,6 +713,7 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epi
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
   if (g.depthwise()) return depthwise_forward(g, x, w, epi, y);
   if constexpr (std::is_same_v<T, float>) {
+    if (winograd_applies(g, omp_get_max_threads())) return winograd_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
     if (direct3x3_applies(g)) return direct_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
   }
   const Plan pl = make_plan(g);

@@ -5,33 +5,26 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
+
+#include "engine/cpu/avx512_block.h"
 
 namespace sal::cpu {
 
 namespace {
 
 constexpr int kKB = static_cast<int>(kDirectBlockK);
+static_assert(kKB == 8, "fma_8x32 (avx512_block.h) adds blocks of 8 output channels");
 constexpr int kSpan = 32;  // output positions per block: two 16-lane vectors of the flattened plane
 
 std::atomic<int64_t> g_runs{0};
 
 // Read from SAL_CPU_DIRECT_CONV at the first use, then only changed by set_direct3x3_enabled.
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> flag{[] {
-    const char* e = std::getenv("SAL_CPU_DIRECT_CONV");
-    return !(e && std::strcmp(e, "0") == 0);
-  }()};
-  return flag;
+PathSwitch& path_switch() {
+  static PathSwitch sw("SAL_CPU_DIRECT_CONV");
+  return sw;
 }
 
 bool stride2(const ConvGeom& g) { return g.sh == 2; }
-
-// Lanes [0, n) of a 16-lane mask (n clamped to [0, 16]).
-__mmask16 first_lanes(int64_t n) {
-  return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
-}
 
 // The taps of one phase of a pass, in the order they are added: tap t reads the input channel's planes at
 // off[t] from the block's output position (a phase plane and a row and column shift), with the lane masks
@@ -128,13 +121,7 @@ __attribute__((target("avx512f"))) void block_span(const Taps& tp, int64_t cin, 
       const float* src = xc + off[t];
       const __m512 v0 = _mm512_maskz_loadu_ps(m0[t], src);
       const __m512 v1 = _mm512_maskz_loadu_ps(m1[t], src + 16);
-      const float* wt = wc + t * kKB;
-#pragma GCC unroll 8
-      for (int k = 0; k < kKB; ++k) {
-        const __m512 wv = _mm512_set1_ps(wt[k]);
-        acc[k][0] = _mm512_fmadd_ps(wv, v0, acc[k][0]);
-        acc[k][1] = _mm512_fmadd_ps(wv, v1, acc[k][1]);
-      }
+      fma_8x32(acc, wc + t * kKB, v0, v1);
     }
   }
   const int64_t left = pq - o0;  // positions of the plane from o0 on
@@ -196,9 +183,9 @@ bool direct3x3_available() {
   return yes;
 }
 
-void set_direct3x3_enabled(bool on) { enabled_flag().store(on); }
+void set_direct3x3_enabled(bool on) { path_switch().set(on); }
 
-bool direct3x3_enabled() { return enabled_flag().load(); }
+bool direct3x3_enabled() { return path_switch().on(); }
 
 bool direct3x3_applies(const ConvGeom& g) {
   const bool kernel = g.R == 3 && g.S == 3 && g.dh == 1 && g.dw == 1 && g.pt == 1 && g.pl == 1 && g.G == 1;

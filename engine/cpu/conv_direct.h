@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "engine/cpu/im2col.h"
+#include "engine/cpu/path_switch.h"
 
 namespace sal::cpu {
 
@@ -51,16 +52,7 @@ bool direct3x3_available();
 void set_direct3x3_enabled(bool on);
 bool direct3x3_enabled();
 // Sets the switch for a scope and restores the previous setting at its end (tests, benchmarks).
-class Direct3x3Switch {
- public:
-  explicit Direct3x3Switch(bool on) : was_(direct3x3_enabled()) { set_direct3x3_enabled(on); }
-  ~Direct3x3Switch() { set_direct3x3_enabled(was_); }
-  Direct3x3Switch(const Direct3x3Switch&) = delete;
-  Direct3x3Switch& operator=(const Direct3x3Switch&) = delete;
-
- private:
-  bool was_;
-};
+using Direct3x3Switch = ScopedPathSwitch<direct3x3_enabled, set_direct3x3_enabled>;
 
 // Convolutions the kernel has run in this process (one per direct3x3_pack: once per op call), for tests.
 int64_t direct3x3_runs();
