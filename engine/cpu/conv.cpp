@@ -15,7 +15,8 @@
 // loop per (image, channel) plane over contiguous rows, since their GEMMs would be 1 x R*S.
 // 3x3 convs with padding 1, stride 1 "same" with 8-128 channels or stride 2 halving an even plane with
 // 8-64 (f32 on AVX-512), take the direct kernel of engine/cpu/conv_direct.h instead, forward and input
-// gradient (wgrad stays a GEMM).
+// gradient (wgrad stays a GEMM); at training batch sizes the stride-1 ones with 32-128 channels take
+// Winograd F(2x2, 3x3) (engine/cpu/conv_winograd.h).
 // The data-movement loops (im2col, col2im, depthwise planes) have AVX-512 versions picked at
 // run time (the build targets baseline x86-64): on 16x16 CIFAR planes im2col and col2im cost as
 // much as the GEMM before, about a third of it after.
