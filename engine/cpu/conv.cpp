@@ -686,9 +686,9 @@ void winograd_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* 
   }
 }
 
-// The input gradient by the direct kernel (conv_direct.h: the flipped kernel at stride 1, the four phases
-// at stride 2). The gate is applied to all of dy first (gate_row, so conv2d_dgrad_bn_act still equals its
-// two ops bit for bit). Returns false where the kernel does not apply.
+// The input gradient by Winograd where it applies, else by the direct kernel (conv_direct.h: the flipped
+// kernel at stride 1, the four phases at stride 2). The gate is applied to all of dy first (gate_row, so
+// conv2d_dgrad_bn_act still equals its two ops bit for bit). Returns false where neither applies.
 bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, const Gate<float>& gate) {
   if (!direct3x3_applies(g)) return false;
   Scratch scratch(ctx);
@@ -701,8 +701,9 @@ bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, 
       gate_row(dy + i * pq, gate.y + i * pq, dz + i * pq, pq, gate.scale(i % g.K), gate.act);
     src = dz;
   }
-  if (winograd_applies(g, omp_get_max_threads())) winograd_run(ctx, g, Direct3x3Pass::dgrad, src, w, {}, dx);
-  else direct_run(ctx, g, Direct3x3Pass::dgrad, src, w, Epilogue<float>{}, dx);
+  const Epilogue<float> none{};
+  if (winograd_applies(g, omp_get_max_threads())) winograd_run(ctx, g, Direct3x3Pass::dgrad, src, w, none, dx);
+  else direct_run(ctx, g, Direct3x3Pass::dgrad, src, w, none, dx);
   return true;
 }
 
