@@ -10,10 +10,11 @@
 // Also the direct 3x3 kernel's shapes (engine/cpu/conv_direct.h), forward and input gradient, each through
 // Winograd F(2x2, 3x3) where it applies (engine/cpu/conv_winograd.h; the default), the direct kernel and the
 // im2col + GEMM path in the same run (direct3x3/<layer>/<fwd|dgrad>/<winograd|direct|gemm>; the label names
-// the path that ran): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step; stride 1
-// and its two stride-2 layers) and ResNet-50's 3x3 layers up to 256 channels at batch 8 (the 256 and 512
-// channel ones stay on GEMM). Their check before timing: sampled outputs against the direct loop, and for
-// the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in double.
+// the path that ran): CIFAR ResNet-20's 3x3 layers at batch 64 (the black box of every CIFAR training step;
+// stride 1 and its two stride-2 layers) and ResNet-50's 3x3 layers up to 256 channels at batch 8 (the
+// 256-channel one and the 128-channel stride-2 one stay on GEMM). Their check before timing: sampled outputs
+// against the direct loop, and for the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in
+// double.
 //
 //   conv_cpu_bench --benchmark_min_time=0.05 [--benchmark_filter=l1_]
 //   conv_cpu_bench --benchmark_min_time=0.5 --benchmark_filter=direct3x3/

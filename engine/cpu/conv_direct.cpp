@@ -149,30 +149,27 @@ void phase_blocks(const ConvGeom& g, const Taps& tp, const int32_t* masks, int64
   }
 }
 
-
 // row:[2n] -> even:[n], odd:[n] (even[j] = row[2j], odd[j] = row[2j + 1])
 __attribute__((target("avx512f"))) void deinterleave(const float* row, int64_t n, float* even, float* odd) {
-  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t m = std::min<int64_t>(16, n - j);
     const __m512 a = _mm512_maskz_loadu_ps(first_lanes(2 * m), row + 2 * j);
     const __m512 b = _mm512_maskz_loadu_ps(first_lanes(2 * m - 16), row + 2 * j + 16);
-    _mm512_mask_storeu_ps(even + j, first_lanes(m), _mm512_permutex2var_ps(a, ie, b));
-    _mm512_mask_storeu_ps(odd + j, first_lanes(m), _mm512_permutex2var_ps(a, io, b));
+    __m512 e, o;
+    even_odd(a, b, e, o);
+    _mm512_mask_storeu_ps(even + j, first_lanes(m), e);
+    _mm512_mask_storeu_ps(odd + j, first_lanes(m), o);
   }
 }
 
 // even:[n], odd:[n] -> row:[2n] (the inverse of deinterleave)
 __attribute__((target("avx512f"))) void interleave(const float* even, const float* odd, int64_t n, float* row) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t m = std::min<int64_t>(16, n - j);
-    const __m512 e = _mm512_maskz_loadu_ps(first_lanes(m), even + j);
-    const __m512 o = _mm512_maskz_loadu_ps(first_lanes(m), odd + j);
-    _mm512_mask_storeu_ps(row + 2 * j, first_lanes(2 * m), _mm512_permutex2var_ps(e, lo, o));
-    _mm512_mask_storeu_ps(row + 2 * j + 16, first_lanes(2 * m - 16), _mm512_permutex2var_ps(e, hi, o));
+    __m512 lo, hi;
+    zip(_mm512_maskz_loadu_ps(first_lanes(m), even + j), _mm512_maskz_loadu_ps(first_lanes(m), odd + j), lo, hi);
+    _mm512_mask_storeu_ps(row + 2 * j, first_lanes(2 * m), lo);
+    _mm512_mask_storeu_ps(row + 2 * j + 16, first_lanes(2 * m - 16), hi);
   }
 }
 

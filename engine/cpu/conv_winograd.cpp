@@ -56,10 +56,9 @@ struct RowT {
   __m512 u[4];
 };
 __attribute__((target("avx512f"))) inline RowT row_transform(__m512 a, __m512 b, __m512 e, __m512 f) {
-  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512 d0 = _mm512_permutex2var_ps(a, ie, b), d1 = _mm512_permutex2var_ps(a, io, b);
-  const __m512 d2 = _mm512_permutex2var_ps(e, ie, f), d3 = _mm512_permutex2var_ps(e, io, f);
+  __m512 d0, d1, d2, d3;
+  even_odd(a, b, d0, d1);
+  even_odd(e, f, d2, d3);
   return RowT{{_mm512_sub_ps(d0, d2), _mm512_add_ps(d1, d2), _mm512_sub_ps(d2, d1), _mm512_sub_ps(d1, d3)}};
 }
 
@@ -172,19 +171,19 @@ __attribute__((target("avx512f"))) void products(const Dims& d, const float* U, 
 // A^T m A of 16 tiles: m[xi] at src + xi * xs (mask mk). lohi[a] = [lo|hi]: output row a of each tile
 // with its two columns interleaved, i.e. the 32 values of the 16 tiles' row a in order.
 __attribute__((target("avx512f"))) void output_tiles(const float* src, int64_t xs, __mmask16 mk, __m512 (&lohi)[2][2]) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   __m512 s[2][4];
   for (int j = 0; j < 4; ++j) {
-    const __m512 m0 = _mm512_maskz_loadu_ps(mk, src + (0 + j) * xs), m1 = _mm512_maskz_loadu_ps(mk, src + (4 + j) * xs);
-    const __m512 m2 = _mm512_maskz_loadu_ps(mk, src + (8 + j) * xs), m3 = _mm512_maskz_loadu_ps(mk, src + (12 + j) * xs);
+    const __m512 m0 = _mm512_maskz_loadu_ps(mk, src + (0 + j) * xs);
+    const __m512 m1 = _mm512_maskz_loadu_ps(mk, src + (4 + j) * xs);
+    const __m512 m2 = _mm512_maskz_loadu_ps(mk, src + (8 + j) * xs);
+    const __m512 m3 = _mm512_maskz_loadu_ps(mk, src + (12 + j) * xs);
     s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
     s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
   }
   for (int a = 0; a < 2; ++a) {
     const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
     const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
-    lohi[a][0] = _mm512_permutex2var_ps(y0, lo, y1), lohi[a][1] = _mm512_permutex2var_ps(y0, hi, y1);
+    zip(y0, y1, lohi[a][0], lohi[a][1]);
   }
 }
 
