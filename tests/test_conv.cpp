@@ -809,13 +809,15 @@ TEST_CASE("Winograd F(2x2, 3x3) agrees with the direct kernel and the double-pre
   Ctx ctx(Device::CPU, &arena);
   // Rows of 16 tiles (32x32), 14 (28x28: one part-filled block), 20 (12x40: a full and a part block), 28
   // (56x56 at 32 channels: two blocks); the narrow packing of 8-tile rows (16x16, and 10 rows: a half
-  // group) and 4-tile rows (8x8; 14x8: a group of 3); channel tails both ways. Each batch holds two chunks
+  // group), 4-tile rows (8x8; 14x8: a group of 3) and 2-tile rows (8x4: 4 of a vector's 8 tile rows);
+  // channel tails both ways. Each batch holds two chunks
   // per thread and a part chunk, so Winograd runs whatever the thread count.
   struct W {
     int64_t C, K, H, W;
   };
   const std::vector<W> geos{{32, 32, 32, 32}, {32, 33, 28, 28}, {40, 32, 12, 40}, {32, 32, 56, 56},
-                            {32, 48, 16, 16}, {32, 32, 10, 16}, {64, 40, 8, 8},   {36, 32, 14, 8}};
+                            {32, 48, 16, 16}, {32, 32, 10, 16}, {64, 40, 8, 8},   {36, 32, 14, 8},
+                            {32, 40, 8, 4}};
   const Conv2dArgs a = Conv2dArgs::make(1, 1);
   for (const W& gw : geos) {
     cpu::ConvGeom g;

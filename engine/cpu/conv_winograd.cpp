@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <utility>
 
 #include "engine/cpu/avx512_block.h"
 
@@ -72,35 +73,54 @@ __attribute__((target("avx512f"))) inline void store_tiles(const RowT (&u)[4], _
   }
 }
 
-// The narrow case for one plane x:[P,Q]: 16 / TW tile rows per vector. In the 32 values a|b, tile row q
-// of the vector holds the 2TW input values from column -1 of its row (a piece at 2TW q), so the even and
-// odd positions are again d0 and d1 of lanes q TW + tx; e|f the same from column +1. V: tile 0 of the
-// plane, xi_stride between the 16 transformed planes.
-__attribute__((target("avx512f"))) void narrow_input_tiles(const Dims& d, const float* x, float* V,
-                                                           int64_t xi_stride) {
-  const int R = static_cast<int>(16 / d.TW), pw = static_cast<int>(2 * d.TW);
+// The narrow case for one plane x:[P,Q], Q = 2TW: 16 / TW tile rows per vector. In the 32 values a|b, tile
+// row q of the vector holds the 2TW input values from column -1 of its row (a piece at 2TW q), so the even
+// and odd positions are again d0 and d1 of lanes q TW + tx; e|f the same from column +1. Templated on TW so
+// that each piece's masks and register are constants (with them computed per piece the loop spilled a..f to
+// the stack and was 9% of a CIFAR training step).
+template <int TW, int q>
+__attribute__((target("avx512f"), always_inline)) inline void narrow_piece(const Dims& d, const float* x, int64_t ty0,
+                                                                          int i, __m512i& a, __m512i& b, __m512i& e,
+                                                                          __m512i& f) {
+  constexpr int pw = 2 * TW, pos = (q * pw) % 16;
+  constexpr auto m01 = static_cast<__mmask16>(((1u << pw) - 2u) << pos);        // column -1 is padding
+  constexpr auto m23 = static_cast<__mmask16>(((1u << (pw - 1)) - 1u) << pos);  // column Q is padding
+  const int64_t r = 2 * (ty0 + q) - 1 + i;
+  if (ty0 + q >= d.TH || r < 0 || r >= d.P) return;  // zeros: padding, or past the last tile row
+  const float* row = x + r * pw;
+  // Zero-masked loads OR-ed together: merge-masked ones would chain each piece's load on the last.
+  const __m512i p01 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m01, row - 1 - pos));
+  const __m512i p23 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m23, row + 1 - pos));
+  if constexpr (q * pw < 16) {
+    a = _mm512_or_si512(a, p01), e = _mm512_or_si512(e, p23);
+  } else {
+    b = _mm512_or_si512(b, p01), f = _mm512_or_si512(f, p23);
+  }
+}
+
+// V: tile 0 of the plane, xi_stride between the 16 transformed planes.
+template <int TW, int... q>
+__attribute__((target("avx512f"))) void narrow_input_tiles(const Dims& d, const float* x, float* V, int64_t xi_stride,
+                                                           std::integer_sequence<int, q...>) {
+  constexpr int R = 16 / TW;
   for (int64_t ty0 = 0; ty0 < d.TH; ty0 += R) {
     RowT u[4];
     for (int i = 0; i < 4; ++i) {
-      __m512 a = _mm512_setzero_ps(), b = a, e = a, f = a;
-      for (int q = 0; q < R; ++q) {
-        const int64_t r = 2 * (ty0 + q) - 1 + i;
-        if (ty0 + q >= d.TH || r < 0 || r >= d.P) continue;  // zeros: padding, or past the last tile row
-        const int pos = (q * pw) % 16;
-        const auto m01 = static_cast<__mmask16>(((1u << pw) - 2u) << pos);  // column -1 is padding
-        const auto m23 = static_cast<__mmask16>(((1u << (pw - 1)) - 1u) << pos);  // column Q is padding
-        const float* row = x + r * d.Q;
-        // Zero-masked loads OR-ed together: merge-masked ones would chain each piece's load on the last.
-        const __m512i p01 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m01, row - 1 - pos));
-        const __m512i p23 = _mm512_castps_si512(_mm512_maskz_loadu_ps(m23, row + 1 - pos));
-        __m512& ab = q * pw < 16 ? a : b;
-        __m512& ef = q * pw < 16 ? e : f;
-        ab = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(ab), p01));
-        ef = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(ef), p23));
-      }
-      u[i] = row_transform(a, b, e, f);
+      __m512i a = _mm512_setzero_si512(), b = a, e = a, f = a;
+      (narrow_piece<TW, q>(d, x, ty0, i, a, b, e, f), ...);
+      u[i] = row_transform(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), _mm512_castsi512_ps(e),
+                           _mm512_castsi512_ps(f));
     }
-    store_tiles(u, first_lanes(d.TT - ty0 * d.TW), V + ty0 * d.TW, xi_stride);
+    store_tiles(u, first_lanes(d.TT - ty0 * TW), V + ty0 * TW, xi_stride);
+  }
+}
+
+__attribute__((target("avx512f"))) void narrow_input_tiles(const Dims& d, const float* x, float* V,
+                                                           int64_t xi_stride) {
+  switch (d.TW) {
+    case 2: return narrow_input_tiles<2>(d, x, V, xi_stride, std::make_integer_sequence<int, 8>{});
+    case 4: return narrow_input_tiles<4>(d, x, V, xi_stride, std::make_integer_sequence<int, 4>{});
+    default: return narrow_input_tiles<8>(d, x, V, xi_stride, std::make_integer_sequence<int, 2>{});
   }
 }
 
@@ -187,6 +207,27 @@ __attribute__((target("avx512f"))) void output_tiles(const float* src, int64_t x
   }
 }
 
+// The narrow case of one output plane y:[P,Q], Q = 2TW: 16 / TW tile rows per vector, tile row q's 2TW
+// outputs of row a at 2TW q in [lo|hi] (templated like narrow_input_tiles).
+template <int TW, int q>
+__attribute__((target("avx512f"), always_inline)) inline void narrow_store(const Dims& d, int64_t ty0,
+                                                                          const __m512 (&lohi)[2][2], float* y) {
+  constexpr int pw = 2 * TW, pos = (q * pw) % 16;
+  constexpr auto m = static_cast<__mmask16>(((1u << pw) - 1u) << pos);
+  if (ty0 + q >= d.TH) return;
+  for (int a = 0; a < 2; ++a) _mm512_mask_storeu_ps(y + (2 * (ty0 + q) + a) * pw - pos, m, lohi[a][q * pw / 16]);
+}
+
+template <int TW, int... q>
+__attribute__((target("avx512f"))) void narrow_output_tiles(const Dims& d, const float* m_plane, int64_t xs, float* y,
+                                                            std::integer_sequence<int, q...>) {
+  for (int64_t ty0 = 0; ty0 < d.TH; ty0 += 16 / TW) {
+    __m512 lohi[2][2];
+    output_tiles(m_plane + ty0 * TW, xs, first_lanes(d.TT - ty0 * TW), lohi);
+    (narrow_store<TW, q>(d, ty0, lohi, y), ...);
+  }
+}
+
 // out[n][k] 2x2 tiles = A^T M A for images [n0, n0 + nimg).
 __attribute__((target("avx512f"))) void output_transform(const Dims& d, const float* M, int64_t ld, int64_t n0,
                                                          int64_t nimg, float* out) {
@@ -196,17 +237,10 @@ __attribute__((target("avx512f"))) void output_transform(const Dims& d, const fl
       float* y = out + ((n0 + n) * d.cout + k) * plane;
       const float* mk_plane = M + k * ld + n * d.TT;
       if (narrow(d)) {
-        // 16 / TW tile rows per vector: tile row q's 2TW outputs of row a are at 2TW q in [lo|hi].
-        const int R = static_cast<int>(16 / d.TW), pw = static_cast<int>(2 * d.TW);
-        for (int64_t ty0 = 0; ty0 < d.TH; ty0 += R) {
-          __m512 lohi[2][2];
-          output_tiles(mk_plane + ty0 * d.TW, xs, first_lanes(d.TT - ty0 * d.TW), lohi);
-          for (int q = 0; q < R && ty0 + q < d.TH; ++q) {
-            const int pos = (q * pw) % 16;
-            const auto m = static_cast<__mmask16>(((1u << pw) - 1u) << pos);
-            for (int a = 0; a < 2; ++a)
-              _mm512_mask_storeu_ps(y + (2 * (ty0 + q) + a) * d.Q - pos, m, lohi[a][q * pw / 16]);
-          }
+        switch (d.TW) {
+          case 2: narrow_output_tiles<2>(d, mk_plane, xs, y, std::make_integer_sequence<int, 8>{}); break;
+          case 4: narrow_output_tiles<4>(d, mk_plane, xs, y, std::make_integer_sequence<int, 4>{}); break;
+          default: narrow_output_tiles<8>(d, mk_plane, xs, y, std::make_integer_sequence<int, 2>{});
         }
         continue;
       }
