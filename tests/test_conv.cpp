@@ -383,7 +383,18 @@ TEST_CASE("conv2d_bn_act equals conv2d then batchnorm2d_infer_act bit for bit on
 TEST_CASE("conv2d_dgrad_bn_act equals batchnorm2d_infer_act_backward then conv2d_dgrad bit for bit on every CPU path") {
   std::mt19937_64 rng(29);
   Arena arena(Device::CPU);
-  for (const Geo& geo : conv_geometries()) {
+  // Besides the shared list, batches big enough for the gate to run per image in the direct kernel (two
+  // images per thread: stride 1 and stride 2) and per chunk in Winograd (two chunks per thread).
+  std::vector<Geo> geos = conv_geometries();
+  const int64_t t = omp_get_max_threads();
+  geos.push_back({{2 * t, 16, 12, 16}, {16, 16, 3, 3}, Conv2dArgs::make(1, 1)});
+  geos.push_back({{2 * t + 1, 16, 16, 16}, {24, 16, 3, 3}, Conv2dArgs::make(2, 1)});
+  cpu::ConvGeom wg;
+  wg.C = wg.K = 32, wg.H = wg.P = wg.W = wg.Q = 8, wg.R = wg.S = 3, wg.Cg = wg.Kg = 32, wg.pt = wg.pl = 1;
+  wg.N = 2 * t * cpu::winograd_chunk_images(wg) + 1;
+  if (cpu::winograd_applies(wg, static_cast<int>(t)))
+    geos.push_back({{wg.N, 32, 8, 8}, {32, 32, 3, 3}, Conv2dArgs::make(1, 1)});
+  for (const Geo& geo : geos) {
     for (DType dt : {DType::F32, DType::F64}) {
       Ctx ctx(Device::CPU, &arena);
       const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a), ks{geo.w[0]};

@@ -610,15 +610,40 @@ void depthwise_wgrad(Ctx& ctx, const ConvGeom& g, const T* dy, const T* x, T* dw
 
 // ---------------------------------------------------------------- direct 3x3 (engine/cpu/conv_direct.h)
 
+// Image n of the pass's input as its kernel reads it, into dst: the forward at stride 2 splits each plane into
+// its four phases; the input gradient of conv2d_dgrad_bn_act gates dy (gate_row, the order of its two ops, so
+// that the result is bit-equal to them). Done per image or per chunk right before the kernel, so the prepared
+// input is read back from cache instead of being a tensor of its own written to and read from memory.
+struct DirectInput {
+  const ConvGeom& g;
+  Direct3x3Pass pass;
+  const float* in;
+  const Gate<float>& gate;
+  int64_t cin() const { return pass == Direct3x3Pass::forward ? g.C : g.K; }
+  int64_t plane() const { return pass == Direct3x3Pass::forward ? g.hw() : g.pq(); }
+  int64_t image() const { return cin() * plane(); }
+  bool split() const { return direct3x3_splits_input(g, pass); }
+  bool prepared() const { return split() || gate.y; }
+  // Plane i = n * cin + c of the input -> dst (the same plane of a buffer).
+  void plane_to(int64_t i, float* dst) const {
+    const int64_t at = i * plane();
+    if (split()) direct3x3_split_plane(g, in + at, dst);
+    else gate_row(in + at, gate.y + at, dst, plane(), gate.scale(i % cin()), gate.act);
+  }
+  void images_to(int64_t n0, int64_t nimg, float* dst) const {
+    for (int64_t i = 0; i < nimg * cin(); ++i) plane_to(n0 * cin() + i, dst + i * plane());
+  }
+};
+
 // out = epi(pass of the conv) by the direct kernel: the forward (in = x, out = y) or the input gradient
-// (in = the gated dy, out = dx). Tasks of (image, block of 8 output channels) over the threads; each block's
-// planes get the epilogue right after the kernel wrote them (32 KB at most, still in cache), in the order of
-// epilogue_rows.
+// (in = dy, gated when gate.y, out = dx). Tasks of (image, block of 8 output channels) over the threads; each
+// block's planes get the epilogue right after the kernel wrote them (32 KB at most, still in cache), in the
+// order of epilogue_rows.
 void direct_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in, const float* w,
-                const Epilogue<float>& epi, float* out) {
+                const Epilogue<float>& epi, float* out, const Gate<float>& gate = {}) {
   const bool fwd = pass == Direct3x3Pass::forward;
-  const int64_t cin = fwd ? g.C : g.K, cout = fwd ? g.K : g.C;
-  const int64_t in_plane = fwd ? g.hw() : g.pq(), out_plane = fwd ? g.pq() : g.hw();
+  const int64_t cout = fwd ? g.K : g.C, out_plane = fwd ? g.pq() : g.hw();
+  const DirectInput src{g, pass, in, gate};
   Scratch scratch(ctx);
   float* wp = scratch.get<float>(direct3x3_packed_size(g, pass));
   direct3x3_pack(g, pass, w, wp);
@@ -627,7 +652,7 @@ void direct_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in
   const int64_t task_floats = direct3x3_task_scratch(g, pass), blocks = direct3x3_blocks(g, pass);
   const int threads = omp_get_max_threads();
   float* task_scratch = task_floats ? scratch.get<float>(task_floats * threads) : nullptr;
-  // One task: image n's output channel block kb from that image's input (split, where the pass needs it).
+  // One task: image n's output channel block kb from that image's (prepared) input.
   auto task = [&](int64_t n, int64_t kb, const float* in_n) {
     float* ts = task_scratch ? task_scratch + omp_get_thread_num() * task_floats : nullptr;
     direct3x3_block(g, pass, masks, in_n, wp, kb, out + n * cout * out_plane, ts);
@@ -637,47 +662,57 @@ void direct_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in
       epilogue_rows(out + off, k0, kn, out_plane, epi, epi.residual ? epi.residual + off : nullptr, false);
     }
   };
-  const int64_t image = cin * in_plane;
-  if (!direct3x3_splits_input(g, pass)) {
+  const int64_t image = src.image();
+  if (!src.prepared()) {
 #pragma omp parallel for collapse(2) schedule(static) if (g.N * blocks > 1)
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t kb = 0; kb < blocks; ++kb) task(n, kb, in + n * image);
   } else if (g.N >= 2 * threads) {
-    // Enough images to share out whole: each thread splits an image into its own buffer, which stays in
+    // Enough images to share out whole: each thread prepares an image into its own buffer, which stays in
     // cache for all of the image's blocks (splitting the whole batch first costs a write and a re-read of
     // the batch's input: 15% of CIFAR's 16 -> 32 layer).
-    float* split = scratch.get<float>(image * threads);
+    float* buf = scratch.get<float>(image * threads);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
-      float* xs = split + omp_get_thread_num() * image;
-      for (int64_t c = 0; c < cin; ++c) direct3x3_split_plane(g, in + n * image + c * in_plane, xs + c * in_plane);
-      for (int64_t kb = 0; kb < blocks; ++kb) task(n, kb, xs);
+      float* xn = buf + omp_get_thread_num() * image;
+      src.images_to(n, 1, xn);
+      for (int64_t kb = 0; kb < blocks; ++kb) task(n, kb, xn);
     }
   } else {
-    float* split = scratch.get<float>(g.N * image);
+    float* buf = scratch.get<float>(g.N * image);
+    const int64_t planes = g.N * src.cin();
 #pragma omp parallel for if (g.N * image > SAL_OMP_MIN_WORK) schedule(static)
-    for (int64_t i = 0; i < g.N * cin; ++i) direct3x3_split_plane(g, in + i * in_plane, split + i * in_plane);
+    for (int64_t i = 0; i < planes; ++i) src.plane_to(i, buf + i * src.plane());
 #pragma omp parallel for collapse(2) schedule(static) if (g.N * blocks > 1)
     for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t kb = 0; kb < blocks; ++kb) task(n, kb, split + n * image);
+      for (int64_t kb = 0; kb < blocks; ++kb) task(n, kb, buf + n * image);
   }
 }
 
 // out = epi(pass of the conv) by Winograd F(2x2, 3x3) (conv_winograd.h): chunks of whole images over the
-// threads, each chunk's output planes getting the epilogue right after its output transform wrote them.
+// threads, a gated chunk's dy gated into the thread's buffer first, each chunk's output planes getting the
+// epilogue right after its output transform wrote them.
 void winograd_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* in, const float* w,
-                  const Epilogue<float>& epi, float* out) {
+                  const Epilogue<float>& epi, float* out, const Gate<float>& gate = {}) {
   const int64_t cout = pass == Direct3x3Pass::forward ? g.K : g.C, plane = g.pq();
+  const DirectInput src{g, pass, in, gate};
   Scratch scratch(ctx);
   float* U = scratch.get<float>(winograd_packed_size(g, pass));
   winograd_pack(g, pass, w, U);
   const int64_t per_task = winograd_task_scratch(g, pass), step = winograd_chunk_images(g);
-  const int64_t chunks = (g.N + step - 1) / step;
-  float* task_scratch = scratch.get<float>(per_task * omp_get_max_threads());
+  const int64_t chunks = (g.N + step - 1) / step, gated_floats = gate.y ? step * src.image() : 0;
+  float* task_scratch = scratch.get<float>((per_task + gated_floats) * omp_get_max_threads());
 #pragma omp parallel for schedule(static)
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t n0 = ci * step, nimg = std::min(step, g.N - n0);
-    winograd_chunk(g, pass, U, in, n0, nimg, out, task_scratch + omp_get_thread_num() * per_task);
+    float* ts = task_scratch + omp_get_thread_num() * (per_task + gated_floats);
+    const float* chunk_in = in + n0 * src.image();
+    if (gate.y) {
+      src.images_to(n0, nimg, ts + per_task);
+      chunk_in = ts + per_task;
+    }
+    float* chunk_out = out + n0 * cout * plane;
+    winograd_chunk(g, pass, U, chunk_in, nimg, chunk_out, ts);
     if (epi.any())
       for (int64_t n = n0; n < n0 + nimg; ++n) {
         const int64_t off = n * cout * plane;
@@ -687,23 +722,13 @@ void winograd_run(Ctx& ctx, const ConvGeom& g, Direct3x3Pass pass, const float* 
 }
 
 // The input gradient by Winograd where it applies, else by the direct kernel (conv_direct.h: the flipped
-// kernel at stride 1, the four phases at stride 2). The gate is applied to all of dy first (gate_row, so
-// conv2d_dgrad_bn_act still equals its two ops bit for bit). Returns false where neither applies.
+// kernel at stride 1, the four phases at stride 2), the gate applied per image or chunk as the kernels read
+// dy. Returns false where neither applies.
 bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, const Gate<float>& gate) {
   if (!direct3x3_applies(g)) return false;
-  Scratch scratch(ctx);
-  const float* src = dy;
-  if (gate.y) {
-    float* dz = scratch.get<float>(g.N * g.K * g.pq());
-    const int64_t planes = g.N * g.K, pq = g.pq();
-#pragma omp parallel for if (planes * pq > SAL_OMP_MIN_WORK) schedule(static)
-    for (int64_t i = 0; i < planes; ++i)
-      gate_row(dy + i * pq, gate.y + i * pq, dz + i * pq, pq, gate.scale(i % g.K), gate.act);
-    src = dz;
-  }
   const Epilogue<float> none{};
-  if (winograd_applies(g, omp_get_max_threads())) winograd_run(ctx, g, Direct3x3Pass::dgrad, src, w, none, dx);
-  else direct_run(ctx, g, Direct3x3Pass::dgrad, src, w, none, dx);
+  if (winograd_applies(g, omp_get_max_threads())) winograd_run(ctx, g, Direct3x3Pass::dgrad, dy, w, none, dx, gate);
+  else direct_run(ctx, g, Direct3x3Pass::dgrad, dy, w, none, dx, gate);
   return true;
 }
 

@@ -124,11 +124,11 @@ __attribute__((target("avx512f"))) void narrow_input_tiles(const Dims& d, const 
   }
 }
 
-// V[xi][c][t] = (B^T d B)[xi] for every tile t of images [n0, n0 + nimg), channel c of in; V: [16][cin][ld].
+// V[xi][c][t] = (B^T d B)[xi] for every tile t of the nimg images of in, channel c; V: [16][cin][ld].
 // For 16 tiles of a tile row at once: tile tx's row i holds x[r][2tx - 1 + j], j = 0..3, i.e. from the 32
 // values at 2tx0 - 1 on, the even lanes (j = 0) and the odd ones (j = 1); from 2tx0 + 1 on, j = 2 and 3.
 // (Loaded straight from x with masks: splitting rows into a buffer first stalled every load on the store.)
-__attribute__((target("avx512f"))) void input_transform(const Dims& d, const float* in, int64_t n0, int64_t nimg,
+__attribute__((target("avx512f"))) void input_transform(const Dims& d, const float* in, int64_t nimg,
                                                         float* V, int64_t ld) {
   const int64_t plane = d.P * d.Q, blocks = (d.TW + 15) / 16;
   // The load masks of each block of 16 tiles (columns 2tx - 1 + [0, 16), + 16, + 2, + 18 inside the row).
@@ -137,7 +137,7 @@ __attribute__((target("avx512f"))) void input_transform(const Dims& d, const flo
     for (int q = 0; q < 4; ++q) masks[tb][q] = lanes_inside(32 * tb - 1 + (q % 2) * 16 + (q / 2) * 2, d.Q);
   for (int64_t n = 0; n < nimg; ++n)
     for (int64_t c = 0; c < d.cin; ++c) {
-      const float* x = in + ((n0 + n) * d.cin + c) * plane;
+      const float* x = in + (n * d.cin + c) * plane;
       if (narrow(d)) {
         narrow_input_tiles(d, x, V + c * ld + n * d.TT, d.cin * ld);
         continue;
@@ -228,13 +228,13 @@ __attribute__((target("avx512f"))) void narrow_output_tiles(const Dims& d, const
   }
 }
 
-// out[n][k] 2x2 tiles = A^T M A for images [n0, n0 + nimg).
-__attribute__((target("avx512f"))) void output_transform(const Dims& d, const float* M, int64_t ld, int64_t n0,
+// out[n][k] 2x2 tiles = A^T M A for the nimg images of out.
+__attribute__((target("avx512f"))) void output_transform(const Dims& d, const float* M, int64_t ld,
                                                          int64_t nimg, float* out) {
   const int64_t plane = d.P * d.Q, xs = d.cout * ld;  // xs: between the 16 transformed planes
   for (int64_t n = 0; n < nimg; ++n)
     for (int64_t k = 0; k < d.cout; ++k) {
-      float* y = out + ((n0 + n) * d.cout + k) * plane;
+      float* y = out + (n * d.cout + k) * plane;
       const float* mk_plane = M + k * ld + n * d.TT;
       if (narrow(d)) {
         switch (d.TW) {
@@ -317,7 +317,7 @@ void winograd_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float*
     }
 }
 
-void winograd_chunk(const ConvGeom& g, Direct3x3Pass pass, const float* U, const float* in, int64_t n0,
+void winograd_chunk(const ConvGeom& g, Direct3x3Pass pass, const float* U, const float* in,
                     int64_t nimg, float* out, float* scratch) {
   const Dims d = dims(g, pass);
   const int64_t ld = chunk_ld(g), tiles = nimg * d.TT;
@@ -326,9 +326,9 @@ void winograd_chunk(const ConvGeom& g, Direct3x3Pass pass, const float* U, const
   // The columns past the chunk's tiles are read by the last GEMM block: zeros, so its products stay finite.
   if (tiles < ld)
     for (int64_t r = 0; r < 16 * d.cin; ++r) std::fill(V + r * ld + tiles, V + (r + 1) * ld, 0.f);
-  input_transform(d, in, n0, nimg, V, ld);
+  input_transform(d, in, nimg, V, ld);
   products(d, U, V, ld, M);
-  output_transform(d, M, ld, n0, nimg, out);
+  output_transform(d, M, ld, nimg, out);
 }
 
 }  // namespace sal::cpu

@@ -50,9 +50,9 @@ int64_t winograd_task_scratch(const ConvGeom& g, Direct3x3Pass pass);
 // w:[K,C,3,3] (the forward conv's weights, for either pass) -> U:[16][ceil(cout/8)][cin][8], the transformed
 // kernel G g G^T (of the transposed, flipped kernel for the input gradient).
 void winograd_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float* U);
-// One task: images [n0, n0 + nimg) of the pass's input (forward: x:[N,C,H,W]; dgrad: dy:[N,K,P,Q], gated by
-// the caller) -> the same images of its output (y:[N,K,P,Q] or dx:[N,C,H,W]), overwritten.
-void winograd_chunk(const ConvGeom& g, Direct3x3Pass pass, const float* U, const float* in, int64_t n0,
-                    int64_t nimg, float* out, float* scratch);
+// One task: nimg images of the pass's input (forward: x:[nimg,C,H,W]; dgrad: dy:[nimg,K,P,Q], gated by the
+// caller) -> the same images of its output (y:[nimg,K,P,Q] or dx:[nimg,C,H,W]), overwritten.
+void winograd_chunk(const ConvGeom& g, Direct3x3Pass pass, const float* U, const float* in, int64_t nimg,
+                    float* out, float* scratch);
 
 }  // namespace sal::cpu
