@@ -132,7 +132,7 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
 void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const ConvEpilogue& epi, float* y) {
   const int64_t n = g.N * g.K * g.pq();
   if (n == 0) return;
-  const bool fused = epi.gamma || epi.residual || epi.act != Activation::None;
+  const bool fused = epi.scale || epi.residual || epi.act != Activation::None;
   execute(ctx, fused ? Pass::FwdFused : Pass::Fwd, g, n, y, [&](ConvBackend b, float* out) {
     if (b == ConvBackend::Custom) {
       custom_conv_forward(ctx, g, x, w, epi, out);
@@ -261,9 +261,11 @@ void conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const C
 void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn, const Tensor* residual, Activation act,
                    const Conv2dArgs& a, Tensor& y) {
   const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
+  DeviceScratch scratch(ctx);
   ConvEpilogue epi;
-  epi.gamma = bn.gamma->data<float>(), epi.beta = bn.beta->data<float>(), epi.mean = bn.mean->data<float>();
-  epi.var = bn.var->data<float>(), epi.eps = static_cast<float>(bn.eps);
+  float* scale = scratch.floats(g.K);
+  bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
+  epi.mean = bn.mean->data<float>(), epi.scale = scale, epi.beta = bn.beta->data<float>();
   epi.residual = ptr_or_null(residual), epi.act = act;
   forward(ctx, g, x.data<float>(), w.data<float>(), epi, y.data<float>());
 }

@@ -143,7 +143,7 @@ __device__ __forceinline__ float activate(float v, int act) {
 
 // ConvEpilogue after the bias: v (bias already added) at element i of the output, channel k.
 __device__ __forceinline__ float finish_value(const ConvEpilogue& e, float v, long long i, long long k) {
-  if (e.gamma) v = (v - e.mean[k]) * (e.gamma[k] * rsqrtf(e.var[k] + e.eps)) + e.beta[k];
+  if (e.scale) v = (v - e.mean[k]) * e.scale[k] + e.beta[k];
   if (e.residual) v += e.residual[i];
   return activate(v, static_cast<int>(e.act));
 }
@@ -655,6 +655,13 @@ __global__ void epilogue_kernel(float* __restrict__ y, const ConvEpilogue epi, i
   }
 }
 
+// gamma, var: [K] -> scale: [K]
+__global__ void bn_scale_kernel(const float* __restrict__ gamma, const float* __restrict__ var, double eps, int K,
+                                float* __restrict__ scale) {
+  const int k = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k < K) scale[k] = static_cast<float>(static_cast<double>(gamma[k]) / sqrt(static_cast<double>(var[k]) + eps));
+}
+
 // dy: [n, K, plane] -> db[K] += (splits == 1) or part: [splits][K]
 // grid: (K, splits), block: 256; block (k, s) sums elements [s*per_split, ...) of n*plane.
 __global__ void __launch_bounds__(kRedThreads)
@@ -929,6 +936,13 @@ void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
 
 void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t k, int64_t plane) {
   channel_epilogue(ctx, y, ConvEpilogue{bias}, n, k, plane);
+}
+
+void bn_epilogue_scale(Ctx& ctx, const float* gamma, const float* var, double eps, int64_t k, float* scale) {
+  if (k == 0) return;
+  const int K = as_int(k, "conv epilogue", "channels");
+  bn_scale_kernel<<<(K + 255) / 256, 256, 0, stream_of(ctx)>>>(gamma, var, eps, K, scale);
+  SAL_CUDA_LAUNCH_CHECK("conv epilogue scale");
 }
 
 void channel_epilogue(Ctx& ctx, float* y, const ConvEpilogue& epi, int64_t n, int64_t k, int64_t plane) {

@@ -77,17 +77,16 @@ class DeviceScratch {
 };
 
 // What a forward applies where it stores its output v at channel k:
-//   y = act(bn(v + bias[k]) + residual),  bn(u) = (u - mean[k]) * gamma[k] / sqrt(var[k] + eps) + beta[k]
-// each part optional (bias, gamma (then no bn) and residual null, act None: the plain convolution);
-// residual is indexed like y ([N,K,P,Q]). The BN scale is gamma * rsqrtf(var + eps) in f32 (the
-// batch-norm kernels compute it in double: an ulp apart at most).
+//   y = act(bn(v + bias[k]) + residual),  bn(u) = (u - mean[k]) * scale[k] + beta[k]
+// each part optional (bias, scale (then no bn) and residual null, act None: the plain convolution);
+// residual is indexed like y ([N,K,P,Q]). scale[k] = gamma[k] / sqrt(var[k] + eps), computed once per call
+// in double and rounded once (bn_epilogue_scale), as the CPU epilogue and the batch-norm kernels do.
 struct ConvEpilogue {
   const float* bias = nullptr;
-  const float *gamma = nullptr, *beta = nullptr, *mean = nullptr, *var = nullptr;
-  float eps = 0;
+  const float *mean = nullptr, *scale = nullptr, *beta = nullptr;
   const float* residual = nullptr;
   Activation act = Activation::None;
-  bool any() const { return bias || gamma || residual || act != Activation::None; }
+  bool any() const { return bias || scale || residual || act != Activation::None; }
 };
 
 // y = epi(conv(x, w)), the epilogue applied by the kernel that writes y (or the split-K sum)
@@ -101,6 +100,8 @@ void custom_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float
 
 // y[n, k, i] += bias[k] for y:[n, k, plane]
 void channel_bias_add(Ctx& ctx, float* y, const float* bias, int64_t n, int64_t k, int64_t plane);
+// scale[k] = gamma[k] / sqrt(var[k] + eps) for k < K, in double, rounded once (ConvEpilogue's scale)
+void bn_epilogue_scale(Ctx& ctx, const float* gamma, const float* var, double eps, int64_t k, float* scale);
 // y = epi(y) in place for y:[n, k, plane], in one pass (after cuDNN's convolution)
 void channel_epilogue(Ctx& ctx, float* y, const ConvEpilogue& epi, int64_t n, int64_t k, int64_t plane);
 // db[k] += sum over n and i of dy[n, k, i] for dy:[n, k, plane] (block reductions, fixed order)
