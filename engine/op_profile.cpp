@@ -55,16 +55,20 @@ std::vector<Pending>& pending() {
   return *p;
 }
 thread_local int t_depth = 0;  // ops open on this thread (an op inside an op is not timed on its own)
+int g_open_events = 0;         // CUDA ops open on any thread with a start event (guarded by g_mu)
 
-// Reads every pending CUDA pair into the totals and recycles the events. Caller holds g_mu.
+// Reads every pending CUDA pair into the totals and recycles the events, unless an op on another thread
+// still holds its start event (then the pool grows until a later read finds none open). Caller holds g_mu.
 void resolve_pending_locked() {
 #ifdef SAL_WITH_CUDA
-  for (const Pending& p : pending()) {
+  std::vector<Pending> todo;
+  todo.swap(pending());  // taken first: a CUDA error part-way does not leave pairs to be read twice
+  for (const Pending& p : todo) {
     Totals& t = totals()[{p.op, Device::CUDA}];
     ++t.calls;
     t.ms += cuda::timing_event_elapsed_ms(p.start, p.stop);
   }
-  if (!pending().empty()) cuda::timing_events_clear();
+  if (!todo.empty() && g_open_events == 0) cuda::timing_events_clear();
 #endif
   pending().clear();
 }
@@ -74,40 +78,54 @@ void resolve_pending_locked() {
 void set_op_profiling(bool on) { detail::g_op_profiling.store(on ? 1 : 0); }
 
 void OpScope::begin(const Ctx& ctx, const char* op) {
-  counted_ = true;
-  if (t_depth++ > 0) return;  // inside another op: its time is the outer op's
-  active_ = true;
+  if (t_depth > 0) {  // inside another op: its time is the outer op's
+    ++t_depth;
+    counted_ = true;
+    return;
+  }
+#ifdef SAL_WITH_CUDA
+  if (ctx.device == Device::CUDA) {
+    // Recorded before anything is counted: if it throws, this scope never opened and the depth is right.
+    void* stream = ctx.cuda ? static_cast<CudaDevice*>(ctx.cuda)->stream() : nullptr;
+    std::lock_guard<std::mutex> lock(g_mu);  // with the count, so a read never recycles this event
+    start_event_ = cuda::timing_event_record(stream);
+    if (start_event_ >= 0) ++g_open_events;
+    stream_ = stream;
+  }
+#endif
   op_ = op;
   device_ = ctx.device;
-#ifdef SAL_WITH_CUDA
-  if (device_ == Device::CUDA) {
-    stream_ = ctx.cuda ? static_cast<CudaDevice*>(ctx.cuda)->stream() : nullptr;
-    start_event_ = cuda::timing_event_record(stream_);
-    return;
-  }
-#endif
-  t0_ = std::chrono::steady_clock::now();
+  active_ = true;
+  counted_ = true;
+  ++t_depth;
+  if (device_ == Device::CPU) t0_ = std::chrono::steady_clock::now();
 }
 
-void OpScope::end() {
+void OpScope::end() noexcept {
   --t_depth;
   if (!active_) return;
-  if (device_ == Device::CPU) {
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
-    std::lock_guard<std::mutex> lock(g_mu);
-    Totals& t = totals()[{op_, Device::CPU}];
-    ++t.calls;
-    t.ms += ms;
-    return;
-  }
+  // A destructor must not throw (it may run while an op's error unwinds the stack): a failure here drops
+  // this op's sample. A CUDA error met here (an earlier launch's, which the runtime keeps reporting) is
+  // raised by the next checked CUDA call.
+  try {
+    if (device_ == Device::CPU) {
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
+      std::lock_guard<std::mutex> lock(g_mu);
+      Totals& t = totals()[{op_, Device::CPU}];
+      ++t.calls;
+      t.ms += ms;
+      return;
+    }
 #ifdef SAL_WITH_CUDA
-  if (start_event_ < 0) return;  // the stream was capturing a graph
-  const int stop = cuda::timing_event_record(stream_);
-  if (stop < 0) return;
-  std::lock_guard<std::mutex> lock(g_mu);
-  pending().push_back(Pending{op_, start_event_, stop});
-  if (pending().size() >= kMaxPending) resolve_pending_locked();
+    if (start_event_ < 0) return;  // the stream was capturing a graph
+    std::lock_guard<std::mutex> lock(g_mu);
+    --g_open_events;
+    const int stop = cuda::timing_event_record(stream_);
+    if (stop >= 0) pending().push_back(Pending{op_, start_event_, stop});
+    if (pending().size() >= kMaxPending) resolve_pending_locked();
 #endif
+  } catch (...) {
+  }
 }
 
 std::vector<OpTime> op_profile() {

@@ -67,7 +67,7 @@ class OpScope {
   std::chrono::steady_clock::time_point t0_;
 
   void begin(const Ctx& ctx, const char* op);
-  void end();
+  void end() noexcept;
 };
 
 }  // namespace sal

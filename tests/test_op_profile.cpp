@@ -1,6 +1,6 @@
 // engine/op_profile.h: with profiling on, every op records its calls and time under its name (an op
 // inside another counts in the outer one only); off, nothing is recorded. CUDA ops are timed by events on
-// the device (tests/cuda_vs_cpu.cpp and the benchmarks run them; here the CPU).
+// the device's stream, and ops recorded into a CUDA graph are not ops of their own (the last case, on a GPU).
 #include <doctest/doctest.h>
 
 #include <map>
@@ -8,6 +8,10 @@
 
 #include "engine/op_profile.h"
 #include "engine/ops.h"
+#include "engine/step_graph.h"
+#ifdef SAL_WITH_CUDA
+#include "cuda/device.h"
+#endif
 
 using namespace sal;
 
@@ -57,3 +61,44 @@ TEST_CASE("op profile: calls and times per op, nested ops in the outer one, noth
   relu(ctx, x);
   CHECK(op_profile().empty());
 }
+
+#ifdef SAL_WITH_CUDA
+TEST_CASE("cuda: op profile times ops by events on the device's stream; a graph's capture and replays are not ops") {
+  if (!cuda_available()) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  CudaDevice dev;
+  Arena arena(Device::CUDA);
+  Ctx c = dev.ctx(&arena);
+  const Tensor x = Tensor::from_values({-1, 2, -3, 4}, Shape{1, 1, 2, 2}).to(Device::CUDA);
+  set_op_profiling(true);
+  reset_op_profile();
+  relu(c, x);
+  relu(c, x);
+  std::map<std::string, OpTime> m = by_name();
+  REQUIRE(m.count("relu"));
+  CHECK(m.size() == 1);
+  CHECK(m["relu"].calls == 2);
+  CHECK(m["relu"].device == Device::CUDA);
+  CHECK(m["relu"].total_ms >= 0);
+
+  // Run 1 is eager (one relu), run 2 captures the graph and replays it, run 3 replays it: one call in all.
+  reset_op_profile();
+  Arena graph_arena(Device::CUDA);
+  StepGraph g(dev.ctx(&graph_arena));
+  const StepGraph::Fn fn = [&](Ctx& gc) { return std::vector<Tensor>{relu(gc, x)}; };
+  for (int run = 0; run < 3; ++run) g.run(fn);
+  CHECK(g.captured());
+  m = by_name();
+  REQUIRE(m.count("relu"));
+  CHECK(m["relu"].calls == 1);
+  // The capture left this thread's op depth balanced: an eager op afterwards is timed on its own.
+  relu(c, x);
+  CHECK(by_name()["relu"].calls == 2);
+  dev.synchronize();
+
+  set_op_profiling(false);
+  reset_op_profile();
+}
+#endif
