@@ -95,12 +95,16 @@ float* DataParallel::buffer(const Tensor& flat, const char* what) const {
   return flat.data<float>();
 }
 
-void DataParallel::average(Tensor& flat) {
+void DataParallel::average(Tensor& flat) { average(ctx_, flat); }
+
+void DataParallel::average(const Ctx& on, Tensor& flat) {
+  SAL_CHECK(on.device == ctx_.device, "DataParallel::average: a ", device_name(on.device), " context, the ranks run on ",
+            device_name(ctx_.device));
   if (shm_) shm_->all_reduce_avg(buffer(flat, "average"), static_cast<size_t>(flat.numel()));
 #ifdef SAL_WITH_NCCL
   if (comm_)
     cuda::nccl_all_reduce_avg(comm_, buffer(flat, "average"), static_cast<size_t>(flat.numel()),
-                              static_cast<CudaDevice*>(ctx_.cuda)->stream());
+                              on.cuda ? static_cast<CudaDevice*>(on.cuda)->stream() : nullptr);
 #endif
 }
 

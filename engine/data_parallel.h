@@ -51,6 +51,9 @@ class DataParallel {
 
   const DistEnv& env() const { return env_; }
   void average(Tensor& flat);    // in place: the mean over ranks (f32)
+  // The same on `on`'s stream: a captured training step's hook passes its own context, so that the
+  // all-reduce is recorded in the graph after the gradient it averages, whatever stream the step runs on.
+  void average(const Ctx& on, Tensor& flat);
   void broadcast(Tensor& flat);  // in place: rank 0's values on every rank (f32)
   bool any(bool flag);           // true on every rank when any rank passed true (synchronises)
   // True on every rank when `values` (any dtype, any device: read back to the host) is the same bit for

@@ -565,7 +565,7 @@ struct Trainer {
       if (phase1) keep_only_embedding_grads(c);
       if (opt.freeze_embedding) drop_embedding_grads(c);
       Tensor grads = masker->params().flat_grads();
-      dp->average(grads);
+      dp->average(c, grads);
     });
     // The next step's batch is read and uploaded while the device runs the current step (on CUDA through
     // the copy stream: the reader's copy, the copy into pinned memory and the DMA all overlap the step; on
