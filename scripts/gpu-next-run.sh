@@ -4,7 +4,9 @@
 # fusion gives (the masker with SAL_FUSE_CONV_BN=0 and =1, inference at batch 1 and 64 and the captured
 # training step), an op-by-op profile of the eager training step (SAL_PROFILE_OPS), sal_train's
 # images/s on ImageNet-sized batches with the read-ahead through the copy stream, compute-sanitizer over
-# the new CUDA paths, and the comparison with PyTorch with what time is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
+# the new CUDA paths, and the comparison with PyTorch with what time is left; the fused ops' CUDA rows
+# again with the custom and the cuDNN backend pinned (session 10). Everything goes to $OUT (the device
+# tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
 #     RUN_BUDGET=520 bash scripts/gpu-next-run.sh
 set -uo pipefail
@@ -23,6 +25,11 @@ export LD_LIBRARY_PATH="/tmp/sal-deps/usr/lib/x86_64-linux-gnu:$LIBS:${LD_LIBRAR
 B=build-gpu
 
 {
+  echo "== cuda_vs_cpu's conv2d_bn_act / conv2d_dgrad_bn_act rows with each conv backend pinned (Auto may skip one)"
+  for backend in custom cudnn; do
+    SAL_CONV_BACKEND=$backend timeout 30 $B/cuda_vs_cpu bn_act 2>&1 | tail -3 | sed "s/^/backend=$backend  /"
+  done
+
   echo "== masker: conv + BN epilogue fusion off / on ($(left) s left)"
   for fuse in 0 1; do
     SAL_FUSE_CONV_BN=$fuse timeout 90 $B/masker_bench --benchmark_min_time=1 \

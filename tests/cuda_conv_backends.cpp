@@ -192,8 +192,9 @@ int main() {
           const std::string what = cat(c.name, " [", cuda::conv_backend_name(mode), ", ", cuda::conv_math_name(math),
                                        ctx == &plain ? ", default stream]" : ", own stream]");
           try {
-            // Inputs are copied by the runtime's synchronous copies (legacy stream): wait for them
-            // before work on the device's non-blocking stream reads them.
+            // Inputs are copied by the runtime's synchronous copies (legacy stream); the device's stream is
+            // created blocking, so it orders itself after them anyway: the wait keeps the test from
+            // depending on that.
             Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gb = b.to(Device::CUDA), gdy = dy.to(Device::CUDA);
             Tensor gdw = halves(c.w).to(Device::CUDA), gdb = halves(b.shape()).to(Device::CUDA);
             cuda::synchronize();
