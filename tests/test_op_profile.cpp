@@ -63,7 +63,7 @@ TEST_CASE("op profile: calls and times per op, nested ops in the outer one, noth
 }
 
 #ifdef SAL_WITH_CUDA
-TEST_CASE("cuda: op profile times ops by events on the device's stream; a graph's capture and replays are not ops") {
+TEST_CASE("cuda: op profile times ops by events on the device's stream, not a graph's capture or its replays") {
   if (!cuda_available()) {
     MESSAGE("skipped: no CUDA device");
     return;
