@@ -42,9 +42,9 @@ Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dArgs& a);
 Tensor conv2d(Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a);
 // A convolution with frozen batch norm, residual and activation as its epilogue, in the same pass:
 // y = act(batchnorm2d_infer(conv2d(x, w)) + residual), residual (same shape as y) nullable; gamma,
-// beta, mean, var [K]. For frozen layers (black boxes, encoders): ResNet's conv3 + bn3 + identity +
-// ReLU and MobileNet's conv + BN + ReLU6 write the activation once instead of the conv output plus a
-// BN pass over it. The BN is applied in its own order, (conv - mean) * scale + beta with scale =
+// beta, mean, var [K]. For layers in inference (black boxes, encoders, the masker's decoder): ResNet's
+// conv3 + bn3 + identity + ReLU and MobileNet's conv + BN + ReLU6 write the activation once instead of
+// the conv output plus a BN pass over it. The BN is applied in its own order, (conv - mean) * scale + beta with scale =
 // gamma / sqrt(var + eps), not folded into the weights: folding rounds differently where conv and
 // mean nearly cancel (dead channels with var ~ 0), and the input gradient of a trained MobileNet then
 // moved by 1e-2 of its scale (measured against float64) where this order keeps 5e-7. On the CPU the

@@ -184,8 +184,13 @@ ConvBnAct::ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::st
       bn_(ps, bn_name, out, bn_eps, trainable),
       act_(act) {}
 
-bool ConvBnAct::use_fusion(bool training) const {
-  return !training && conv_bn_fusion() && !conv_.trainable() && !bn_.trainable();
+bool ConvBnAct::use_fusion(bool training) const { return !training && conv_bn_fusion(); }
+
+void ConvBnAct::check_fused_backward(bool param_grads) const {
+  SAL_CHECK(!param_grads || !(conv_.trainable() || bn_.trainable()),
+            "ConvBnAct: parameter gradients after an inference forward (the conv and its batch norm ran as one op, "
+            "without the conv output their gradients need): run the forward in training mode, or set "
+            "SAL_FUSE_CONV_BN=0");
 }
 
 Tensor ConvBnAct::fused_forward(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act) {
@@ -234,17 +239,21 @@ Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& resi
 Tensor ConvBnAct::backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bool param_grads) {
   SAL_CHECK(sum_y_.defined(), "ConvBnAct::backward_add_relu before forward_add_relu");
   dsum = relu_backward(ctx, dy, sum_y_);
-  if (last_fused_)  // frozen: BN's and the conv's input gradients in one op
+  if (last_fused_) {  // BN's and the conv's input gradients in one op
+    check_fused_backward(param_grads);
     return bn_.conv_backward_infer_act(ctx, dsum, sum_y_, conv_.weight(), fused_x_shape_, conv_.args(),
                                        Activation::None);
+  }
   return conv_.backward(ctx, bn_.backward(ctx, dsum, param_grads), param_grads);
 }
 
 Tensor ConvBnAct::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
   const Activation a = activation_of(act_);
-  // Frozen and fused: the activation's, BN's and the conv's input gradients in one op (from y).
-  if (last_fused_)
+  // Fused: the activation's, BN's and the conv's input gradients in one op (from y).
+  if (last_fused_) {
+    check_fused_backward(param_grads);
     return bn_.conv_backward_infer_act(ctx, dy, fused_y_, conv_.weight(), fused_x_shape_, conv_.args(), a);
+  }
   if (fused_y_.defined())  // inference: the activation and BN backward in one pass when BN is frozen
     return conv_.backward(ctx, bn_.backward_from_act(ctx, dy, fused_y_, a, param_grads), param_grads);
   Tensor d = dy;

@@ -137,9 +137,9 @@ class MaxPool2d {
   Tensor x_;
 };
 
-// Whether frozen ConvBnAct layers run conv + BN + activation as one conv2d_bn_act in inference (default
-// on; SAL_FUSE_CONV_BN=0 in the environment turns it off for the process). A process-wide setting for
-// tests and comparisons; it applies to the forwards that come after.
+// Whether ConvBnAct layers run conv + BN + activation as one conv2d_bn_act in inference (default on;
+// SAL_FUSE_CONV_BN=0 in the environment turns it off for the process). A process-wide setting for tests
+// and comparisons; it applies to the forwards that come after.
 bool conv_bn_fusion();
 void set_conv_bn_fusion(bool on);
 // How many fused forwards (conv2d_bn_act calls by ConvBnAct) the process has run: for tests and benchmarks.
@@ -147,10 +147,12 @@ int64_t conv_bn_fused_forwards();
 
 // Conv2d -> BatchNorm2d -> ReLU or ReLU6 (activation optional): the unit most networks repeat.
 //
-// In inference, a layer whose parameters are all frozen (a black box's or an encoder's) is one
-// conv2d_bn_act: BN, activation (and a residual block's shortcut sum) in the convolution's epilogue,
-// so the activation is written once instead of the conv's output plus a BN pass over it. Trainable
-// layers, and every layer in training mode, run conv, BN and activation as separate ops.
+// In inference every layer is one conv2d_bn_act: BN, activation (and a residual block's shortcut sum) in
+// the convolution's epilogue, so the activation is written once instead of the conv's output plus a BN
+// pass over it. Its backward gives the input gradient from y alone (conv2d_dgrad_bn_act); the parameter
+// gradients of a trainable layer would need the conv's output, so asking for them after an inference
+// forward is an error (the masker trains in training mode; its inference, the decoder included, is
+// fused). In training mode conv, BN and activation are separate ops.
 class ConvBnAct {
  public:
   enum class Act { None, ReLU, ReLU6 };
@@ -182,6 +184,7 @@ class ConvBnAct {
   Shape fused_x_shape_;
 
   bool use_fusion(bool training) const;
+  void check_fused_backward(bool param_grads) const;  // throws when a trainable layer's gradients are asked for
   Tensor fused_forward(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act);
 };
 

@@ -287,6 +287,36 @@ TEST_CASE("Bottleneck: trainable parameters, training-mode BN and weight gradien
   CHECK(wworst / wscale < 1e-6);
 }
 
+TEST_CASE("Bottleneck: a trainable block runs fused in inference, as unfused, and refuses parameter gradients there") {
+  SingleThreaded one_thread;
+  ParamStore ps;
+  Bottleneck down(ps, "dec.0", 8, 4, 16, 2, 1e-5, /*trainable=*/true);  // four ConvBnAct, the downsample's too
+  ps.finalize(Device::CPU, DType::F32);
+  randomize_params(ps, 5);
+  ps.zero_grads();
+  Ctx ctx;
+  std::mt19937 gen(4);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> xv(2 * 8 * 6 * 6), dv(2 * 16 * 3 * 3);
+  for (double& v : xv) v = normal(gen);
+  for (double& v : dv) v = normal(gen);
+  const Tensor x = Tensor::from_values(xv, Shape{2, 8, 6, 6}), dy = Tensor::from_values(dv, Shape{2, 16, 3, 3});
+  std::vector<double> y[2], dx[2];
+  for (bool fuse : {false, true}) {
+    set_conv_bn_fusion(fuse);
+    const int64_t fused_before = conv_bn_fused_forwards();
+    y[fuse] = down.forward(ctx, x, false).values();
+    CHECK(conv_bn_fused_forwards() - fused_before == (fuse ? 4 : 0));
+    dx[fuse] = down.backward(ctx, dy, /*param_grads=*/false).values();
+  }
+  set_conv_bn_fusion(true);
+  CHECK(y[1] == y[0]);    // conv2d_bn_act equals its ops bit for bit on the CPU
+  CHECK(dx[1] == dx[0]);  // and conv2d_dgrad_bn_act its two
+  down.forward(ctx, x, false);
+  CHECK_THROWS_WITH_AS(down.backward(ctx, dy, /*param_grads=*/true),
+                       doctest::Contains("parameter gradients after an inference forward"), Error);
+}
+
 TEST_CASE("cifar_resnet8 input gradient matches finite differences (F64)") {
   SingleThreaded one_thread;
   // A depth-8 CIFAR ResNet (one block per stage, both option-A shortcuts) with seeded random
