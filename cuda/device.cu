@@ -66,8 +66,22 @@ void CudaDevice::upload_on_copy_stream(void* dst, const void* src, size_t bytes)
   copy_staging_->upload(dst, src, bytes);
 }
 
+namespace {
+
+// The copy-stream handshakes order work that really runs: inside a capture the compute stream's record and
+// wait would become graph nodes unrelated to the copy stream's work (or fail as a cross-capture wait).
+void refuse_while_capturing(void* stream, const char* what) {
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  SAL_CUDA_CHECK(cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &capturing));
+  SAL_CHECK(capturing == cudaStreamCaptureStatusNone, "CudaDevice::", what,
+            " during CUDA graph capture: the copy-stream handshake runs between replays, not inside one");
+}
+
+}  // namespace
+
 void CudaDevice::mark_compute() {
   make_copy_stream();
+  refuse_while_capturing(stream_, "mark_compute");
   SAL_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(compute_mark_), static_cast<cudaStream_t>(stream_)));
 }
 
@@ -78,6 +92,7 @@ void CudaDevice::copy_waits_for_mark() {
 
 void CudaDevice::compute_waits_for_copies() {
   make_copy_stream();
+  refuse_while_capturing(stream_, "compute_waits_for_copies");
   SAL_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(copies_done_), static_cast<cudaStream_t>(copy_stream_)));
   SAL_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream_), static_cast<cudaEvent_t>(copies_done_), 0));
 }
