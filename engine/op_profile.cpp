@@ -55,7 +55,9 @@ std::vector<Pending>& pending() {
   return *p;
 }
 thread_local int t_depth = 0;  // ops open on this thread (an op inside an op is not timed on its own)
-int g_open_events = 0;         // CUDA ops open on any thread with a start event (guarded by g_mu)
+#ifdef SAL_WITH_CUDA
+int g_open_events = 0;  // CUDA ops open on any thread with a start event (guarded by g_mu)
+#endif
 
 // Reads every pending CUDA pair into the totals and recycles the events, unless an op on another thread
 // still holds its start event (then the pool grows until a later read finds none open). Caller holds g_mu.

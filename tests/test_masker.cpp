@@ -308,6 +308,37 @@ TEST_CASE("masker: parameter gradients match finite differences (own encoder tra
   check_masker_gradients(UpsampleMode::PixelShuffle, 0, "own encoder", true);
 }
 
+TEST_CASE("masker: backward after an inference forward is refused before any gradient is accumulated") {
+  MaskerConfig cfg;
+  cfg.num_classes = 5;
+  cfg.feature_channels = {3, 4, 6};
+  cfg.widths = {8, 8};
+  cfg.bottlenecks = 1;
+  cfg.seed = 3;
+  Masker masker(cfg, Device::CPU, DType::F64);
+  std::mt19937 gen(9);
+  const std::vector<Tensor> feats = {random_tensor(Shape{2, 3, 8, 8}, gen, 0.0, 1.0),
+                                     random_tensor(Shape{2, 4, 4, 4}, gen, 0.0, 1.0),
+                                     random_tensor(Shape{2, 6, 2, 2}, gen, 0.0, 1.0)};
+  const Tensor classes = Tensor::from_labels({4, 1});
+  Ctx ctx;
+  masker.params().zero_grads();
+  const MaskerOutput o = masker.forward_features(ctx, feats, classes, 16, 16, /*training=*/false);
+  const Tensor dmask = random_tensor(o.mask.shape(), gen, -1.0, 1.0);
+  CHECK_THROWS_WITH_AS(masker.backward(ctx, dmask), doctest::Contains("Masker::backward after an inference forward"),
+                       Error);
+  const auto grad_l1 = [&] {
+    double total = 0;
+    for (double g : masker.params().flat_grads().values()) total += std::abs(g);
+    return total;
+  };
+  CHECK(grad_l1() == 0.0);
+  // In training mode the same backward runs and accumulates.
+  masker.forward_features(ctx, feats, classes, 16, 16, /*training=*/true);
+  masker.backward(ctx, dmask);
+  CHECK(grad_l1() > 0);
+}
+
 TEST_CASE("masker: CIFAR config on the ResNet20 encoder and MobileNet config shapes") {
   OneThread one;
   Ctx ctx;
