@@ -224,7 +224,7 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   }
   head_out_ = head_.forward(ctx, y);
   have_forward_ = true;
-  forward_trained_ = training;
+  forward_fused_ = !training && conv_bn_fusion();  // what its ConvBnAct layers did (ConvBnAct::use_fusion)
 
   MaskerOutput out;
   out.head = head_out_;
@@ -239,7 +239,7 @@ void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, c
   SAL_CHECK(have_forward_, "Masker::backward: no forward in this step");
   // Checked before any gradient is accumulated: in inference the decoder's layers ran fused, and their
   // parameter gradients need the conv outputs that were never materialised.
-  SAL_CHECK(forward_trained_ || !conv_bn_fusion(),
+  SAL_CHECK(!forward_fused_,
             "Masker::backward after an inference forward (training = false): run the forward in training mode, "
             "or set SAL_FUSE_CONV_BN=0");
   const size_t levels = cfg_.feature_channels.size();

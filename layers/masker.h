@@ -127,7 +127,7 @@ class Masker {
   // What backward needs from the last forward.
   Tensor x_, classes_, emb_, sig_, head_out_;
   bool have_forward_ = false;
-  bool forward_trained_ = false;  // the last forward's training flag
+  bool forward_fused_ = false;  // the last forward ran its layers fused (inference): no parameter gradients
 
   void initialize();
 };
