@@ -16,6 +16,12 @@
 // against the direct loop, and for the input gradient the adjoint identity <conv(x), dy> = <x, dgrad(dy)> in
 // double.
 //
+// And the layers with 7x7 outputs, whose GEMMs have 49 columns per image, through the narrow GEMM
+// (engine/cpu/gemm_narrow.h; the default) and through BLAS in the same run (narrow/<layer>/b<batch>/<narrow|blas>):
+// ResNet-50's layer 4 and the MobileNet masker's 7x7 layers (its encoder's last pointwise convs and the
+// decoder's 768 -> 1024 3x3), at batch 1 (a mask's latency) and 8 (a 1x1 conv still runs one image at a time),
+// and layers on 6x6 to 3x3 planes at batch 1.
+//
 //   conv_cpu_bench --benchmark_min_time=0.05 [--benchmark_filter=l1_]
 //   conv_cpu_bench --benchmark_min_time=0.5 --benchmark_filter=direct3x3/
 //   conv_cpu_bench --benchmark_min_time=0.05 --benchmark_repetitions=5 --benchmark_report_aggregates_only
@@ -35,6 +41,7 @@
 #include "engine/arena.h"
 #include "engine/cpu/conv_direct.h"
 #include "engine/cpu/conv_winograd.h"
+#include "engine/cpu/gemm_narrow.h"
 #include "engine/ops.h"
 
 using namespace sal;
@@ -204,6 +211,59 @@ void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, Path path)
                                                    : "im2col + GEMM");
 }
 
+struct NarrowCase {
+  Layer l;
+  int batch;
+};
+constexpr NarrowCase kNarrowCases[] = {
+    {{"r50_l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7}, 1},
+    {{"r50_l4_3x3_512to512_7", 512, 512, 3, 1, 1, 7}, 1},
+    {{"r50_l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7}, 1},
+    {{"r50_l4_3x3s2_512to512_14to7", 512, 512, 3, 2, 1, 14}, 1},
+    {{"mobilenet_1x1_384to768_7", 384, 768, 1, 1, 0, 7}, 1},
+    {{"mobilenet_1x1_768to768_7", 768, 768, 1, 1, 0, 7}, 1},
+    {{"mobilenet_decoder_3x3_768to1024_7", 768, 1024, 3, 1, 1, 7}, 1},
+    // smaller planes (smaller inputs): 6x6, 5x5, 4x4 and 3x3 at batch 1
+    {{"plane6_3x3_768to1024_6", 768, 1024, 3, 1, 1, 6}, 1},
+    {{"plane5_3x3_512to512_5", 512, 512, 3, 1, 1, 5}, 1},
+    {{"plane4_1x1_1024to512_4", 1024, 512, 1, 1, 0, 4}, 1},
+    {{"plane3_3x3_512to512_3", 512, 512, 3, 1, 1, 3}, 1},
+    {{"r50_l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7}, kBatch},
+    {{"r50_l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7}, kBatch},
+    {{"mobilenet_1x1_768to768_7", 768, 768, 1, 1, 0, 7}, kBatch},
+};
+
+// The forward of one 7x7-output layer with the narrow GEMM allowed or not; validated against the direct loop.
+void BM_narrow(benchmark::State& state, NarrowCase nc, bool narrow) {
+  const Layer& l = nc.l;
+  const cpu::GemmNarrowSwitch use(narrow);
+  Tensor x = Tensor::empty(Shape{nc.batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
+  fill_random(x, 1);
+  fill_random(w, 2);
+  const Conv2dArgs a = Conv2dArgs::make(l.stride, l.pad);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  {  // validate
+    const Tensor y = conv2d(ctx, x, w, nullptr, a);
+    const double worst = worst_sampled_error(l, nc.batch, x, w, y, 64);
+    if (!(worst < 1e-4)) {
+      state.SkipWithError(("conv2d output differs from the direct loop by " + std::to_string(worst)).c_str());
+      return;
+    }
+    arena.reset();
+  }
+  const int64_t runs = cpu::gemm_narrow_runs();
+  for (auto _ : state) {
+    arena.reset();
+    Tensor y = conv2d(ctx, x, w, nullptr, a);
+    benchmark::DoNotOptimize(y.raw());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(conv_flops(l, nc.batch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(cpu::gemm_narrow_runs() > runs ? "narrow GEMM" : "BLAS");
+}
+
 double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
@@ -232,6 +292,16 @@ const bool registered = [] {
             ->ComputeStatistics("min", min_of)
             ->ComputeStatistics("max", max_of);
       }
+  for (const NarrowCase& nc : kNarrowCases)
+    for (bool narrow : {true, false}) {
+      const std::string name = std::string("narrow/") + nc.l.name + "/b" + std::to_string(nc.batch) +
+                               (narrow ? "/narrow" : "/blas");
+      benchmark::RegisterBenchmark(name.c_str(), BM_narrow, nc, narrow)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->ComputeStatistics("min", min_of)
+          ->ComputeStatistics("max", max_of);
+    }
   return true;
 }();
 

@@ -13,6 +13,7 @@
 #include "engine/cpu/conv_direct.h"
 #include "engine/cpu/conv_winograd.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/gemm_narrow.h"
 #include "engine/ops.h"
 #include "tests/op_check.h"
 
@@ -138,6 +139,16 @@ std::vector<Geo> conv_geometries() {
       {{2, 9, 12, 64}, {8, 9, 3, 3}, Conv2dArgs::make(2, 1)},
       {{1, 8, 17, 16}, {8, 8, 3, 3}, Conv2dArgs::make(2, 1)},
       {{1, 128, 16, 16}, {128, 128, 3, 3}, Conv2dArgs::make(2, 1)},
+      // The narrow GEMM (engine/cpu/gemm_narrow.h, f32 on AVX-512: single images of 17-64 output positions;
+      // the 7x7 and 3x8 planes above take it too): two K slices (360 = 40*9) and a row left over (13 = 2*6 + 1),
+      // a 1x1 with 36 columns per image (70 = 8*8 + 6 rows, k = 300), a full 64-column panel with k = 6, groups
+      // on 5x5 planes, stride 2 down to 7x7, a 4x4 plane.
+      {{1, 40, 7, 7}, {13, 40, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{4, 300, 6, 6}, {70, 300, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{1, 6, 8, 8}, {20, 6, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{1, 12, 5, 5}, {9, 4, 3, 3}, Conv2dArgs::make(1, 1, 1, 3)},
+      {{1, 16, 14, 14}, {24, 16, 3, 3}, Conv2dArgs::make(2, 1)},
+      {{1, 20, 4, 4}, {11, 20, 3, 3}, Conv2dArgs::make(1, 1)},
   };
 }
 
@@ -805,6 +816,118 @@ TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, stride 1 and 2, forw
     // Twice the usual f32 tolerance: the worst of 50,000 outputs (64 channels at 28x28) is 1.0e-5 away on
     // either path (the GEMM path's 9.0e-6), at the usual limit.
     CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < 2 * f32_tolerance(geo.w));
+  }
+}
+
+// ---------------------------------------------------------------- the narrow GEMM (engine/cpu/gemm_narrow.h)
+
+TEST_CASE("the narrow GEMM agrees with a double loop, is the same on any thread count, and finishes each row once") {
+  CHECK_FALSE(cpu::gemm_narrow_applies(0));
+  CHECK_FALSE(cpu::gemm_narrow_applies(65));
+  if (!cpu::gemm_narrow_available()) {
+    MESSAGE("skipped: this CPU has no AVX-512, so the narrow GEMM never runs here");
+    return;
+  }
+  CHECK(cpu::gemm_narrow_applies(1));
+  CHECK(cpu::gemm_narrow_applies(64));
+  std::mt19937_64 rng(41);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  // Every vector count (1-64 columns), whole and part row blocks (MR = 6 or 8), one and several K slices
+  // (256), and strides wider than the rows.
+  struct Case {
+    int64_t m, n, k;
+  };
+  const std::vector<Case> cases{{7, 1, 5},    {17, 9, 300},  {8, 16, 40},  {1, 17, 1},
+                                {5, 25, 7},   {6, 33, 256},  {13, 48, 300}, {70, 49, 513},
+                                {9, 64, 100}, {16, 40, 1000}, {3, 64, 257}};
+  // Rows finished, as NarrowRowsDone reports them: how often, and C's values at that moment.
+  struct Seen {
+    const float* c;
+    int64_t ldc, n;
+    std::vector<int> count;
+    std::vector<float> at_done;
+    static void record(const void* p, int64_t m0, int64_t rows) {
+      Seen& s = *const_cast<Seen*>(static_cast<const Seen*>(p));
+      for (int64_t i = m0; i < m0 + rows; ++i) {
+#pragma omp atomic
+        ++s.count[i];
+        std::copy(s.c + i * s.ldc, s.c + i * s.ldc + s.n, s.at_done.begin() + i * s.n);
+      }
+    }
+  };
+  for (const Case& cs : cases) {
+    INFO("m " << cs.m << " n " << cs.n << " k " << cs.k);
+    const int64_t lda = cs.k + 3, ldb = cs.n + 5, ldc = cs.n + 2;
+    std::vector<float> a(cs.m * lda), b(cs.k * ldb);
+    for (float& v : a) v = u(rng);
+    for (float& v : b) v = u(rng);
+    Tensor pack = Tensor::empty(Shape{cpu::gemm_narrow_pack_size(cs.n, cs.k)});
+    std::vector<float> got[2];
+    for (bool parallel : {false, true}) {
+      std::vector<float> c(cs.m * ldc, 7.0f);  // the gaps past n must keep their 7s
+      Seen seen{c.data(), ldc, cs.n, std::vector<int>(cs.m, 0), std::vector<float>(cs.m * cs.n)};
+      cpu::gemm_narrow(cs.m, cs.n, cs.k, a.data(), lda, b.data(), ldb, c.data(), ldc, pack.data<float>(), parallel,
+                       cpu::NarrowRowsDone{&Seen::record, &seen});
+      for (int64_t i = 0; i < cs.m; ++i) {
+        CHECK(seen.count[i] == 1);
+        for (int64_t j = 0; j < cs.n; ++j) CHECK(seen.at_done[i * cs.n + j] == c[i * ldc + j]);
+        for (int64_t j = cs.n; j < ldc; ++j) CHECK(c[i * ldc + j] == 7.0f);
+      }
+      double worst = 0;
+      for (int64_t i = 0; i < cs.m; ++i)
+        for (int64_t j = 0; j < cs.n; ++j) {
+          double ref = 0, mag = 0;
+          for (int64_t kk = 0; kk < cs.k; ++kk) {
+            ref += double(a[i * lda + kk]) * b[kk * ldb + j];
+            mag += std::abs(double(a[i * lda + kk]) * b[kk * ldb + j]);
+          }
+          worst = std::max(worst, std::abs(c[i * ldc + j] - ref) / (mag + 1e-30));
+        }
+      CHECK(worst < 1e-6);  // relative to the sum of |products|: f32 rounding of k sums is ~k * 6e-8 at worst
+      got[parallel] = c;
+    }
+    CHECK(got[0] == got[1]);  // one running sum per element in k order, whatever the row split
+  }
+  CHECK_THROWS_WITH_AS(cpu::gemm_narrow(2, 65, 3, nullptr, 3, nullptr, 65, nullptr, 65, nullptr, false),
+                       doctest::Contains("65 columns"), Error);
+}
+
+TEST_CASE("conv2d on the narrow GEMM agrees with the BLAS path and the double loop, and the narrow GEMM ran") {
+  if (!cpu::gemm_narrow_available()) {
+    MESSAGE("skipped: this CPU has no AVX-512, so the narrow GEMM never runs here");
+    return;
+  }
+  std::mt19937_64 rng(43);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  // ResNet-50's layer-4 shapes scaled down: 1x1 in and out, 3x3, stride 2 to 7x7; at batch 1 (rows split over
+  // the threads) and, for a 1x1, two images per thread (taken one at a time whatever the thread count: conv.cpp's
+  // plan; a 3x3 batches several small images into one wider GEMM instead); 6x6, 5x5 and 3x3 planes.
+  const int64_t two_per_thread = 2 * omp_get_max_threads();
+  const std::vector<Geo> geos{
+      {{1, 96, 7, 7}, {40, 96, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{two_per_thread, 40, 7, 7}, {96, 40, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{1, 40, 7, 7}, {40, 40, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{1, 40, 14, 14}, {40, 40, 3, 3}, Conv2dArgs::make(2, 1)},
+      {{1, 24, 6, 6}, {50, 24, 3, 3}, Conv2dArgs::make(1, 1)},
+      {{1, 64, 5, 5}, {30, 64, 1, 1}, Conv2dArgs::make(1, 0)},
+      {{1, 64, 3, 3}, {30, 64, 3, 3}, Conv2dArgs::make(1, 1)},
+  };
+  for (const Geo& geo : geos) {
+    INFO("x " << geo.x.str() << " w " << geo.w.str());
+    const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a), ks{geo.w[0]};
+    Tensor x = random_tensor(geo.x, rng), w = random_tensor(geo.w, rng), b = random_tensor(ks, rng);
+    std::vector<double> got[2];
+    for (bool narrow : {false, true}) {
+      const cpu::GemmNarrowSwitch use(narrow);
+      const int64_t runs = cpu::gemm_narrow_runs();
+      got[narrow] = conv2d(ctx, x, w, &b, geo.a).values();
+      CHECK((cpu::gemm_narrow_runs() > runs) == narrow);  // the path under test did run
+      arena.reset();
+    }
+    CHECK(max_rel_diff(Tensor::from_values(got[1], ys), Tensor::from_values(got[0], ys)) < f32_tolerance(geo.w));
+    const Tensor yref = reference_conv2d(x.to(DType::F64), w.to(DType::F64), &b, geo.a);
+    CHECK(max_rel_diff(Tensor::from_values(got[1], ys), yref) < f32_tolerance(geo.w));
   }
 }
 

@@ -16,7 +16,9 @@
 // 3x3 convs with padding 1, stride 1 "same" with 8-128 channels or stride 2 halving an even plane with
 // 8-64 (f32 on AVX-512), take the direct kernel of engine/cpu/conv_direct.h instead, forward and input
 // gradient (wgrad stays a GEMM); at training batch sizes the stride-1 ones with 32-128 channels take
-// Winograd F(2x2, 3x3) (engine/cpu/conv_winograd.h).
+// Winograd F(2x2, 3x3) (engine/cpu/conv_winograd.h). A forward GEMM of one image with at most 64 output positions
+// (7x7 planes and smaller: every 1x1 conv there, and any conv at batch 1) runs on engine/cpu/gemm_narrow.h instead of
+// BLAS, which would repack the weights for each image; its epilogue runs on each finished block of rows.
 // The data-movement loops (im2col, col2im, depthwise planes) have AVX-512 versions picked at
 // run time (the build targets baseline x86-64): on 16x16 CIFAR planes im2col and col2im cost as
 // much as the GEMM before, about a third of it after.
@@ -46,6 +48,7 @@
 #include "engine/cpu/conv_winograd.h"
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/gemm_narrow.h"
 #include "engine/cpu/im2col.h"
 #include "engine/cpu/keep_or_zero.h"
 
@@ -117,20 +120,25 @@ Plan make_plan(const ConvGeom& g) {
 // holds a chunk's im2col (none when a 1x1 conv reads single images in place), `tmp` the GEMM
 // result of a multi-image chunk before it is scattered to NCHW (dgrad: dy gathered, and with a gate
 // always, single images too). One set per worker when threads take whole chunks, else one shared set.
+// The forward's narrow GEMM (gemm_narrow.h) adds `pack`, its packed copy of the image's columns.
 template <class T>
 struct ChunkBuffers {
   int workers;
-  int64_t col_size, tmp_size;
+  int64_t col_size, tmp_size, pack_size;
   T* col_buf;
   T* tmp_buf;
-  ChunkBuffers(Scratch& scratch, const ConvGeom& g, const Plan& pl, bool tmp_always = false)
+  T* pack_buf;
+  ChunkBuffers(Scratch& scratch, const ConvGeom& g, const Plan& pl, bool tmp_always = false, int64_t pack = 0)
       : workers(pl.per_thread ? pl.threads : 1),
         col_size((g.pointwise() && pl.B == 1) ? 0 : g.crs() * pl.B * g.pq()),
         tmp_size((pl.B > 1 || tmp_always) ? g.Kg * pl.B * g.pq() : 0),
+        pack_size(pack),
         col_buf(scratch.get<T>(col_size * workers)),
-        tmp_buf(scratch.get<T>(tmp_size * workers)) {}
+        tmp_buf(scratch.get<T>(tmp_size * workers)),
+        pack_buf(scratch.get<T>(pack_size * workers)) {}
   T* col(int worker) const { return col_buf ? col_buf + worker * col_size : nullptr; }
   T* tmp(int worker) const { return tmp_buf ? tmp_buf + worker * tmp_size : nullptr; }
+  T* pack(int worker) const { return pack_buf ? pack_buf + worker * pack_size : nullptr; }
 };
 
 ConvGeom make_geom(const Shape& in, const Shape& w, const Shape& out, int groups, int sh, int sw, int pt, int pl,
@@ -734,20 +742,36 @@ bool direct_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, 
 
 // ---------------------------------------------------------------- GEMM paths
 
+// The epilogue of a narrow GEMM's finished rows (NarrowRowsDone): channels k0 + [m0, m0 + rows) of one
+// image's group, rows of y (and of the residual) pq apart.
+struct NarrowEpilogue {
+  float* y;
+  const float* res;
+  int64_t k0, pq;
+  const Epilogue<float>* epi;
+  static void apply(const void* p, int64_t m0, int64_t rows) {
+    const NarrowEpilogue& e = *static_cast<const NarrowEpilogue*>(p);
+    epilogue_rows(e.y + m0 * e.pq, e.k0 + m0, rows, e.pq, *e.epi, e.res ? e.res + m0 * e.pq : nullptr, false);
+  }
+};
+
 // y = epi(conv(x, w)): the bias, or a frozen batch norm, then the residual and the activation (Epilogue)
 template <class T>
 void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
   if (g.depthwise()) return depthwise_forward(g, x, w, epi, y);
+  bool narrow = false;  // single images through gemm_narrow (7x7 planes: see gemm_narrow.h)
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_applies(g, omp_get_max_threads())) return winograd_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
     if (direct3x3_applies(g)) return direct_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
+    narrow = gemm_narrow_applies(g.pq());
   }
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
   Scratch scratch(ctx);
-  const ChunkBuffers<T> bufs(scratch, g, pl);
+  narrow = narrow && pl.B == 1;
+  const ChunkBuffers<T> bufs(scratch, g, pl, false, narrow ? gemm_narrow_pack_size(pq, crs) : 0);
 
   for_chunks(pl, [&](int64_t ci, int worker, bool par) {
     T* col = bufs.col(worker);
@@ -764,6 +788,14 @@ void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epi
       if (!(pointwise && nb == 1)) {
         im2col(g, xg, nb, col, cols, par);
         bmat = col, ldb = cols;
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (narrow) {
+          const NarrowEpilogue ne{yg, rg, gi * g.Kg, pq, &epi};
+          const NarrowRowsDone done = epi.any() ? NarrowRowsDone{&NarrowEpilogue::apply, &ne} : NarrowRowsDone{};
+          gemm_narrow(g.Kg, cols, crs, wg, crs, bmat, ldb, yg, pq, bufs.pack(worker), par, done);
+          continue;
+        }
       }
       if (nb == 1) {
         gemm_parallel<T>(false, false, g.Kg, cols, crs, T(1), wg, crs, bmat, ldb, T(0), yg, pq);
