@@ -142,13 +142,15 @@ void BM_sgemm(benchmark::State& state, Layer l) {
   state.SetLabel("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
 }
 
-// The direct kernel's comparison shapes with their batch: CIFAR ResNet-20's distinct 3x3 layers (16/32/64
-// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's 3x3 at 8.
-struct DirectCase {
+// A layer with the batch it is timed at.
+struct BatchedLayer {
   Layer l;
   int batch;
 };
-constexpr DirectCase kDirectCases[] = {
+
+// The direct kernel's comparison shapes with their batch: CIFAR ResNet-20's distinct 3x3 layers (16/32/64
+// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's 3x3 at 8.
+constexpr BatchedLayer kDirectCases[] = {
     {{"cifar_3x3_16to16_32", 16, 16, 3, 1, 1, 32}, 64},
     {{"cifar_3x3_32to32_16", 32, 32, 3, 1, 1, 16}, 64},
     {{"cifar_3x3_64to64_8", 64, 64, 3, 1, 1, 8}, 64},
@@ -165,7 +167,7 @@ constexpr DirectCase kDirectCases[] = {
 enum class Path { winograd, direct, gemm };
 
 // The forward (dgrad false) or the input gradient of one layer, through the given path.
-void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, Path path) {
+void BM_direct3x3(benchmark::State& state, BatchedLayer dc, bool dgrad, Path path) {
   const Layer& l = dc.l;
   const int batch = dc.batch;
   const cpu::Direct3x3Switch use_direct(path != Path::gemm);
@@ -211,11 +213,8 @@ void BM_direct3x3(benchmark::State& state, DirectCase dc, bool dgrad, Path path)
                                                    : "im2col + GEMM");
 }
 
-struct NarrowCase {
-  Layer l;
-  int batch;
-};
-constexpr NarrowCase kNarrowCases[] = {
+// The narrow GEMM's comparison shapes (see the top of this file).
+constexpr BatchedLayer kNarrowCases[] = {
     {{"r50_l4_1x1_2048to512_7", 2048, 512, 1, 1, 0, 7}, 1},
     {{"r50_l4_3x3_512to512_7", 512, 512, 3, 1, 1, 7}, 1},
     {{"r50_l4_1x1_512to2048_7", 512, 2048, 1, 1, 0, 7}, 1},
@@ -234,7 +233,7 @@ constexpr NarrowCase kNarrowCases[] = {
 };
 
 // The forward of one 7x7-output layer with the narrow GEMM allowed or not; validated against the direct loop.
-void BM_narrow(benchmark::State& state, NarrowCase nc, bool narrow) {
+void BM_narrow(benchmark::State& state, BatchedLayer nc, bool narrow) {
   const Layer& l = nc.l;
   const cpu::GemmNarrowSwitch use(narrow);
   Tensor x = Tensor::empty(Shape{nc.batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
@@ -281,7 +280,7 @@ const bool registered = [] {
           ->ComputeStatistics("max", max_of);
     }
   }
-  for (const DirectCase& dc : kDirectCases)
+  for (const BatchedLayer& dc : kDirectCases)
     for (bool dgrad : {false, true})
       for (Path path : {Path::winograd, Path::direct, Path::gemm}) {
         const char* suffix = path == Path::winograd ? "/winograd" : path == Path::direct ? "/direct" : "/gemm";
@@ -292,7 +291,7 @@ const bool registered = [] {
             ->ComputeStatistics("min", min_of)
             ->ComputeStatistics("max", max_of);
       }
-  for (const NarrowCase& nc : kNarrowCases)
+  for (const BatchedLayer& nc : kNarrowCases)
     for (bool narrow : {true, false}) {
       const std::string name = std::string("narrow/") + nc.l.name + "/b" + std::to_string(nc.batch) +
                                (narrow ? "/narrow" : "/blas");
