@@ -64,8 +64,8 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64
     for (int j = 0; j < NV; ++j) _mm512_mask_storeu_ps(c + i * ldc + 16 * j, mk[j], acc[i][j]);
 }
 
-// Rows per block for NV vectors: MR * NV accumulators, and MR row pointers in general registers
-// (MR = 8 at NV = 2 rather than 12: twelve row pointers did not fit the registers).
+// Rows per block for NV vectors: MR * NV accumulators (at most 24), and MR = 8 rather than more below NV = 4:
+// the kernel keeps a pointer to each of its MR rows of A in a general register (x86-64 has 16).
 template <int NV>
 constexpr int rows_per_block() {
   return NV == 4 ? 6 : 8;
