@@ -232,7 +232,7 @@ constexpr BatchedLayer kNarrowCases[] = {
     {{"mobilenet_1x1_768to768_7", 768, 768, 1, 1, 0, 7}, kBatch},
 };
 
-// The forward of one 7x7-output layer with the narrow GEMM allowed or not; validated against the direct loop.
+// The forward of one small-plane layer with the narrow GEMM allowed or not; validated against the direct loop.
 void BM_narrow(benchmark::State& state, BatchedLayer nc, bool narrow) {
   const Layer& l = nc.l;
   const cpu::GemmNarrowSwitch use(narrow);

@@ -139,7 +139,7 @@ std::vector<Geo> conv_geometries() {
       {{2, 9, 12, 64}, {8, 9, 3, 3}, Conv2dArgs::make(2, 1)},
       {{1, 8, 17, 16}, {8, 8, 3, 3}, Conv2dArgs::make(2, 1)},
       {{1, 128, 16, 16}, {128, 128, 3, 3}, Conv2dArgs::make(2, 1)},
-      // The narrow GEMM (engine/cpu/gemm_narrow.h, f32 on AVX-512: single images of 17-64 output positions;
+      // The narrow GEMM (engine/cpu/gemm_narrow.h, f32 on AVX-512: single images of at most 64 output positions;
       // the 7x7 and 3x8 planes above take it too): two K slices (360 = 40*9) and a row left over (13 = 2*6 + 1),
       // a 1x1 with 36 columns per image (70 = 8*8 + 6 rows, k = 300), a full 64-column panel with k = 6, groups
       // on 5x5 planes, stride 2 down to 7x7, a 4x4 plane.
