@@ -760,17 +760,16 @@ template <class T>
 void conv_forward(Ctx& ctx, const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& epi, T* y) {
   if (g.N == 0 || g.K == 0 || g.pq() == 0) return;
   if (g.depthwise()) return depthwise_forward(g, x, w, epi, y);
-  bool narrow = false;  // single images through gemm_narrow (7x7 planes: see gemm_narrow.h)
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_applies(g, omp_get_max_threads())) return winograd_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
     if (direct3x3_applies(g)) return direct_run(ctx, g, Direct3x3Pass::forward, x, w, epi, y);
-    narrow = gemm_narrow_applies(g.pq());
   }
   const Plan pl = make_plan(g);
   const bool pointwise = g.pointwise();
   const int64_t crs = g.crs(), pq = g.pq();
+  // Single images through gemm_narrow (7x7 planes and smaller: see gemm_narrow.h).
+  const bool narrow = std::is_same_v<T, float> && pl.B == 1 && gemm_narrow_applies(pq);
   Scratch scratch(ctx);
-  narrow = narrow && pl.B == 1;
   const ChunkBuffers<T> bufs(scratch, g, pl, false, narrow ? gemm_narrow_pack_size(pq, crs) : 0);
 
   for_chunks(pl, [&](int64_t ci, int worker, bool par) {

@@ -110,8 +110,7 @@ template <class T>
 void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                    int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  // Below ~0.25 MFLOP the fork/join costs more than the second core gains.
-  if (threads <= 1 || m * n * k < (int64_t{1} << 17)) {
+  if (threads <= 1 || m * n * k < kGemmParallelMinWork) {
     gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }

@@ -12,6 +12,10 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// Below this many multiply-adds (m * n * k, ~0.25 MFLOP) a GEMM runs on one thread: the fork and join
+// cost more than the second core gains. Shared by gemm_parallel and gemm_narrow (gemm_narrow.h).
+constexpr int64_t kGemmParallelMinWork = int64_t{1} << 17;
+
 // The same GEMM split over the OpenMP threads (C in column or row slabs, no reduction across
 // threads). Called inside a parallel region, or for small problems, it is a plain gemm().
 template <class T>

@@ -66,16 +66,13 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64
 
 // Rows per block for NV vectors: MR * NV accumulators (at most 24), and MR = 8 rather than more below NV = 4:
 // the kernel keeps a pointer to each of its MR rows of A in a general register (x86-64 has 16).
-template <int NV>
-constexpr int rows_per_block() {
-  return NV == 4 ? 6 : 8;
-}
+constexpr int rows_per_block(int64_t nv) { return nv == 4 ? 6 : 8; }
 
 // Rows [r0, r1) of C, all of K, from the packed panel; done() on each finished row block.
 template <int NV>
 void run_rows(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* a, int64_t lda, const float* bpack, float* c,
               int64_t ldc, const NarrowRowsDone& done) {
-  constexpr int MR = rows_per_block<NV>();
+  constexpr int MR = rows_per_block(NV);
   __mmask16 mk[NV];
   for (int j = 0; j < NV; ++j) mk[j] = first_lanes(n - 16 * j);
   for (int64_t k0 = 0; k0 < k; k0 += kKC) {
@@ -152,9 +149,8 @@ void gemm_narrow(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, c
       default: run_rows<4>(r0, r1, n, k, a, lda, bpack, c, ldc, done); break;
     }
   };
-  const int mr = nv == 4 ? rows_per_block<4>() : rows_per_block<1>();
-  // Below ~0.25 MFLOP the fork and join cost more than the second core gains (as gemm_parallel).
-  const int threads = parallel && !omp_in_parallel() && m * n * k >= (int64_t{1} << 17)
+  const int mr = rows_per_block(nv);
+  const int threads = parallel && !omp_in_parallel() && m * n * k >= kGemmParallelMinWork
                           ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), (m + mr - 1) / mr))
                           : 1;
   if (threads <= 1) {
