@@ -90,8 +90,10 @@ double worst_sampled_error(const Layer& l, int batch, const Tensor& x, const Ten
   return worst;
 }
 
-void BM_conv2d(benchmark::State& state, Layer l) {
-  Tensor x = Tensor::empty(Shape{kBatch, l.c, l.h, l.h});
+// Times conv2d of layer l at the given batch (validated first against the direct loop on `samples` outputs;
+// a mismatch skips the benchmark with an error) and reports GFLOP/s.
+void time_conv2d(benchmark::State& state, const Layer& l, int batch, int samples) {
+  Tensor x = Tensor::empty(Shape{batch, l.c, l.h, l.h});
   Tensor w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
   fill_random(x, 1);
   fill_random(w, 2);
@@ -104,7 +106,7 @@ void BM_conv2d(benchmark::State& state, Layer l) {
 
   {  // validate
     Tensor y = conv2d(ctx, x, w, nullptr, a);
-    const double worst = worst_sampled_error(l, kBatch, x, w, y, 24);
+    const double worst = worst_sampled_error(l, batch, x, w, y, samples);
     if (!(worst < 1e-4)) {
       state.SkipWithError(("conv2d output differs from the direct loop by " + std::to_string(worst)).c_str());
       return;
@@ -117,7 +119,12 @@ void BM_conv2d(benchmark::State& state, Layer l) {
     benchmark::DoNotOptimize(y.raw());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(conv_flops(l, kBatch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(conv_flops(l, batch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_conv2d(benchmark::State& state, Layer l) {
+  time_conv2d(state, l, kBatch, 24);
   state.SetLabel("threads=" + std::to_string(omp_get_max_threads()));
 }
 
@@ -234,32 +241,9 @@ constexpr BatchedLayer kNarrowCases[] = {
 
 // The forward of one small-plane layer with the narrow GEMM allowed or not; validated against the direct loop.
 void BM_narrow(benchmark::State& state, BatchedLayer nc, bool narrow) {
-  const Layer& l = nc.l;
   const cpu::GemmNarrowSwitch use(narrow);
-  Tensor x = Tensor::empty(Shape{nc.batch, l.c, l.h, l.h}), w = Tensor::empty(Shape{l.k, l.c, l.r, l.r});
-  fill_random(x, 1);
-  fill_random(w, 2);
-  const Conv2dArgs a = Conv2dArgs::make(l.stride, l.pad);
-  Arena arena(Device::CPU);
-  Ctx ctx(Device::CPU, &arena);
-  {  // validate
-    const Tensor y = conv2d(ctx, x, w, nullptr, a);
-    const double worst = worst_sampled_error(l, nc.batch, x, w, y, 64);
-    if (!(worst < 1e-4)) {
-      state.SkipWithError(("conv2d output differs from the direct loop by " + std::to_string(worst)).c_str());
-      return;
-    }
-    arena.reset();
-  }
   const int64_t runs = cpu::gemm_narrow_runs();
-  for (auto _ : state) {
-    arena.reset();
-    Tensor y = conv2d(ctx, x, w, nullptr, a);
-    benchmark::DoNotOptimize(y.raw());
-    benchmark::ClobberMemory();
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(conv_flops(l, nc.batch) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  time_conv2d(state, nc.l, nc.batch, 64);
   state.SetLabel(cpu::gemm_narrow_runs() > runs ? "narrow GEMM" : "BLAS");
 }
 
@@ -268,38 +252,30 @@ double max_of(const std::vector<double>& v) { return *std::max_element(v.begin()
 
 // On shared machines the mean wanders with the neighbours' load: with --benchmark_repetitions=N
 // the "_min" row (time) and "_max" row (GFLOP/s) give the best of N runs.
+// The settings every benchmark of this file runs with (b: as RegisterBenchmark returned it).
+void with_settings(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of)->ComputeStatistics("max", max_of);
+}
+
 const bool registered = [] {
   for (const Layer& l : kLayers) {
     using Fn = void (*)(benchmark::State&, Layer);
     const std::pair<const char*, Fn> kinds[] = {{"conv2d/", BM_conv2d}, {"sgemm/", BM_sgemm}};
-    for (auto [prefix, fn] : kinds) {
-      benchmark::RegisterBenchmark((std::string(prefix) + l.name).c_str(), fn, l)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->ComputeStatistics("min", min_of)
-          ->ComputeStatistics("max", max_of);
-    }
+    for (auto [prefix, fn] : kinds)
+      with_settings(benchmark::RegisterBenchmark((std::string(prefix) + l.name).c_str(), fn, l));
   }
   for (const BatchedLayer& dc : kDirectCases)
     for (bool dgrad : {false, true})
       for (Path path : {Path::winograd, Path::direct, Path::gemm}) {
         const char* suffix = path == Path::winograd ? "/winograd" : path == Path::direct ? "/direct" : "/gemm";
         const std::string name = std::string("direct3x3/") + dc.l.name + (dgrad ? "/dgrad" : "/fwd") + suffix;
-        benchmark::RegisterBenchmark(name.c_str(), BM_direct3x3, dc, dgrad, path)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->ComputeStatistics("min", min_of)
-            ->ComputeStatistics("max", max_of);
+        with_settings(benchmark::RegisterBenchmark(name.c_str(), BM_direct3x3, dc, dgrad, path));
       }
   for (const BatchedLayer& nc : kNarrowCases)
     for (bool narrow : {true, false}) {
       const std::string name = std::string("narrow/") + nc.l.name + "/b" + std::to_string(nc.batch) +
                                (narrow ? "/narrow" : "/blas");
-      benchmark::RegisterBenchmark(name.c_str(), BM_narrow, nc, narrow)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->ComputeStatistics("min", min_of)
-          ->ComputeStatistics("max", max_of);
+      with_settings(benchmark::RegisterBenchmark(name.c_str(), BM_narrow, nc, narrow));
     }
   return true;
 }();

@@ -94,6 +94,14 @@ struct SingleThreaded {
   ~SingleThreaded() { omp_set_num_threads(saved); }
 };
 
+// n standard-normal values from gen.
+std::vector<double> normal_values(std::mt19937& gen, size_t n) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> v(n);
+  for (double& e : v) e = normal(gen);
+  return v;
+}
+
 // Parameters drawn from a seeded generator: He-scaled conv/linear weights, BN affine around 1/0,
 // running statistics with positive variance (a random network whose activations stay O(1)).
 void randomize_params(ParamStore& ps, uint32_t seed) {
@@ -233,10 +241,7 @@ TEST_CASE("Bottleneck: trainable parameters, training-mode BN and weight gradien
 
   Ctx ctx;
   std::mt19937 gen(3);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::vector<double> xv(2 * 8 * 6 * 6), wv(2 * 16 * 3 * 3);
-  for (double& v : xv) v = normal(gen);
-  for (double& v : wv) v = normal(gen);
+  const std::vector<double> xv = normal_values(gen, 2 * 8 * 6 * 6), wv = normal_values(gen, 2 * 16 * 3 * 3);
   const Tensor x = Tensor::from_values(xv, Shape{2, 8, 6, 6}, DType::F64);
   const Tensor w = Tensor::from_values(wv, Shape{2, 16, 3, 3}, DType::F64);
   // L = sum(w * block(block(x))) with batch statistics; the running statistics move as a side
@@ -296,10 +301,7 @@ TEST_CASE("Bottleneck: a trainable block runs fused in inference, as unfused, an
   ps.zero_grads();
   Ctx ctx;
   std::mt19937 gen(4);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::vector<double> xv(2 * 8 * 6 * 6), dv(2 * 16 * 3 * 3);
-  for (double& v : xv) v = normal(gen);
-  for (double& v : dv) v = normal(gen);
+  const std::vector<double> xv = normal_values(gen, 2 * 8 * 6 * 6), dv = normal_values(gen, 2 * 16 * 3 * 3);
   const Tensor x = Tensor::from_values(xv, Shape{2, 8, 6, 6}), dy = Tensor::from_values(dv, Shape{2, 16, 3, 3});
   std::vector<double> y[2], dx[2];
   for (bool fuse : {false, true}) {
@@ -324,11 +326,9 @@ TEST_CASE("cifar_resnet8 input gradient matches finite differences (F64)") {
   CifarResNet net(cifar_spec("cifar_resnet8"), Device::CPU, 8, DType::F64);
   randomize_params(net.params(), 11);
   std::mt19937 gen(5);
-  std::normal_distribution<double> normal(0.0, 1.0);
   const Shape xs{2, 3, 16, 16};
-  std::vector<double> xv(static_cast<size_t>(xs.numel())), wv(2 * 10);
-  for (double& v : xv) v = normal(gen);
-  for (double& v : wv) v = normal(gen);  // L = sum(w * logits): every logit contributes
+  // L = sum(w * logits): every logit contributes
+  const std::vector<double> xv = normal_values(gen, static_cast<size_t>(xs.numel())), wv = normal_values(gen, 2 * 10);
   Ctx ctx;
   auto loss = [&](const std::vector<double>& in) {
     return dot(net.forward(ctx, Tensor::from_values(in, xs, DType::F64)).values(), wv);
@@ -386,11 +386,8 @@ TEST_CASE("resnet50 input gradient matches finite differences (F64)") {
   CHECK(net.params().value("fc.weight").dtype() == DType::F64);
 
   std::mt19937 gen(9);
-  std::normal_distribution<double> normal(0.0, 1.0);
   const Shape xs{1, 3, 64, 64};
-  std::vector<double> xv(static_cast<size_t>(xs.numel())), wv(1000);
-  for (double& v : xv) v = normal(gen);
-  for (double& v : wv) v = normal(gen);
+  const std::vector<double> xv = normal_values(gen, static_cast<size_t>(xs.numel())), wv = normal_values(gen, 1000);
   Ctx ctx;
   auto loss = [&](const std::vector<double>& in) {
     return dot(net.forward(ctx, Tensor::from_values(in, xs, DType::F64)).values(), wv);
