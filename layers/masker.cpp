@@ -58,7 +58,7 @@ MaskerConfig MaskerConfig::cifar_scratch(int64_t num_classes) {
   return c;
 }
 
-Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype) : cfg_(cfg) {
+Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype, MaskerInit init) : cfg_(cfg) {
   const size_t levels = cfg.feature_channels.size(), ups = cfg.widths.size();
   SAL_CHECK(cfg.num_classes > 0, "Masker: num_classes must be positive, got ", cfg.num_classes);
   SAL_CHECK(levels >= ups + 1, "Masker: ", ups, " upsamplers need at least ", ups + 1, " encoder feature maps, config has ",
@@ -119,8 +119,8 @@ Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype) : cfg_(cfg) 
     ups_.push_back(std::move(u));
   }
   head_ = Conv2d(params_, "masker.head", in, 2, 1, 1, Conv2dArgs::make(1, 0), /*bias=*/true, /*trainable=*/true);
-  params_.finalize(device, dtype);
-  initialize();
+  params_.finalize(device, dtype);  // zeros
+  if (init == MaskerInit::Random) initialize();
 }
 
 void Masker::initialize() {

@@ -16,13 +16,16 @@
 
 #include "engine/cpu/gemm.h"
 #include "engine/image.h"
+#include "engine/safetensors.h"
 #include "engine/tar.h"
 #include "layers/cifar_resnet.h"
 #include "layers/masker.h"
+#include "layers/masker_io.h"
 #include "layers/network.h"
 #include "layers/saliency_objective.h"
 #include "optim/adam.h"
 #include "one_thread.h"
+#include "temp_files.h"
 #include "tiny_nets.h"
 
 using sal::test::OneThread;
@@ -392,6 +395,35 @@ TEST_CASE("masker: CIFAR config on the ResNet20 encoder and MobileNet config sha
   CHECK_THROWS_WITH(Masker(bad, Device::CPU), doctest::Contains("3 upsamplers need at least 4"));
   Masker m(MaskerConfig::mobilenet_v1(), Device::CPU);
   CHECK_THROWS_WITH(m.init_embedding(Tensor::zeros(Shape{10, 64})), doctest::Contains("masker.embedding.weight"));
+}
+
+TEST_CASE("masker file: load_masker gives back every parameter saved, and a file missing one is an error") {
+  // load_masker builds the masker with zeros (MaskerInit::Zeros, no random draw) and relies on
+  // load_params refusing a file without every parameter: both halves checked here.
+  sal::test::TempDir t("masker_io_test_");
+  Masker saved(MaskerConfig::cifar_resnet(), Device::CPU);  // random, from seed 0
+  MaskerFileInfo info;
+  info.black_box = "cifar_resnet20.safetensors";
+  info.black_box_arch = "cifar_resnet20";
+  info.image_size = 32;
+  save_masker(saved, info, t.file("m.safetensors"));
+  MaskerFileInfo back_info;
+  const std::unique_ptr<Masker> back = load_masker(t.file("m.safetensors"), Device::CPU, &back_info);
+  CHECK(back_info.black_box == info.black_box);
+  CHECK(back_info.image_size == 32);
+  REQUIRE(back->params().size() == saved.params().size());
+  CHECK(back->params().flat_values().values() == saved.params().flat_values().values());
+  CHECK(Masker(MaskerConfig::cifar_resnet(), Device::CPU, DType::F32, MaskerInit::Zeros)
+            .params().flat_values().values() == std::vector<double>(static_cast<size_t>(saved.params().flat_values().numel()), 0.0));
+
+  // The same file less one tensor (its metadata kept): an error naming the file and the tensor.
+  const SafeTensorsFile full(t.file("m.safetensors"));
+  NamedTensors kept;
+  for (const std::string& name : full.names())
+    if (name != "masker.head.bias") kept.emplace_back(name, full.tensor(name).clone());
+  write_safetensors(t.file("less.safetensors"), kept, full.metadata());
+  CHECK_THROWS_WITH_AS(load_masker(t.file("less.safetensors"), Device::CPU),
+                       doctest::Contains("less.safetensors: missing tensor 'masker.head.bias'"), Error);
 }
 
 TEST_CASE("masker + objective: 30 Adam steps of the CIFAR recipe lower the objective on 8 real images") {
