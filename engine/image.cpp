@@ -330,7 +330,8 @@ struct PngWriteGuard {
 
 }  // namespace
 
-std::vector<uint8_t> encode_png(const Image& image) {
+std::vector<uint8_t> encode_png(const Image& image, int level) {
+  SAL_CHECK(level >= 0 && level <= 9, "encode_png: compression level ", level, " is outside 0-9");
   SAL_CHECK(image.channels == 1 || image.channels == 3, "encode_png: ", image.channels,
             " channels (1 = gray or 3 = RGB supported)");
   SAL_CHECK(image.width > 0 && image.height > 0, "encode_png: image size ", image.width, "x", image.height,
@@ -346,6 +347,7 @@ std::vector<uint8_t> encode_png(const Image& image) {
   g.info = png_create_info_struct(g.png);
   SAL_CHECK(g.info, "encode_png: libpng cannot create an info struct");
   png_set_write_fn(g.png, &st, png_write_bytes, png_flush_nothing);
+  png_set_compression_level(g.png, level);
   std::vector<png_bytep> rows(static_cast<size_t>(image.height));
   for (int y = 0; y < image.height; ++y)
     rows[static_cast<size_t>(y)] = const_cast<png_bytep>(image.pixels.data() + static_cast<size_t>(y) * rowbytes);
@@ -356,8 +358,8 @@ std::vector<uint8_t> encode_png(const Image& image) {
   return out;
 }
 
-void write_png(const std::string& path, const Image& image) {
-  std::vector<uint8_t> bytes = encode_png(image);
+void write_png(const std::string& path, const Image& image, int level) {
+  std::vector<uint8_t> bytes = encode_png(image, level);
   FILE* f = std::fopen(path.c_str(), "wb");
   SAL_CHECK(f, path, ": cannot create: ", std::strerror(errno));
   size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);

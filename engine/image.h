@@ -54,10 +54,15 @@ Image read_image(const std::string& path);
 // The whole file's bytes; errors name the file.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
+// zlib's compression level for PNGs, 0 (stored) to 9. The default is the fastest level: sal_mask on
+// 200 ImageNet images (2-core CPU) ran 2.76 s instead of 3.73 s with zlib's default 6, its PNGs 5.7%
+// larger (zlib was a fifth of that run's CPU time at level 6).
+constexpr int kPngDefaultLevel = 1;
+
 // PNG encoding of a gray (channels 1) or RGB (channels 3) image: 8 bits, non-interlaced.
-std::vector<uint8_t> encode_png(const Image& image);
-// Writes encode_png(image) to `path` (errors name the file).
-void write_png(const std::string& path, const Image& image);
+std::vector<uint8_t> encode_png(const Image& image, int level = kPngDefaultLevel);
+// Writes encode_png(image, level) to `path` (errors name the file).
+void write_png(const std::string& path, const Image& image, int level = kPngDefaultLevel);
 
 // image -> f32 CPU tensor [channels, H, W] with values pixel / 255 in [0, 1].
 Tensor image_to_tensor(const Image& image);

@@ -189,11 +189,35 @@ TEST_CASE("image: PNG encode/decode round trips exactly") {
       for (int c = 0; c < 3; ++c) CHECK(g.at(x, y, c) == gray.at(x, y, 0));
 
   CHECK(error_of([] { encode_png(Image{}); }).find("encode_png") != std::string::npos);
+  CHECK(error_of([&] { encode_png(rgb, 10); }).find("compression level 10 is outside 0-9") != std::string::npos);
+  CHECK(error_of([&] { encode_png(rgb, -1); }).find("compression level -1 is outside 0-9") != std::string::npos);
   Image two;
   two.width = 2, two.height = 2, two.channels = 2, two.pixels.assign(8, 0);
   CHECK(error_of([&] { encode_png(two); }).find("2 channels") != std::string::npos);
   CHECK(error_of([&] { write_png(tmp.file("no/such/dir.png"), rgb); }).find("no/such/dir.png: cannot create") !=
         std::string::npos);
+}
+
+TEST_CASE("image: every PNG compression level round trips, and the levels do compress") {
+  // A smooth gradient with a little texture, like a mask overlay: compressible, not trivially so.
+  Image im(96, 64, 3);
+  for (int y = 0; y < im.height; ++y)
+    for (int x = 0; x < im.width; ++x)
+      for (int c = 0; c < 3; ++c)
+        im.pixels[(static_cast<size_t>(y) * im.width + x) * 3 + c] = static_cast<uint8_t>((x * 2 + y * (c + 1) + (x * y) % 5) % 256);
+  std::vector<size_t> sizes;
+  for (int level = 0; level <= 9; ++level) {
+    CAPTURE(level);
+    const std::vector<uint8_t> png = encode_png(im, level);
+    CHECK(decode_image(png, "level.png").pixels == im.pixels);
+    sizes.push_back(png.size());
+  }
+  MESSAGE("PNG bytes at levels 0, 1, 6, 9: ", sizes[0], " ", sizes[1], " ", sizes[6], " ", sizes[9], " (raw ",
+          im.pixels.size(), ")");
+  CHECK(sizes[0] > im.pixels.size());  // stored: the pixels plus headers and filter bytes
+  CHECK(sizes[1] < sizes[0] / 2);
+  CHECK(sizes[9] <= sizes[1]);
+  CHECK(encode_png(im) == encode_png(im, kPngDefaultLevel));
 }
 
 TEST_CASE("image: PNG colour types are converted to 8-bit RGB") {
