@@ -41,6 +41,8 @@ class StepGraph {
   // Forgets the graph: the next run() executes fn eagerly again (e.g. after the batch size changed).
   void reset();
 
+  // The outputs of the last run() (empty before the first).
+  const std::vector<Tensor>& outputs() const { return outputs_; }
   bool captured() const { return graph_ != nullptr; }
   long long runs() const { return runs_; }
 

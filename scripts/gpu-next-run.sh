@@ -5,7 +5,8 @@
 # training step), an op-by-op profile of the eager training step (SAL_PROFILE_OPS), sal_train's
 # images/s on ImageNet-sized batches with the read-ahead through the copy stream, compute-sanitizer over
 # the new CUDA paths, and the comparison with PyTorch with what time is left; the fused ops' CUDA rows
-# again with the custom and the cuDNN backend pinned (session 10). Everything goes to $OUT (the device
+# again with the custom and the cuDNN backend pinned (session 10); sal_mask's images/s on CUDA with its
+# host stages serial and overlapped (session 12). Everything goes to $OUT (the device
 # tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
 #     RUN_BUDGET=520 bash scripts/gpu-next-run.sh
@@ -52,6 +53,16 @@ B=build-gpu
   timeout 45 $B/sal_train --shards .gpu-shared/imagenet-train --black-box weights/mobilenet_v1_0.75_224.safetensors \
     --preset mobilenet --device cuda --batch 64 --steps 60 --log-every 20 --checkpoint-every 0 --threads 16 \
     --out /tmp/next-in 2>&1 | grep -E "^step|error" | tail -4
+
+  echo "== sal_mask --device cuda on the 192 shard images, batch 64: serial / overlapped host stages, PNG level 1 / 6 ($(left) s left)"
+  for run in "serial 1" "overlap 1" "serial 1" "overlap 1" "overlap 6"; do
+    set -- $run
+    s=$(date +%s%3N)
+    timeout 40 $B/sal_mask --device cuda --batch 64 --quiet --pipeline $1 --png-level $2 \
+      --masker weights/mobilenet_v1_0.75_224_masker.safetensors --out /tmp/sal-mask-$1-$2 .gpu-shared/imagenet-train/*.tar 2>&1 | tail -1
+    echo "pipeline=$1 png-level=$2: exit ${PIPESTATUS[0]}, $(($(date +%s%3N) - s)) ms (start-up and graph capture included)"
+  done
+  diff -rq /tmp/sal-mask-serial-1 /tmp/sal-mask-overlap-1 && echo "serial and overlapped outputs identical"
 } >> "$X" 2>&1
 
 L=$(left)

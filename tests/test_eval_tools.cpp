@@ -87,20 +87,22 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
     w.finish();
   }
   sal::test::write_file(t.file("broken.jpg"), "\xff\xd8\xff\xe0 not a jpeg", 16);
-  std::string cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + " --masker " + masker + " --black-box " +
-                    weights("mobilenet_v1_0.75_224.safetensors") + " --labels " + val + "/annotations.tsv --raw npy" +
-                    " --batch 2 --quiet --out " + t.file("out");
-  for (const std::string& f : files) cmd += " " + val + "/images/" + f;
-  cmd += " " + t.file("broken.jpg") + " " + t.file("shard.tar") + " > " + t.file("log.txt") + " 2>&1";
-  CHECK(run(cmd) == 1);  // one image failed
+  sal::test::write_file(t.file("empty.png"), "", 0);
+  // Batches of two: the val files, then two unreadable files (a batch with nothing to compute), then the shard.
+  std::string args = " --masker " + masker + " --black-box " + weights("mobilenet_v1_0.75_224.safetensors") +
+                     " --labels " + val + "/annotations.tsv --raw npy --batch 2 --quiet";
+  for (const std::string& f : files) args += " " + val + "/images/" + f;
+  args += " " + t.file("broken.jpg") + " " + t.file("empty.png") + " " + t.file("shard.tar");
+  CHECK(run(std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + args + " --out " + t.file("out") + " > " +
+            t.file("log.txt") + " 2>&1") == 1);  // two images failed
   const std::vector<json> lines = read_jsonl(t.file("out/masks.jsonl"));
-  REQUIRE(lines.size() == 4);
+  REQUIRE(lines.size() == 5);
   int errors = 0;
   for (const json& j : lines) {
     if (j.contains("error")) {
-      ++errors;
-      CHECK(j["image"].get<std::string>().find("broken.jpg") != std::string::npos);
-      CHECK(j["error"].get<std::string>().find("broken.jpg") != std::string::npos);
+      const std::string name = errors++ == 0 ? "broken.jpg" : "empty.png";  // in input order
+      CHECK(j["image"].get<std::string>().find(name) != std::string::npos);
+      CHECK(j["error"].get<std::string>().find(name) != std::string::npos);
       continue;
     }
     const std::string image = j["image"];
@@ -129,11 +131,31 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
     CHECK(over.width == w);
     CHECK(fs::file_size(t.file("out/" + stem + "_mask.npy")) == 128u + static_cast<uintmax_t>(w) * h * 4u);
   }
-  CHECK(errors == 1);
+  CHECK(errors == 2);
+  CHECK(lines[2].contains("error"));  // the lines follow the input order
+  CHECK(lines[3].contains("error"));
   std::ifstream log(t.file("log.txt"));
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   CHECK(text.find("broken.jpg") != std::string::npos);
-  CHECK(text.find("4 images, 1 failed") != std::string::npos);
+  CHECK(text.find("empty.png") != std::string::npos);
+  CHECK(text.find("5 images, 2 failed") != std::string::npos);
+  // The overlapped pipeline (loading and writing on worker threads beside the compute: CUDA's default)
+  // writes the same files, byte for byte, as the serial one (the CPU's default), on as many threads
+  // (the CPU forward's float rounding depends on the thread count).
+  {
+    for (const std::string mode : {"serial", "overlap"})
+      CHECK(run(std::string("OMP_NUM_THREADS=2 ") + SAL_MASK + args + " --pipeline " + mode + " --out " +
+                t.file(mode) + " > /dev/null 2>&1") == 1);
+    int compared = 0;
+    for (const auto& e : fs::directory_iterator(t.file("serial"))) {
+      const std::string name = e.path().filename().string();
+      CAPTURE(name);
+      CHECK(read_file_bytes(e.path().string()) == read_file_bytes(t.file("overlap/" + name)));
+      ++compared;
+    }
+    CHECK(compared == 1 + 3 * 3);  // masks.jsonl and three files for each of the three images
+    CHECK(std::distance(fs::directory_iterator(t.file("overlap")), fs::directory_iterator{}) == compared);
+  }
   // --device cuda: the same masks as the CPU's (to float rounding); without a device, a clear error.
   {
     const std::string dev_cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + " --masker " + masker + " --black-box " +

@@ -21,6 +21,7 @@ TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") 
   Arena arena(Device::CPU);
   Ctx ctx(Device::CPU, &arena);
   StepGraph g(ctx);
+  CHECK(g.outputs().empty());
   Tensor x = Tensor::from_values({1, 2, 3}, Shape{3});
   int calls = 0;
   const StepGraph::Fn fn = [&](Ctx& c) {
@@ -33,6 +34,8 @@ TEST_CASE("StepGraph (CPU): every run calls the step in a freshly reset arena") 
     REQUIRE(out.size() == 1);
     CHECK(out[0].values() == std::vector<double>{2.0 + 2 * run, 4, 6});
     CHECK(arena.used() == Arena::kAlign);  // only this run's output: the arena was reset first
+    REQUIRE(g.outputs().size() == 1);
+    CHECK(g.outputs()[0].data<float>() == out[0].data<float>());  // outputs(): the last run's, until the next
   }
   CHECK(calls == 3);
   CHECK_FALSE(g.captured());
