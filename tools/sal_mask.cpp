@@ -357,7 +357,8 @@ int run(const Options& o) {
       b.x = padded;
     }
     Tensor x_rows = x_buf.slice0(0, used), cls_rows = cls_buf.slice0(0, used);
-    upload_into(io, x_rows, b.x);  // the one upload of the batch
+    upload_into(io, x_rows, b.x);  // the one upload of the batch (staged: b.x may go at once)
+    b.x = Tensor();                 // not needed by the writer
     BatchMasks r;
     r.log_probs = classify_step.run(classify)[0].values();
     std::vector<int32_t> classes(static_cast<size_t>(used), 0);
