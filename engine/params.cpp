@@ -20,7 +20,7 @@ ParamRef ParamStore::add(const std::string& name, const Shape& shape, bool train
   return ParamRef{static_cast<int>(entries_.size()) - 1};
 }
 
-void ParamStore::finalize(Device device, DType dtype) {
+void ParamStore::finalize(Device device, DType dtype, bool with_grads) {
   SAL_CHECK(!finalized_, "ParamStore::finalize called twice");
   // Trainable parameters first, so values [0, num_trainable) line up with the gradient buffer
   // element for element and an optimizer runs over one contiguous range.
@@ -36,12 +36,23 @@ void ParamStore::finalize(Device device, DType dtype) {
       offset += align_elems(e.shape.numel());
     }
   values_ = Tensor::zeros(Shape{value_count_}, dtype, device);
-  if (grad_count_) grads_ = Tensor::zeros(Shape{grad_count_}, dtype, device);
+  if (grad_count_ && with_grads) grads_ = Tensor::zeros(Shape{grad_count_}, dtype, device);
   finalized_ = true;
 }
 
 void ParamStore::require_finalized(const char* what) const {
   SAL_CHECK(finalized_, "ParamStore::", what, ": call finalize() first");
+}
+
+void ParamStore::require_grads(const char* what) const {
+  require_finalized(what);
+  SAL_CHECK(grads_.defined() || grad_count_ == 0, "ParamStore::", what, ": these parameters have no gradient buffer "
+            "(finalized without one: a model loaded for inference, e.g. by load_masker)");
+}
+
+Tensor ParamStore::flat_grads() const {
+  require_grads("flat_grads");
+  return grads_;
 }
 
 ParamRef ParamStore::find(const std::string& name) const {
@@ -59,10 +70,10 @@ Tensor ParamStore::value(ParamRef p) const {
 Tensor ParamStore::grad(ParamRef p) const { return grad_slice(p, grads_); }
 
 Tensor ParamStore::grad_slice(ParamRef p, const Tensor& flat) const {
-  require_finalized("grad");
+  require_grads("grad");
   const Entry& e = entries_.at(static_cast<size_t>(p.index));
   SAL_CHECK(e.grad_offset >= 0, "parameter '", e.name, "' is frozen and has no gradient");
-  SAL_CHECK(flat.numel() == grads_.numel(), "grad_slice: ", flat.desc(), " is not aligned with the ", grads_.numel(),
+  SAL_CHECK(flat.numel() == grad_count_, "grad_slice: ", flat.desc(), " is not aligned with the ", grad_count_,
             " gradient elements");
   return flat.slice0(e.grad_offset, e.shape.numel()).reshape(e.shape);
 }

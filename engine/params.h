@@ -23,8 +23,12 @@ class ParamStore {
  public:
   // trainable=false: no gradient slice (frozen weights, batchnorm running statistics).
   ParamRef add(const std::string& name, const Shape& shape, bool trainable = true);
-  void finalize(Device device, DType dtype = DType::F32);
+  // Allocates the flat buffers, zeroed. with_grads=false leaves the gradient buffer out (a model
+  // loaded for inference: no memory for gradients it never has); flat_grads(), grad() and the
+  // optimizers then refuse, naming the reason. The value layout is the same either way.
+  void finalize(Device device, DType dtype = DType::F32, bool with_grads = true);
   bool finalized() const { return finalized_; }
+  bool has_grads() const { return grads_.defined(); }
 
   Tensor value(ParamRef p) const;
   Tensor grad(ParamRef p) const;  // throws for a frozen parameter
@@ -46,9 +50,9 @@ class ParamStore {
   Tensor flat_trainable_values() const { return values_.slice0(0, num_trainable()); }
   // The frozen values (batch-norm running statistics, frozen weights): the rest, after the trainable ones.
   Tensor flat_frozen_values() const { return values_.slice0(num_trainable(), num_values() - num_trainable()); }
-  Tensor flat_grads() const { return grads_; }  // one slice per trainable parameter, in add() order
+  Tensor flat_grads() const;  // one slice per trainable parameter, in add() order (undefined: none)
   int64_t num_values() const { return values_.numel(); }
-  int64_t num_trainable() const { return grads_.defined() ? grads_.numel() : 0; }
+  int64_t num_trainable() const { return finalized_ ? grad_count_ : 0; }
   void zero_grads();
   void zero_grads(const Ctx& ctx);  // queued on ctx's stream (inside a captured step)
 
@@ -60,6 +64,7 @@ class ParamStore {
     int64_t grad_offset = -1;  // elements into grads_ (== offset), -1 when frozen
   };
   void require_finalized(const char* what) const;
+  void require_grads(const char* what) const;
 
   std::vector<Entry> entries_;
   std::unordered_map<std::string, int> index_;

@@ -119,7 +119,7 @@ Masker::Masker(const MaskerConfig& cfg, Device device, DType dtype, MaskerInit i
     ups_.push_back(std::move(u));
   }
   head_ = Conv2d(params_, "masker.head", in, 2, 1, 1, Conv2dArgs::make(1, 0), /*bias=*/true, /*trainable=*/true);
-  params_.finalize(device, dtype);  // zeros
+  params_.finalize(device, dtype, /*with_grads=*/init == MaskerInit::Random);  // zeros
   if (init == MaskerInit::Random) initialize();
 }
 

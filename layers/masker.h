@@ -34,10 +34,12 @@ namespace sal {
 
 enum class UpsampleMode { ConvTranspose, PixelShuffle };
 
-// How a new Masker's parameters start: Random (from cfg.seed, for training) or Zeros, for a masker
-// whose every parameter is loaded next (load_masker): drawing the MobileNet masker's 4.8M parameters
-// only to overwrite them took ~140 ms of sal_mask's 0.5 s on five images.
-enum class MaskerInit { Random, Zeros };
+// How a new Masker starts. Random: parameters drawn from cfg.seed, and gradient buffers, for training.
+// ForLoading: zeros and no gradient buffer, for a masker whose every parameter is loaded next and
+// which then only runs inference (load_masker; to train from a file, load it into a Random masker's
+// store, as sal_train --init-masker does). Drawing the MobileNet masker's 4.8M parameters only to
+// overwrite them took ~140 ms of sal_mask's 0.5 s on five images; its gradients would be 19 MB.
+enum class MaskerInit { Random, ForLoading };
 
 struct MaskerConfig {
   int64_t num_classes = 1000;
@@ -79,7 +81,7 @@ struct MaskerOutput {
 class Masker {
  public:
   // Parameters on `device` in `dtype` (F64 only on the CPU, for gradient checks), initialised from
-  // cfg.seed: He-normal convolutions, BN weight 1 / bias 0, embedding N(0, 1/C); or all zeros.
+  // cfg.seed: He-normal convolutions, BN weight 1 / bias 0, embedding N(0, 1/C); or (ForLoading) zeros.
   Masker(const MaskerConfig& cfg, Device device, DType dtype = DType::F32, MaskerInit init = MaskerInit::Random);
 
   // images:[N,3,H,W] in [0,1]; classes: I32[N] on the context's device. Runs the frozen encoder

@@ -120,8 +120,8 @@ std::unique_ptr<Masker> load_masker(const std::string& path, Device device, Mask
   c.bn_eps = m.real("bn_eps");
   c.mask_eps = m.real("mask_eps");
   c.encoder_channels = m.list("encoder_channels");
-  // No random draw: load_params fails unless the file has every parameter.
-  auto masker = std::make_unique<Masker>(c, device, DType::F32, MaskerInit::Zeros);
+  // No random draw (load_params fails unless the file has every parameter) and no gradient buffer.
+  auto masker = std::make_unique<Masker>(c, device, DType::F32, MaskerInit::ForLoading);
   load_params(masker->params(), file);
   if (info) {
     info->black_box = m.text("black_box");

@@ -31,7 +31,8 @@ void save_masker(const Masker& masker, const MaskerFileInfo& info, const std::st
 
 // Rebuilds the masker on `device` from the file's metadata and loads every parameter (strict: a
 // missing, extra or misshapen tensor is an error naming the file and tensor). `info` receives the
-// file's black box name, arch, image size and training text.
+// file's black box name, arch, image size and training text. The masker is for inference: it has no
+// gradient buffer (MaskerInit::ForLoading).
 std::unique_ptr<Masker> load_masker(const std::string& path, Device device, MaskerFileInfo* info = nullptr);
 
 // Throws, naming both files, when the masker was trained against a different black-box architecture.

@@ -397,9 +397,9 @@ TEST_CASE("masker: CIFAR config on the ResNet20 encoder and MobileNet config sha
   CHECK_THROWS_WITH(m.init_embedding(Tensor::zeros(Shape{10, 64})), doctest::Contains("masker.embedding.weight"));
 }
 
-TEST_CASE("masker file: load_masker gives back every parameter saved, and a file missing one is an error") {
-  // load_masker builds the masker with zeros (MaskerInit::Zeros, no random draw) and relies on
-  // load_params refusing a file without every parameter: both halves checked here.
+TEST_CASE("masker file: load_masker gives back every parameter saved, without gradients, and a file missing one is an error") {
+  // load_masker builds the masker with zeros and no gradient buffer (MaskerInit::ForLoading, no random
+  // draw) and relies on load_params refusing a file without every parameter: both halves checked here.
   sal::test::TempDir t("masker_io_test_");
   Masker saved(MaskerConfig::cifar_resnet(), Device::CPU);  // random, from seed 0
   MaskerFileInfo info;
@@ -413,8 +413,15 @@ TEST_CASE("masker file: load_masker gives back every parameter saved, and a file
   CHECK(back_info.image_size == 32);
   REQUIRE(back->params().size() == saved.params().size());
   CHECK(back->params().flat_values().values() == saved.params().flat_values().values());
-  CHECK(Masker(MaskerConfig::cifar_resnet(), Device::CPU, DType::F32, MaskerInit::Zeros)
-            .params().flat_values().values() == std::vector<double>(static_cast<size_t>(saved.params().flat_values().numel()), 0.0));
+  CHECK(back->params().num_trainable() == saved.params().num_trainable());  // the same layout
+  CHECK(saved.params().has_grads());
+  CHECK_FALSE(back->params().has_grads());
+  CHECK_THROWS_WITH_AS(back->params().flat_grads(), doctest::Contains("no gradient buffer"), Error);
+  CHECK_THROWS_WITH_AS(back->params().grad(back->params().find("masker.head.bias")),
+                       doctest::Contains("a model loaded for inference"), Error);
+  const Masker fresh(MaskerConfig::cifar_resnet(), Device::CPU, DType::F32, MaskerInit::ForLoading);
+  CHECK(fresh.params().flat_values().values() ==
+        std::vector<double>(static_cast<size_t>(saved.params().flat_values().numel()), 0.0));
 
   // The same file less one tensor (its metadata kept): an error naming the file and the tensor.
   const SafeTensorsFile full(t.file("m.safetensors"));

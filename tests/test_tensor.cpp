@@ -174,6 +174,24 @@ TEST_CASE("param store: named slices of flat buffers") {
   CHECK(static_cast<float*>(mb.raw()) - static_cast<float*>(moments.raw()) == 112);
   CHECK_THROWS_WITH_AS(ps.grad_slice(b, Tensor::zeros(Shape{127})), doctest::Contains("not aligned"), Error);
   CHECK_THROWS_WITH_AS(ps.grad_slice(rm, moments), doctest::Contains("is frozen"), Error);
+
+  // Finalized without a gradient buffer (a model loaded for inference): the same value layout, and
+  // gradients refused with the reason.
+  ParamStore inf;
+  ParamRef iw = inf.add("layer1.0.conv1.weight", Shape{4, 3, 3, 3});
+  inf.add("layer1.0.bn1.running_mean", Shape{4}, /*trainable=*/false);
+  ParamRef ib = inf.add("fc.bias", Shape{5});
+  inf.finalize(Device::CPU, DType::F32, /*with_grads=*/false);
+  CHECK(ps.has_grads());
+  CHECK_FALSE(inf.has_grads());
+  CHECK(inf.num_trainable() == 128);
+  CHECK(inf.num_values() == ps.num_values());
+  CHECK(static_cast<float*>(inf.value(ib).raw()) - static_cast<const float*>(inf.flat_values().raw()) == 112);
+  CHECK(inf.trainable(iw));
+  CHECK_THROWS_WITH_AS(inf.flat_grads(), doctest::Contains("flat_grads: these parameters have no gradient buffer"),
+                       Error);
+  CHECK_THROWS_WITH_AS(inf.grad(iw), doctest::Contains("no gradient buffer"), Error);
+  inf.zero_grads();  // nothing to zero
 }
 
 TEST_CASE("Ctx::zero and Ctx::copy: same-device work on the context (what a captured step uses)") {
