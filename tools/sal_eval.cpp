@@ -345,6 +345,11 @@ int run(Options& o) {
         maps = optimise_masks(ctx, *bb, xs, cs, mcfg);
       }
       const double secs = std::chrono::duration<double>(clk::now() - t0).count();
+      // The masker's encoder features (owning copies: the classifications below reuse the arena), so the
+      // wrong-class masks need the decoder alone.
+      std::vector<Tensor> features;
+      if (m == "masker")
+        for (const Tensor& f : bb->features()) features.push_back(f.clone());
       // Boxes, localisation, the saliency metric, map area, accuracy on Phi(X,M).
       const double thr = o.method_threshold.count(m) ? o.method_threshold.at(m) : o.threshold;
       const float* mp = maps.data<float>();
@@ -364,7 +369,8 @@ int run(Options& o) {
         std::vector<int32_t> wrong;
         for (int64_t j = 0; j < r; ++j) wrong.push_back(static_cast<int32_t>((ls[static_cast<size_t>(j)] + 1 + (b0 + j) % std::max<int64_t>(K - 1, 1)) % K));
         arena.reset();
-        const std::vector<double> wm = masker->forward(ctx, *bb, xs, Tensor::from_labels(wrong), false).mask.values();
+        const std::vector<double> wm =
+            masker->forward_features(ctx, features, Tensor::from_labels(wrong), S, S, false).mask.values();
         for (int64_t j = 0; j < r; ++j) {
           double a = 0;
           for (int64_t p = 0; p < S * S; ++p) a += wm[static_cast<size_t>(j * S * S + p)];
