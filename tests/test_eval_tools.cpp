@@ -157,10 +157,13 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
     CHECK(std::distance(fs::directory_iterator(t.file("overlap")), fs::directory_iterator{}) == compared);
   }
   // --device cuda: the same masks as the CPU's (to float rounding); without a device, a clear error.
+  // One image per batch, three batches: the first runs both steps eagerly, the second captures them,
+  // the third replays the graphs (the mask graph reading the classify graph's feature maps).
   {
-    const std::string dev_cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + " --masker " + masker + " --black-box " +
-                                weights("mobilenet_v1_0.75_224.safetensors") + " --class 1 --raw npy --quiet " + val +
-                                "/images/" + files[0] + " " + val + "/images/" + files[1];
+    const std::vector<std::string> dev_files = {files[0], files[1], "ILSVRC2012_val_00000361.JPEG"};
+    std::string dev_cmd = std::string("OMP_NUM_THREADS=1 ") + SAL_MASK + " --masker " + masker + " --black-box " +
+                          weights("mobilenet_v1_0.75_224.safetensors") + " --class 1 --raw npy --batch 1 --quiet";
+    for (const std::string& f : dev_files) dev_cmd += " " + val + "/images/" + f;
     if (!cuda_available()) {
       CHECK(run(dev_cmd + " --device cuda --out " + t.file("gpu") + " > " + t.file("gpu.txt") + " 2>&1") == 1);
       CHECK(sal::test::read_bytes(t.file("gpu.txt")).find("--device cuda: ") != std::string::npos);
@@ -171,7 +174,7 @@ TEST_CASE("sal_mask: masks, overlays, raw masks and JSON lines, and an unreadabl
       REQUIRE(run(dev_cmd + " --out " + t.file("cpu") + " > /dev/null 2>&1") == 0);
       REQUIRE(run("SAL_CONV_MATH=f32 " + dev_cmd + " --device cuda --out " + t.file("gpu") + " > /dev/null 2>&1") == 0);
       REQUIRE(run(dev_cmd + " --device cuda --out " + t.file("tf32") + " > /dev/null 2>&1") == 0);
-      for (const std::string& f : files) {
+      for (const std::string& f : dev_files) {
         const std::string stem = fs::path(f).stem().string();
         const std::vector<float> a = npy_floats(t.file("cpu/" + stem + "_mask.npy"));
         const std::vector<float> b = npy_floats(t.file("gpu/" + stem + "_mask.npy"));
