@@ -113,7 +113,8 @@ struct LoadedBatch {
 LoadedBatch load_batch(const LoadContext& c, int64_t start, int64_t end) {
   const int64_t count = end - start;
   std::vector<Image> images(static_cast<size_t>(count));
-  std::vector<Tensor> resized(static_cast<size_t>(count));
+  // Row i: source i resized; the failed sources' rows are closed up afterwards.
+  Tensor x = Tensor::empty(Shape{std::max<int64_t>(count, 1), 3, c.size, c.size});
   std::vector<int> labels(static_cast<size_t>(count), -1);
   std::vector<std::string> errors(static_cast<size_t>(count));
 #pragma omp parallel for schedule(dynamic, 1)
@@ -129,7 +130,7 @@ LoadedBatch load_batch(const LoadContext& c, int64_t start, int64_t end) {
         SAL_CHECK(label < c.classes, s.name, ": label ", label, " is outside the black box's ", c.classes, " classes");
       }
       images[k] = decode_image(read_source(s), s.name);
-      resized[k] = image_to_tensor(images[k], c.size, c.size);
+      x.slice0(i, 1).copy_from(image_to_tensor(images[k], c.size, c.size).reshape(Shape{1, 3, c.size, c.size}));
       labels[k] = label;
     } catch (const std::exception& e) {  // nothing may leave an OpenMP region
       errors[k] = e.what();
@@ -152,10 +153,13 @@ LoadedBatch load_batch(const LoadContext& c, int64_t start, int64_t end) {
     b.labels.push_back(labels[k]);
   }
   if (b.images.empty()) return b;
-  b.x = Tensor::empty(Shape{static_cast<int64_t>(b.images.size()), 3, c.size, c.size});
-  for (int64_t i = 0, j = 0; i < count; ++i)
-    if (errors[static_cast<size_t>(i)].empty())
-      b.x.slice0(j++, 1).copy_from(resized[static_cast<size_t>(i)].reshape(Shape{1, 3, c.size, c.size}));
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (errors[static_cast<size_t>(i)].empty()) {
+      if (n != i) x.slice0(n, 1).copy_from(x.slice0(i, 1));  // n < i: distinct rows
+      ++n;
+    }
+  b.x = x.slice0(0, n);
   return b;
 }
 
