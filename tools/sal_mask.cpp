@@ -148,18 +148,13 @@ LoadedBatch load_batch(const LoadContext& c, int64_t start, int64_t end) {
       b.failures.emplace_back(s.name, errors[k]);
       continue;
     }
+    const int64_t n = static_cast<int64_t>(b.images.size());
+    if (n != i) x.slice0(n, 1).copy_from(x.slice0(i, 1));  // n < i: distinct rows
     b.images.push_back(std::move(images[k]));
     b.ok.push_back(&s);
     b.labels.push_back(labels[k]);
   }
-  if (b.images.empty()) return b;
-  int64_t n = 0;
-  for (int64_t i = 0; i < count; ++i)
-    if (errors[static_cast<size_t>(i)].empty()) {
-      if (n != i) x.slice0(n, 1).copy_from(x.slice0(i, 1));  // n < i: distinct rows
-      ++n;
-    }
-  b.x = x.slice0(0, n);
+  if (!b.images.empty()) b.x = x.slice0(0, static_cast<int64_t>(b.images.size()));
   return b;
 }
 
