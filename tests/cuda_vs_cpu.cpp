@@ -30,7 +30,11 @@ std::string compare_case(const OpCase& c) {
     std::mt19937_64 rng(seed + 100);
     Tensor dy = Tensor::from_values(uniform(y.shape(), rng), y.shape(), DType::F32);
     std::vector<Tensor> g = c.backward(cpu, in, y, dy);
-    std::vector<Tensor> gg = c.backward(gpu, din, gy, dy.to(Device::CUDA));
+    // Both backwards get the CPU's forward output: a backward that gates on y (ReLU after a residual add)
+    // would otherwise see an activation flip where the two forwards straddle zero (TF32 convolutions put
+    // them ~1e-3 apart), and one flipped gate moves the input gradient by O(1): two conv2d_bn_act
+    // relu_residual rows failed so on the H200 (session 13) and pass with the shared y.
+    std::vector<Tensor> gg = c.backward(gpu, din, y.to(Device::CUDA), dy.to(Device::CUDA));
     for (size_t i = 0; i < g.size(); ++i) {
       if (!g[i].defined()) continue;
       if (i >= gg.size() || !gg[i].defined()) return cat("backward gave no gradient for input ", i);

@@ -596,9 +596,9 @@ TEST_CASE("cuda: masker + objective step of the CIFAR recipe matches the CPU (f3
     const RecipeStep got = recipe_step(g);
     const double em = relative_l2(got.mask, ref.mask), ed = relative_l2(got.dmask, ref.dmask),
                  eg = relative_l2(got.grads, ref.grads);
-    MESSAGE("CUDA (", cuda::conv_math_name(math), ") vs CPU: mask relative L2 ", em, ", total ", got.total, " vs ",
+    MESSAGE("CUDA (", std::string(cuda::conv_math_name(math)), ") vs CPU: mask relative L2 ", em, ", total ", got.total, " vs ",
             ref.total, ", dL/dM ", ed, ", masker gradients ", eg, " (conv backend ",
-            cuda::conv_backend_name(cuda::conv_backend()), ")");
+            std::string(cuda::conv_backend_name(cuda::conv_backend())), ")");
     if (math == cuda::ConvMath::F32) {
       // The same amplification applies to f32's own rounding: on the CPU, operands rounded at 2^-21 instead
       // of TF32's 2^-11 moved dL/dM by 1e-6 and the gradients by 3.6e-4; cuDNN's f32 algorithms (Winograd,

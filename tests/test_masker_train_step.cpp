@@ -213,7 +213,7 @@ TEST_CASE("cuda: MaskerTrainStep replayed from a CUDA graph trains exactly like 
   double worst = 0;
   for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, std::abs(pa[i] - pb[i]));
   MESSAGE("graph vs eager after 6 steps: parameters max |difference| ", worst, ", losses ", worst_loss,
-          " (conv backend ", cuda::conv_backend_name(cuda::conv_backend()), ")");
+          " (conv backend ", std::string(cuda::conv_backend_name(cuda::conv_backend())), ")");
   // The same kernels on the same data in the same order: identical, up to the rounding of an algorithm
   // choice that differs between the two (none expected: Auto's choices are per process).
   CHECK(worst <= 1e-6);
