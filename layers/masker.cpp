@@ -224,7 +224,7 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   }
   head_out_ = head_.forward(ctx, y);
   have_forward_ = true;
-  forward_fused_ = !training && conv_bn_fusion();  // what its ConvBnAct layers did (ConvBnAct::use_fusion)
+  forward_fused_ = !training && conv_bn_fusion(ctx.device);  // what its ConvBnAct layers did (ConvBnAct::use_fusion)
 
   MaskerOutput out;
   out.head = head_out_;

@@ -34,23 +34,35 @@ Activation activation_of(ConvBnAct::Act a) {
   return Activation::None;
 }
 
-// -1: not read yet (SAL_FUSE_CONV_BN is read on first use), 0 off, 1 on.
-std::atomic<int> g_fusion{-1};
+// What decides the conv + BN fusion: not read yet (SAL_FUSE_CONV_BN is read on first use), off, on, or
+// the per-device default.
+enum FusionSetting : int { kFusionUnread = -1, kFusionOff = 0, kFusionOn = 1, kFusionDefault = 2 };
+std::atomic<int> g_fusion{kFusionUnread};
 std::atomic<int64_t> g_fused_forwards{0};
+
+int fusion_from_environment() {
+  const char* e = std::getenv("SAL_FUSE_CONV_BN");
+  if (!e || !*e) return kFusionDefault;
+  const std::string v(e);
+  SAL_CHECK(v == "0" || v == "1", "SAL_FUSE_CONV_BN='", v, "': expected 0 (off), 1 (on), or unset (on for the CPU, ",
+            "off for CUDA)");
+  return v == "1" ? kFusionOn : kFusionOff;
+}
 }  // namespace
 
-bool conv_bn_fusion() {
+bool conv_bn_fusion(Device device) {
   int v = g_fusion.load();
-  if (v < 0) {
-    const char* e = std::getenv("SAL_FUSE_CONV_BN");
-    int expected = -1;
-    g_fusion.compare_exchange_strong(expected, (e && std::string(e) == "0") ? 0 : 1);  // unless set meanwhile
+  if (v == kFusionUnread) {
+    int expected = kFusionUnread;
+    g_fusion.compare_exchange_strong(expected, fusion_from_environment());  // unless set meanwhile
     v = g_fusion.load();
   }
-  return v == 1;
+  return v == kFusionOn || (v == kFusionDefault && device == Device::CPU);
 }
 
-void set_conv_bn_fusion(bool on) { g_fusion.store(on ? 1 : 0); }
+void set_conv_bn_fusion(bool on) { g_fusion.store(on ? kFusionOn : kFusionOff); }
+
+void reset_conv_bn_fusion() { g_fusion.store(kFusionUnread); }
 
 int64_t conv_bn_fused_forwards() { return g_fused_forwards.load(); }
 
@@ -184,7 +196,7 @@ ConvBnAct::ConvBnAct(ParamStore& ps, const std::string& conv_name, const std::st
       bn_(ps, bn_name, out, bn_eps, trainable),
       act_(act) {}
 
-bool ConvBnAct::use_fusion(bool training) const { return !training && conv_bn_fusion(); }
+bool ConvBnAct::use_fusion(const Ctx& ctx, bool training) const { return !training && conv_bn_fusion(ctx.device); }
 
 void ConvBnAct::check_fused_backward(bool param_grads) const {
   SAL_CHECK(!param_grads || !(conv_.trainable() || bn_.trainable()),
@@ -204,7 +216,7 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
   fused_y_ = Tensor();
   last_fused_ = false;
   const Activation a = activation_of(act_);
-  if (use_fusion(training)) return fused_y_ = fused_forward(ctx, x, nullptr, a);
+  if (use_fusion(ctx, training)) return fused_y_ = fused_forward(ctx, x, nullptr, a);
   if (!training && act_ != Act::None) {
     // One pass for BN + activation; relu and relu6 backwards can be computed from y alone
     // (0 < y < 6 exactly when 0 < pre-activation < 6).
@@ -224,7 +236,7 @@ Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& resi
   SAL_CHECK(act_ == Act::None, "ConvBnAct::forward_add_relu: the conv has its own activation");
   fused_y_ = Tensor();
   last_fused_ = false;
-  if (use_fusion(training)) return sum_y_ = fused_forward(ctx, x, &residual, Activation::ReLU);
+  if (use_fusion(ctx, training)) return sum_y_ = fused_forward(ctx, x, &residual, Activation::ReLU);
   const Tensor c = conv_.forward(ctx, x);
   if (!training) {
     sum_y_ = bn_.forward_infer_act(ctx, c, &residual, Activation::ReLU);

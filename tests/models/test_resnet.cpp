@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -292,6 +293,36 @@ TEST_CASE("Bottleneck: trainable parameters, training-mode BN and weight gradien
   CHECK(wworst / wscale < 1e-6);
 }
 
+TEST_CASE("conv_bn_fusion: on for the CPU and off for CUDA by default, set and reset override it, a bad value is "
+          "an error") {
+  const char* env = std::getenv("SAL_FUSE_CONV_BN");
+  const std::string saved = env ? env : "";
+  unsetenv("SAL_FUSE_CONV_BN");
+  reset_conv_bn_fusion();
+  CHECK(conv_bn_fusion(Device::CPU));
+  CHECK_FALSE(conv_bn_fusion(Device::CUDA));
+  set_conv_bn_fusion(true);
+  CHECK((conv_bn_fusion(Device::CPU) && conv_bn_fusion(Device::CUDA)));
+  set_conv_bn_fusion(false);
+  CHECK_FALSE((conv_bn_fusion(Device::CPU) || conv_bn_fusion(Device::CUDA)));
+  reset_conv_bn_fusion();
+  CHECK((conv_bn_fusion(Device::CPU) && !conv_bn_fusion(Device::CUDA)));
+  for (const char* v : {"0", "1"}) {
+    setenv("SAL_FUSE_CONV_BN", v, 1);
+    reset_conv_bn_fusion();
+    CHECK(conv_bn_fusion(Device::CPU) == (v[0] == '1'));
+    CHECK(conv_bn_fusion(Device::CUDA) == (v[0] == '1'));
+  }
+  setenv("SAL_FUSE_CONV_BN", "yes", 1);
+  reset_conv_bn_fusion();
+  CHECK_THROWS_WITH(conv_bn_fusion(Device::CPU), doctest::Contains("SAL_FUSE_CONV_BN='yes': expected 0 (off), 1 (on)"));
+  if (env)
+    setenv("SAL_FUSE_CONV_BN", saved.c_str(), 1);
+  else
+    unsetenv("SAL_FUSE_CONV_BN");
+  reset_conv_bn_fusion();
+}
+
 TEST_CASE("Bottleneck: a trainable block runs fused in inference, as unfused, and refuses parameter gradients there") {
   SingleThreaded one_thread;
   ParamStore ps;
@@ -311,7 +342,7 @@ TEST_CASE("Bottleneck: a trainable block runs fused in inference, as unfused, an
     CHECK(conv_bn_fused_forwards() - fused_before == (fuse ? 4 : 0));
     dx[fuse] = down.backward(ctx, dy, /*param_grads=*/false).values();
   }
-  set_conv_bn_fusion(true);
+  reset_conv_bn_fusion();
   CHECK(y[1] == y[0]);    // conv2d_bn_act equals its ops bit for bit on the CPU
   CHECK(dx[1] == dx[0]);  // and conv2d_dgrad_bn_act its two
   down.forward(ctx, x, false);
@@ -508,7 +539,7 @@ TEST_CASE("frozen conv + BN layers fused (conv2d_bn_act) give the unfused result
       for (const Tensor& f : net->features()) r.push_back(f.values());
       r.push_back(net->backward_input(ctx, golden_dlogits(2, logits.dim(1))).values());
     }
-    set_conv_bn_fusion(true);
+    reset_conv_bn_fusion();
     REQUIRE(runs[0].size() == runs[1].size());
     for (size_t i = 0; i < runs[0].size(); ++i) CHECK(runs[0][i] == runs[1][i]);
   }
