@@ -141,10 +141,10 @@ class MaxPool2d {
 // By default on for the CPU (6-16% more images/s and half the arena, bench/RESULTS.md) and off for CUDA:
 // on the H200 the masker's ResNet-50 inference at batch 64 took 12.3-12.8 ms fused against 9.6-10.0
 // unfused, and nothing was measurably faster fused (there the unfused layer is the convolution, then one
-// batchnorm2d_infer_act pass for BN, shortcut and activation). SAL_FUSE_CONV_BN=1 or =0 in the environment turns it on or off for both
-// devices (another value is an error). Process-wide: set_conv_bn_fusion overrides it for tests and
-// comparisons, reset_conv_bn_fusion goes back to the environment's choice; each applies to the forwards
-// that come after.
+// batchnorm2d_infer_act pass for BN, shortcut and activation). SAL_FUSE_CONV_BN=1 or =0 in the
+// environment turns it on or off for both devices (another value is an error). Process-wide:
+// set_conv_bn_fusion overrides it for tests and comparisons, reset_conv_bn_fusion goes back to the
+// environment's choice; each applies to the forwards that come after.
 bool conv_bn_fusion(Device device);
 void set_conv_bn_fusion(bool on);
 void reset_conv_bn_fusion();
@@ -157,9 +157,10 @@ int64_t conv_bn_fused_forwards();
 // conv2d_bn_act: BN, activation (and a residual block's shortcut sum) in the convolution's epilogue, so
 // the activation is written once instead of the conv's output plus a BN pass over it. Its backward
 // gives the input gradient from y alone (conv2d_dgrad_bn_act); the parameter gradients of a trainable
-// layer would need the conv's output, so asking for them after an inference forward is an error (the masker trains in training mode; its inference, the decoder included, is
-// fused where the fusion is on). Unfused inference is the conv, then BN + activation (+ sum) in one pass;
-// in training mode conv, BN and activation are separate ops.
+// layer would need the conv's output, so asking for them after an inference forward is an error (the
+// masker trains in training mode; its inference, the decoder included, is fused where the fusion is on).
+// Unfused inference is the conv, then BN + activation (+ sum) in one pass; in training mode conv, BN and
+// activation are separate ops.
 class ConvBnAct {
  public:
   enum class Act { None, ReLU, ReLU6 };

@@ -20,8 +20,9 @@
 #   SAL_GPU_BENCH        which benchmark groups run (default "micro masker f32 fused reader"): micro =
 #                        bench/*cuda*, masker = the masker against PyTorch, f32 = the masker with
 #                        SAL_CONV_MATH=f32, fused = the masker with SAL_FUSE_CONV_BN=1 (the conv + BN
-#                        epilogue fusion, off by default on CUDA), reader = the training reader's decode + augment images/s
-#                        (bench/reader_bench.cpp); "" runs the build and the tests alone
+#                        epilogue fusion, off by default on CUDA), reader = the training reader's
+#                        decode + augment images/s (bench/reader_bench.cpp); "" runs the build and the
+#                        tests alone
 #   SAL_CTEST_EXCLUDE    ctest -E regex for tests not run here (default "golden": the PyTorch
 #                        fixtures need Debian's python3-torch, not a GPU)
 #   SAL_DEBS             folder of .deb files (default <repo>/.debs). When it holds any, they are
