@@ -5,18 +5,17 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <functional>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <string>
 
 #include "cuda/batchnorm.h"
 #include "cuda/check.cuh"
+#include "cuda/conv_auto_cache.h"
 #include "cuda/conv_igemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/launch.cuh"
@@ -30,32 +29,48 @@ std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
 std::atomic<int> g_math{static_cast<int>(ConvMath::TF32)};
 std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_timed{0};
 
+// Auto's choices and their file (cuda/conv_auto_cache.h), both under choices_mutex().
+std::mutex& choices_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+ConvChoices& choices() {
+  static ConvChoices m;
+  return m;
+}
+std::string g_cache_path;     // SAL_CONV_AUTO_CACHE or set_conv_auto_cache; empty: no file
+bool g_cache_loaded = false;  // the file's choices are in choices() (read on the first lookup)
+
 void read_env_once() {
   std::call_once(g_env_once, [] {
     const char* s = std::getenv("SAL_CONV_BACKEND");
     if (s && *s) g_backend.store(static_cast<int>(parse_conv_backend(s)));
     const char* m = std::getenv("SAL_CONV_MATH");
     if (m && *m) g_math.store(static_cast<int>(parse_conv_math(m)));
+    const char* c = std::getenv("SAL_CONV_AUTO_CACHE");
+    std::lock_guard<std::mutex> lock(choices_mutex());
+    if (c && *c) g_cache_path = c;
   });
+}
+
+// What a cache file's choices are valid for: the GPU model and the cuDNN that were timed.
+std::string cache_device() {
+  int dev = 0;
+  SAL_CUDA_CHECK(cudaGetDevice(&dev));
+  cudaDeviceProp prop{};
+  SAL_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  return cat(prop.name, " (cuDNN ", cudnn_runtime_version(), ")");
 }
 
 // FwdFused: a forward with an epilogue beyond the bias (conv2d_bn_act), timed apart from the plain one:
 // the cuDNN side then includes the epilogue pass.
+// (The cache file names the passes in this order: cuda/conv_auto_cache.cpp.)
 enum class Pass { Fwd, FwdFused, Dgrad, Wgrad };
-using Key = std::array<int64_t, 18>;
+static_assert(static_cast<int>(Pass::Wgrad) == 3, "cuda/conv_auto_cache.cpp names four passes");
 
-Key key_of(Pass pass, const ConvGeom& g) {
-  return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl,
-             g.dh, g.dw, g.tf32};
-}
-
-std::mutex& choices_mutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<Key, ConvBackend>& choices() {
-  static std::map<Key, ConvBackend> m;
-  return m;
+ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
+  return ConvChoiceKey{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw,
+                       g.pt, g.pl, g.dh, g.dw, g.tf32};
 }
 
 // Runs one pass with the given backend into the given output.
@@ -97,9 +112,15 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
   const ConvBackend mode = conv_backend();
   if (mode == ConvBackend::Custom || !cudnn_conv_supported(g)) return ConvBackend::Custom;
   if (mode == ConvBackend::Cudnn) return ConvBackend::Cudnn;
-  const Key key = key_of(pass, g);
+  const ConvChoiceKey key = key_of(pass, g);
+  std::string cache;
   {
     std::lock_guard<std::mutex> lock(choices_mutex());
+    cache = g_cache_path;
+    if (!cache.empty() && !g_cache_loaded) {  // the file's choices first (ours, timed earlier, win)
+      for (const auto& [k, b] : read_conv_choices(cache, cache_device())) choices().emplace(k, b);
+      g_cache_loaded = true;
+    }
     auto it = choices().find(key);
     if (it != choices().end()) return it->second;
   }
@@ -119,6 +140,7 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
   choices().emplace(key, pick);
+  if (!cache.empty() && cache == g_cache_path) write_conv_choices(cache, cache_device(), choices());
   return pick;
 }
 
@@ -247,6 +269,19 @@ void reset_conv_backend_counts() {
 void clear_conv_auto_choices() {
   std::lock_guard<std::mutex> lock(choices_mutex());
   choices().clear();
+}
+
+void set_conv_auto_cache(const std::string& path) {
+  read_env_once();  // so that a later first read cannot override this
+  std::lock_guard<std::mutex> lock(choices_mutex());
+  g_cache_path = path;
+  g_cache_loaded = false;
+}
+
+std::string conv_auto_cache() {
+  read_env_once();
+  std::lock_guard<std::mutex> lock(choices_mutex());
+  return g_cache_path;
 }
 
 // ---------------------------------------------------------------- conv2d

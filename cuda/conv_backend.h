@@ -20,9 +20,11 @@
 // operands, engine/cpu/gemm.h set_emulate_tf32; tests/test_masker.cpp).
 // Both backends are deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
 // algorithms are picked among its deterministic ones when it has one), but Auto's choice comes from
-// timings and may differ between processes: set custom or cudnn for bit-identical runs.
+// timings and may differ between processes: set custom or cudnn for bit-identical runs, or give Auto a
+// file to keep its choices in (SAL_CONV_AUTO_CACHE, below), so that later runs repeat the first's.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "engine/context.h"
@@ -52,6 +54,11 @@ struct ConvBackendCounts {
 ConvBackendCounts conv_backend_counts();
 void reset_conv_backend_counts();
 void clear_conv_auto_choices();  // forget Auto's decisions (the next call of each shape times again)
+// The file that keeps Auto's choices between processes (cuda/conv_auto_cache.h): SAL_CONV_AUTO_CACHE,
+// read once, or set here ("" for none, the default). Its choices for this GPU and cuDNN are loaded on the
+// first lookup after it is set and win over timing; each newly timed shape is added to it at once.
+void set_conv_auto_cache(const std::string& path);
+std::string conv_auto_cache();
 
 // ---- op entry points (engine/ops_conv.cpp)
 void conv2d(Ctx&, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dArgs& a, Tensor& y);

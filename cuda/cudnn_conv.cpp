@@ -215,4 +215,6 @@ void release_cudnn(CudaDevice& dev) {
   dev.cudnn = nullptr;
 }
 
+size_t cudnn_runtime_version() { return cudnnGetVersion(); }
+
 }  // namespace sal::cuda

@@ -26,5 +26,7 @@ void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float
 void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx);
 // dw += the weight gradient of (dy, x)
 void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw);
+// The cuDNN library's version number as it reports it at run time (e.g. 91000 for 9.10.0).
+size_t cudnn_runtime_version();
 
 }  // namespace sal::cuda

@@ -3,8 +3,10 @@
 # left open): build + every CUDA test (scripts/gpu-check.sh with no benchmarks; the CUDA cases now take the
 # unfused conv + BN path, CUDA's default since session 13); the masker's captured inference with the fusion
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
-# fused ResNet-50 inference at batch 64 slower?); the eager comparison with PyTorch on the new default; and
-# torch.compile for ResNet-50 with what time is left. Everything goes to $OUT (the device tool brings it
+# fused ResNet-50 inference at batch 64 slower? and does pinning cuDNN, deterministic run to run, cost
+# anything against Auto?); sal_mask twice under Auto with a choices file (SAL_CONV_AUTO_CACHE, session 13,
+# not yet run on a GPU); the eager comparison with PyTorch on the new default; and torch.compile for
+# ResNet-50 with what time is left. Everything goes to $OUT (the device tool brings it
 # back). Run from the repository root with .debs and .gpu-shared carried along (scripts/gpu-check.sh
 # --fetch-debs / --pack-shared), e.g.
 #     RUN_BUDGET=350 bash scripts/gpu-next-run.sh
@@ -28,10 +30,22 @@ B=build-gpu
   for backend in auto cudnn custom; do
     for fuse in 0 1; do
       SAL_CONV_BACKEND=$backend SAL_FUSE_CONV_BN=$fuse timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
-        --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:64' \
+        --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \
         --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$backend fuse=$fuse  /"
     done
   done
+
+  echo "== sal_mask under Auto twice with a choices file (SAL_CONV_AUTO_CACHE): the same bytes? ($(left) s left)"
+  rm -f /tmp/conv-choices.txt
+  for run in 1 2; do
+    SAL_CONV_AUTO_CACHE=/tmp/conv-choices.txt timeout 40 $B/sal_mask --device cuda --batch 64 --quiet \
+      --masker weights/mobilenet_v1_0.75_224_masker.safetensors --out /tmp/sal-mask-cached-$run \
+      .gpu-shared/imagenet-train/*.tar 2>&1 | tail -1
+  done
+  echo "choices file: $(grep -c . /tmp/conv-choices.txt) lines"
+  diff -rq /tmp/sal-mask-cached-1 /tmp/sal-mask-cached-2 > /tmp/cached-diff.txt &&
+    echo "auto with a choices file: two runs byte-identical" ||
+    echo "auto with a choices file: two runs differ in $(wc -l < /tmp/cached-diff.txt) files"
 } >> "$X" 2>&1
 
 L=$(left)

@@ -7,20 +7,25 @@
 // once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "cuda/conv_auto_cache.h"
 #include "cuda/conv_backend.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
 #include "cuda/runtime.h"
 #include "engine/arena.h"
 #include "tests/op_check.h"
+#include "tests/temp_files.h"
 
 using namespace sal;
 using namespace sal::test;
@@ -281,6 +286,52 @@ int main() {
     expect(n.timed == 1, cat("Auto timed the repeated shape ", n.timed, " times, expected 1"));
     expect(max_rel_diff(y1.to(Device::CPU), y2.to(Device::CPU)) == 0,
            "Auto: the same shape twice gives bit-identical results");
+  }
+
+  // ---- Auto with a choices file (SAL_CONV_AUTO_CACHE): the timed choice goes into the file; a process
+  // that reads it (here: the choices forgotten and the file set again) runs that choice without timing,
+  // bit for bit; a file timed on another GPU is ignored and replaced.
+  {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / cat("sal_conv_choices_", getpid(), ".txt")).string();
+    std::filesystem::remove(path);
+    cuda::set_conv_backend(ConvBackend::Auto);
+    cuda::clear_conv_auto_choices();
+    cuda::set_conv_auto_cache(path);
+    const Case c = cases()[0];
+    Tensor x = random_tensor(c.x, 1).to(Device::CUDA), w = random_tensor(c.w, 2).to(Device::CUDA);
+    cuda::reset_conv_backend_counts();
+    const Tensor y1 = conv2d(plain, x, w, nullptr, c.a).to(Device::CPU);
+    expect(cuda::conv_backend_counts().timed == 1, "choices file: the first call timed the shape");
+    cuda::ParsedConvChoices saved;
+    try {
+      saved = cuda::parse_conv_choices(read_bytes(path), path);
+    } catch (const std::exception& e) {
+      expect(false, cat("choices file: not written or unreadable: ", e.what()));
+    }
+    expect(saved.choices.size() == 1, cat("choices file: ", saved.choices.size(), " choices written, expected 1"));
+    expect(saved.device.find("cuDNN") != std::string::npos, cat("choices file: device '", saved.device, "'"));
+    const bool chose_cudnn = !saved.choices.empty() && saved.choices.begin()->second == ConvBackend::Cudnn;
+
+    cuda::clear_conv_auto_choices();
+    cuda::set_conv_auto_cache(path);
+    cuda::reset_conv_backend_counts();
+    const Tensor y2 = conv2d(plain, x, w, nullptr, c.a).to(Device::CPU);
+    const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+    expect(n.timed == 0, cat("choices file: read back, the shape was timed ", n.timed, " times"));
+    expect(n.cudnn == (chose_cudnn ? 1 : 0), "choices file: the stored backend ran");
+    expect(max_rel_diff(y1, y2) == 0, "choices file: the same results bit for bit");
+
+    write_bytes(path, "saliency conv auto choices v1\ndevice another GPU\n");
+    cuda::clear_conv_auto_choices();
+    cuda::set_conv_auto_cache(path);
+    cuda::reset_conv_backend_counts();
+    conv2d(plain, x, w, nullptr, c.a);
+    expect(cuda::conv_backend_counts().timed == 1, "choices file of another GPU: timed again");
+    expect(read_bytes(path).find("device another GPU") == std::string::npos,
+           "choices file of another GPU: replaced with this GPU's");
+    cuda::set_conv_auto_cache("");
+    std::filesystem::remove(path);
   }
 
   // ---- determinism: the custom kernels give bit-identical results run to run (no atomics)

@@ -1,0 +1,115 @@
+// The file of Auto's convolution backend choices (cuda/conv_auto_cache.h).
+#include "cuda/conv_auto_cache.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "engine/error.h"
+
+namespace sal::cuda {
+
+namespace {
+
+constexpr const char* kFormatLine = "saliency conv auto choices v1";
+constexpr const char* kDeviceTag = "device ";
+constexpr const char* kPassNames[] = {"fwd", "fwd_fused", "dgrad", "wgrad"};  // conv_backend.cpp's Pass, in order
+constexpr int kPasses = 4;
+
+[[noreturn]] void bad_line(const std::string& path, int line, const std::string& what) {
+  fail(path, " line ", line, ": ", what, " (a file of convolution backend choices, SAL_CONV_AUTO_CACHE; delete it ",
+       "and the next run times the shapes again)");
+}
+
+}  // namespace
+
+std::string format_conv_choices(const std::string& device, const ConvChoices& choices) {
+  SAL_CHECK(!device.empty() && device.find('\n') == std::string::npos, "format_conv_choices: bad device name '",
+            device, "'");
+  std::ostringstream out;
+  out << kFormatLine << '\n' << kDeviceTag << device << '\n';
+  for (const auto& [key, backend] : choices) {
+    SAL_CHECK(key[0] >= 0 && key[0] < kPasses, "format_conv_choices: pass ", key[0], " out of range");
+    SAL_CHECK(backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
+    out << kPassNames[key[0]];
+    for (size_t i = 1; i < key.size(); ++i) out << ' ' << key[i];
+    out << ' ' << conv_backend_name(backend) << '\n';
+  }
+  return out.str();
+}
+
+ParsedConvChoices parse_conv_choices(const std::string& text, const std::string& path) {
+  std::istringstream in(text);
+  std::string line;
+  ParsedConvChoices parsed;
+  if (!std::getline(in, line) || line != kFormatLine) bad_line(path, 1, cat("expected '", kFormatLine, "'"));
+  if (!std::getline(in, line) || line.rfind(kDeviceTag, 0) != 0 || line.size() == std::strlen(kDeviceTag))
+    bad_line(path, 2, "expected 'device <GPU name>'");
+  parsed.device = line.substr(std::strlen(kDeviceTag));
+  for (int number = 3; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    std::istringstream fields(line);
+    std::string pass, backend;
+    fields >> pass;
+    ConvChoiceKey key{};
+    int p = 0;
+    while (p < kPasses && pass != kPassNames[p]) ++p;
+    if (p == kPasses)
+      bad_line(path, number, cat("unknown pass '", pass, "' (expected fwd, fwd_fused, dgrad or wgrad)"));
+    key[0] = p;
+    for (size_t i = 1; i < key.size(); ++i) {
+      if (!(fields >> key[i]) || key[i] < 0)
+        bad_line(path, number, cat("expected ", key.size() - 1, " numbers >= 0 after the pass"));
+    }
+    if (!(fields >> backend) || (backend != "custom" && backend != "cudnn"))
+      bad_line(path, number, cat("expected 'custom' or 'cudnn' after the numbers, got '", backend, "'"));
+    std::string extra;
+    if (fields >> extra) bad_line(path, number, cat("unexpected '", extra, "' at the end"));
+    const ConvBackend b = backend == "custom" ? ConvBackend::Custom : ConvBackend::Cudnn;
+    auto [it, inserted] = parsed.choices.emplace(key, b);
+    if (!inserted && it->second != b) bad_line(path, number, "the same shape is listed with the other backend before");
+  }
+  return parsed;
+}
+
+ConvChoices read_conv_choices(const std::string& path, const std::string& device) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return {};
+  std::ifstream f(path, std::ios::binary);
+  SAL_CHECK(f.good(), path, ": cannot open the convolution backend choices (SAL_CONV_AUTO_CACHE): ",
+            std::strerror(errno));
+  std::ostringstream text;
+  text << f.rdbuf();
+  SAL_CHECK(!f.bad(), path, ": read error");
+  ParsedConvChoices parsed = parse_conv_choices(text.str(), path);
+  if (parsed.device != device) return {};
+  return std::move(parsed.choices);
+}
+
+void write_conv_choices(const std::string& path, const std::string& device, const ConvChoices& choices) {
+  ConvChoices all = read_conv_choices(path, device);
+  for (const auto& [key, backend] : choices) all[key] = backend;
+  // A name of our own for the temporary: several processes may write the same cache.
+  const std::string tmp = cat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    SAL_CHECK(out.good(), tmp, ": cannot open for writing (SAL_CONV_AUTO_CACHE): ", std::strerror(errno));
+    out << format_conv_choices(device, all);
+    out.flush();
+    SAL_CHECK(out.good(), tmp, ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    std::filesystem::remove(tmp, ec);
+    fail(path, ": cannot replace it with ", tmp, " (SAL_CONV_AUTO_CACHE): ", why);
+  }
+}
+
+}  // namespace sal::cuda

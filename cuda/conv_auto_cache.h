@@ -1,0 +1,43 @@
+// Auto's convolution backend choices kept in a file between processes (SAL_CONV_AUTO_CACHE=<file>,
+// cuda/conv_backend.h). Auto times the custom kernels against cuDNN once per (pass, shape) in each
+// process, and two processes may choose differently: then their results differ in the last bits (on an
+// H200 two sal_mask runs over the same images wrote different bytes in every mask file). With a cache
+// file the first process's choices are written to it and every later process on the same GPU model runs
+// those, so the runs agree bit for bit and skip the timing.
+//
+// The file is text: a first line naming the format, a second naming the GPU ("device <name>"), then one
+// line per choice: the pass and the 17 geometry numbers of the key (cuda/conv_backend.cpp key_of), then
+// "custom" or "cudnn". Nothing here touches the GPU: the formatting and parsing are tested on any machine.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "cuda/conv_backend.h"
+
+namespace sal::cuda {
+
+using ConvChoiceKey = std::array<int64_t, 18>;
+using ConvChoices = std::map<ConvChoiceKey, ConvBackend>;
+
+// The file's text for the GPU named `device` (Custom and Cudnn choices only: Auto is not a choice).
+std::string format_conv_choices(const std::string& device, const ConvChoices& choices);
+
+struct ParsedConvChoices {
+  std::string device;  // the GPU the choices were timed on
+  ConvChoices choices;
+};
+// Parses format_conv_choices's text; `path` names the file in errors, which give the line and what is
+// wrong with it (and say that deleting the file makes the next run time again).
+ParsedConvChoices parse_conv_choices(const std::string& text, const std::string& path);
+
+// The choices stored in `path` for `device`: empty when the file does not exist or was written for
+// another GPU; an error when it cannot be read or is malformed.
+ConvChoices read_conv_choices(const std::string& path, const std::string& device);
+// Adds `choices` to those `path` holds for `device` (ours win where both have a key; a file written for
+// another GPU is replaced) and writes the result atomically (a temporary file, then a rename), so a
+// reader never sees half a file.
+void write_conv_choices(const std::string& path, const std::string& device, const ConvChoices& choices);
+
+}  // namespace sal::cuda

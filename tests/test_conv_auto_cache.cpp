@@ -1,0 +1,138 @@
+// The file that keeps Auto's convolution backend choices between processes (cuda/conv_auto_cache.h):
+// its text round trips, malformed files are errors naming the file and the line, a file for another GPU
+// is ignored and replaced, and writes merge with what is there. Needs no GPU (only a CUDA build); the
+// choices' use by Auto is checked by tests/cuda_conv_backends.cpp on a GPU.
+#include <doctest/doctest.h>
+
+#ifdef SAL_WITH_CUDA
+#include <filesystem>
+#include <string>
+
+#include "cuda/conv_auto_cache.h"
+#include "engine/error.h"
+#include "tests/temp_files.h"
+
+using namespace sal;
+using namespace sal::cuda;
+using sal::test::read_bytes;
+using sal::test::TempDir;
+using sal::test::write_bytes;
+
+namespace {
+
+ConvChoiceKey key(int64_t pass, int64_t n) {
+  // pass, N, C, H, W, K, P, Q, R, S, G, sh, sw, pt, pl, dh, dw, tf32
+  return ConvChoiceKey{pass, n, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
+}
+
+const char* kHeader = "saliency conv auto choices v1\ndevice NVIDIA H200 (cuDNN 91000)\n";
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_conv_choices(text, "/tmp/choices.txt");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("conv auto cache: the text names the device and one choice per line, and parses back") {
+  ConvChoices c;
+  c[key(0, 64)] = ConvBackend::Cudnn;
+  c[key(1, 1)] = ConvBackend::Custom;
+  c[key(3, 8)] = ConvBackend::Cudnn;
+  const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
+  CHECK(text.rfind(kHeader, 0) == 0);
+  CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
+  CHECK(text.find("\nfwd_fused 1 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 custom\n") != std::string::npos);
+  CHECK(text.find("\nwgrad 8 ") != std::string::npos);
+  const ParsedConvChoices p = parse_conv_choices(text, "x");
+  CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
+  CHECK(p.choices == c);
+  CHECK(parse_conv_choices(format_conv_choices("d", {}), "x").choices.empty());
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), ConvBackend::Auto}}),
+                    doctest::Contains("Auto is not a choice"));
+}
+
+TEST_CASE("conv auto cache: a malformed file is an error naming the file, the line and what is wrong") {
+  const std::string good = "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn\n";
+  CHECK(error_of(std::string(kHeader) + good).empty());
+  CHECK(error_of(std::string(kHeader) + "\n" + good + "\n").empty());  // blank lines are skipped
+  const struct {
+    std::string text, want;
+  } bad[] = {
+      {"", "/tmp/choices.txt line 1: expected 'saliency conv auto choices v1'"},
+      {"saliency conv auto choices v2\n", "line 1: expected"},
+      {"saliency conv auto choices v1\n", "line 2: expected 'device <GPU name>'"},
+      {"saliency conv auto choices v1\ndevice \n", "line 2: expected 'device <GPU name>'"},
+      {std::string(kHeader) + "forward 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn\n", "line 3: unknown pass 'forward'"},
+      {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 auto\n",
+       "line 3: expected 'custom' or 'cudnn' after the numbers, got 'auto'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1\n", "got ''"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
+      {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 custom\n",
+       "line 4: the same shape is listed with the other backend before"},
+  };
+  for (const auto& b : bad) {
+    INFO(b.text);
+    const std::string e = error_of(b.text);
+    CHECK(e.find(b.want) != std::string::npos);
+    CHECK(e.find("/tmp/choices.txt") != std::string::npos);
+    CHECK(e.find("delete it") != std::string::npos);
+  }
+  // Listed twice with the same backend: not a conflict.
+  CHECK(error_of(std::string(kHeader) + good + good).empty());
+}
+
+TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and replace another GPU's file") {
+  TempDir t("sal_conv_cache_");
+  const std::string path = t.file("choices.txt");
+  CHECK(read_conv_choices(path, "gpu A").empty());  // no file yet
+
+  write_conv_choices(path, "gpu A", {{key(0, 1), ConvBackend::Cudnn}, {key(2, 1), ConvBackend::Custom}});
+  ConvChoices a = read_conv_choices(path, "gpu A");
+  CHECK(a.size() == 2);
+  CHECK(a[key(0, 1)] == ConvBackend::Cudnn);
+  CHECK(read_conv_choices(path, "gpu B").empty());  // timed on another GPU: not used
+
+  // Another process adds a shape and changes one: both land, its own choice wins.
+  write_conv_choices(path, "gpu A", {{key(0, 1), ConvBackend::Custom}, {key(3, 4), ConvBackend::Cudnn}});
+  a = read_conv_choices(path, "gpu A");
+  CHECK(a.size() == 3);
+  CHECK(a[key(0, 1)] == ConvBackend::Custom);
+  CHECK(a[key(2, 1)] == ConvBackend::Custom);
+  CHECK(a[key(3, 4)] == ConvBackend::Cudnn);
+
+  // A run on another GPU replaces the file with its own choices.
+  write_conv_choices(path, "gpu B", {{key(1, 2), ConvBackend::Cudnn}});
+  CHECK(read_conv_choices(path, "gpu A").empty());
+  CHECK(read_conv_choices(path, "gpu B").size() == 1);
+  // Written through a temporary that is renamed: nothing else is left in the folder.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(t.dir)) files += e.is_regular_file() ? 1 : 0;
+  CHECK(files == 1);
+
+  // A corrupt file stops the run with the parse error instead of being overwritten.
+  write_bytes(path, "not a cache\n");
+  CHECK_THROWS_WITH(read_conv_choices(path, "gpu A"), doctest::Contains("choices.txt line 1"));
+  CHECK_THROWS_WITH(write_conv_choices(path, "gpu A", {}), doctest::Contains("choices.txt line 1"));
+  CHECK(read_bytes(path) == "not a cache\n");
+
+  // A folder that cannot take the file: the error names it.
+  CHECK_THROWS_WITH(write_conv_choices(t.file("missing/choices.txt"), "gpu A", {}),
+                    doctest::Contains("missing/choices.txt.tmp."));
+}
+
+TEST_CASE("conv auto cache: set_conv_auto_cache sets the file Auto uses (SAL_CONV_AUTO_CACHE by default)") {
+  const std::string before = conv_auto_cache();
+  set_conv_auto_cache("/tmp/some/choices.txt");
+  CHECK(conv_auto_cache() == "/tmp/some/choices.txt");
+  set_conv_auto_cache("");
+  CHECK(conv_auto_cache().empty());
+  set_conv_auto_cache(before);
+}
+#endif
