@@ -5,11 +5,12 @@
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
 # fused ResNet-50 inference at batch 64 slower? and does pinning cuDNN, deterministic run to run, cost
 # anything against Auto?); sal_mask twice under Auto with a choices file (SAL_CONV_AUTO_CACHE, session 13,
-# not yet run on a GPU); the eager comparison with PyTorch on the new default; and torch.compile for
-# ResNet-50 with what time is left. Everything goes to $OUT (the device tool brings it
-# back). Run from the repository root with .debs and .gpu-shared carried along (scripts/gpu-check.sh
-# --fetch-debs / --pack-shared), e.g.
-#     RUN_BUDGET=350 bash scripts/gpu-next-run.sh
+# not yet run on a GPU); the eager comparison with PyTorch on the new default; compute-sanitizer's four
+# tools over the two CUDA test programs (never run whole); and torch.compile for ResNet-50 with what time
+# is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
+# .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
+#     RUN_BUDGET=420 bash scripts/gpu-next-run.sh
+# (about 8 of the 15 device minutes with the machine's start, which leaves room for a shorter rerun).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/build-gpu/next-run}"
@@ -54,6 +55,14 @@ if [ "$L" -gt 150 ]; then
   PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_masker_torch.py --device cuda --batch 64 \
     --min-time 1 --no-compile --bench $B/masker_bench --json "$OUT/compare_eager.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"
+fi
+L=$(left)
+echo "== compute-sanitizer: memcheck, racecheck, initcheck, synccheck over cuda_conv_backends and cuda_vs_cpu ($L s left)" >> "$X"
+if [ "$L" -gt 90 ]; then
+  # The logs stay on the machine (the device tool brings back 8 files at most); each tool's tail comes back.
+  OUT=/tmp/gpu-san SAL_SANITIZE_PROGRAMS="cuda_conv_backends cuda_vs_cpu" timeout $((L - 60)) \
+    bash scripts/gpu-sanitize.sh >> "$X" 2>&1
+  echo "gpu-sanitize exit $?" >> "$X"
 fi
 L=$(left)
 echo "== torch.compile, ResNet-50 released decoder ($L s left)" >> "$X"
