@@ -12,6 +12,7 @@
 #include "engine/host_io_guard.h"
 #include "engine/step_graph.h"
 #include "layers/masker.h"
+#include "layers/modules.h"
 #include "layers/network.h"
 #include "tests/op_check.h"
 
@@ -120,6 +121,41 @@ TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager
     CHECK(worst <= 1e-6);  // the same kernels on the same data
   }
   dev.synchronize();
+
+  // The conv + BN fusion (off by default on CUDA since session 13, layers/modules.h): captured and
+  // replayed like its eager runs, and its masks within TF32's differences of the unfused ones (other
+  // kernels, other summation orders: CUDA vs CPU in TF32 is up to ~0.03, mean ~1e-3, in the sal_mask test).
+  {
+    images.copy_from(random_images(n, 224, 40));
+    classes.copy_from(Tensor::from_labels({3, 500}));
+    eager_arena.reset();
+    const std::vector<double> unfused = fn(eager)[0].values();
+    set_conv_bn_fusion(true);
+    const int64_t fused_before = conv_bn_fused_forwards();
+    Arena fused_arena(Device::CUDA);
+    StepGraph fused(dev.ctx(&fused_arena));
+    for (int run = 0; run < 3; ++run) {
+      CAPTURE(run);
+      eager_arena.reset();
+      const std::vector<double> want = fn(eager)[0].values();
+      const std::vector<double> got = fused.run(fn)[0].values();
+      REQUIRE(got.size() == unfused.size());
+      double worst = 0, worst_unfused = 0, sum_unfused = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        worst = std::max(worst, std::abs(got[i] - want[i]));
+        worst_unfused = std::max(worst_unfused, std::abs(want[i] - unfused[i]));
+        sum_unfused += std::abs(want[i] - unfused[i]);
+      }
+      CHECK(worst <= 1e-6);
+      MESSAGE("fused vs unfused masks: max |difference| ", worst_unfused, ", mean ", sum_unfused / got.size());
+      CHECK(worst_unfused <= 0.1);
+      CHECK(sum_unfused / got.size() <= 5e-3);
+    }
+    CHECK(fused.captured());
+    CHECK(conv_bn_fused_forwards() > fused_before);
+    reset_conv_bn_fusion();
+    dev.synchronize();
+  }
 
   // capture = false (a tool's --eager): every run calls the step, never a graph.
   Arena plain_arena(Device::CUDA);
