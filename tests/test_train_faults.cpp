@@ -228,22 +228,35 @@ TEST_CASE("sal_train faults: weight and checkpoint files with a wrong shape or d
     CHECK(text.find(ckpt + ": tensor '" + name + "' has shape [" + std::to_string(in.numel() + 1) + "], expected " +
                     in.shape_str()) != std::string::npos);
   }
-  {  // checkpoint: a step count that is not a number (was a bare "stoll" from std::stoll before)
-    REQUIRE(train(bb, "--steps 2 --out " + t.file("s"), "s1.txt").rc == 0);
-    const std::string ckpt = t.file("s/checkpoint.safetensors");
-    std::map<std::string, std::string> meta;
-    NamedTensors list;
-    {
-      const SafeTensorsFile f(ckpt);
-      meta = f.metadata();
-      for (const std::string& n : f.names()) list.emplace_back(n, f.tensor(n).clone());
-    }
-    meta["step"] = "2x";
-    write_safetensors(ckpt, list, meta);
+  // checkpoint: damaged metadata on --resume. Each error names the checkpoint (the step count was a bare
+  // "stoll" from std::stoll before; the random states and the reader position named no file before).
+  const struct {
+    const char *key, *value, *want;
+  } damaged[] = {
+      {"step", "2x", ": metadata 'step' is not a non-negative integer: '2x'"},
+      {"rng_labels", "12 34", ": cannot parse the random state 'rng_labels'"},
+      {"rng_objective", "", ": cannot parse the random state 'rng_objective'"},
+      {"reader_position", "epoch=0 consumed=x", ": reader position 'epoch=0 consumed=x': 'x' is not an integer"},
+  };
+  REQUIRE(train(bb, "--steps 2 --out " + t.file("s"), "s1.txt").rc == 0);
+  const std::string ckpt = t.file("s/checkpoint.safetensors");
+  std::map<std::string, std::string> meta;
+  NamedTensors list;
+  {
+    const SafeTensorsFile f(ckpt);
+    meta = f.metadata();
+    for (const std::string& n : f.names()) list.emplace_back(n, f.tensor(n).clone());
+  }
+  for (const auto& d : damaged) {
+    INFO(d.key);
+    REQUIRE(meta.count(d.key));
+    std::map<std::string, std::string> bad = meta;
+    bad[d.key] = d.value;
+    write_safetensors(ckpt, list, bad);
     const Outcome o = train(bb, "--steps 4 --resume --out " + t.file("s"), "s2.txt");
     const std::string& text = o.text;
     INFO(text);
     CHECK(o.rc == 1);
-    CHECK(text.find(ckpt + ": metadata 'step' is not a non-negative integer: '2x'") != std::string::npos);
+    CHECK(text.find(ckpt + d.want) != std::string::npos);
   }
 }

@@ -121,11 +121,21 @@ std::string rng_text(const RNG& r) {
   return s.str();
 }
 
+// A random state written by rng_text, read back from `file` (named in the error).
 template <class RNG>
-void rng_parse(RNG& r, const std::string& text, const std::string& what) {
+void rng_parse(RNG& r, const std::string& text, const std::string& file, const std::string& what) {
   std::istringstream s(text);
   s >> r;
-  SAL_CHECK(!s.fail(), "checkpoint: cannot parse the random state '", what, "'");
+  SAL_CHECK(!s.fail(), file, ": cannot parse the random state '", what, "'");
+}
+
+// ReaderPosition::parse with the file the position came from named in its error.
+ReaderPosition parse_position(const std::string& text, const std::string& file) {
+  try {
+    return ReaderPosition::parse(text);
+  } catch (const Error& e) {
+    fail(file, ": ", e.what());
+  }
 }
 
 // A uniform double in [0,1) from 53 bits: the same on every standard library.
@@ -265,9 +275,9 @@ struct Trainer {
     m.copy_from(fm);
     v.copy_from(fv);
     adam->set_steps(count("adam_steps"));
-    pos = ReaderPosition::parse(get("reader_position"));
-    rng_parse(label_rng, get("rng_labels"), "rng_labels");
-    rng_parse(obj_rng, get("rng_objective"), "rng_objective");
+    pos = parse_position(get("reader_position"), ckpt_path);
+    rng_parse(label_rng, get("rng_labels"), ckpt_path, "rng_labels");
+    rng_parse(obj_rng, get("rng_objective"), ckpt_path, "rng_objective");
     if (get("config") != config)
       std::printf("note: the checkpoint was written with a different configuration:\n%s\n", get("config").c_str());
     return count("step");
@@ -303,9 +313,9 @@ struct Trainer {
       SAL_CHECK(kv.count(k), path, ": '", k, "' is missing");
     SAL_CHECK(kv["step"] == std::to_string(step), path, ": written after step ", kv["step"], ", the checkpoint after step ",
               step);
-    pos = ReaderPosition::parse(kv["reader_position"]);
-    rng_parse(label_rng, kv["rng_labels"], "rng_labels");
-    rng_parse(obj_rng, kv["rng_objective"], "rng_objective");
+    pos = parse_position(kv["reader_position"], path);
+    rng_parse(label_rng, kv["rng_labels"], path, "rng_labels");
+    rng_parse(obj_rng, kv["rng_objective"], path, "rng_objective");
   }
 
   // The three health numbers on held-out shards (whole images, stream order, the first eval_images):
