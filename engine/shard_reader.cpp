@@ -494,11 +494,13 @@ bool ShardReader::next(Batch& batch) {
   got.reserve(static_cast<size_t>(B));
   auto check_corrupt = [&](bool epoch_end) {
     if (stats_.corrupt == 0 || (!epoch_end && stats_.taken < opt_.corrupt_check_after)) return;
-    if (static_cast<double>(stats_.corrupt) <= opt_.max_corrupt_fraction * static_cast<double>(stats_.taken)) return;
+    // Distinct samples taken: every sample of an epoch at most (the corrupt ones are counted once).
+    const int64_t distinct = epoch_samples_ >= 0 ? std::min(stats_.taken, epoch_samples_) : stats_.taken;
+    if (static_cast<double>(stats_.corrupt) <= opt_.max_corrupt_fraction * static_cast<double>(distinct)) return;
     finished_ = true;
     const CorruptSample& last = corrupt_.back();
-    fail("ShardReader: ", stats_.corrupt, " of ", stats_.taken, " samples taken are corrupt (",
-         100.0 * static_cast<double>(stats_.corrupt) / static_cast<double>(stats_.taken),
+    fail("ShardReader: ", stats_.corrupt, " of ", distinct, " samples taken are corrupt (",
+         100.0 * static_cast<double>(stats_.corrupt) / static_cast<double>(distinct),
          "%), more than the limit max_corrupt_fraction = ", opt_.max_corrupt_fraction, " (",
          100.0 * opt_.max_corrupt_fraction, "%); the last: ", last.shard, ": sample '", last.key, "' (offset ",
          last.offset, "): ", last.error);
@@ -514,6 +516,8 @@ bool ShardReader::next(Batch& batch) {
       return false;
     }
     if (r->kind == Result::EpochEnd) {
+      // pos_.consumed counts the whole epoch, also when this reader started inside it (a resume).
+      if (epoch_samples_ < 0) epoch_samples_ = pos_.consumed;
       check_corrupt(true);
       pos_ = ReaderPosition{r->epoch + 1, 0, -1, -1};
       if (got.empty()) continue;
@@ -530,12 +534,14 @@ bool ShardReader::next(Batch& batch) {
     pos_.shard_index = r->shard;
     pos_.sample_index = r->sample_index;
     if (r->corrupt) {
-      ++stats_.corrupt;
-      const std::string& shard = opt_.shards[static_cast<size_t>(r->shard)];
-      corrupt_.push_back({shard, r->key, r->error, r->offset});
-      if (!opt_.quiet)
-        std::fprintf(stderr, "ShardReader: skipped corrupt image %s: sample '%s' (offset %llu): %s\n", shard.c_str(),
-                     r->key.c_str(), static_cast<unsigned long long>(r->offset), r->error.c_str());
+      if (corrupt_seen_.emplace(r->shard, r->sample_index).second) {  // met for the first time
+        ++stats_.corrupt;
+        const std::string& shard = opt_.shards[static_cast<size_t>(r->shard)];
+        corrupt_.push_back({shard, r->key, r->error, r->offset});
+        if (!opt_.quiet)
+          std::fprintf(stderr, "ShardReader: skipped corrupt image %s: sample '%s' (offset %llu): %s\n",
+                       shard.c_str(), r->key.c_str(), static_cast<unsigned long long>(r->offset), r->error.c_str());
+      }
       check_corrupt(false);
       continue;
     }

@@ -31,10 +31,12 @@
 // engine/tar.h); an image without its .cls, a .cls without an image, or a .cls that is not a class index
 // names the shard, the key and the entry's offset. Such errors are raised by next() when the stream
 // reaches them (the batches before are delivered). A corrupt image is skipped: counted, listed in
-// corrupt() with its shard, key and decoder message, and reported on stderr (unless quiet). When the
-// corrupt fraction of the samples taken so far exceeds max_corrupt_fraction (checked once
-// corrupt_check_after samples were taken, and at the end of every epoch), next() throws an error that
-// names the limit.
+// corrupt() with its shard, key and decoder message, and reported on stderr (unless quiet), the first
+// time this reader meets it (later epochs skip it again silently). When the fraction of distinct corrupt
+// samples among the distinct samples taken (all taken, at most one epoch's worth) exceeds
+// max_corrupt_fraction (checked once corrupt_check_after samples were taken, and at the end of every
+// epoch), next() throws an error that names the limit. (Counting a corrupt sample again in every epoch
+// against the samples taken so far tripped the limit early in the second epoch of a data set under it.)
 //
 // Resume: position() after a batch says where the stream stands; pass it as `start` to a new reader with
 // the same shards, seed and options and it continues with exactly the batch that would have come next.
@@ -48,8 +50,10 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/image.h"
@@ -117,7 +121,7 @@ struct CorruptSample {
 struct ReaderStats {
   int64_t taken = 0;      // samples taken from the stream (corrupt included)
   int64_t delivered = 0;  // samples put into batches
-  int64_t corrupt = 0;
+  int64_t corrupt = 0;    // distinct corrupt samples met (once each, whatever the epochs)
   int64_t dropped = 0;  // samples of dropped last batches
 };
 
@@ -151,6 +155,8 @@ class ShardReader {
   ReaderPosition start_, pos_;
   ReaderStats stats_;
   std::vector<CorruptSample> corrupt_;
+  std::set<std::pair<int64_t, int64_t>> corrupt_seen_;  // (shard, sample index) of corrupt_
+  int64_t epoch_samples_ = -1;  // samples in an epoch, once an epoch end was reached (-1 before)
 
   std::mutex mu_;
   std::condition_variable cv_tasks_, cv_results_, cv_space_;

@@ -419,6 +419,22 @@ TEST_CASE("ShardReader: a corrupt JPEG is skipped, counted and named - too many 
     CHECK(err.find("max_corrupt_fraction = 0.01") != std::string::npos);
     CHECK(err.find("s12") != std::string::npos);
   }
+  SUBCASE("met again in later epochs, a corrupt sample counts once") {
+    // 2 of 20 at the limit of 10%. Counting them again in every epoch against the samples taken so far
+    // stopped the run at the first sample of epoch 2 (3 of 21).
+    const std::vector<std::string> shards = write_set(t, 20, 10, {0, 1});
+    ShardReaderOptions o = eval_options(shards, 4, 8);
+    o.epochs = 3;
+    o.max_corrupt_fraction = 0.1;
+    o.corrupt_check_after = 20;
+    ShardReader r(o);
+    Collected c = collect(r);
+    CHECK(c.labels.size() == 3 * 18);
+    CHECK(r.stats().corrupt == 2);
+    CHECK(r.stats().taken == 60);
+    REQUIRE(r.corrupt().size() == 2);
+    CHECK(r.corrupt()[1].key == "s01");
+  }
   SUBCASE("over the limit once corrupt_check_after samples were taken") {
     const std::vector<std::string> shards = write_set(t, 20, 10, {1, 2, 4});
     ShardReaderOptions o = eval_options(shards, 2, 8);
