@@ -4,8 +4,8 @@
 # unfused conv + BN path, CUDA's default since session 13); the masker's captured inference with the fusion
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
 # fused ResNet-50 inference at batch 64 slower? and does pinning cuDNN, deterministic run to run, cost
-# anything against Auto?); sal_mask twice under Auto with a choices file (SAL_CONV_AUTO_CACHE, session 13,
-# not yet run on a GPU); the eager comparison with PyTorch on the new default; compute-sanitizer's four
+# anything against Auto?); an op profile of ResNet-50 inference at batch 1; sal_mask twice under Auto
+# with a choices file (SAL_CONV_AUTO_CACHE, session 13, not yet run on a GPU); the eager comparison with PyTorch on the new default; compute-sanitizer's four
 # tools over the two CUDA test programs (never run whole); and torch.compile for ResNet-50 with what time
 # is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
@@ -35,6 +35,10 @@ B=build-gpu
         --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$backend fuse=$fuse  /"
     done
   done
+
+  echo "== op profile of ResNet-50 masker inference at batch 1, eager (where the 2.14 ms go) ($(left) s left)"
+  SAL_PROFILE_OPS=1 timeout 40 $B/masker_bench --benchmark_min_time=0.5 \
+    --benchmark_filter='masker_infer/resnet50_released/cuda/batch:1/' 2>&1 | sed -n '/^op profile/,$p' | head -24
 
   echo "== sal_mask under Auto twice with a choices file (SAL_CONV_AUTO_CACHE): the same bytes? ($(left) s left)"
   rm -f /tmp/conv-choices.txt
