@@ -53,10 +53,14 @@ struct ConvBackendCounts {
 };
 ConvBackendCounts conv_backend_counts();
 void reset_conv_backend_counts();
-void clear_conv_auto_choices();  // forget Auto's decisions (the next call of each shape times again)
+// Forgets Auto's decisions: the next call of each shape times again, unless a choices file (below) has it.
+void clear_conv_auto_choices();
 // The file that keeps Auto's choices between processes (cuda/conv_auto_cache.h): SAL_CONV_AUTO_CACHE,
 // read once, or set here ("" for none, the default). Its choices for this GPU and cuDNN are loaded on the
-// first lookup after it is set and win over timing; each newly timed shape is added to it at once.
+// first lookup after it is set (or after clear_conv_auto_choices) and win over timing; each newly timed
+// shape is added to it at once. A malformed file is an error; a file that cannot be written is a warning
+// on stderr, after which this process stops writing it. A choice read from the file is run as it is
+// (a cuDNN that refuses it at run time is an error, where timing would have fallen back to custom).
 void set_conv_auto_cache(const std::string& path);
 std::string conv_auto_cache();
 

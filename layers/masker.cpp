@@ -224,7 +224,7 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
   }
   head_out_ = head_.forward(ctx, y);
   have_forward_ = true;
-  forward_fused_ = !training && conv_bn_fusion(ctx.device);  // what its ConvBnAct layers did (ConvBnAct::use_fusion)
+  inference_forward_ = !training;
 
   MaskerOutput out;
   out.head = head_out_;
@@ -237,11 +237,12 @@ MaskerOutput Masker::forward_features(Ctx& ctx, const std::vector<Tensor>& feats
 void Masker::backward(Ctx& ctx, const Tensor& dmask, const Tensor* dhead_mask, const Tensor* dfilter_logits,
                       std::vector<Tensor>* dfeatures) {
   SAL_CHECK(have_forward_, "Masker::backward: no forward in this step");
-  // Checked before any gradient is accumulated: in inference the decoder's layers ran fused, and their
-  // parameter gradients need the conv outputs that were never materialised.
-  SAL_CHECK(!forward_fused_,
-            "Masker::backward after an inference forward (training = false): run the forward in training mode, "
-            "or set SAL_FUSE_CONV_BN=0");
+  // Checked before any gradient is accumulated, on every device and fusion setting alike: where the
+  // conv + BN fusion is on (the CPU's default) the decoder's conv outputs, which its parameter gradients
+  // need, were never materialised; where it is off (CUDA's default) they would be gradients through the
+  // frozen running statistics, which no training here wants.
+  SAL_CHECK(!inference_forward_,
+            "Masker::backward after an inference forward (training = false): run the forward in training mode");
   const size_t levels = cfg_.feature_channels.size();
   std::vector<Tensor> own;
   if (used_encoder_ && !dfeatures) dfeatures = &own;

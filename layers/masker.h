@@ -134,7 +134,7 @@ class Masker {
   // What backward needs from the last forward.
   Tensor x_, classes_, emb_, sig_, head_out_;
   bool have_forward_ = false;
-  bool forward_fused_ = false;  // the last forward ran its layers fused (inference): no parameter gradients
+  bool inference_forward_ = false;  // the last forward was in inference mode: no backward (Masker::backward)
 
   void initialize();
 };

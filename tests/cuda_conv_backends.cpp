@@ -147,6 +147,9 @@ int main() {
     std::printf("skipped: no CUDA device\n");
     return 77;
   }
+  // Auto must time here (the counts below), whatever SAL_CONV_AUTO_CACHE says; the choices-file block sets
+  // a file of its own.
+  cuda::set_conv_auto_cache("");
 
   // ---- parsing of the setting
   expect(cuda::parse_conv_backend("custom") == ConvBackend::Custom, "parse custom");

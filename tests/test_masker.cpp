@@ -20,6 +20,7 @@
 #include "engine/tar.h"
 #include "layers/cifar_resnet.h"
 #include "layers/masker.h"
+#include "layers/modules.h"
 #include "layers/masker_io.h"
 #include "layers/network.h"
 #include "layers/saliency_objective.h"
@@ -326,10 +327,17 @@ TEST_CASE("masker: backward after an inference forward is refused before any gra
   const Tensor classes = Tensor::from_labels({4, 1});
   Ctx ctx;
   masker.params().zero_grads();
-  const MaskerOutput o = masker.forward_features(ctx, feats, classes, 16, 16, /*training=*/false);
-  const Tensor dmask = random_tensor(o.mask.shape(), gen, -1.0, 1.0);
-  CHECK_THROWS_WITH_AS(masker.backward(ctx, dmask), doctest::Contains("Masker::backward after an inference forward"),
-                       Error);
+  Tensor dmask;
+  // With the conv + BN fusion on and off alike (it is per device by default: the same call must not
+  // train on one device and fail on the other).
+  for (const bool fused : {true, false}) {
+    set_conv_bn_fusion(fused);
+    const MaskerOutput o = masker.forward_features(ctx, feats, classes, 16, 16, /*training=*/false);
+    dmask = random_tensor(o.mask.shape(), gen, -1.0, 1.0);
+    CHECK_THROWS_WITH_AS(masker.backward(ctx, dmask), doctest::Contains("Masker::backward after an inference forward"),
+                         Error);
+  }
+  reset_conv_bn_fusion();
   const auto grad_l1 = [&] {
     double total = 0;
     for (double g : masker.params().flat_grads().values()) total += std::abs(g);

@@ -128,6 +128,7 @@ TEST_CASE("cuda: StepGraph replays MobileNet masker inference exactly like eager
   {
     images.copy_from(random_images(n, 224, 40));
     classes.copy_from(Tensor::from_labels({3, 500}));
+    set_conv_bn_fusion(false);  // whatever SAL_FUSE_CONV_BN says
     eager_arena.reset();
     const std::vector<double> unfused = fn(eager)[0].values();
     set_conv_bn_fusion(true);
