@@ -41,6 +41,7 @@ ConvChoices& choices() {
 }
 std::string g_cache_path;     // SAL_CONV_AUTO_CACHE or set_conv_auto_cache; empty: no file
 bool g_cache_loaded = false;  // the file's choices are in choices() (read on the first lookup)
+std::string g_cache_device;   // cache_device() when the file was loaded, for the writes after it (one GPU a process)
 
 void read_env_once() {
   std::call_once(g_env_once, [] {
@@ -108,18 +109,25 @@ float time_ms(cudaStream_t stream, const std::function<void()>& run) {
   return best;
 }
 
+// The backend a shape runs on without timing: Custom where it is set or cuDNN cannot take the shape,
+// Cudnn where it is set; Auto where choose() decides.
+ConvBackend fixed_backend(const ConvGeom& g) {
+  const ConvBackend mode = conv_backend();
+  return mode == ConvBackend::Custom || !cudnn_conv_supported(g) ? ConvBackend::Custom : mode;
+}
+
 // The backend that runs this (pass, shape); Auto times both on the first call of a shape.
 ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
-  const ConvBackend mode = conv_backend();
-  if (mode == ConvBackend::Custom || !cudnn_conv_supported(g)) return ConvBackend::Custom;
-  if (mode == ConvBackend::Cudnn) return ConvBackend::Cudnn;
+  const ConvBackend fixed = fixed_backend(g);
+  if (fixed != ConvBackend::Auto) return fixed;
   const ConvChoiceKey key = key_of(pass, g);
   std::string cache;
   {
     std::lock_guard<std::mutex> lock(choices_mutex());
     cache = g_cache_path;
     if (!cache.empty() && !g_cache_loaded) {  // the file's choices first (ours, timed earlier, win)
-      for (const auto& [k, b] : read_conv_choices(cache, cache_device())) choices().emplace(k, b);
+      g_cache_device = cache_device();
+      for (const auto& [k, b] : read_conv_choices(cache, g_cache_device)) choices().emplace(k, b);
       g_cache_loaded = true;
     }
     auto it = choices().find(key);
@@ -145,7 +153,7 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
     // Keeping the choices is a convenience: a file that cannot be written costs this run nothing but a
     // warning (once), and the run goes on with what it timed.
     try {
-      write_conv_choices(cache, cache_device(), choices());
+      write_conv_choices(cache, g_cache_device, choices());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "warning: %s; convolution backend choices are no longer written to it\n", e.what());
       g_cache_path.clear();
@@ -310,14 +318,13 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
   // Each side's temporary is taken here, before execute(): Auto times the runner, and an allocation inside
   // it (a new arena block is a cudaMalloc, its release a cudaFree) would be timed with that side.
   DeviceScratch scratch(ctx);
-  const ConvBackend mode = conv_backend();
-  const bool cudnn_ok = cudnn_conv_supported(g);
+  const ConvBackend fixed = fixed_backend(g);  // Auto: either side may run
   float* scale = nullptr;  // the custom epilogue's gamma / sqrt(var + eps), rounded once from double
-  if (mode != ConvBackend::Cudnn || !cudnn_ok) {
+  if (fixed != ConvBackend::Cudnn) {
     scale = scratch.floats(g.K);
     bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
   }
-  float* z = mode != ConvBackend::Custom && cudnn_ok ? scratch.floats(n) : nullptr;  // cuDNN's conv output
+  float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // cuDNN's conv output
   execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](ConvBackend b, float* out) {
     if (b == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       ConvEpilogue epi;
