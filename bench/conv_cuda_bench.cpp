@@ -1,6 +1,7 @@
 // CUDA convolutions: the hand-written implicit-GEMM kernels (cuda/conv_igemm.cu) against cuDNN
 // (cuda/cudnn_conv.cpp), forward, dgrad and wgrad, on every distinct conv shape of ResNet-50 at
-// batch 64 and 224x224 input and on the masker decoder's shapes; and the same kernels used as a
+// batch 64 and 224x224 input and on the masker decoder's shapes, and cuBLAS's strided-batched GEMM
+// (cuda/conv_pointwise_gemm.h) on the 1x1 stride-1 ones (forward, dgrad); and the custom kernels used as a
 // plain GEMM (a 1x1 convolution) against cublasSgemm with TF32.
 //
 // Validate, then time. Before a layer is timed, both backends are compared with the CPU (f32) on a
@@ -8,7 +9,8 @@
 // 1e-2 of max |reference|, TF32); a mismatch skips that layer's benchmarks with the error. Times
 // are CUDA-event times of one op call on the device's stream (UseManualTime), outputs from an
 // arena reset every iteration. Counters: TFLOP/s (2*N*K*C*R*S*P*Q per pass) and, on the custom
-// rows, custom/cudnn = mean custom time / mean cuDNN time (the target is <= 1.5).
+// rows, custom/cudnn = mean custom time / mean cuDNN time (the target is <= 1.5); on the cuBLAS rows
+// cublas/cudnn likewise.
 //
 // Without a CUDA device (or in a build without CUDA) every benchmark reports "no CUDA device".
 //
@@ -179,7 +181,7 @@ std::string compare(const Outs& got, const Outs& want, const std::string& what) 
   return "";
 }
 
-// CPU at batch 2 vs each backend, then custom vs cuDNN at full batch.
+// CPU at batch 2 vs each backend, then custom vs cuDNN (and cuBLAS vs cuDNN) at full batch.
 void validate(LayerData& d) {
   d.validated = true;
   Gpu& G = gpu();
@@ -187,7 +189,8 @@ void validate(LayerData& d) {
     Ctx cpu;
     const Tensor xs = d.x.slice0(0, kCheckBatch), dys = d.dy.slice0(0, kCheckBatch);
     const Outs ref = run_all(cpu, xs.to(Device::CPU), d.w.to(Device::CPU), dys.to(Device::CPU), d.a);
-    for (ConvBackend be : {ConvBackend::Custom, ConvBackend::Cudnn}) {
+    // (Cublas runs the forward and dgrad of 1x1 stride-1 layers, the rest as Cudnn.)
+    for (ConvBackend be : {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Cublas}) {
       cuda::set_conv_backend(be);
       const Outs got = run_all(G.ctx, xs, d.w, dys, d.a);
       G.dev.synchronize();
@@ -199,8 +202,11 @@ void validate(LayerData& d) {
     const Outs dn = run_all(G.ctx, d.x, d.w, d.dy, d.a);
     cuda::set_conv_backend(ConvBackend::Custom);
     const Outs cu = run_all(G.ctx, d.x, d.w, d.dy, d.a);
+    cuda::set_conv_backend(ConvBackend::Cublas);
+    const Outs cb = run_all(G.ctx, d.x, d.w, d.dy, d.a);
     G.dev.synchronize();
     d.error = compare(cu, dn, cat("custom vs cudnn at batch ", kBatch));
+    if (d.error.empty()) d.error = compare(cb, dn, cat("cublas vs cudnn at batch ", kBatch));
   } catch (const std::exception& e) {
     d.error = e.what();
   }
@@ -289,11 +295,11 @@ void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
   const auto key = std::make_tuple(std::string(l.name), static_cast<int>(pass), static_cast<int>(be));
   mean_times()[key] = mean;
   st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
-  if (be == ConvBackend::Custom) {
+  if (be != ConvBackend::Cudnn) {
     auto it = mean_times().find(
         std::make_tuple(std::string(l.name), static_cast<int>(pass), static_cast<int>(ConvBackend::Cudnn)));
     const double ref = it != mean_times().end() ? it->second : time_pass(nullptr, d, pass, ConvBackend::Cudnn, 5);
-    st.counters["custom/cudnn"] = ref > 0 ? mean / ref : 0;
+    st.counters[cat(cuda::conv_backend_name(be), "/cudnn")] = ref > 0 ? mean / ref : 0;
   }
   cuda::set_conv_backend(ConvBackend::Auto);
 }
@@ -366,7 +372,7 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
 
 #else  // no CUDA in this build
 
-enum class ConvBackend { Custom, Cudnn };
+enum class ConvBackend { Custom, Cudnn, Cublas };
 void BM_conv(benchmark::State& st, Layer, Pass, ConvBackend) { st.SkipWithError("no CUDA device"); }
 void BM_gemm(benchmark::State& st, GemmSize, bool) { st.SkipWithError("no CUDA device"); }
 
@@ -375,9 +381,11 @@ void BM_gemm(benchmark::State& st, GemmSize, bool) { st.SkipWithError("no CUDA d
 void register_all() {
   for (const Layer& l : kLayers)
     for (Pass p : {Pass::Fwd, Pass::Dgrad, Pass::Wgrad})
-      for (ConvBackend be : {ConvBackend::Cudnn, ConvBackend::Custom}) {
-        const std::string name =
-            cat("conv/", l.name, "/", pass_name(p), "/", be == ConvBackend::Custom ? "custom" : "cudnn");
+      for (ConvBackend be : {ConvBackend::Cudnn, ConvBackend::Custom, ConvBackend::Cublas}) {
+        // cuBLAS: the forward and dgrad of 1x1 stride-1 layers (cuda/conv_pointwise_gemm.h)
+        if (be == ConvBackend::Cublas && !(l.r == 1 && l.stride == 1 && l.pad == 0 && p != Pass::Wgrad)) continue;
+        const char* backend = be == ConvBackend::Custom ? "custom" : be == ConvBackend::Cudnn ? "cudnn" : "cublas";
+        const std::string name = cat("conv/", l.name, "/", pass_name(p), "/", backend);
         benchmark::RegisterBenchmark(name.c_str(), BM_conv, l, p, be)->UseManualTime()->Unit(benchmark::kMicrosecond);
       }
   for (const GemmSize& s : kGemms)

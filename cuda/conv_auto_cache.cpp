@@ -10,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "cuda/conv_pointwise_gemm.h"
 #include "engine/error.h"
 
 namespace sal::cuda {
@@ -20,6 +21,16 @@ constexpr const char* kFormatLine = "saliency conv auto choices v1";
 constexpr const char* kDeviceTag = "device ";
 constexpr const char* kPassNames[] = {"fwd", "fwd_fused", "dgrad", "wgrad"};  // conv_backend.cpp's Pass, in order
 constexpr int kPasses = 4;
+constexpr int kWgrad = 3;
+
+// The geometry a key describes (key_of in conv_backend.cpp: pass, then these in this order).
+ConvGeom geom_of(const ConvChoiceKey& k) {
+  ConvGeom g{k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10]};
+  g.sh = static_cast<int>(k[11]), g.sw = static_cast<int>(k[12]), g.pt = static_cast<int>(k[13]);
+  g.pl = static_cast<int>(k[14]), g.dh = static_cast<int>(k[15]), g.dw = static_cast<int>(k[16]);
+  g.tf32 = k[17] != 0;
+  return g;
+}
 
 [[noreturn]] void bad_line(const std::string& path, int line, const std::string& what) {
   fail(path, " line ", line, ": ", what, " (a file of convolution backend choices, SAL_CONV_AUTO_CACHE; delete it ",
@@ -66,13 +77,16 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
       if (!(fields >> key[i]) || key[i] < 0)
         bad_line(path, number, cat("expected ", key.size() - 1, " numbers >= 0 after the pass"));
     }
-    if (!(fields >> backend) || (backend != "custom" && backend != "cudnn"))
-      bad_line(path, number, cat("expected 'custom' or 'cudnn' after the numbers, got '", backend, "'"));
+    if (!(fields >> backend) || (backend != "custom" && backend != "cudnn" && backend != "cublas"))
+      bad_line(path, number, cat("expected 'custom', 'cudnn' or 'cublas' after the numbers, got '", backend, "'"));
     std::string extra;
     if (fields >> extra) bad_line(path, number, cat("unexpected '", extra, "' at the end"));
-    const ConvBackend b = backend == "custom" ? ConvBackend::Custom : ConvBackend::Cudnn;
+    const ConvBackend b = parse_conv_backend(backend);
+    if (b == ConvBackend::Cublas && (p == kWgrad || !pointwise_gemm_applies(geom_of(key))))
+      bad_line(path, number, "cuBLAS runs only the forward and input gradient of 1x1, stride-1, unpadded, "
+                             "ungrouped convolutions, not this pass and shape");
     auto [it, inserted] = parsed.choices.emplace(key, b);
-    if (!inserted && it->second != b) bad_line(path, number, "the same shape is listed with the other backend before");
+    if (!inserted && it->second != b) bad_line(path, number, "the same shape is listed with another backend before");
   }
   return parsed;
 }

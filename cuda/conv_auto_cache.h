@@ -1,5 +1,5 @@
 // Auto's convolution backend choices kept in a file between processes (SAL_CONV_AUTO_CACHE=<file>,
-// cuda/conv_backend.h). Auto times the custom kernels against cuDNN once per (pass, shape) in each
+// cuda/conv_backend.h). Auto times the custom kernels against cuDNN (and cuBLAS) once per (pass, shape) in each
 // process, and two processes may choose differently: then their results differ in the last bits (on an
 // H200 two sal_mask runs over the same images wrote different bytes in every mask file). With a cache
 // file the first process's choices are written to it and every later process on the same GPU model runs
@@ -7,7 +7,7 @@
 //
 // The file is text: a first line naming the format, a second naming the GPU ("device <name>"), then one
 // line per choice: the pass and the 17 geometry numbers of the key (cuda/conv_backend.cpp key_of), then
-// "custom" or "cudnn". Nothing here touches the GPU: the formatting and parsing are tested on any machine.
+// "custom", "cudnn" or "cublas". Nothing here touches the GPU: the formatting and parsing are tested on any machine.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -21,7 +21,7 @@ namespace sal::cuda {
 using ConvChoiceKey = std::array<int64_t, 18>;
 using ConvChoices = std::map<ConvChoiceKey, ConvBackend>;
 
-// The file's text for the GPU named `device` (Custom and Cudnn choices only: Auto is not a choice).
+// The file's text for the GPU named `device` (Custom, Cudnn and Cublas choices: Auto is not a choice).
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices);
 
 struct ParsedConvChoices {

@@ -1,5 +1,5 @@
-// Convolutions on CUDA: backend choice (custom kernels, cuDNN, or timed once per shape) and the
-// op-level entry points. See cuda/conv_backend.h.
+// Convolutions on CUDA: backend choice (custom kernels, cuDNN, cuBLAS for 1x1 convolutions, or timed once
+// per shape) and the op-level entry points. See cuda/conv_backend.h.
 #include "cuda/conv_backend.h"
 
 #include <cuda_runtime.h>
@@ -18,6 +18,8 @@
 #include "cuda/check.cuh"
 #include "cuda/conv_auto_cache.h"
 #include "cuda/conv_igemm.h"
+#include "cuda/conv_pointwise_gemm.h"
+#include "cuda/cublas_gemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/launch.cuh"
 
@@ -28,7 +30,7 @@ namespace {
 std::once_flag g_env_once;
 std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
 std::atomic<int> g_math{static_cast<int>(ConvMath::TF32)};
-std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_timed{0};
+std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_cublas{0}, g_timed{0};
 
 // Auto's choices and their file (cuda/conv_auto_cache.h), both under choices_mutex().
 std::mutex& choices_mutex() {
@@ -109,16 +111,32 @@ float time_ms(cudaStream_t stream, const std::function<void()>& run) {
   return best;
 }
 
-// The backend a shape runs on without timing: Custom where it is set or cuDNN cannot take the shape,
-// Cudnn where it is set; Auto where choose() decides.
-ConvBackend fixed_backend(const ConvGeom& g) {
-  const ConvBackend mode = conv_backend();
-  return mode == ConvBackend::Custom || !cudnn_conv_supported(g) ? ConvBackend::Custom : mode;
+// cuBLAS runs a pass that is one strided-batched GEMM (cuda/conv_pointwise_gemm.h): not a weight gradient.
+bool cublas_takes(Pass pass, const ConvGeom& g) { return pass != Pass::Wgrad && pointwise_gemm_applies(g); }
+
+// The backend a pass runs on without timing: the one set, where it can take the pass (cuDNN cannot take some
+// paddings, cuBLAS only 1x1 convolutions: then cuDNN, else the custom kernels); Auto where choose() decides,
+// which is wherever a second backend can take the pass.
+ConvBackend fixed_backend(Pass pass, const ConvGeom& g) {
+  const bool cudnn = cudnn_conv_supported(g), cublas = cublas_takes(pass, g);
+  const ConvBackend fallback = cudnn ? ConvBackend::Cudnn : ConvBackend::Custom;
+  switch (conv_backend()) {
+    case ConvBackend::Custom:
+      return ConvBackend::Custom;
+    case ConvBackend::Cudnn:
+      return fallback;
+    case ConvBackend::Cublas:
+      return cublas ? ConvBackend::Cublas : fallback;
+    case ConvBackend::Auto:
+      return cudnn || cublas ? ConvBackend::Auto : ConvBackend::Custom;
+  }
+  return ConvBackend::Custom;
 }
 
-// The backend that runs this (pass, shape); Auto times both on the first call of a shape.
+// The backend that runs this (pass, shape); Auto times every backend that can take it on the first call of a
+// shape.
 ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
-  const ConvBackend fixed = fixed_backend(g);
+  const ConvBackend fixed = fixed_backend(pass, g);
   if (fixed != ConvBackend::Auto) return fixed;
   const ConvChoiceKey key = key_of(pass, g);
   std::string cache;
@@ -138,14 +156,18 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
   DeviceScratch scratch(ctx);
   float* tmp = scratch.floats(out_elems);
   const cudaStream_t stream = stream_of(ctx);
-  const float t_custom = time_ms(stream, [&] { run(ConvBackend::Custom, tmp); });
-  float t_cudnn = std::numeric_limits<float>::infinity();
-  try {
-    t_cudnn = time_ms(stream, [&] { run(ConvBackend::Cudnn, tmp); });
-  } catch (const std::exception&) {
-    // cuDNN refused this shape at run time (an API error, not a device fault): use the custom kernels.
-  }
-  const ConvBackend pick = t_cudnn < t_custom ? ConvBackend::Cudnn : ConvBackend::Custom;
+  ConvBackend pick = ConvBackend::Custom;
+  float best = time_ms(stream, [&] { run(ConvBackend::Custom, tmp); });
+  const auto consider = [&](ConvBackend b) {
+    try {
+      const float t = time_ms(stream, [&] { run(b, tmp); });
+      if (t < best) best = t, pick = b;
+    } catch (const std::exception&) {
+      // The library refused this shape at run time (an API error, not a device fault): not a candidate.
+    }
+  };
+  if (cudnn_conv_supported(g)) consider(ConvBackend::Cudnn);
+  if (cublas_takes(pass, g)) consider(ConvBackend::Cublas);
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
   choices().emplace(key, pick);
@@ -165,7 +187,16 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
 void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* out, const RunFn& run) {
   const ConvBackend b = choose(ctx, pass, g, out_elems, run);
   run(b, out);
-  (b == ConvBackend::Cudnn ? g_cudnn : g_custom).fetch_add(1);
+  (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
+}
+
+// The forward (A = w, B = x) or input gradient (A = w transposed, B = dy) of a 1x1 convolution on cuBLAS.
+void cublas_pointwise(Ctx& ctx, const PointwiseGemm& m, const float* w, const float* in, float* out, bool tf32) {
+  if (m.batch == 1)
+    gemm(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, in, m.ldb, 0.f, out, m.ldc, tf32);
+  else
+    gemm_batched(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, m.stride_a, in, m.ldb, m.stride_b, 0.f, out,
+                 m.ldc, m.stride_c, m.batch, tf32);
 }
 
 // y = conv(x, w) + bias[K] (epi: the bias or nothing; conv2d_bn_act has its own runner below)
@@ -178,7 +209,10 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
       custom_conv_forward(ctx, g, x, w, epi, out);
       return;
     }
-    cudnn_conv_forward(ctx, g, x, w, out);
+    if (b == ConvBackend::Cublas)
+      cublas_pointwise(ctx, pointwise_forward_gemm(g), w, x, out, g.tf32);
+    else
+      cudnn_conv_forward(ctx, g, x, w, out);
     channel_epilogue(ctx, out, epi, g.N, g.K, g.pq());
   });
 }
@@ -190,10 +224,13 @@ void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const f
   execute(ctx, Pass::Dgrad, g, n, dx, [&](ConvBackend b, float* out) {
     if (b == ConvBackend::Custom) {
       custom_conv_dgrad(ctx, g, dy, w, bias, out);
-    } else {
-      cudnn_conv_dgrad(ctx, g, dy, w, out);
-      if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
+      return;
     }
+    if (b == ConvBackend::Cublas)
+      cublas_pointwise(ctx, pointwise_dgrad_gemm(g), w, dy, out, g.tf32);
+    else
+      cudnn_conv_dgrad(ctx, g, dy, w, out);
+    if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
   });
 }
 
@@ -202,6 +239,7 @@ void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* 
   const int64_t n = g.K * g.crs();
   if (n == 0 || g.N * g.pq() == 0) return;
   execute(ctx, Pass::Wgrad, g, n, dw, [&](ConvBackend b, float* out) {
+    SAL_CHECK(b != ConvBackend::Cublas, "conv wgrad: cuBLAS does not run weight gradients");
     if (b == ConvBackend::Custom)
       custom_conv_wgrad(ctx, g, dy, x, out);
     else
@@ -239,9 +277,10 @@ ConvBackend parse_conv_backend(std::string_view name) {
   const std::string s = lower(name);
   if (s == "custom") return ConvBackend::Custom;
   if (s == "cudnn") return ConvBackend::Cudnn;
+  if (s == "cublas") return ConvBackend::Cublas;
   if (s == "auto") return ConvBackend::Auto;
   fail("SAL_CONV_BACKEND / parse_conv_backend: unknown convolution backend '", std::string(name),
-       "' (expected custom, cudnn or auto)");
+       "' (expected custom, cudnn, cublas or auto)");
 }
 
 const char* conv_backend_name(ConvBackend backend) {
@@ -250,6 +289,8 @@ const char* conv_backend_name(ConvBackend backend) {
       return "custom";
     case ConvBackend::Cudnn:
       return "cudnn";
+    case ConvBackend::Cublas:
+      return "cublas";
     case ConvBackend::Auto:
       return "auto";
   }
@@ -276,11 +317,14 @@ ConvMath parse_conv_math(std::string_view name) {
 
 const char* conv_math_name(ConvMath math) { return math == ConvMath::TF32 ? "tf32" : "f32"; }
 
-ConvBackendCounts conv_backend_counts() { return ConvBackendCounts{g_custom.load(), g_cudnn.load(), g_timed.load()}; }
+ConvBackendCounts conv_backend_counts() {
+  return ConvBackendCounts{g_custom.load(), g_cudnn.load(), g_cublas.load(), g_timed.load()};
+}
 
 void reset_conv_backend_counts() {
   g_custom.store(0);
   g_cudnn.store(0);
+  g_cublas.store(0);
   g_timed.store(0);
 }
 
@@ -318,13 +362,13 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
   // Each side's temporary is taken here, before execute(): Auto times the runner, and an allocation inside
   // it (a new arena block is a cudaMalloc, its release a cudaFree) would be timed with that side.
   DeviceScratch scratch(ctx);
-  const ConvBackend fixed = fixed_backend(g);  // Auto: either side may run
+  const ConvBackend fixed = fixed_backend(Pass::FwdFused, g);  // Auto: any side may run
   float* scale = nullptr;  // the custom epilogue's gamma / sqrt(var + eps), rounded once from double
-  if (fixed != ConvBackend::Cudnn) {
+  if (fixed == ConvBackend::Custom || fixed == ConvBackend::Auto) {
     scale = scratch.floats(g.K);
     bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
   }
-  float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // cuDNN's conv output
+  float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // the library's conv output
   execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](ConvBackend b, float* out) {
     if (b == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       ConvEpilogue epi;
@@ -334,11 +378,14 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
       return;
     }
     // cuDNN's fused conv + bias + activation takes one scalar scale, not a per-channel batch norm: the
-    // conv into a temporary, then the batch-norm kernel's vectorised pass (channel constants once per
-    // block). With a per-element epilogue kernel here instead, the masker's fused inference took 16-38%
-    // longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13). Same arithmetic
-    // as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
-    cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z);
+    // conv (cuDNN's or cuBLAS's) into a temporary, then the batch-norm kernel's vectorised pass (channel
+    // constants once per block). With a per-element epilogue kernel here instead, the masker's fused inference
+    // took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13). Same
+    // arithmetic as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
+    if (b == ConvBackend::Cublas)
+      cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), z, g.tf32);
+    else
+      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z);
     const Tensor zt = Tensor::view(z, y.shape(), DType::F32, Device::CUDA);
     Tensor yt = Tensor::view(out, y.shape(), DType::F32, Device::CUDA);
     batchnorm2d_infer_act(ctx, zt, *bn.gamma, *bn.beta, *bn.mean, *bn.var, bn.eps, residual, act, yt);

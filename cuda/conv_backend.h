@@ -2,14 +2,16 @@
 // (cuda/cudnn_conv.h), and the op-level entry points that engine/ops_conv.cpp dispatches to (same
 // signatures as engine/cpu/conv.h; tensors already validated, f32, on the device).
 //
-// The backend is a per-process setting: ConvBackend::Custom, Cudnn or Auto, read once from the
-// environment variable SAL_CONV_BACKEND ("custom", "cudnn" or "auto"; default auto) and changed
-// with set_conv_backend(). Auto times both backends once per (pass, shape) with CUDA events the
-// first time that shape is seen (forward, dgrad and wgrad separately; into scratch outputs, so a
-// weight gradient is not accumulated twice), keeps the faster one in a map keyed by the full
-// geometry, and runs it from then on. That first call waits for the device (it reads the timing
-// events); later calls never do. Shapes cuDNN cannot take (asymmetric padding that changes the
-// output size, see cudnn_conv_supported) always run the custom kernels, in every mode.
+// The backend is a per-process setting: ConvBackend::Custom, Cudnn, Cublas or Auto, read once from the
+// environment variable SAL_CONV_BACKEND ("custom", "cudnn", "cublas" or "auto"; default auto) and changed
+// with set_conv_backend(). cuBLAS takes only the passes that are one strided-batched GEMM: the forward and
+// the input gradient of 1x1, stride-1, unpadded, ungrouped convolutions (cuda/conv_pointwise_gemm.h);
+// "cublas" runs those on cuBLAS and everything else as "cudnn" does. Auto times every backend that can
+// take a pass once per (pass, shape) with CUDA events the first time that shape is seen (forward, dgrad
+// and wgrad separately; into scratch outputs, so a weight gradient is not accumulated twice), keeps the
+// fastest in a map keyed by the full geometry, and runs it from then on. That first call waits for the
+// device (it reads the timing events); later calls never do. Shapes cuDNN cannot take (asymmetric padding
+// that changes the output size, see cudnn_conv_supported) run the custom kernels in every mode.
 // The arithmetic is a second per-process setting, ConvMath: TF32 (the default: tensor cores with
 // operands rounded to a 10-bit mantissa, f32 accumulation, as PyTorch's cuDNN convolutions by default)
 // or F32 (FMA units only: cuDNN restricted to CUDNN_FMA_MATH, the custom GEMMs on CUDA cores), read
@@ -18,10 +20,11 @@
 // 2^-11 operand rounding suggests: gradients of the saliency objective through a classifier are
 // ill-conditioned, and TF32 moves them by ~10% relative L2 (measured on the CPU by emulating TF32
 // operands, engine/cpu/gemm.h set_emulate_tf32; tests/test_masker.cpp).
-// Both backends are deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
-// algorithms are picked among its deterministic ones when it has one), but Auto's choice comes from
-// timings and may differ between processes: set custom or cudnn for bit-identical runs, or give Auto a
-// file to keep its choices in (SAL_CONV_AUTO_CACHE, below), so that later runs repeat the first's.
+// Every backend is deterministic run to run (the custom kernels use no atomics; cuDNN's gradient
+// algorithms are picked among its deterministic ones when it has one; cuBLAS is, on one GPU model with
+// its own workspace per handle), but Auto's choice comes from timings and may differ between processes:
+// set custom, cudnn or cublas for bit-identical runs, or give Auto a file to keep its choices in
+// (SAL_CONV_AUTO_CACHE, below), so that later runs repeat the first's.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,11 +35,12 @@
 
 namespace sal::cuda {
 
-enum class ConvBackend { Custom, Cudnn, Auto };
+enum class ConvBackend { Custom, Cudnn, Cublas, Auto };
 
 ConvBackend conv_backend();  // the current setting (the environment is read on the first call)
 void set_conv_backend(ConvBackend backend);
-ConvBackend parse_conv_backend(std::string_view name);  // "custom" | "cudnn" | "auto" (any case); throws otherwise
+// "custom" | "cudnn" | "cublas" | "auto" (any case); throws otherwise
+ConvBackend parse_conv_backend(std::string_view name);
 const char* conv_backend_name(ConvBackend backend);
 
 enum class ConvMath { TF32, F32 };
@@ -49,7 +53,7 @@ const char* conv_math_name(ConvMath math);
 // How many convolution passes each backend has run (timing runs excluded), and how many
 // (pass, shape) pairs Auto has timed. For tests and benchmarks.
 struct ConvBackendCounts {
-  int64_t custom = 0, cudnn = 0, timed = 0;
+  int64_t custom = 0, cudnn = 0, cublas = 0, timed = 0;
 };
 ConvBackendCounts conv_backend_counts();
 void reset_conv_backend_counts();

@@ -23,7 +23,8 @@ enum class Activation { None, ReLU, ReLU6 };
 
 // ---------------------------------------------------------------- convolution
 // On CUDA these compute in TF32 (f32 tensors, 10-bit-mantissa products, f32 sums) with the
-// hand-written kernels or cuDNN, chosen per shape: cuda/conv_backend.h, SAL_CONV_BACKEND.
+// hand-written kernels, cuDNN or (1x1 convolutions) cuBLAS, chosen per shape: cuda/conv_backend.h,
+// SAL_CONV_BACKEND.
 struct Conv2dArgs {
   int stride_h = 1, stride_w = 1;
   int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // asymmetric for TF "same"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The next device run in one shot (session 13 ran two: bench/gpu-logs/2026-11-27-h200*/; this is what they
 # left open): build + every CUDA test (scripts/gpu-check.sh with no benchmarks; the CUDA cases now take the
-# unfused conv + BN path, CUDA's default since session 13); the masker's captured inference with the fusion
+# unfused conv + BN path, CUDA's default since session 13, and cuBLAS as the third conv backend, session 14);
+# the 1x1 layers' forward and dgrad on cuBLAS against cuDNN and the custom kernels (conv_cuda_bench); the
+# masker's captured inference with the fusion
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
 # fused ResNet-50 inference at batch 64 slower? and does pinning cuDNN, deterministic run to run, cost
 # anything against Auto?); an op profile of ResNet-50 inference at batch 1; sal_mask twice under Auto
@@ -27,8 +29,12 @@ export LD_LIBRARY_PATH="/tmp/sal-deps/usr/lib/x86_64-linux-gnu:$LIBS:${LD_LIBRAR
 B=build-gpu
 
 {
+  echo "== 1x1 stride-1 layers, forward and dgrad, batch 64: cuBLAS vs cuDNN vs custom ($(left) s left)"
+  timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
+    --benchmark_filter='conv/[a-z0-9]+_1x1_[0-9]+to[0-9]+_[0-9]+/(fwd|dgrad)/' 2>&1 | grep -E "^conv|ERROR|Benchmark"
+
   echo "== masker inference graphs, conv + BN fusion off / on, by conv backend ($(left) s left)"
-  for backend in auto cudnn custom; do
+  for backend in auto cudnn cublas custom; do
     for fuse in 0 1; do
       SAL_CONV_BACKEND=$backend SAL_FUSE_CONV_BN=$fuse timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
         --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \

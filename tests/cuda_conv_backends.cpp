@@ -1,9 +1,10 @@
-// The two CUDA convolution backends against each other and against the CPU, in each of the
-// three settings of cuda/conv_backend.h (Custom, Cudnn, Auto): conv2d forward, dgrad and wgrad
+// The CUDA convolution backends against each other and against the CPU, in each of the
+// four settings of cuda/conv_backend.h (Custom, Cudnn, Cublas, Auto): conv2d forward, dgrad and wgrad
 // (with the bias gradient, accumulating onto nonzero gradients), and conv_transpose2d, on shapes
-// that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, and shapes cuDNN
-// refuses (asymmetric padding), each in both arithmetic settings (ConvMath::TF32 to TF32 rounding,
-// ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on every backend. Also checks which backend ran (counts), that Auto times a shape
+// that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, shapes cuDNN refuses
+// (asymmetric padding) and 1x1 convolutions (cuBLAS's), each in both arithmetic settings
+// (ConvMath::TF32 to TF32 rounding, ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on
+// every backend. Also checks which backend ran (counts), that Auto times a shape
 // once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
@@ -20,6 +21,7 @@
 
 #include "cuda/conv_auto_cache.h"
 #include "cuda/conv_backend.h"
+#include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
 #include "cuda/runtime.h"
@@ -59,6 +61,7 @@ std::vector<Case> cases() {
       {"k37_c19_13x13", {2, 19, 13, 13}, {37, 19, 3, 3}, A::make(1, 1)},
       {"k70_c33_17x17_stride2_batch3", {3, 33, 17, 17}, {70, 33, 3, 3}, A::make(2, 1)},
       {"1x1_k129_c68_7x7_batch1", {1, 68, 7, 7}, {129, 68, 1, 1}, A::make(1, 0)},
+      {"1x1_k24_c40_9x11_batch3", {3, 40, 9, 11}, {24, 40, 1, 1}, A::make(1, 0)},
       {"1x1_stride2_k256_c128_14x14", {3, 128, 14, 14}, {256, 128, 1, 1}, A::make(2, 0)},
       {"splitk_fwd_3x3_256to40_7x7_batch1", {1, 256, 7, 7}, {40, 256, 3, 3}, A::make(1, 1)},
       {"splitk_wgrad_3x3_8to8_32x32", {2, 8, 32, 32}, {8, 8, 3, 3}, A::make(1, 1)},
@@ -75,6 +78,7 @@ std::vector<Case> cases() {
       {"transpose_4x4_stride2_outpad1", {3, 8, 5, 6}, {8, 6, 4, 4}, {}, true, TA::make(2, 1, 1)},
       {"transpose_dil2_outpad1_stride1", {1, 2, 3, 3}, {2, 2, 3, 3}, {}, true, TA::make(1, 0, 1, 2)},
       {"transpose_depthwise_stride2", {2, 16, 6, 6}, {16, 1, 3, 3}, {}, true, TA::make(2, 1, 1, 1, 16)},
+      {"transpose_1x1_c12_k20_batch2", {2, 12, 5, 7}, {12, 20, 1, 1}, {}, true, TA::make(1, 0)},
   };
 }
 
@@ -155,6 +159,7 @@ int main() {
   expect(cuda::parse_conv_backend("custom") == ConvBackend::Custom, "parse custom");
   expect(cuda::parse_conv_backend("CUDNN") == ConvBackend::Cudnn, "parse CUDNN");
   expect(cuda::parse_conv_backend("Auto") == ConvBackend::Auto, "parse Auto");
+  expect(cuda::parse_conv_backend("cuBLAS") == ConvBackend::Cublas, "parse cuBLAS");
   bool threw = false;
   try {
     cuda::parse_conv_backend("fastest");
@@ -178,7 +183,7 @@ int main() {
   Ctx plain(Device::CUDA);         // legacy default stream, owning outputs
   Ctx streamed = dev.ctx(&arena);  // the device's own stream, arena outputs and temporaries
 
-  const ConvBackend modes[] = {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Auto};
+  const ConvBackend modes[] = {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Cublas, ConvBackend::Auto};
   for (const ConvMath math : {ConvMath::TF32, ConvMath::F32}) {
     cuda::set_conv_math(math);
     const double tol = tolerance(math);
@@ -191,6 +196,9 @@ int main() {
       Tensor b = random_tensor(Shape{k_out}, 37 + idx), dy = random_tensor(ys, 41 + idx);
       const Results want = run_case(cpu, c, x, w, b, dy, halves(c.w), halves(b.shape()));
       const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
+      // cuBLAS takes the forward and the input gradient of a 1x1 conv (for a transposed one, the same two
+      // passes in the conv2d view: its input gradient and its forward), never the weight gradient.
+      const int64_t cublas_passes = cuda::pointwise_gemm_applies(geom(c)) ? 2 : 0;
 
       std::map<ConvBackend, Results> by_mode;
       for (ConvBackend mode : modes) {
@@ -212,11 +220,19 @@ int main() {
             const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
             compare(got, want, what + " vs CPU", tol);
             // Three passes per case; which backend ran them:
-            expect(n.custom + n.cudnn == 3, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 3"));
+            const int64_t total = n.custom + n.cudnn + n.cublas;
+            expect(total == 3, cat(what, ": ", total, " passes counted, expected 3"));
+            if (mode != ConvBackend::Auto && mode != ConvBackend::Cublas)
+              expect(n.cublas == 0, cat(what, ": cuBLAS ran ", n.cublas, " passes"));
             if (mode == ConvBackend::Custom || !cudnn_ok)
               expect(n.cudnn == 0, cat(what, ": cuDNN ran ", n.cudnn, " passes"));
             else if (mode == ConvBackend::Cudnn)
               expect(n.cudnn == 3, cat(what, ": cuDNN ran ", n.cudnn, " of 3 passes"));
+            if (mode == ConvBackend::Cublas) {
+              expect(n.cublas == cublas_passes,
+                     cat(what, ": cuBLAS ran ", n.cublas, " passes, expected ", cublas_passes));
+              if (cudnn_ok) expect(n.cudnn == 3 - cublas_passes, cat(what, ": cuDNN ran ", n.cudnn, " passes"));
+            }
             if (mode == ConvBackend::Auto) {
               // The plain context timed the three passes; the second context reuses those choices.
               const int64_t want_timed = (ctx == &plain && cudnn_ok) ? 3 : 0;
@@ -233,6 +249,9 @@ int main() {
       if (by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cudnn))
         compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cudnn],
                 cat(c.name, " custom vs cudnn (", cuda::conv_math_name(math), ")"), tol);
+      if (cublas_passes && by_mode.count(ConvBackend::Custom) && by_mode.count(ConvBackend::Cublas))
+        compare(by_mode[ConvBackend::Custom], by_mode[ConvBackend::Cublas],
+                cat(c.name, " custom vs cublas (", cuda::conv_math_name(math), ")"), tol);
     }
   }
   // ---- conv2d_bn_act (batch norm, residual and ReLU6 as the epilogue) on each backend and in both
@@ -251,6 +270,7 @@ int main() {
       Tensor be = Tensor::from_values(uniform(ks, rng, 2, 8), ks), v = Tensor::from_values(uniform(ks, rng, 0.5, 1.5), ks);
       const Tensor want = conv2d_bn_act(cpu, x, w, g, be, m, v, 1e-3, &r, Activation::ReLU6, c.a);
       const bool cudnn_ok = cuda::cudnn_conv_supported(geom(c));
+      const bool cublas_ok = cuda::pointwise_gemm_applies(geom(c));
       for (ConvBackend mode : modes) {
         cuda::set_conv_backend(mode);
         cuda::clear_conv_auto_choices();
@@ -265,9 +285,14 @@ int main() {
           const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
           const double e = max_rel_diff(got.to(Device::CPU), want);
           expect(e <= tolerance(math), cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(math), ")"));
-          expect(n.custom + n.cudnn == 1, cat(what, ": ", n.custom + n.cudnn, " passes counted, expected 1"));
+          const int64_t total = n.custom + n.cudnn + n.cublas;
+          expect(total == 1, cat(what, ": ", total, " passes counted, expected 1"));
           if (mode == ConvBackend::Custom || !cudnn_ok) expect(n.cudnn == 0, cat(what, ": cuDNN ran"));
           if (mode == ConvBackend::Cudnn && cudnn_ok) expect(n.cudnn == 1, cat(what, ": cuDNN did not run"));
+          if (mode == ConvBackend::Cublas)
+            expect(n.cublas == (cublas_ok ? 1 : 0), cat(what, ": cuBLAS ran ", n.cublas, " passes"));
+          else if (mode != ConvBackend::Auto)
+            expect(n.cublas == 0, cat(what, ": cuBLAS ran"));
         } catch (const std::exception& e) {
           expect(false, cat(what, ": threw: ", e.what()));
         }
@@ -353,7 +378,8 @@ int main() {
   // x = dy = 1 + 2^-12 (a quarter of TF32's last place at 1: it rounds to 1) and w = 1, the forward, the
   // input gradient and the weight gradient (x = 1+2^-12, dy = 1) are all 64 (1 + 2^-12) = 64.015625,
   // exact in f32 in any summation order (every partial sum k (1 + 2^-12) fits in 24 bits); TF32 operands
-  // give 64. Every backend in f32 must get 64.015625 (cuDNN's transform-based algorithms to 1e-3); the
+  // give 64. Every backend in f32 must get 64.015625 (cuDNN's transform-based algorithms to 1e-3; cuBLAS,
+  // which runs the forward and input gradient here and leaves the weight gradient to cuDNN, exactly); the
   // custom kernels in TF32 must get exactly 64 (they round every operand, by design).
   {
     const Case c{"exactness_1x1_64to64_8x8", {1, 64, 8, 8}, {64, 64, 1, 1}, Conv2dArgs::make(1, 0)};
@@ -362,8 +388,9 @@ int main() {
       return Tensor::from_values(std::vector<double>(static_cast<size_t>(s.numel()), v), s, DType::F32).to(Device::CUDA);
     };
     for (const ConvMath math : {ConvMath::F32, ConvMath::TF32}) {
-      for (const ConvBackend mode : {ConvBackend::Custom, ConvBackend::Cudnn}) {
-        if (math == ConvMath::TF32 && mode == ConvBackend::Cudnn) continue;  // cuDNN may or may not use TF32
+      for (const ConvBackend mode : {ConvBackend::Custom, ConvBackend::Cudnn, ConvBackend::Cublas}) {
+        // cuDNN and cuBLAS may or may not use TF32 where they are allowed to
+        if (math == ConvMath::TF32 && mode != ConvBackend::Custom) continue;
         cuda::set_conv_math(math);
         cuda::set_conv_backend(mode);
         const std::string what = cat("exactness [", cuda::conv_backend_name(mode), ", ", cuda::conv_math_name(math), "]");
@@ -373,10 +400,11 @@ int main() {
           Tensor dw = filled(c.w, 0.0);
           conv2d_wgrad(plain, filled(Shape{1, 64, 8, 8}, 1.0), filled(c.x, odd), dw, nullptr, c.a);
           const double want = math == ConvMath::F32 ? want_f32 : 64.0;
-          const double tol = math == ConvMath::F32 && mode == ConvBackend::Cudnn ? 1e-3 : 0.0;
           const char* names[] = {"forward", "input gradient", "weight gradient"};
           const Tensor* outs[] = {&y, &dx, &dw};
           for (int i = 0; i < 3; ++i) {
+            const bool by_cudnn = mode == ConvBackend::Cudnn || (mode == ConvBackend::Cublas && i == 2);
+            const double tol = math == ConvMath::F32 && by_cudnn ? 1e-3 : 0.0;
             double worst = 0;
             for (double v : outs[i]->values()) worst = std::max(worst, std::abs(v - want));
             expect(worst <= tol, cat(what, ": ", names[i], " is off ", want, " by ", worst, " (tolerance ", tol, ")"));

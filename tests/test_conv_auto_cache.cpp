@@ -24,6 +24,10 @@ ConvChoiceKey key(int64_t pass, int64_t n) {
   // pass, N, C, H, W, K, P, Q, R, S, G, sh, sw, pt, pl, dh, dw, tf32
   return ConvChoiceKey{pass, n, 64, 56, 56, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
 }
+// A 1x1 convolution, the shape cuBLAS can run (forward and input gradient).
+ConvChoiceKey key_1x1(int64_t pass, int64_t n) {
+  return ConvChoiceKey{pass, n, 64, 56, 56, 256, 56, 56, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+}
 
 const char* kHeader = "saliency conv auto choices v1\ndevice NVIDIA H200 (cuDNN 91000)\n";
 
@@ -43,11 +47,13 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   c[key(0, 64)] = ConvBackend::Cudnn;
   c[key(1, 1)] = ConvBackend::Custom;
   c[key(3, 8)] = ConvBackend::Cudnn;
+  c[key_1x1(2, 64)] = ConvBackend::Cublas;
   const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
   CHECK(text.rfind(kHeader, 0) == 0);
   CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
   CHECK(text.find("\nfwd_fused 1 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 custom\n") != std::string::npos);
   CHECK(text.find("\nwgrad 8 ") != std::string::npos);
+  CHECK(text.find("\ndgrad 64 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n") != std::string::npos);
   const ParsedConvChoices p = parse_conv_choices(text, "x");
   CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
   CHECK(p.choices == c);
@@ -71,11 +77,15 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 auto\n",
-       "line 3: expected 'custom' or 'cudnn' after the numbers, got 'auto'"},
+       "line 3: expected 'custom', 'cudnn' or 'cublas' after the numbers, got 'auto'"},
+      // cuBLAS on a pass it cannot run: a weight gradient, or a 3x3 convolution
+      {std::string(kHeader) + "wgrad 1 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n",
+       "line 3: cuBLAS runs only the forward and input gradient of 1x1"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cublas\n", "line 3: cuBLAS runs only"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1\n", "got ''"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
       {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 custom\n",
-       "line 4: the same shape is listed with the other backend before"},
+       "line 4: the same shape is listed with another backend before"},
   };
   for (const auto& b : bad) {
     INFO(b.text);
