@@ -17,12 +17,11 @@
 //    image), "top1", "box" ([x0,y0,x1,y1] in image pixels, inclusive, of the region mask >= --threshold,
 //    optionally its largest connected component; null when empty), "box_area" (fraction of the image),
 //    "mask_area" (mean mask), "width", "height"}
-// Each batch runs as two steps, on CUDA two captured CUDA graphs (engine/step_graph.h; --eager: kernel
-// by kernel): the black box's class probabilities, read back to choose the classes, then the masker's
-// decoder on the black box's feature maps from the first step (the black box is the masker's encoder,
-// so it runs once per image, not twice). The images and
-// classes are copied into fixed device buffers of --batch rows first; a last, shorter batch is padded
-// with zero images (every row is computed independently in inference, so padding changes nothing).
+// Each batch runs as two steps of layers/saliency_engine.h, on CUDA two captured CUDA graphs
+// (engine/step_graph.h; --eager: kernel by kernel): the black box's class probabilities, read back to
+// choose the classes, then the masker's decoder on the black box's feature maps from the first step (the
+// black box is the masker's encoder, so it runs once per image, not twice). On CUDA a last, shorter batch
+// is padded with zero images (every row is computed independently in inference, so padding changes nothing).
 // Host work (reading, decoding, resizing; writing the PNGs and lines) runs over each batch's images on
 // every core, and on CUDA beside the device's work on the next batch (--pipeline; see run()).
 // An image that cannot be read or decoded (or has no label when one is needed) gets a line
@@ -42,7 +41,6 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/annotations.h"
-#include "engine/arena.h"
 #include "engine/device_session.h"
 #include "engine/error.h"
 #include "engine/heatmap.h"
@@ -50,11 +48,8 @@
 #include "engine/image_sources.h"
 #include "engine/npy.h"
 #include "engine/op_profile.h"
-#include "engine/step_graph.h"
 #include "engine/worker_thread.h"
-#include "layers/masker.h"
-#include "layers/masker_io.h"
-#include "layers/network.h"
+#include "layers/saliency_engine.h"
 #include "layers/saliency_eval.h"
 
 using namespace sal;
@@ -72,15 +67,6 @@ struct Options {
   double threshold = 0.5, alpha = 0.6;
   bool largest_cc = false, quiet = false, eager = false;
 };
-
-// The black box named by the masker file: --black-box, else beside the masker, else weights/NAME.
-std::string find_black_box(const Options& o, const MaskerFileInfo& info) {
-  if (!o.black_box.empty()) return o.black_box;
-  SAL_CHECK(!info.black_box.empty(), o.masker, ": the masker names no black box; give --black-box");
-  for (const fs::path& p : {fs::path(o.masker).parent_path() / info.black_box, fs::path("weights") / info.black_box})
-    if (fs::exists(p)) return p.string();
-  fail(o.masker, ": its black box '", info.black_box, "' is neither beside it nor in weights/; give --black-box");
-}
 
 void progress(int64_t done, int64_t total, double secs, bool tty) {
   const int width = 30;
@@ -160,8 +146,8 @@ LoadedBatch load_batch(const LoadContext& c, int64_t start, int64_t end) {
 
 // Stage 2's results for stage 3.
 struct BatchMasks {
-  Tensor masks;                  // f32 host [>= images, 1, size, size]
-  std::vector<double> log_probs; // [rows * classes] the black box's log-probabilities
+  Tensor masks;                  // f32 host [images, 1, size, size]
+  std::vector<double> log_probs; // [images * classes] the black box's log-probabilities
   std::vector<int32_t> classes;  // the class masked, per image
   std::vector<int> top1;
 };
@@ -234,13 +220,14 @@ WrittenBatch write_batch(const WriteContext& c, const LoadedBatch& b, const Batc
 
 int run(const Options& o) {
   const DeviceSession device(o.device);
-  MaskerFileInfo info;
-  std::unique_ptr<Masker> masker = load_masker(o.masker, device.device(), &info);
-  const std::string bb_path = find_black_box(o, info);
-  std::unique_ptr<Network> bb = load_network(bb_path, device.device());
-  check_masker_black_box(info, o.masker, *bb, bb_path);
-  const InputSpec& spec = bb->input_spec();
-  const int64_t S = info.image_size, K = spec.num_classes;
+  std::vector<ImageSource> sources = list_image_sources(o.inputs);
+  // The networks and their two steps per batch (layers/saliency_engine.h; --black-box: else the file the
+  // masker names, beside it or in weights/). Its batch: --batch, or fewer when there are fewer images.
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(o.batch, static_cast<int64_t>(sources.size())));
+  SaliencyEngine engine(device, {.masker = o.masker, .black_box = o.black_box, .max_batch = rows, .capture = !o.eager});
+  const std::string& bb_path = engine.black_box_path();
+  const InputSpec& spec = engine.black_box_spec();
+  const int64_t S = engine.image_size(), K = spec.num_classes;
 
   // Class selection.
   std::string mode = o.cls.empty() ? (o.labels.empty() ? "top1" : "truth") : o.cls;
@@ -267,36 +254,12 @@ int run(const Options& o) {
     }
   }
 
-  std::vector<ImageSource> sources = list_image_sources(o.inputs);
   fs::create_directories(o.out);
   const std::string jsonl = (fs::path(o.out) / "masks.jsonl").string();
   std::ofstream log(jsonl, std::ios::trunc);
   SAL_CHECK(log.good(), jsonl, ": cannot open for writing");
 
-  // Fixed input buffers (outside any arena, as StepGraph requires) and one graph per half of a batch.
   const bool cuda = device.device() == Device::CUDA;
-  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(o.batch, static_cast<int64_t>(sources.size())));
-  Tensor x_buf = Tensor::empty(Shape{rows, 3, S, S}, DType::F32, device.device());
-  Tensor cls_buf = Tensor::empty(Shape{rows}, DType::I32, device.device());
-  Arena classify_arena(device.device()), mask_arena(device.device());
-  // On the CPU StepGraph just calls the function, so a CPU run computes only the batch's own rows (CUDA
-  // graphs need the same shapes every run). --eager on CUDA: the functions alone, no capture.
-  StepGraph classify_step(device.ctx(classify_arena), !o.eager), mask_step(device.ctx(mask_arena), !o.eager);
-  int64_t used = rows;  // rows of the buffers the current batch computes (CUDA: always all of them)
-  // The black box is also the masker's encoder: its feature maps from the classification pass are
-  // outputs of that step (same addresses on every run, valid until its next run), and the mask step's
-  // decoder reads them instead of running the encoder a second time.
-  const StepGraph::Fn classify = [&](Ctx& c) {
-    std::vector<Tensor> out = {log_softmax(c, bb->forward(c, bb->normalize(c, x_buf.slice0(0, used))))};
-    for (const Tensor& f : bb->features()) out.push_back(f);
-    return out;
-  };
-  const StepGraph::Fn make_masks = [&](Ctx& c) {
-    const std::vector<Tensor>& classified = classify_step.outputs();
-    const std::vector<Tensor> features(classified.begin() + 1, classified.end());
-    return std::vector<Tensor>{masker->forward_features(c, features, cls_buf.slice0(0, used), S, S, false).mask};
-  };
-  const Ctx io = device.ctx(classify_arena);  // for upload_into, which allocates nothing
   const bool tty = isatty(2) && !o.quiet;
   if (!o.quiet) std::fprintf(stderr, "compute: %s\n", device.describe().c_str());
   const auto t0 = std::chrono::steady_clock::now();
@@ -349,18 +312,10 @@ int run(const Options& o) {
       continue;
     }
     const int64_t n = static_cast<int64_t>(b.images.size());
-    used = cuda ? rows : n;
-    if (used > n) {  // CUDA's fixed rows: zero images after the batch's own
-      Tensor padded = Tensor::zeros(Shape{used, 3, S, S});
-      padded.slice0(0, n).copy_from(b.x);
-      b.x = padded;
-    }
-    Tensor x_rows = x_buf.slice0(0, used), cls_rows = cls_buf.slice0(0, used);
-    upload_into(io, x_rows, b.x);  // the one upload of the batch (staged: b.x may go at once)
-    b.x = Tensor();                 // not needed by the writer
     BatchMasks r;
-    r.log_probs = classify_step.run(classify)[0].values();
-    std::vector<int32_t> classes(static_cast<size_t>(used), 0);
+    r.log_probs = engine.classify(b.x).values();  // the one upload of the batch (staged: b.x may go at once)
+    b.x = Tensor();                                // not needed by the writer
+    std::vector<int32_t> classes(static_cast<size_t>(n), 0);
     r.top1.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       int64_t best = 0;
@@ -370,11 +325,8 @@ int run(const Options& o) {
       classes[static_cast<size_t>(i)] =
           mode == "top1" ? static_cast<int32_t>(best) : mode == "truth" ? b.labels[static_cast<size_t>(i)] : fixed;
     }
-    upload_into(io, cls_rows, Tensor::from_labels(classes));
-    // An owning host copy: on the CPU the output is a view into the arena, which the next batch reuses
-    // while this one is still being written.
-    r.masks = mask_step.run(make_masks)[0].to(Device::CPU);
-    r.classes.assign(classes.begin(), classes.begin() + n);
+    r.masks = engine.masks(classes);  // an owning host copy: the writer may still hold it at the next batch
+    r.classes = classes;
     finish(written);
     written = start_write(std::move(b), std::move(r));
   }
