@@ -92,7 +92,7 @@ __device__ __forceinline__ int64_t item_at(const Segment& s, int u) {
 }
 
 template <bool Vec>
-__device__ __forceinline__ void load_items(const float* __restrict__ p, const Segment& s, float4 (&v)[kItems]) {
+__device__ __forceinline__ void load_items(const float* p, const Segment& s, float4 (&v)[kItems]) {
 #pragma unroll
   for (int u = 0; u < kItems; ++u) {
     const int64_t i = item_at<Vec>(s, u);
@@ -101,7 +101,7 @@ __device__ __forceinline__ void load_items(const float* __restrict__ p, const Se
 }
 
 template <bool Vec>
-__device__ __forceinline__ void store_item(float* __restrict__ p, int64_t i, const float4& v) {
+__device__ __forceinline__ void store_item(float* p, int64_t i, const float4& v) {
   if (Vec)
     *reinterpret_cast<float4*>(p + i) = v;
   else
@@ -187,10 +187,11 @@ struct Affine {
   float center, scale, shift;
 };
 
-// x, r: [N,C,H,W] -> y: [N,C,H,W]; one block per (plane, segment).
+// x, r: [N,C,H,W] -> y: [N,C,H,W]; one block per (plane, segment). y may be x
+// (batchnorm2d_infer_act_inplace): every element is loaded by the thread that stores it, all loads before the
+// barrier and all stores after it, so x and y carry no __restrict__.
 template <int Act, bool HasRes, bool Vec>
-__global__ void bn_affine_kernel(PlaneGrid g, const float* __restrict__ x, const float* __restrict__ r,
-                                 float* __restrict__ y, AffineParams p) {
+__global__ void bn_affine_kernel(PlaneGrid g, const float* x, const float* __restrict__ r, float* y, AffineParams p) {
   const Segment s = segment_of(g);
   float4 v[kItems] = {}, w[kItems] = {};
   load_items<Vec>(x + s.base, s, v);

@@ -112,6 +112,11 @@ Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const T
 // dresidual = dz.
 Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                              const Tensor& var, double eps, const Tensor* residual, Activation act);
+// The same written over x: x = act(batchnorm2d_infer(x) + residual), the same values bit for bit. For a
+// frozen layer whose conv output nothing else reads (its backward needs only y: batchnorm2d_infer_act_backward),
+// so that inference keeps one tensor per layer instead of two. The residual must not overlap x.
+void batchnorm2d_infer_act_inplace(Ctx& ctx, Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                                   const Tensor& var, double eps, const Tensor* residual, Activation act);
 // The input gradient of batchnorm2d_infer_act without a residual, from its output y, in one pass:
 // dx = act'(y) * dy * gamma / sqrt(var + eps), act' = [y > 0] (ReLU) or [0 < y < 6] (ReLU6) or 1 (None).
 // The same values as relu_backward / relu6_backward then batchnorm2d_infer_backward (frozen BN: no

@@ -42,9 +42,9 @@ Tensor batchnorm2d_infer(Ctx& ctx, const Tensor& x, const Tensor& gamma, const T
   return y;
 }
 
-Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
-                             const Tensor& var, double eps, const Tensor* residual, Activation act) {
-  const char* op = "batchnorm2d_infer_act";
+namespace {
+void check_infer_act(const char* op, Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                     const Tensor& mean, const Tensor& var, double eps, const Tensor* residual, Activation act) {
   check_device(op, ctx, {&x, &gamma, &beta, &mean, &var, residual});
   check_float(op, ctx, {&x, &gamma, &beta, &mean, &var, residual});
   check_bn_shapes(op, x, {{"gamma", &gamma}, {"beta", &beta}, {"mean", &mean}, {"var", &var}});
@@ -52,10 +52,30 @@ Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, con
   check_eps(op, eps);
   SAL_CHECK(act == Activation::None || act == Activation::ReLU || act == Activation::ReLU6, op,
             ": unknown activation ", static_cast<int>(act));
+}
+}  // namespace
+
+Tensor batchnorm2d_infer_act(Ctx& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                             const Tensor& var, double eps, const Tensor* residual, Activation act) {
+  const char* op = "batchnorm2d_infer_act";
+  check_infer_act(op, ctx, x, gamma, beta, mean, var, eps, residual, act);
   Tensor y = ctx.alloc(x.shape(), x.dtype());
   SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, y),
               cpu::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, y));
   return y;
+}
+
+void batchnorm2d_infer_act_inplace(Ctx& ctx, Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                                   const Tensor& var, double eps, const Tensor* residual, Activation act) {
+  const char* op = "batchnorm2d_infer_act_inplace";
+  check_infer_act(op, ctx, x, gamma, beta, mean, var, eps, residual, act);
+  if (residual) {  // each element of x is read and then written by one thread: only a separate residual is safe
+    const char *a = static_cast<const char*>(x.raw()), *r = static_cast<const char*>(residual->raw());
+    SAL_CHECK(r + residual->nbytes() <= a || a + x.nbytes() <= r, op, ": the residual overlaps x");
+  }
+  // Both backends' kernels read each element before writing it, in the same thread (cuda/batchnorm.cu).
+  SAL_BACKEND(ctx, op, cuda::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, x),
+              cpu::batchnorm2d_infer_act(ctx, x, gamma, beta, mean, var, eps, residual, act, x));
 }
 
 Tensor batchnorm2d_infer_act_backward(Ctx& ctx, const Tensor& dy, const Tensor& y, const Tensor& gamma,

@@ -139,7 +139,18 @@ Tensor BatchNorm2d::forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor* r
                                eps_, residual, act);
 }
 
+Tensor BatchNorm2d::forward_infer_act_inplace(Ctx& ctx, Tensor& x, const Tensor* residual, Activation act) {
+  SAL_CHECK(!trainable(), "BatchNorm2d::forward_infer_act_inplace: a trainable batch norm's backward needs its input");
+  x_ = Tensor();  // overwritten: backward() would need it, backward_from_act needs only y
+  trained_ = false;
+  batchnorm2d_infer_act_inplace(ctx, x, ps_->value(gamma_), ps_->value(beta_), ps_->value(mean_), ps_->value(var_),
+                                eps_, residual, act);
+  return x;
+}
+
 Tensor BatchNorm2d::backward(Ctx& ctx, const Tensor& dy, bool param_grads) {
+  SAL_CHECK(trained_ || x_.defined(), "BatchNorm2d::backward: no forward kept its input (after an in-place or fused "
+                                      "inference forward only backward_from_act applies)");
   Tensor dg, db;
   Tensor* pdg = grad_or_null(*ps_, gamma_, param_grads, dg);
   Tensor* pdb = grad_or_null(*ps_, beta_, param_grads, db);
@@ -217,6 +228,13 @@ Tensor ConvBnAct::forward(Ctx& ctx, const Tensor& x, bool training) {
   last_fused_ = false;
   const Activation a = activation_of(act_);
   if (use_fusion(ctx, training)) return fused_y_ = fused_forward(ctx, x, nullptr, a);
+  if (!training && !bn_.trainable()) {
+    // Frozen: BN + activation written over the conv's output, which nothing else reads (the backward needs
+    // only y), so inference keeps one tensor per layer, not two.
+    Tensor c = conv_.forward(ctx, x);
+    fused_y_ = bn_.forward_infer_act_inplace(ctx, c, nullptr, a);
+    return fused_y_;
+  }
   if (!training && act_ != Act::None) {
     // One pass for BN + activation; relu and relu6 backwards can be computed from y alone
     // (0 < y < 6 exactly when 0 < pre-activation < 6).
@@ -236,8 +254,14 @@ Tensor ConvBnAct::forward_add_relu(Ctx& ctx, const Tensor& x, const Tensor& resi
   SAL_CHECK(act_ == Act::None, "ConvBnAct::forward_add_relu: the conv has its own activation");
   fused_y_ = Tensor();
   last_fused_ = false;
+  last_inplace_ = false;
   if (use_fusion(ctx, training)) return sum_y_ = fused_forward(ctx, x, &residual, Activation::ReLU);
-  const Tensor c = conv_.forward(ctx, x);
+  Tensor c = conv_.forward(ctx, x);
+  if (!training && !bn_.trainable()) {  // frozen: written over the conv's output, as in forward()
+    last_inplace_ = true;
+    sum_y_ = bn_.forward_infer_act_inplace(ctx, c, &residual, Activation::ReLU);
+    return sum_y_;
+  }
   if (!training) {
     sum_y_ = bn_.forward_infer_act(ctx, c, &residual, Activation::ReLU);
     return sum_y_;
@@ -256,6 +280,8 @@ Tensor ConvBnAct::backward_add_relu(Ctx& ctx, const Tensor& dy, Tensor& dsum, bo
     return bn_.conv_backward_infer_act(ctx, dsum, sum_y_, conv_.weight(), fused_x_shape_, conv_.args(),
                                        Activation::None);
   }
+  if (last_inplace_)  // BN's input was overwritten: its gradient from y (frozen: no BN parameter gradients)
+    return conv_.backward(ctx, bn_.backward_from_act(ctx, dsum, sum_y_, Activation::None, param_grads), param_grads);
   return conv_.backward(ctx, bn_.backward(ctx, dsum, param_grads), param_grads);
 }
 

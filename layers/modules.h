@@ -63,6 +63,9 @@ class BatchNorm2d {
   // Inference only: act(bn(x) + residual) in one pass (batchnorm2d_infer_act). backward() then
   // expects the gradient with respect to bn(x), i.e. after the caller has undone the activation.
   Tensor forward_infer_act(Ctx& ctx, const Tensor& x, const Tensor* residual, Activation act);
+  // The same written over x (batchnorm2d_infer_act_inplace), for a frozen BN whose input nothing else reads
+  // (a conv's output): x then holds y and is returned. Only backward_from_act may follow (it needs only y).
+  Tensor forward_infer_act_inplace(Ctx& ctx, Tensor& x, const Tensor* residual, Activation act);
   Tensor backward(Ctx& ctx, const Tensor& dy, bool param_grads = true);
   // After forward_infer_act without a residual: the gradient with respect to x from dy with respect
   // to its output y (the activation undone here). A frozen BN without parameter gradients takes one
@@ -159,8 +162,9 @@ int64_t conv_bn_fused_forwards();
 // gives the input gradient from y alone (conv2d_dgrad_bn_act); the parameter gradients of a trainable
 // layer would need the conv's output, so asking for them after an inference forward is an error (the
 // masker trains in training mode; its inference, the decoder included, is fused where the fusion is on).
-// Unfused inference is the conv, then BN + activation (+ sum) in one pass; in training mode conv, BN and
-// activation are separate ops.
+// Unfused inference (CUDA's default) is the conv, then BN + activation (+ sum) in one pass, written over the
+// conv's output when the BN is frozen (the black box, the encoder: one tensor per layer, not two); in
+// training mode conv, BN and activation are separate ops.
 class ConvBnAct {
  public:
   enum class Act { None, ReLU, ReLU6 };
@@ -190,6 +194,7 @@ class ConvBnAct {
   // backward needs only that and the weights).
   bool last_fused_ = false;
   Shape fused_x_shape_;
+  bool last_inplace_ = false;  // forward_add_relu wrote BN + sum + ReLU over the conv's output (frozen BN)
 
   bool use_fusion(const Ctx& ctx, bool training) const;
   void check_fused_backward(bool param_grads) const;  // throws when a trainable layer's gradients are asked for

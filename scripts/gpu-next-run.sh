@@ -29,6 +29,9 @@ export LD_LIBRARY_PATH="/tmp/sal-deps/usr/lib/x86_64-linux-gnu:$LIBS:${LD_LIBRAR
 B=build-gpu
 
 {
+  echo "== cuda_vs_cpu's conv rows with cuBLAS pinned (1x1 stride-1 forward and dgrad on cuBLAS, the rest cuDNN)"
+  SAL_CONV_BACKEND=cublas timeout 60 $B/cuda_vs_cpu conv 2>&1 | tail -5
+
   echo "== 1x1 stride-1 layers, forward and dgrad, batch 64: cuBLAS vs cuDNN vs custom ($(left) s left)"
   timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
     --benchmark_filter='conv/[a-z0-9]+_1x1_[0-9]+to[0-9]+_[0-9]+/(fwd|dgrad)/' 2>&1 | grep -E "^conv|ERROR|Benchmark"

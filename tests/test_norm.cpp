@@ -204,6 +204,44 @@ TEST_CASE("batchnorm2d_infer_act: hand-worked values, and its backward composed 
   CHECK(std::isnan(r6[0]));
 }
 
+TEST_CASE("batchnorm2d_infer_act_inplace: the hand-worked values written over x, the out-of-place op's bits") {
+  Ctx ctx;
+  auto [x, gamma, beta, mean, var] = hand_bn();  // as above: bn(x) = {2.5, 4.5 | -1.5, 0}
+  Tensor res = Tensor::from_values({1, -5, 0.5, 7}, Shape{1, 2, 1, 2});
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor g = gamma.to(dt), b = beta.to(dt), m = mean.to(dt), v = var.to(dt), r = res.to(dt);
+    Tensor t = x.to(dt);
+    batchnorm2d_infer_act_inplace(ctx, t, g, b, m, v, 1.0, &r, Activation::ReLU6);
+    CHECK(all_close(t, {3.5, 0, 0, 6}));
+    t = x.to(dt);
+    batchnorm2d_infer_act_inplace(ctx, t, g, b, m, v, 1.0, nullptr, Activation::None);
+    CHECK(all_close(t, {2.5, 4.5, -1.5, 0}));
+  }
+  // Bit for bit the out-of-place op, on planes long enough for the vectorised loops, every activation.
+  std::mt19937_64 rng(5);
+  const Shape s{2, 3, 9, 13};
+  const Tensor big = Tensor::from_values(test::uniform(s, rng, -4, 8), s);
+  const Tensor resid = Tensor::from_values(test::uniform(s, rng), s);
+  const Tensor g3 = Tensor::from_values(test::uniform(Shape{3}, rng, 0.5, 1.5), Shape{3});
+  const Tensor b3 = Tensor::from_values(test::uniform(Shape{3}, rng), Shape{3});
+  for (const Activation act : {Activation::None, Activation::ReLU, Activation::ReLU6})
+    for (const Tensor* rp : {static_cast<const Tensor*>(nullptr), &resid}) {
+      const Tensor want = batchnorm2d_infer_act(ctx, big, g3, b3, b3, g3, 1e-3, rp, act);
+      Tensor t = big.clone();
+      batchnorm2d_infer_act_inplace(ctx, t, g3, b3, b3, g3, 1e-3, rp, act);
+      CHECK(test::max_rel_diff(t, want) == 0);
+    }
+  // A residual overlapping x would be read after its elements were written: refused.
+  Tensor flat = Tensor::from_values(std::vector<double>(5, 1.0), Shape{5});
+  Tensor a = flat.slice0(0, 4).reshape(Shape{1, 2, 1, 2}), shifted = flat.slice0(1, 4).reshape(Shape{1, 2, 1, 2});
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_inplace(ctx, a, gamma, beta, mean, var, 1.0, &shifted, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act_inplace: the residual overlaps x"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_inplace(ctx, a, gamma, beta, mean, var, 1.0, &a, Activation::ReLU),
+                       doctest::Contains("the residual overlaps x"), Error);
+  CHECK_THROWS_WITH_AS(batchnorm2d_infer_act_inplace(ctx, a, gamma, beta, mean, var, -1.0, nullptr, Activation::ReLU),
+                       doctest::Contains("batchnorm2d_infer_act_inplace: eps must be finite and >= 0"), Error);
+}
+
 TEST_CASE("batchnorm2d_infer_act: argument errors") {
   Ctx ctx;
   Tensor x = Tensor::from_values({1, 2, 3, 4}, Shape{1, 2, 1, 2});

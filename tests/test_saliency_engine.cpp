@@ -123,7 +123,7 @@ TEST_CASE("SaliencyEngine: argument errors name what is wrong") {
                     doctest::Contains("'no_such_network.safetensors' is neither beside it nor in weights/"));
 }
 
-TEST_CASE("SaliencyEngine on CUDA: the captured steps give the CPU's masks, fewer images than rows included") {
+TEST_CASE("cuda: SaliencyEngine's captured steps give the CPU's masks, fewer images than rows included") {
   if (!cuda_available()) {
     MESSAGE("skipped: SaliencyEngine on CUDA (no CUDA device)");
     return;

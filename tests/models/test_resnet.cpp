@@ -342,12 +342,13 @@ TEST_CASE("Bottleneck: a trainable block runs fused in inference, as unfused, an
     CHECK(conv_bn_fused_forwards() - fused_before == (fuse ? 4 : 0));
     dx[fuse] = down.backward(ctx, dy, /*param_grads=*/false).values();
   }
-  reset_conv_bn_fusion();
   CHECK(y[1] == y[0]);    // conv2d_bn_act equals its ops bit for bit on the CPU
   CHECK(dx[1] == dx[0]);  // and conv2d_dgrad_bn_act its two
+  set_conv_bn_fusion(true);  // (not the default: SAL_FUSE_CONV_BN=0 in the environment would turn it off)
   down.forward(ctx, x, false);
   CHECK_THROWS_WITH_AS(down.backward(ctx, dy, /*param_grads=*/true),
                        doctest::Contains("parameter gradients after an inference forward"), Error);
+  reset_conv_bn_fusion();
 }
 
 TEST_CASE("cifar_resnet8 input gradient matches finite differences (F64)") {

@@ -121,8 +121,10 @@ OpCase train_unaligned_case(const std::string& name, Shape x) {
 // (x, or the residual when there is one, last). The last input is derived from the others so
 // that every pre-activation z lies at least 0.05 from the activation's kinks (0, and 6 for
 // ReLU6): finite differences and the CUDA comparison then never straddle a kink. With
-// `misaligned`, x (and the residual) are views 4 bytes off alignment of flat [1 + numel] inputs.
-OpCase infer_act_case(const std::string& name, Shape x, bool with_residual, Activation act, bool misaligned = false) {
+// `misaligned`, x (and the residual) are views 4 bytes off alignment of flat [1 + numel] inputs. With
+// `in_place`, the forward is batchnorm2d_infer_act_inplace over a copy of x (laid out like x).
+OpCase infer_act_case(const std::string& name, Shape x, bool with_residual, Activation act, bool misaligned = false,
+                      bool in_place = false) {
   const int64_t c = x[1];
   const Shape flat{1 + x.numel()};
   const Shape xs = misaligned ? flat : x;
@@ -172,6 +174,13 @@ OpCase infer_act_case(const std::string& name, Shape x, bool with_residual, Acti
       .init = init,
       .forward = [=](Ctx& ctx, const Inputs& in) {
         Tensor r = with_residual ? view(in[5]) : Tensor();
+        if (in_place) {
+          Tensor y = view(ctx.alloc(in[4].shape(), in[4].dtype()));
+          y.copy_from(view(in[4]));
+          batchnorm2d_infer_act_inplace(ctx, y, in[0], in[1], in[2], in[3], kInferEps, with_residual ? &r : nullptr,
+                                        act);
+          return y;
+        }
         return batchnorm2d_infer_act(ctx, view(in[4]), in[0], in[1], in[2], in[3], kInferEps,
                                      with_residual ? &r : nullptr, act);
       },
@@ -245,6 +254,12 @@ SAL_OP_CASES {
       big(infer_act_case("batchnorm2d_infer_act/relu6_batch1_2_segments_70x70", {1, 2, 70, 70}, false, A::ReLU6)),
       big(infer_act_case("batchnorm2d_infer_act/relu_residual_unaligned", {2, 3, 8, 8}, true, A::ReLU, true)),
       big(infer_act_case("batchnorm2d_infer_act/relu6_unaligned", {1, 2, 4, 12}, false, A::ReLU6, true)),
+      infer_act_case("batchnorm2d_infer_act_inplace/relu_residual", {2, 3, 4, 5}, true, A::ReLU, false, true),
+      infer_act_case("batchnorm2d_infer_act_inplace/none_no_residual", {2, 3, 4, 5}, false, A::None, false, true),
+      big(infer_act_case("batchnorm2d_infer_act_inplace/relu6_vec_2x8x30x32", {2, 8, 30, 32}, false, A::ReLU6,
+                         false, true)),
+      big(infer_act_case("batchnorm2d_infer_act_inplace/relu_residual_unaligned", {2, 3, 8, 8}, true, A::ReLU, true,
+                         true)),
       infer_act_backward_case("batchnorm2d_infer_act_backward/relu_2x3x4x5", {2, 3, 4, 5}, A::ReLU),
       infer_act_backward_case("batchnorm2d_infer_act_backward/relu6_batch1_odd", {1, 4, 3, 5}, A::ReLU6),
       infer_act_backward_case("batchnorm2d_infer_act_backward/none_7x7", {2, 2, 7, 7}, A::None),
