@@ -13,7 +13,8 @@ std::string SaliencyEngine::black_box_path_for(const std::string& masker_path, c
   SAL_CHECK(!info.black_box.empty(), masker_path, ": the masker names no black box; name one (sal_mask --black-box)");
   for (const fs::path& p : {fs::path(masker_path).parent_path() / info.black_box, fs::path("weights") / info.black_box})
     if (fs::exists(p)) return p.string();
-  fail(masker_path, ": its black box '", info.black_box, "' is neither beside it nor in weights/; name it (sal_mask --black-box)");
+  fail(masker_path, ": its black box '", info.black_box,
+       "' is neither beside it nor in weights/; name it (sal_mask --black-box)");
 }
 
 SaliencyEngine::SaliencyEngine(const DeviceSession& device, const Config& config)

@@ -30,8 +30,10 @@ Tensor sample_batch(int64_t n, int64_t S) {
                          "ILSVRC2012_val_00027429.JPEG", "ILSVRC2012_val_00031163.JPEG",
                          "ILSVRC2012_val_00044095.JPEG"};
   Tensor x = Tensor::empty(Shape{n, 3, S, S});
-  for (int64_t i = 0; i < n; ++i)
-    x.slice0(i, 1).copy_from(image_to_tensor(read_image(repo("samples/") + files[i % 5]), S, S).reshape(Shape{1, 3, S, S}));
+  for (int64_t i = 0; i < n; ++i) {
+    const Tensor img = image_to_tensor(read_image(repo("samples/") + files[i % 5]), S, S);
+    x.slice0(i, 1).copy_from(img.reshape(Shape{1, 3, S, S}));
+  }
   return x;
 }
 
@@ -87,7 +89,8 @@ TEST_CASE("SaliencyEngine: the networks' own log-probabilities and masks, for an
 
     // Other classes for the same classification: the decoder alone, on the kept feature maps.
     std::vector<int32_t> other(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) other[static_cast<size_t>(i)] = static_cast<int32_t>((top1[static_cast<size_t>(i)] + 7 * (i + 1)) % K);
+    for (int64_t i = 0; i < n; ++i)
+      other[static_cast<size_t>(i)] = static_cast<int32_t>((top1[static_cast<size_t>(i)] + 7 * (i + 1)) % K);
     const Tensor m2 = engine.masks(other);
     const Tensor want2 = masker->forward(ctx, *bb, x, Tensor::from_labels(other), false).mask;
     CHECK(max_abs_diff(m2, want2) == 0);
@@ -105,14 +108,16 @@ TEST_CASE("SaliencyEngine: argument errors name what is wrong") {
   CHECK_THROWS_WITH(engine.classify(Tensor::zeros(Shape{1, 3, S, S}, DType::F64)), doctest::Contains("host f32"));
   engine.classify(sample_batch(2, S));
   CHECK_THROWS_WITH(engine.masks({1}), doctest::Contains("1 classes for the 2 images"));
-  CHECK_THROWS_WITH(engine.masks({1, 1000}), doctest::Contains("class 1000 of image 1 is outside the black box's 1000"));
+  CHECK_THROWS_WITH(engine.masks({1, 1000}),
+                    doctest::Contains("class 1000 of image 1 is outside the black box's 1000"));
   CHECK_THROWS_WITH(engine.masks({-1, 0}), doctest::Contains("class -1 of image 0"));
   CHECK(engine.masks({1, 2}).shape() == Shape{2, 1, S, S});  // the classification is still there
 
   CHECK_THROWS_WITH(SaliencyEngine(cpu, {.masker = repo(kMasker), .max_batch = 0}),
                     doctest::Contains("max_batch must be at least 1"));
   // A black box of another architecture than the masker's: the error names both files.
-  CHECK_THROWS_WITH(SaliencyEngine(cpu, {.masker = repo(kMasker), .black_box = repo("weights/cifar_resnet20.safetensors")}),
+  const std::string cifar = repo("weights/cifar_resnet20.safetensors");
+  CHECK_THROWS_WITH(SaliencyEngine(cpu, {.masker = repo(kMasker), .black_box = cifar}),
                     doctest::Contains("cifar_resnet20.safetensors"));
   MaskerFileInfo unnamed;
   CHECK_THROWS_WITH(SaliencyEngine::black_box_path_for("m.safetensors", unnamed),
@@ -139,7 +144,8 @@ TEST_CASE("cuda: SaliencyEngine's captured steps give the CPU's masks, fewer ima
     REQUIRE(b.masks.shape() == Shape{n, 1, S, S});
     CHECK(b.top1 == a.top1);
     const double lp = max_abs_diff(a.log_probs, b.log_probs), m = mean_abs_diff(a.masks, b.masks);
-    MESSAGE("batch ", n, ": CUDA vs CPU log-probabilities ", lp, ", masks mean ", m, " max ", max_abs_diff(a.masks, b.masks));
+    MESSAGE("batch ", n, ": CUDA vs CPU log-probabilities ", lp, ", masks mean ", m, " max ",
+            max_abs_diff(a.masks, b.masks));
     CHECK(lp < 0.05);  // TF32 convolutions (the default); the masks' mean as in the sal_mask test
     CHECK(m < 5e-3);
   }
