@@ -39,17 +39,24 @@ ConvGeom geom_of(const ConvChoiceKey& k) {
 
 }  // namespace
 
+std::string conv_choice_name(const ConvChoice& c) {
+  const std::string name = conv_backend_name(c.backend);
+  return c.backend == ConvBackend::Cudnn && c.cudnn_algo >= 0 ? cat(name, ":", c.cudnn_algo) : name;
+}
+
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices) {
   SAL_CHECK(!device.empty() && device.find('\n') == std::string::npos, "format_conv_choices: bad device name '",
             device, "'");
   std::ostringstream out;
   out << kFormatLine << '\n' << kDeviceTag << device << '\n';
-  for (const auto& [key, backend] : choices) {
+  for (const auto& [key, choice] : choices) {
     SAL_CHECK(key[0] >= 0 && key[0] < kPasses, "format_conv_choices: pass ", key[0], " out of range");
-    SAL_CHECK(backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
+    SAL_CHECK(choice.backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
+    SAL_CHECK(choice.cudnn_algo < 0 || choice.backend == ConvBackend::Cudnn,
+              "format_conv_choices: an algorithm number with a backend other than cuDNN");
     out << kPassNames[key[0]];
     for (size_t i = 1; i < key.size(); ++i) out << ' ' << key[i];
-    out << ' ' << conv_backend_name(backend) << '\n';
+    out << ' ' << conv_choice_name(choice) << '\n';
   }
   return out.str();
 }
@@ -77,16 +84,26 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
       if (!(fields >> key[i]) || key[i] < 0)
         bad_line(path, number, cat("expected ", key.size() - 1, " numbers >= 0 after the pass"));
     }
-    if (!(fields >> backend) || (backend != "custom" && backend != "cudnn" && backend != "cublas"))
-      bad_line(path, number, cat("expected 'custom', 'cudnn' or 'cublas' after the numbers, got '", backend, "'"));
+    fields >> backend;
+    ConvChoice c;
+    if (backend.rfind("cudnn:", 0) == 0) {  // cuDNN's algorithm N (a small number: cuDNN has under 10 a pass)
+      const std::string n = backend.substr(6);
+      if (n.empty() || n.size() > 2 || n.find_first_not_of("0123456789") != std::string::npos)
+        bad_line(path, number, cat("expected an algorithm number after 'cudnn:', got '", backend, "'"));
+      c = ConvChoice{ConvBackend::Cudnn, std::stoi(n)};
+    } else if (backend == "custom" || backend == "cudnn" || backend == "cublas") {
+      c.backend = parse_conv_backend(backend);
+    } else {
+      bad_line(path, number,
+               cat("expected 'custom', 'cudnn', 'cudnn:N' or 'cublas' after the numbers, got '", backend, "'"));
+    }
     std::string extra;
     if (fields >> extra) bad_line(path, number, cat("unexpected '", extra, "' at the end"));
-    const ConvBackend b = parse_conv_backend(backend);
-    if (b == ConvBackend::Cublas && (p == kWgrad || !pointwise_gemm_applies(geom_of(key))))
+    if (c.backend == ConvBackend::Cublas && (p == kWgrad || !pointwise_gemm_applies(geom_of(key))))
       bad_line(path, number, "cuBLAS runs only the forward and input gradient of 1x1, stride-1, unpadded, "
                              "ungrouped convolutions, not this pass and shape");
-    auto [it, inserted] = parsed.choices.emplace(key, b);
-    if (!inserted && it->second != b) bad_line(path, number, "the same shape is listed with another backend before");
+    auto [it, inserted] = parsed.choices.emplace(key, c);
+    if (!inserted && !(it->second == c)) bad_line(path, number, "the same shape is listed with another choice before");
   }
   return parsed;
 }

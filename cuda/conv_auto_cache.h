@@ -7,7 +7,8 @@
 //
 // The file is text: a first line naming the format, a second naming the GPU ("device <name>"), then one
 // line per choice: the pass and the 17 geometry numbers of the key (cuda/conv_backend.cpp key_of), then
-// "custom", "cudnn" or "cublas". Nothing here touches the GPU: the formatting and parsing are tested on any machine.
+// "custom", "cublas", "cudnn" (cuDNN's heuristic algorithm) or "cudnn:N" (cuDNN's algorithm N, timed fastest).
+// Nothing here touches the GPU: the formatting and parsing are tested on any machine.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -19,9 +20,20 @@
 namespace sal::cuda {
 
 using ConvChoiceKey = std::array<int64_t, 18>;
-using ConvChoices = std::map<ConvChoiceKey, ConvBackend>;
 
-// The file's text for the GPU named `device` (Custom, Cudnn and Cublas choices: Auto is not a choice).
+// One of Auto's choices: a backend and, for cuDNN, the algorithm that was timed fastest (-1: cuDNN's own
+// heuristic choice, as when cuDNN is set).
+struct ConvChoice {
+  ConvBackend backend = ConvBackend::Custom;
+  int cudnn_algo = -1;
+  bool operator==(const ConvChoice&) const = default;
+};
+using ConvChoices = std::map<ConvChoiceKey, ConvChoice>;
+// "custom", "cublas", "cudnn" or "cudnn:N" (the file's words)
+std::string conv_choice_name(const ConvChoice& c);
+
+// The file's text for the GPU named `device` (Custom, Cudnn and Cublas choices: Auto is not a choice; an
+// algorithm only with Cudnn).
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices);
 
 struct ParsedConvChoices {

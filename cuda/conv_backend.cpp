@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "cuda/batchnorm.h"
 #include "cuda/check.cuh"
@@ -77,8 +78,8 @@ ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
                        g.pt, g.pl, g.dh, g.dw, g.tf32};
 }
 
-// Runs one pass with the given backend into the given output.
-using RunFn = std::function<void(ConvBackend, float*)>;
+// Runs one pass with the given backend (and, for cuDNN, algorithm) into the given output.
+using RunFn = std::function<void(const ConvChoice&, float*)>;
 
 struct Events {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -133,11 +134,19 @@ ConvBackend fixed_backend(Pass pass, const ConvGeom& g) {
   return ConvBackend::Custom;
 }
 
-// The backend that runs this (pass, shape); Auto times every backend that can take it on the first call of a
-// shape.
-ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
+// cuDNN's pass for one of ours (a fused forward is cuDNN's forward, then the epilogue pass).
+CudnnPass cudnn_pass(Pass pass) {
+  return pass == Pass::Dgrad ? CudnnPass::Dgrad : pass == Pass::Wgrad ? CudnnPass::Wgrad : CudnnPass::Fwd;
+}
+
+// cuDNN algorithms Auto times per pass (the heuristics' first few; PyTorch's cudnn.benchmark times all).
+constexpr int kCudnnAlgorithmsTimed = 4;
+
+// What runs this (pass, shape); Auto times every backend that can take it (and cuDNN's first few algorithms,
+// cudnn_conv_algorithms) on the first call of a shape.
+ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
   const ConvBackend fixed = fixed_backend(pass, g);
-  if (fixed != ConvBackend::Auto) return fixed;
+  if (fixed != ConvBackend::Auto) return ConvChoice{fixed, -1};
   const ConvChoiceKey key = key_of(pass, g);
   std::string cache;
   {
@@ -156,18 +165,27 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
   DeviceScratch scratch(ctx);
   float* tmp = scratch.floats(out_elems);
   const cudaStream_t stream = stream_of(ctx);
-  ConvBackend pick = ConvBackend::Custom;
-  float best = time_ms(stream, [&] { run(ConvBackend::Custom, tmp); });
-  const auto consider = [&](ConvBackend b) {
+  ConvChoice pick{ConvBackend::Custom, -1};
+  float best = time_ms(stream, [&] { run(pick, tmp); });
+  const auto consider = [&](const ConvChoice& c) {
     try {
-      const float t = time_ms(stream, [&] { run(b, tmp); });
-      if (t < best) best = t, pick = b;
+      const float t = time_ms(stream, [&] { run(c, tmp); });
+      if (t < best) best = t, pick = c;
     } catch (const std::exception&) {
       // The library refused this shape at run time (an API error, not a device fault): not a candidate.
     }
   };
-  if (cudnn_conv_supported(g)) consider(ConvBackend::Cudnn);
-  if (cublas_takes(pass, g)) consider(ConvBackend::Cublas);
+  if (cudnn_conv_supported(g)) {
+    std::vector<int> algos;
+    try {
+      algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed);
+    } catch (const std::exception&) {
+      algos.clear();  // no usable algorithm: cuDNN is not a candidate
+    }
+    // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
+    for (size_t i = 0; i < algos.size(); ++i) consider(ConvChoice{ConvBackend::Cudnn, i == 0 ? -1 : algos[i]});
+  }
+  if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
   choices().emplace(key, pick);
@@ -185,8 +203,9 @@ ConvBackend choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, co
 }
 
 void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* out, const RunFn& run) {
-  const ConvBackend b = choose(ctx, pass, g, out_elems, run);
-  run(b, out);
+  const ConvChoice c = choose(ctx, pass, g, out_elems, run);
+  run(c, out);
+  const ConvBackend b = c.backend;
   (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
 }
 
@@ -204,15 +223,15 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
   const int64_t n = g.N * g.K * g.pq();
   if (n == 0) return;
   SAL_CHECK(!epi.scale && !epi.residual && epi.act == Activation::None, "conv forward: epilogue beyond a bias");
-  execute(ctx, Pass::Fwd, g, n, y, [&](ConvBackend b, float* out) {
-    if (b == ConvBackend::Custom) {
+  execute(ctx, Pass::Fwd, g, n, y, [&](const ConvChoice& c, float* out) {
+    if (c.backend == ConvBackend::Custom) {
       custom_conv_forward(ctx, g, x, w, epi, out);
       return;
     }
-    if (b == ConvBackend::Cublas)
+    if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w, x, out, g.tf32);
     else
-      cudnn_conv_forward(ctx, g, x, w, out);
+      cudnn_conv_forward(ctx, g, x, w, out, c.cudnn_algo);
     channel_epilogue(ctx, out, epi, g.N, g.K, g.pq());
   });
 }
@@ -221,15 +240,15 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
 void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
   const int64_t n = g.N * g.C * g.hw();
   if (n == 0) return;
-  execute(ctx, Pass::Dgrad, g, n, dx, [&](ConvBackend b, float* out) {
-    if (b == ConvBackend::Custom) {
+  execute(ctx, Pass::Dgrad, g, n, dx, [&](const ConvChoice& c, float* out) {
+    if (c.backend == ConvBackend::Custom) {
       custom_conv_dgrad(ctx, g, dy, w, bias, out);
       return;
     }
-    if (b == ConvBackend::Cublas)
+    if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_dgrad_gemm(g), w, dy, out, g.tf32);
     else
-      cudnn_conv_dgrad(ctx, g, dy, w, out);
+      cudnn_conv_dgrad(ctx, g, dy, w, out, c.cudnn_algo);
     if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
   });
 }
@@ -238,12 +257,12 @@ void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const f
 void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw) {
   const int64_t n = g.K * g.crs();
   if (n == 0 || g.N * g.pq() == 0) return;
-  execute(ctx, Pass::Wgrad, g, n, dw, [&](ConvBackend b, float* out) {
-    SAL_CHECK(b != ConvBackend::Cublas, "conv wgrad: cuBLAS does not run weight gradients");
-    if (b == ConvBackend::Custom)
+  execute(ctx, Pass::Wgrad, g, n, dw, [&](const ConvChoice& c, float* out) {
+    SAL_CHECK(c.backend != ConvBackend::Cublas, "conv wgrad: cuBLAS does not run weight gradients");
+    if (c.backend == ConvBackend::Custom)
       custom_conv_wgrad(ctx, g, dy, x, out);
     else
-      cudnn_conv_wgrad(ctx, g, dy, x, out);
+      cudnn_conv_wgrad(ctx, g, dy, x, out, c.cudnn_algo);
   });
 }
 
@@ -369,8 +388,8 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
     bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
   }
   float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // the library's conv output
-  execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](ConvBackend b, float* out) {
-    if (b == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
+  execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
+    if (c.backend == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       ConvEpilogue epi;
       epi.mean = bn.mean->data<float>(), epi.scale = scale, epi.beta = bn.beta->data<float>();
       epi.residual = ptr_or_null(residual), epi.act = act;
@@ -382,10 +401,10 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
     // constants once per block). With a per-element epilogue kernel here instead, the masker's fused inference
     // took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13). Same
     // arithmetic as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
-    if (b == ConvBackend::Cublas)
+    if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), z, g.tf32);
     else
-      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z);
+      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z, c.cudnn_algo);
     const Tensor zt = Tensor::view(z, y.shape(), DType::F32, Device::CUDA);
     Tensor yt = Tensor::view(out, y.shape(), DType::F32, Device::CUDA);
     batchnorm2d_infer_act(ctx, zt, *bn.gamma, *bn.beta, *bn.mean, *bn.var, bn.eps, residual, act, yt);

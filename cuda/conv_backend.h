@@ -1,17 +1,20 @@
-// Convolutions on CUDA: the choice between the hand-written kernels (cuda/conv_igemm.h) and cuDNN
-// (cuda/cudnn_conv.h), and the op-level entry points that engine/ops_conv.cpp dispatches to (same
+// Convolutions on CUDA: the choice between the hand-written kernels (cuda/conv_igemm.h), cuDNN
+// (cuda/cudnn_conv.h) and cuBLAS, and the op-level entry points that engine/ops_conv.cpp dispatches to (same
 // signatures as engine/cpu/conv.h; tensors already validated, f32, on the device).
 //
 // The backend is a per-process setting: ConvBackend::Custom, Cudnn, Cublas or Auto, read once from the
 // environment variable SAL_CONV_BACKEND ("custom", "cudnn", "cublas" or "auto"; default auto) and changed
 // with set_conv_backend(). cuBLAS takes only the passes that are one strided-batched GEMM: the forward and
 // the input gradient of 1x1, stride-1, unpadded, ungrouped convolutions (cuda/conv_pointwise_gemm.h);
-// "cublas" runs those on cuBLAS and everything else as "cudnn" does. Auto times every backend that can
-// take a pass once per (pass, shape) with CUDA events the first time that shape is seen (forward, dgrad
-// and wgrad separately; into scratch outputs, so a weight gradient is not accumulated twice), keeps the
-// fastest in a map keyed by the full geometry, and runs it from then on. That first call waits for the
-// device (it reads the timing events); later calls never do. Shapes cuDNN cannot take (asymmetric padding
-// that changes the output size, see cudnn_conv_supported) run the custom kernels in every mode.
+// "cublas" runs those on cuBLAS and everything else as "cudnn" does. "cudnn" runs the algorithm cuDNN's
+// heuristics pick. Auto times every backend that can take a pass, and in TF32 cuDNN's first few algorithms
+// (the heuristic one and up to three more: cudnn_conv_algorithms; PyTorch's cudnn.benchmark, which its
+// eager comparison runs with, times them all), once per (pass, shape) with CUDA events the first time that
+// shape is seen (forward, dgrad and wgrad separately; into scratch outputs, so a weight gradient is not
+// accumulated twice), keeps the fastest in a map keyed by the full geometry, and runs it from then on. That
+// first call waits for the device (it reads the timing events); later calls never do. Shapes cuDNN cannot
+// take (asymmetric padding that changes the output size, see cudnn_conv_supported) run the custom kernels
+// in every mode.
 // The arithmetic is a second per-process setting, ConvMath: TF32 (the default: tensor cores with
 // operands rounded to a 10-bit mantissa, f32 accumulation, as PyTorch's cuDNN convolutions by default)
 // or F32 (FMA units only: cuDNN restricted to CUDNN_FMA_MATH, the custom GEMMs on CUDA cores), read

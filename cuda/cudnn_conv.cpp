@@ -1,11 +1,12 @@
 // The cuDNN wrapper (the only translation unit that includes cudnn.h): the handle of a
 // CudaDevice, and convolution forward / backward data / backward filter through cuDNN's legacy
 // convolution API (see cuda/cudnn_conv.h). Plans (descriptors + algorithm + workspace size) are
-// built once per (pass, shape) and kept for the life of the process.
+// built once per (pass, shape, algorithm) and kept for the life of the process.
 #include "cuda/cudnn_conv.h"
 
 #include <cudnn.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <map>
@@ -47,10 +48,12 @@ cudnnHandle_t handle_for(Ctx& ctx) {
   return static_cast<cudnnHandle_t>(dev->cudnn);
 }
 
-enum class Pass { Fwd, Dgrad, Wgrad };
+using Pass = CudnnPass;
 
 // Workspaces above this are not considered (the arena would have to hold them).
 constexpr size_t kMaxWorkspace = size_t{512} << 20;
+// A timed candidate may use up to this much workspace beyond the heuristic choice's (cudnn_conv_algorithms).
+constexpr size_t kTimedWorkspace = size_t{64} << 20;
 
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;  // conv input, conv output
@@ -60,11 +63,11 @@ struct Plan {
   size_t workspace = 0;
 };
 
-using Key = std::array<int64_t, 18>;
+using Key = std::array<int64_t, 19>;
 
-Key key_of(Pass pass, const ConvGeom& g) {
+Key key_of(Pass pass, const ConvGeom& g, int algo) {
   return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl,
-             g.dh, g.dw, g.tf32};
+             g.dh, g.dw, g.tf32, algo};
 }
 
 // The math type the heuristics are asked for: the default (TF32 allowed on Ampere and later) or, for
@@ -94,68 +97,119 @@ void describe(Plan& pl, const ConvGeom& g) {
             " differs from the expected ", g.N, "x", g.K, "x", g.P, "x", g.Q, " (", __FILE__, ":", __LINE__, ")");
 }
 
-// The first acceptable heuristic result: succeeded, fits the workspace limit, never converts
-// f32 data to a narrower type than TF32 (for f32 math: no tensor-op kernel at all), and (when `deterministic`)
-// reproducible run to run; without a deterministic candidate, the first acceptable one.
+void destroy(Plan& pl) {  // (null descriptors are skipped)
+  if (pl.x) cudnnDestroyTensorDescriptor(pl.x);
+  if (pl.y) cudnnDestroyTensorDescriptor(pl.y);
+  if (pl.w) cudnnDestroyFilterDescriptor(pl.w);
+  if (pl.conv) cudnnDestroyConvolutionDescriptor(pl.conv);
+}
+
+// One heuristic result, whatever the pass.
+struct Candidate {
+  int algo;
+  cudnnMathType_t math;
+  size_t memory;
+  bool deterministic;
+};
+
+// The acceptable results among `count`: succeeded, within the workspace limit, never converting f32 data to a
+// type narrower than TF32 (for f32 math: no tensor-op kernel at all); in the heuristics' order.
 template <class Perf>
-const Perf* pick(const Perf* perf, int count, bool f32_only, bool deterministic, const char* what) {
-  const Perf* any = nullptr;
+std::vector<Candidate> acceptable(const Perf* perf, int count, bool f32_only) {
+  std::vector<Candidate> out;
   for (int i = 0; i < count; ++i) {
     const Perf& r = perf[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspace) continue;
     if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     if (f32_only && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
-    if (!deterministic || r.determinism == CUDNN_DETERMINISTIC) return &r;
-    if (!any) any = &r;
+    out.push_back(Candidate{static_cast<int>(r.algo), r.mathType, r.memory, r.determinism == CUDNN_DETERMINISTIC});
   }
-  SAL_CHECK(any, "cuDNN ", what, ": no usable ", f32_only ? "f32 (non-tensor-op) " : "", "algorithm among ", count,
-            " heuristic results (", __FILE__, ":", __LINE__, ")");
-  return any;
+  return out;
 }
 
-Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
-  Plan pl;
-  describe(pl, g);
+// The acceptable heuristic results of (pass, g), asked with fresh descriptors in math_of(g).
+std::vector<Candidate> heuristics(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
+  struct Temporary {  // destroyed on every way out
+    Plan d;
+    ~Temporary() { destroy(d); }
+  } t;
+  Plan& d = t.d;
+  describe(d, g);
+  std::vector<Candidate> out;
+  int n = 0;
   if (pass == Pass::Fwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    SAL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, pl.x, pl.w, pl.conv, pl.y,
-                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, !g.tf32, false, "forward");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
-    pl.algo = r->algo;
-    SAL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv, pl.y, r->algo, &pl.workspace));
+    SAL_CUDNN_CHECK(
+        cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    out = acceptable(perf, n, !g.tf32);
   } else if (pass == Pass::Dgrad) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.w, pl.y, pl.conv, pl.x,
+    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, !g.tf32, true, "backward data");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
-    pl.algo = r->algo;
-    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x, r->algo, &pl.workspace));
+    out = acceptable(perf, n, !g.tf32);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.x, pl.y, pl.conv, pl.w,
+    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    const auto* r = pick(perf, n, !g.tf32, true, "backward filter");
-    SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? r->mathType : CUDNN_FMA_MATH));
-    pl.algo = r->algo;
-    SAL_CUDNN_CHECK(
-        cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.x, pl.y, pl.conv, pl.w, r->algo, &pl.workspace));
+    out = acceptable(perf, n, !g.tf32);
+  }
+  const char* what = pass == Pass::Fwd ? "forward" : pass == Pass::Dgrad ? "backward data" : "backward filter";
+  SAL_CHECK(!out.empty(), "cuDNN ", what, ": no usable ", g.tf32 ? "" : "f32 (non-tensor-op) ", "algorithm among ", n,
+            " heuristic results (", __FILE__, ":", __LINE__, ")");
+  return out;
+}
+
+// The gradients prefer reproducible algorithms: only those, when there are any.
+bool wants_deterministic(Pass pass, const std::vector<Candidate>& c) {
+  return pass != Pass::Fwd && std::any_of(c.begin(), c.end(), [](const Candidate& x) { return x.deterministic; });
+}
+
+// The heuristic choice: the first acceptable result (for the gradients the first deterministic one, if any).
+const Candidate& preferred(Pass pass, const std::vector<Candidate>& c) {
+  const bool det = wants_deterministic(pass, c);
+  for (const Candidate& x : c)
+    if (!det || x.deterministic) return x;
+  return c.front();
+}
+
+Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
+  const std::vector<Candidate> cands = heuristics(h, pass, g);
+  const Candidate* c = &preferred(pass, cands);
+  if (algo >= 0) {
+    auto it = std::find_if(cands.begin(), cands.end(), [algo](const Candidate& x) { return x.algo == algo; });
+    SAL_CHECK(it != cands.end(), "cuDNN: algorithm ", algo, " is not among this cuDNN's usable algorithms for ",
+              pass == Pass::Fwd ? "the forward" : pass == Pass::Dgrad ? "the input gradient" : "the weight gradient",
+              " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution (", __FILE__,
+              ":", __LINE__, ")");
+    c = &*it;
+  }
+  Plan pl;
+  describe(pl, g);
+  SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? c->math : CUDNN_FMA_MATH));
+  pl.algo = c->algo;
+  if (pass == Pass::Fwd) {
+    SAL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv, pl.y,
+                                                            static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo),
+                                                            &pl.workspace));
+  } else if (pass == Pass::Dgrad) {
+    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x,
+                                                                 static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo),
+                                                                 &pl.workspace));
+  } else {
+    SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, pl.x, pl.y, pl.conv, pl.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), &pl.workspace));
   }
   return pl;
 }
 
-// The cached plan of (pass, g). Plans live as long as the process (never destroyed: cuDNN may be
+// The cached plan of (pass, g, algo). Plans live as long as the process (never destroyed: cuDNN may be
 // unloaded before static destructors run).
-const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
+const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   static std::mutex mu;
   static auto* plans = new std::map<Key, std::unique_ptr<Plan>>();
   std::lock_guard<std::mutex> lock(mu);
-  auto& slot = (*plans)[key_of(pass, g)];
-  if (!slot) slot = std::make_unique<Plan>(make_plan(h, pass, g));
+  auto& slot = (*plans)[key_of(pass, g, algo < 0 ? -1 : algo)];
+  if (!slot) slot = std::make_unique<Plan>(make_plan(h, pass, g, algo));
   return *slot;
 }
 
@@ -177,9 +231,24 @@ bool cudnn_conv_supported(const ConvGeom& g) {
   return span_h / g.sh + 1 == g.P && span_w / g.sw + 1 == g.Q;
 }
 
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y) {
+std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max) {
+  const std::vector<Candidate> cands = heuristics(handle_for(ctx), pass, g);
+  const Candidate& first = preferred(pass, cands);
+  std::vector<int> out = {first.algo};
+  if (!g.tf32) return out;
+  const bool det = wants_deterministic(pass, cands);
+  const size_t limit = std::max(first.memory, kTimedWorkspace);
+  for (const Candidate& c : cands) {
+    if (static_cast<int>(out.size()) >= max) break;
+    if (c.memory > limit || (det && !c.deterministic)) continue;
+    if (std::find(out.begin(), out.end(), c.algo) == out.end()) out.push_back(c.algo);
+  }
+  return out;
+}
+
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Fwd, g);
+  const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
@@ -188,9 +257,9 @@ void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float
                                           pl.y, y));
 }
 
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx) {
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Dgrad, g);
+  const Plan& pl = plan_for(h, Pass::Dgrad, g, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
@@ -199,9 +268,9 @@ void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float*
                                                &beta, pl.x, dx));
 }
 
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw) {
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Wgrad, g);
+  const Plan& pl = plan_for(h, Pass::Wgrad, g, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 1.f;  // accumulate into dw

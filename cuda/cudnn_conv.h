@@ -1,15 +1,22 @@
 // cuDNN convolutions (cuda/cudnn_conv.cpp, the only translation unit that includes cudnn.h):
 // forward, backward data and backward filter of one convolution in its conv2d orientation
 // (cuda/conv_igemm.h's ConvGeom), f32 tensors, TF32 tensor-core math allowed (cuDNN's default on
-// Ampere and later) or, when ConvGeom::tf32 is false, FMA kernels only (CUDNN_FMA_MATH). The
-// algorithm of each (pass, shape, math) is chosen once with cuDNN's heuristics
+// Ampere and later) or, when ConvGeom::tf32 is false, FMA kernels only (CUDNN_FMA_MATH). By default
+// (algo < 0) the algorithm of each (pass, shape, math) is chosen once with cuDNN's heuristics
 // (cudnnGetConvolution*Algorithm_v7: no trial runs, no synchronisation), preferring deterministic
-// algorithms for the two gradients, and cached with its descriptors; workspaces come from ctx.alloc.
-// Every cuDNN status is checked; a failure names the call, the file and the line.
+// algorithms for the two gradients; a caller that times them (Auto, cuda/conv_backend.h, as PyTorch's
+// cudnn.benchmark does) asks for the candidates (cudnn_conv_algorithms) and runs one by number. Plans
+// (descriptors, algorithm, math type, workspace size) are cached per (pass, shape, math, algorithm);
+// workspaces come from ctx.alloc. Every cuDNN status is checked; a failure names the call, the file and
+// the line.
 #pragma once
+#include <vector>
+
 #include "cuda/conv_igemm.h"
 
 namespace sal::cuda {
+
+enum class CudnnPass { Fwd, Dgrad, Wgrad };
 
 // cuDNN takes one symmetric padding per axis and derives the output size from it. A shape is
 // supported when the output size that formula gives with the top/left padding equals P and Q:
@@ -20,12 +27,20 @@ namespace sal::cuda {
 // custom kernels. Also rejects empty tensors and sizes beyond cuDNN's int dimensions.
 bool cudnn_conv_supported(const ConvGeom& g);
 
-// y = conv(x, w) (no bias: the caller adds it)
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y);
+// The algorithms worth timing for a pass of g, the heuristics' order, at most `max`: those the heuristic
+// choice would accept (no conversion below TF32; for the gradients deterministic ones when there are any)
+// whose workspace is at most the larger of the heuristic choice's and 64 MB (a timed candidate's workspace
+// stays in the arena's peak). The heuristic choice is the first. With ConvGeom::tf32 false, only it: the f32
+// math is what is compared with the CPU, and the transform-based algorithms round differently.
+std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max);
+
+// y = conv(x, w) (no bias: the caller adds it); algo < 0: the heuristic choice, else that algorithm (one
+// of cudnn_conv_algorithms; another is an error naming it)
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1);
 // dx = the input gradient of dy (overwritten)
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx);
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1);
 // dw += the weight gradient of (dy, x)
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw);
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo = -1);
 // The cuDNN library's version number as it reports it at run time (e.g. 91000 for 9.10.0).
 size_t cudnn_runtime_version();
 

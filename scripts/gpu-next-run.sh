@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The next device run in one shot (session 13 ran two: bench/gpu-logs/2026-11-27-h200*/; this is what they
 # left open): build + every CUDA test (scripts/gpu-check.sh with no benchmarks; the CUDA cases now take the
-# unfused conv + BN path, CUDA's default since session 13, and cuBLAS as the third conv backend, session 14);
+# unfused conv + BN path, CUDA's default since session 13, cuBLAS as the third conv backend and cuDNN's
+# algorithms timed under Auto, session 14: auto against cudnn below shows what that timing buys);
 # the 1x1 layers' forward and dgrad on cuBLAS against cuDNN and the custom kernels (conv_cuda_bench); the
 # masker's captured inference with the fusion
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the

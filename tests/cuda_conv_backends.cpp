@@ -301,6 +301,57 @@ int main() {
   }
   cuda::set_conv_math(ConvMath::TF32);
 
+  // ---- Every cuDNN algorithm Auto may time (cudnn_conv_algorithms: the heuristics' first few in TF32, only the
+  // heuristic one in f32) gives the CPU's results: forward, input gradient, weight gradient (accumulating).
+  for (const ConvMath math : {ConvMath::TF32, ConvMath::F32}) {
+    cuda::set_conv_math(math);
+    int idx = 0;
+    for (const Case& c : cases()) {
+      ++idx;
+      if (c.transpose || !cuda::cudnn_conv_supported(geom(c))) continue;
+      cuda::ConvGeom g = geom(c);
+      g.tf32 = math == ConvMath::TF32;
+      const Shape ys = out_shape(c);
+      Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx), dy = random_tensor(ys, 41 + idx);
+      const Tensor want_y = conv2d(cpu, x, w, nullptr, c.a), want_dx = conv2d_dgrad(cpu, dy, w, c.x, c.a);
+      Tensor want_dw = halves(c.w);
+      conv2d_wgrad(cpu, dy, x, want_dw, nullptr, c.a);
+      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+      const cuda::CudnnPass passes[] = {cuda::CudnnPass::Fwd, cuda::CudnnPass::Dgrad, cuda::CudnnPass::Wgrad};
+      const char* names[] = {"forward", "input gradient", "weight gradient"};
+      for (int p = 0; p < 3; ++p) {
+        std::vector<int> algos;
+        try {
+          algos = cuda::cudnn_conv_algorithms(plain, passes[p], g, 4);
+        } catch (const std::exception& e) {
+          expect(false, cat(c.name, " ", names[p], ": cudnn_conv_algorithms threw: ", e.what()));
+        }
+        expect(!algos.empty() && (math == ConvMath::TF32 || algos.size() == 1),
+               cat(c.name, " ", names[p], ": ", algos.size(), " cuDNN algorithms to time in ",
+                   cuda::conv_math_name(math)));
+        for (const int algo : algos) {
+          const std::string what =
+              cat(c.name, " cuDNN ", names[p], " algorithm ", algo, " (", cuda::conv_math_name(math), ")");
+          try {
+            Tensor out = p == 0 ? Tensor::empty(ys, DType::F32, Device::CUDA)
+                       : p == 1 ? Tensor::empty(c.x, DType::F32, Device::CUDA)
+                                : halves(c.w).to(Device::CUDA);
+            if (p == 0) cuda::cudnn_conv_forward(plain, g, gx.data<float>(), gw.data<float>(), out.data<float>(), algo);
+            if (p == 1) cuda::cudnn_conv_dgrad(plain, g, gdy.data<float>(), gw.data<float>(), out.data<float>(), algo);
+            if (p == 2) cuda::cudnn_conv_wgrad(plain, g, gdy.data<float>(), gx.data<float>(), out.data<float>(), algo);
+            const Tensor& want = p == 0 ? want_y : p == 1 ? want_dx : want_dw;
+            const double e = max_rel_diff(out.to(Device::CPU), want);
+            expect(e <= tolerance(math),
+                   cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(math), ")"));
+          } catch (const std::exception& e) {
+            expect(false, cat(what, ": threw: ", e.what()));
+          }
+        }
+      }
+    }
+  }
+  cuda::set_conv_math(ConvMath::TF32);
+
   // ---- Auto keeps its choice: a second call of a timed shape times nothing.
   {
     cuda::set_conv_backend(ConvBackend::Auto);
@@ -339,7 +390,7 @@ int main() {
     }
     expect(saved.choices.size() == 1, cat("choices file: ", saved.choices.size(), " choices written, expected 1"));
     expect(saved.device.find("cuDNN") != std::string::npos, cat("choices file: device '", saved.device, "'"));
-    const bool chose_cudnn = !saved.choices.empty() && saved.choices.begin()->second == ConvBackend::Cudnn;
+    const bool chose_cudnn = !saved.choices.empty() && saved.choices.begin()->second.backend == ConvBackend::Cudnn;
 
     cuda::clear_conv_auto_choices();
     cuda::set_conv_auto_cache(path);

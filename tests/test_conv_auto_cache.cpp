@@ -44,22 +44,28 @@ std::string error_of(const std::string& text) {
 
 TEST_CASE("conv auto cache: the text names the device and one choice per line, and parses back") {
   ConvChoices c;
-  c[key(0, 64)] = ConvBackend::Cudnn;
-  c[key(1, 1)] = ConvBackend::Custom;
-  c[key(3, 8)] = ConvBackend::Cudnn;
-  c[key_1x1(2, 64)] = ConvBackend::Cublas;
+  c[key(0, 64)] = ConvChoice{ConvBackend::Cudnn};
+  c[key(1, 1)] = ConvChoice{ConvBackend::Custom};
+  c[key(3, 8)] = ConvChoice{ConvBackend::Cudnn};
+  c[key(2, 16)] = ConvChoice{ConvBackend::Cudnn, 5};  // cuDNN's algorithm 5, timed fastest
+  c[key_1x1(2, 64)] = ConvChoice{ConvBackend::Cublas};
   const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
   CHECK(text.rfind(kHeader, 0) == 0);
   CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
   CHECK(text.find("\nfwd_fused 1 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 custom\n") != std::string::npos);
   CHECK(text.find("\nwgrad 8 ") != std::string::npos);
   CHECK(text.find("\ndgrad 64 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n") != std::string::npos);
+  CHECK(text.find("\ndgrad 16 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn:5\n") != std::string::npos);
   const ParsedConvChoices p = parse_conv_choices(text, "x");
   CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
   CHECK(p.choices == c);
   CHECK(parse_conv_choices(format_conv_choices("d", {}), "x").choices.empty());
-  CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), ConvBackend::Auto}}),
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), ConvChoice{ConvBackend::Auto}}}),
                     doctest::Contains("Auto is not a choice"));
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), ConvChoice{ConvBackend::Custom, 2}}}),
+                    doctest::Contains("an algorithm number with a backend other than cuDNN"));
+  CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn, 12}) == "cudnn:12");
+  CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn}) == "cudnn");
 }
 
 TEST_CASE("conv auto cache: a malformed file is an error naming the file, the line and what is wrong") {
@@ -77,7 +83,12 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 auto\n",
-       "line 3: expected 'custom', 'cudnn' or 'cublas' after the numbers, got 'auto'"},
+       "line 3: expected 'custom', 'cudnn', 'cudnn:N' or 'cublas' after the numbers, got 'auto'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:\n",
+       "line 3: expected an algorithm number after 'cudnn:', got 'cudnn:'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:x1\n", "got 'cudnn:x1'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:123\n", "got 'cudnn:123'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:-1\n", "got 'cudnn:-1'"},
       // cuBLAS on a pass it cannot run: a weight gradient, or a 3x3 convolution
       {std::string(kHeader) + "wgrad 1 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n",
        "line 3: cuBLAS runs only the forward and input gradient of 1x1"},
@@ -85,7 +96,9 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1\n", "got ''"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
       {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 custom\n",
-       "line 4: the same shape is listed with another backend before"},
+       "line 4: the same shape is listed with another choice before"},
+      {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:2\n",
+       "line 4: the same shape is listed with another choice before"},
   };
   for (const auto& b : bad) {
     INFO(b.text);
@@ -103,22 +116,24 @@ TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and re
   const std::string path = t.file("choices.txt");
   CHECK(read_conv_choices(path, "gpu A").empty());  // no file yet
 
-  write_conv_choices(path, "gpu A", {{key(0, 1), ConvBackend::Cudnn}, {key(2, 1), ConvBackend::Custom}});
+  write_conv_choices(path, "gpu A",
+                     {{key(0, 1), ConvChoice{ConvBackend::Cudnn}}, {key(2, 1), ConvChoice{ConvBackend::Custom}}});
   ConvChoices a = read_conv_choices(path, "gpu A");
   CHECK(a.size() == 2);
-  CHECK(a[key(0, 1)] == ConvBackend::Cudnn);
+  CHECK(a[key(0, 1)].backend == ConvBackend::Cudnn);
   CHECK(read_conv_choices(path, "gpu B").empty());  // timed on another GPU: not used
 
   // Another process adds a shape and changes one: both land, its own choice wins.
-  write_conv_choices(path, "gpu A", {{key(0, 1), ConvBackend::Custom}, {key(3, 4), ConvBackend::Cudnn}});
+  write_conv_choices(path, "gpu A",
+                     {{key(0, 1), ConvChoice{ConvBackend::Custom}}, {key(3, 4), ConvChoice{ConvBackend::Cudnn, 1}}});
   a = read_conv_choices(path, "gpu A");
   CHECK(a.size() == 3);
-  CHECK(a[key(0, 1)] == ConvBackend::Custom);
-  CHECK(a[key(2, 1)] == ConvBackend::Custom);
-  CHECK(a[key(3, 4)] == ConvBackend::Cudnn);
+  CHECK(a[key(0, 1)].backend == ConvBackend::Custom);
+  CHECK(a[key(2, 1)].backend == ConvBackend::Custom);
+  CHECK(a[key(3, 4)] == ConvChoice{ConvBackend::Cudnn, 1});
 
   // A run on another GPU replaces the file with its own choices.
-  write_conv_choices(path, "gpu B", {{key(1, 2), ConvBackend::Cudnn}});
+  write_conv_choices(path, "gpu B", {{key(1, 2), ConvChoice{ConvBackend::Cudnn}}});
   CHECK(read_conv_choices(path, "gpu A").empty());
   CHECK(read_conv_choices(path, "gpu B").size() == 1);
   // Written through a temporary that is renamed: nothing else is left in the folder.
