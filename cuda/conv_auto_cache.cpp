@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda/conv_pointwise_gemm.h"
+#include "cuda/cudnn_conv.h"
 #include "engine/error.h"
 
 namespace sal::cuda {
@@ -102,6 +103,11 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
     if (c.backend == ConvBackend::Cublas && (p == kWgrad || !pointwise_gemm_applies(geom_of(key))))
       bad_line(path, number, "cuBLAS runs only the forward and input gradient of 1x1, stride-1, unpadded, "
                              "ungrouped convolutions, not this pass and shape");
+    // (What Auto never writes: it would fail in the run, mid-step, instead of here.)
+    if (c.backend == ConvBackend::Cudnn && !cudnn_conv_supported(geom_of(key)))
+      bad_line(path, number, "cuDNN cannot take this shape (cudnn_conv_supported)");
+    if (c.cudnn_algo >= 0 && key[17] == 0)
+      bad_line(path, number, "a cuDNN algorithm number for f32 math (Auto times cuDNN's algorithms in TF32 only)");
     auto [it, inserted] = parsed.choices.emplace(key, c);
     if (!inserted && !(it->second == c)) bad_line(path, number, "the same shape is listed with another choice before");
   }

@@ -172,21 +172,28 @@ const Candidate& preferred(Pass pass, const std::vector<Candidate>& c) {
   return c.front();
 }
 
-Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
-  const std::vector<Candidate> cands = heuristics(h, pass, g);
-  const Candidate* c = &preferred(pass, cands);
-  if (algo >= 0) {
-    auto it = std::find_if(cands.begin(), cands.end(), [algo](const Candidate& x) { return x.algo == algo; });
-    SAL_CHECK(it != cands.end(), "cuDNN: algorithm ", algo, " is not among this cuDNN's usable algorithms for ",
-              pass == Pass::Fwd ? "the forward" : pass == Pass::Dgrad ? "the input gradient" : "the weight gradient",
-              " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution (", __FILE__,
-              ":", __LINE__, ")");
-    c = &*it;
+// The candidates worth timing, in the heuristics' order, each algorithm once (the heuristics may list one
+// number twice, with two math types): the heuristic choice first, then those whose workspace is at most the
+// larger of its and kTimedWorkspace (for the gradients, deterministic ones only when there are any). Both
+// cudnn_conv_algorithms and a plan for a numbered algorithm take them from here, so a number means the same
+// entry (math type, workspace, determinism) in both.
+std::vector<Candidate> timed_candidates(Pass pass, const std::vector<Candidate>& cands) {
+  const Candidate& first = preferred(pass, cands);
+  std::vector<Candidate> out = {first};
+  const bool det = wants_deterministic(pass, cands);
+  const size_t limit = std::max(first.memory, kTimedWorkspace);
+  for (const Candidate& c : cands) {
+    if (c.memory > limit || (det && !c.deterministic)) continue;
+    if (std::none_of(out.begin(), out.end(), [&c](const Candidate& o) { return o.algo == c.algo; })) out.push_back(c);
   }
-  Plan pl;
+  return out;
+}
+
+// The descriptors, math type, algorithm and workspace size of candidate c.
+void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, const Candidate& c, Plan& pl) {
   describe(pl, g);
-  SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? c->math : CUDNN_FMA_MATH));
-  pl.algo = c->algo;
+  SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? c.math : CUDNN_FMA_MATH));
+  pl.algo = c.algo;
   if (pass == Pass::Fwd) {
     SAL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv, pl.y,
                                                             static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo),
@@ -198,6 +205,28 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   } else {
     SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         h, pl.x, pl.y, pl.conv, pl.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), &pl.workspace));
+  }
+}
+
+// algo < 0: the heuristic choice; else that algorithm among the timed candidates.
+Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
+  const std::vector<Candidate> cands = heuristics(h, pass, g);
+  Candidate c = preferred(pass, cands);
+  if (algo >= 0) {
+    const std::vector<Candidate> timed = timed_candidates(pass, cands);
+    auto it = std::find_if(timed.begin(), timed.end(), [algo](const Candidate& x) { return x.algo == algo; });
+    SAL_CHECK(it != timed.end(), "cuDNN: algorithm ", algo, " is not among this cuDNN's usable algorithms for ",
+              pass == Pass::Fwd ? "the forward" : pass == Pass::Dgrad ? "the input gradient" : "the weight gradient",
+              " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution (", __FILE__,
+              ":", __LINE__, ")");
+    c = *it;
+  }
+  Plan pl;
+  try {
+    fill_plan(h, pass, g, c, pl);
+  } catch (...) {
+    destroy(pl);  // a plan that fails is not kept: its descriptors go with it
+    throw;
   }
   return pl;
 }
@@ -213,8 +242,11 @@ const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   return *slot;
 }
 
-void* workspace(DeviceScratch& scratch, size_t bytes) {
-  return bytes ? scratch.floats(static_cast<int64_t>((bytes + 3) / 4)) : nullptr;
+// The given workspace when it is large enough, else one from the scratch (the arena).
+void* workspace(DeviceScratch& scratch, size_t bytes, const CudnnWorkspace& given) {
+  if (!bytes) return nullptr;
+  if (given.ptr && given.bytes >= bytes) return given.ptr;
+  return scratch.floats(static_cast<int64_t>((bytes + 3) / 4));
 }
 
 }  // namespace
@@ -232,47 +264,47 @@ bool cudnn_conv_supported(const ConvGeom& g) {
 }
 
 std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max) {
-  const std::vector<Candidate> cands = heuristics(handle_for(ctx), pass, g);
-  const Candidate& first = preferred(pass, cands);
-  std::vector<int> out = {first.algo};
-  if (!g.tf32) return out;
-  const bool det = wants_deterministic(pass, cands);
-  const size_t limit = std::max(first.memory, kTimedWorkspace);
-  for (const Candidate& c : cands) {
-    if (static_cast<int>(out.size()) >= max) break;
-    if (c.memory > limit || (det && !c.deterministic)) continue;
-    if (std::find(out.begin(), out.end(), c.algo) == out.end()) out.push_back(c.algo);
-  }
+  const std::vector<Candidate> timed = timed_candidates(pass, heuristics(handle_for(ctx), pass, g));
+  std::vector<int> out;
+  for (const Candidate& c : timed)
+    if (static_cast<int>(out.size()) < (g.tf32 ? max : 1)) out.push_back(c.algo);
   return out;
 }
 
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo) {
+size_t cudnn_conv_workspace_bytes(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int algo) {
+  return plan_for(handle_for(ctx), pass, g, algo).workspace;
+}
+
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo,
+                        const CudnnWorkspace& given) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace);
+  void* ws = workspace(scratch, pl.workspace, given);
   const float alpha = 1.f, beta = 0.f;
   SAL_CUDNN_CHECK(cudnnConvolutionForward(h, &alpha, pl.x, x, pl.w, w, pl.conv,
                                           static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ws, pl.workspace, &beta,
                                           pl.y, y));
 }
 
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo) {
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo,
+                      const CudnnWorkspace& given) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Dgrad, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace);
+  void* ws = workspace(scratch, pl.workspace, given);
   const float alpha = 1.f, beta = 0.f;
   SAL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &alpha, pl.w, w, pl.y, dy, pl.conv,
                                                static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), ws, pl.workspace,
                                                &beta, pl.x, dx));
 }
 
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo) {
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo,
+                      const CudnnWorkspace& given) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Wgrad, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace);
+  void* ws = workspace(scratch, pl.workspace, given);
   const float alpha = 1.f, beta = 1.f;  // accumulate into dw
   SAL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &alpha, pl.x, x, pl.y, dy, pl.conv,
                                                  static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), ws,

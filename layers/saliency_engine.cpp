@@ -79,6 +79,16 @@ Tensor SaliencyEngine::masks(const std::vector<int32_t>& classes) {
   }
   Tensor cls_rows = cls_buf_.slice0(0, used_);
   upload_into(device_.ctx(mask_arena_), cls_rows, Tensor::from_labels(rows));
+  // The mask step reads the classify step's feature maps where they are now. Those move until the classify
+  // step is captured (its arena settles after its first run), so a mask graph captured earlier (classify,
+  // masks, masks: the second masks captures) would read memory the next classify freed: when the addresses
+  // change, the mask step forgets its graph and runs eagerly again.
+  std::vector<const void*> inputs;
+  for (const Tensor& f : classify_step_.outputs()) inputs.push_back(f.raw());
+  if (inputs != mask_inputs_) {
+    mask_step_.reset();
+    mask_inputs_ = inputs;
+  }
   const std::vector<Tensor>& out = mask_step_.run([this, S](Ctx& c) {
     const std::vector<Tensor>& classified = classify_step_.outputs();
     const std::vector<Tensor> features(classified.begin() + 1, classified.end());

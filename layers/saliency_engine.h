@@ -79,6 +79,7 @@ class SaliencyEngine {
   int64_t used_ = 0;  // rows the steps compute (CUDA: always rows_; CPU: the last classify's n)
   int64_t n_ = 0;     // images of the last classify (0: none yet)
   Tensor x_buf_, cls_buf_;  // the steps' fixed inputs, on the device, outside any arena
+  std::vector<const void*> mask_inputs_;  // where the mask step last read the classify step's outputs
   Arena classify_arena_, mask_arena_;
   StepGraph classify_step_, mask_step_;
 };

@@ -69,7 +69,7 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
 }
 
 TEST_CASE("conv auto cache: a malformed file is an error naming the file, the line and what is wrong") {
-  const std::string good = "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn\n";
+  const std::string good = "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n";
   CHECK(error_of(std::string(kHeader) + good).empty());
   CHECK(error_of(std::string(kHeader) + "\n" + good + "\n").empty());  // blank lines are skipped
   const struct {
@@ -79,25 +79,30 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {"saliency conv auto choices v2\n", "line 1: expected"},
       {"saliency conv auto choices v1\n", "line 2: expected 'device <GPU name>'"},
       {"saliency conv auto choices v1\ndevice \n", "line 2: expected 'device <GPU name>'"},
-      {std::string(kHeader) + "forward 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn\n", "line 3: unknown pass 'forward'"},
+      {std::string(kHeader) + "forward 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n", "line 3: unknown pass 'forward'"},
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 auto\n",
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 auto\n",
        "line 3: expected 'custom', 'cudnn', 'cudnn:N' or 'cublas' after the numbers, got 'auto'"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:\n",
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:\n",
        "line 3: expected an algorithm number after 'cudnn:', got 'cudnn:'"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:x1\n", "got 'cudnn:x1'"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:123\n", "got 'cudnn:123'"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:-1\n", "got 'cudnn:-1'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:x1\n", "got 'cudnn:x1'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:123\n", "got 'cudnn:123'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:-1\n", "got 'cudnn:-1'"},
+      // choices Auto never makes: cuDNN on a shape it cannot take (1x4 input, 3x3 kernel, output 2x2), an
+      // algorithm number in f32 math (the last key number 0)
+      {std::string(kHeader) + "fwd 1 2 1 4 5 2 2 3 3 1 1 1 0 0 1 1 1 cudnn\n", "line 3: cuDNN cannot take this shape"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 0 cudnn:1\n",
+       "line 3: a cuDNN algorithm number for f32 math"},
       // cuBLAS on a pass it cannot run: a weight gradient, or a 3x3 convolution
       {std::string(kHeader) + "wgrad 1 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n",
        "line 3: cuBLAS runs only the forward and input gradient of 1x1"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cublas\n", "line 3: cuBLAS runs only"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1\n", "got ''"},
-      {std::string(kHeader) + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
-      {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 custom\n",
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 3 3 1 1 1 1 1 1 1 1 cublas\n", "line 3: cuBLAS runs only"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1\n", "got ''"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
+      {std::string(kHeader) + good + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 custom\n",
        "line 4: the same shape is listed with another choice before"},
-      {std::string(kHeader) + good + "fwd 1 2 3 4 5 6 7 8 9 1 1 1 0 0 1 1 1 cudnn:2\n",
+      {std::string(kHeader) + good + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:2\n",
        "line 4: the same shape is listed with another choice before"},
   };
   for (const auto& b : bad) {

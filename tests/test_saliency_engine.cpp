@@ -149,4 +149,21 @@ TEST_CASE("cuda: SaliencyEngine's captured steps give the CPU's masks, fewer ima
     CHECK(lp < 0.05);  // TF32 convolutions (the default); the masks' mean as in the sal_mask test
     CHECK(m < 5e-3);
   }
+  // Several masks() per classification, in fresh engines (their graphs not yet captured): the mask step's
+  // second run captures while the classify step is still eager, and the next classify moves its feature maps;
+  // the engine must not replay a graph that reads the old ones.
+  SaliencyEngine fresh_cpu(cpu, {.masker = repo(kMasker), .max_batch = 2});
+  SaliencyEngine fresh_gpu(gpu, {.masker = repo(kMasker), .max_batch = 2});
+  for (int round = 0; round < 3; ++round) {
+    Tensor x = sample_batch(2, S);
+    if (round == 1) x.slice0(0, 1).copy_from(sample_batch(3, S).slice0(2, 1));  // another image
+    const SaliencyEngine::Result a = fresh_cpu.run(x), b = fresh_gpu.run(x);
+    CHECK(b.top1 == a.top1);
+    for (const int32_t shift : {3, 11}) {
+      const std::vector<int32_t> cls = {(a.top1[0] + shift) % 1000, (a.top1[1] + shift) % 1000};
+      const double m = mean_abs_diff(fresh_cpu.masks(cls), fresh_gpu.masks(cls));
+      MESSAGE("round ", round, ", classes +", shift, ": CUDA vs CPU masks mean ", m);
+      CHECK(m < 5e-3);
+    }
+  }
 }
