@@ -78,13 +78,8 @@ ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
                        g.pt, g.pl, g.dh, g.dw, g.tf32};
 }
 
-// One run of a pass: what runs it, and (Auto's timed runs) a workspace lent to cuDNN.
-struct RunArgs {
-  ConvChoice choice;
-  CudnnWorkspace ws;
-};
-// Runs one pass as `RunArgs` says into the given output.
-using RunFn = std::function<void(const RunArgs&, float*)>;
+// Runs one pass with the given backend (and, for cuDNN, algorithm) into the given output.
+using RunFn = std::function<void(const ConvChoice&, float*)>;
 
 struct Events {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -169,35 +164,32 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
   // never read), so the caller's tensors are untouched.
   DeviceScratch scratch(ctx);
   float* tmp = scratch.floats(out_elems);
+  // Each candidate's temporaries (cuDNN's workspace, the custom kernels' split-K sums) are taken and released
+  // inside its runs: the arena keeps what its untimed first run grows, so no timed run times a cudaMalloc or a
+  // cudaFree (the kept blocks go when `scratch` releases, after the timing).
+  const Arena::KeepGrowth keep(ctx.arena);
   const cudaStream_t stream = stream_of(ctx);
   ConvChoice pick{ConvBackend::Custom, -1};
-  float best = time_ms(stream, [&] { run(RunArgs{pick, {}}, tmp); });
-  const auto consider = [&](const RunArgs& a) {
+  float best = time_ms(stream, [&] { run(pick, tmp); });
+  const auto consider = [&](const ConvChoice& c) {
     try {
-      const float t = time_ms(stream, [&] { run(a, tmp); });
-      if (t < best) best = t, pick = a.choice;
+      const float t = time_ms(stream, [&] { run(c, tmp); });
+      if (t < best) best = t, pick = c;
     } catch (const std::exception&) {
       // The library refused this shape at run time (an API error, not a device fault): not a candidate.
     }
   };
   if (cudnn_conv_supported(g)) {
-    // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
-    std::vector<ConvChoice> algos;
-    size_t ws_bytes = 0;
+    std::vector<int> algos;
     try {
-      const std::vector<int> numbers = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed);
-      for (size_t i = 0; i < numbers.size(); ++i) algos.push_back(ConvChoice{ConvBackend::Cudnn, i ? numbers[i] : -1});
-      for (const ConvChoice& c : algos)
-        ws_bytes = std::max(ws_bytes, cudnn_conv_workspace_bytes(ctx, cudnn_pass(pass), g, c.cudnn_algo));
+      algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed);
     } catch (const std::exception&) {
       algos.clear();  // no usable algorithm: cuDNN is not a candidate
     }
-    // One workspace for all the timed runs, taken before them: an arena growing inside a timed run would time
-    // a cudaMalloc and a cudaFree with it (the same reason as conv2d_bn_act's temporaries).
-    const CudnnWorkspace ws{ws_bytes ? scratch.floats(static_cast<int64_t>((ws_bytes + 3) / 4)) : nullptr, ws_bytes};
-    for (const ConvChoice& c : algos) consider(RunArgs{c, ws});
+    // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
+    for (size_t i = 0; i < algos.size(); ++i) consider(ConvChoice{ConvBackend::Cudnn, i == 0 ? -1 : algos[i]});
   }
-  if (cublas_takes(pass, g)) consider(RunArgs{ConvChoice{ConvBackend::Cublas, -1}, {}});
+  if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
   choices().emplace(key, pick);
@@ -216,7 +208,7 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
 
 void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* out, const RunFn& run) {
   const ConvChoice c = choose(ctx, pass, g, out_elems, run);
-  run(RunArgs{c, {}}, out);
+  run(c, out);
   const ConvBackend b = c.backend;
   (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
 }
@@ -235,8 +227,7 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
   const int64_t n = g.N * g.K * g.pq();
   if (n == 0) return;
   SAL_CHECK(!epi.scale && !epi.residual && epi.act == Activation::None, "conv forward: epilogue beyond a bias");
-  execute(ctx, Pass::Fwd, g, n, y, [&](const RunArgs& a, float* out) {
-    const ConvChoice& c = a.choice;
+  execute(ctx, Pass::Fwd, g, n, y, [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {
       custom_conv_forward(ctx, g, x, w, epi, out);
       return;
@@ -244,7 +235,7 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w, x, out, g.tf32);
     else
-      cudnn_conv_forward(ctx, g, x, w, out, c.cudnn_algo, a.ws);
+      cudnn_conv_forward(ctx, g, x, w, out, c.cudnn_algo);
     channel_epilogue(ctx, out, epi, g.N, g.K, g.pq());
   });
 }
@@ -253,8 +244,7 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
 void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
   const int64_t n = g.N * g.C * g.hw();
   if (n == 0) return;
-  execute(ctx, Pass::Dgrad, g, n, dx, [&](const RunArgs& a, float* out) {
-    const ConvChoice& c = a.choice;
+  execute(ctx, Pass::Dgrad, g, n, dx, [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {
       custom_conv_dgrad(ctx, g, dy, w, bias, out);
       return;
@@ -262,7 +252,7 @@ void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const f
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_dgrad_gemm(g), w, dy, out, g.tf32);
     else
-      cudnn_conv_dgrad(ctx, g, dy, w, out, c.cudnn_algo, a.ws);
+      cudnn_conv_dgrad(ctx, g, dy, w, out, c.cudnn_algo);
     if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
   });
 }
@@ -271,13 +261,12 @@ void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const f
 void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw) {
   const int64_t n = g.K * g.crs();
   if (n == 0 || g.N * g.pq() == 0) return;
-  execute(ctx, Pass::Wgrad, g, n, dw, [&](const RunArgs& a, float* out) {
-    const ConvChoice& c = a.choice;
+  execute(ctx, Pass::Wgrad, g, n, dw, [&](const ConvChoice& c, float* out) {
     SAL_CHECK(c.backend != ConvBackend::Cublas, "conv wgrad: cuBLAS does not run weight gradients");
     if (c.backend == ConvBackend::Custom)
       custom_conv_wgrad(ctx, g, dy, x, out);
     else
-      cudnn_conv_wgrad(ctx, g, dy, x, out, c.cudnn_algo, a.ws);
+      cudnn_conv_wgrad(ctx, g, dy, x, out, c.cudnn_algo);
   });
 }
 
@@ -403,8 +392,7 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
     bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
   }
   float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // the library's conv output
-  execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](const RunArgs& a, float* out) {
-    const ConvChoice& c = a.choice;
+  execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       ConvEpilogue epi;
       epi.mean = bn.mean->data<float>(), epi.scale = scale, epi.beta = bn.beta->data<float>();
@@ -420,7 +408,7 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), z, g.tf32);
     else
-      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z, c.cudnn_algo, a.ws);
+      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z, c.cudnn_algo);
     const Tensor zt = Tensor::view(z, y.shape(), DType::F32, Device::CUDA);
     Tensor yt = Tensor::view(out, y.shape(), DType::F32, Device::CUDA);
     batchnorm2d_infer_act(ctx, zt, *bn.gamma, *bn.beta, *bn.mean, *bn.var, bn.eps, residual, act, yt);

@@ -242,11 +242,8 @@ const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   return *slot;
 }
 
-// The given workspace when it is large enough, else one from the scratch (the arena).
-void* workspace(DeviceScratch& scratch, size_t bytes, const CudnnWorkspace& given) {
-  if (!bytes) return nullptr;
-  if (given.ptr && given.bytes >= bytes) return given.ptr;
-  return scratch.floats(static_cast<int64_t>((bytes + 3) / 4));
+void* workspace(DeviceScratch& scratch, size_t bytes) {
+  return bytes ? scratch.floats(static_cast<int64_t>((bytes + 3) / 4)) : nullptr;
 }
 
 }  // namespace
@@ -271,40 +268,34 @@ std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom&
   return out;
 }
 
-size_t cudnn_conv_workspace_bytes(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int algo) {
-  return plan_for(handle_for(ctx), pass, g, algo).workspace;
-}
 
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo,
-                        const CudnnWorkspace& given) {
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace, given);
+  void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
   SAL_CUDNN_CHECK(cudnnConvolutionForward(h, &alpha, pl.x, x, pl.w, w, pl.conv,
                                           static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ws, pl.workspace, &beta,
                                           pl.y, y));
 }
 
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo,
-                      const CudnnWorkspace& given) {
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Dgrad, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace, given);
+  void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
   SAL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &alpha, pl.w, w, pl.y, dy, pl.conv,
                                                static_cast<cudnnConvolutionBwdDataAlgo_t>(pl.algo), ws, pl.workspace,
                                                &beta, pl.x, dx));
 }
 
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo,
-                      const CudnnWorkspace& given) {
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Wgrad, g, algo);
   DeviceScratch scratch(ctx);
-  void* ws = workspace(scratch, pl.workspace, given);
+  void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 1.f;  // accumulate into dw
   SAL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &alpha, pl.x, x, pl.y, dy, pl.conv,
                                                  static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), ws,

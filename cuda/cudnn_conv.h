@@ -34,27 +34,13 @@ bool cudnn_conv_supported(const ConvGeom& g);
 // math is what is compared with the CPU, and the transform-based algorithms round differently.
 std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max);
 
-// The workspace bytes a pass of g needs with algorithm algo (< 0: the heuristic choice).
-size_t cudnn_conv_workspace_bytes(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int algo);
-
-// Device memory a caller lends a pass as its workspace (used when at least as large as the algorithm needs;
-// else the pass takes one from ctx.alloc). Auto lends one to the runs it times, so that no timed run allocates
-// (an arena that grows calls cudaMalloc, and cudaFree when released, inside the timing).
-struct CudnnWorkspace {
-  void* ptr = nullptr;
-  size_t bytes = 0;
-};
-
 // y = conv(x, w) (no bias: the caller adds it); algo < 0: the heuristic choice, else that algorithm (one
 // of cudnn_conv_algorithms; another is an error naming it)
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1,
-                        const CudnnWorkspace& ws = {});
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1);
 // dx = the input gradient of dy (overwritten)
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1,
-                      const CudnnWorkspace& ws = {});
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1);
 // dw += the weight gradient of (dy, x)
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo = -1,
-                      const CudnnWorkspace& ws = {});
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo = -1);
 // The cuDNN library's version number as it reports it at run time (e.g. 91000 for 9.10.0).
 size_t cudnn_runtime_version();
 

@@ -47,6 +47,12 @@ Tensor Arena::alloc(const Shape& shape, DType dtype) {
 void Arena::release(Mark m) {
   if (blocks_.empty()) return;
   SAL_CHECK(m.block < blocks_.size(), "Arena::release: mark from another arena, or taken before a reset");
+  if (keep_growth_ > 0 && blocks_.size() > m.block + 1) {
+    // Keep the blocks opened after the mark; the next allocations start at the newest one's beginning.
+    top_ = 0;
+    used_ = used_before_.back();
+    return;
+  }
   // Blocks opened after the mark are dropped; the peak they served is remembered by reset().
   while (blocks_.size() > m.block + 1) {
     device_free(device_, blocks_.back().ptr);

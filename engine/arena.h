@@ -30,6 +30,27 @@ class Arena {
   void release(Mark m);  // frees everything allocated after m
   void reset();          // frees everything; consolidates blocks after growth
 
+  // While a KeepGrowth is alive, release() keeps the blocks added after its mark and reuses the newest from
+  // its start (what was allocated after the mark is free all the same; the rest of the mark's block stays
+  // unused until the next release before it or reset), so that work repeated in a loop, each time taking and
+  // releasing its temporaries, grows the arena on its first pass only. Auto's timing of convolutions
+  // (cuda/conv_backend.cpp) repeats each candidate's run: a growth inside a timed run would time a cudaMalloc
+  // and, at its release, a cudaFree. Nests; ends with the last KeepGrowth.
+  class KeepGrowth {
+   public:
+    explicit KeepGrowth(Arena* arena) : arena_(arena) {
+      if (arena_) ++arena_->keep_growth_;
+    }
+    ~KeepGrowth() {
+      if (arena_) --arena_->keep_growth_;
+    }
+    KeepGrowth(const KeepGrowth&) = delete;
+    KeepGrowth& operator=(const KeepGrowth&) = delete;
+
+   private:
+    Arena* arena_;
+  };
+
   Device device() const { return device_; }
   size_t capacity() const;      // bytes in all blocks
   size_t used() const { return used_; }
@@ -51,6 +72,7 @@ class Arena {
   size_t growths_ = 0;
   size_t growths_at_reset_ = 0;
   std::vector<size_t> used_before_;  // used_ when each block was opened (to undo on release)
+  int keep_growth_ = 0;              // live KeepGrowth scopes
 };
 
 }  // namespace sal

@@ -120,6 +120,38 @@ TEST_CASE("arena: bump allocation, alignment, marks, growth then no allocation a
   CHECK(b.used() == 0);
 }
 
+TEST_CASE("arena: KeepGrowth keeps the blocks a repeated pass grows, until a release outside it") {
+  Arena a(Device::CPU, 1024);
+  const Arena::Mark start = a.mark();
+  Tensor kept = a.alloc(Shape{16}, DType::F32);  // allocated before: must survive untouched
+  kept.fill(7);
+  const size_t before = a.capacity();
+  {
+    const Arena::KeepGrowth keep(&a);
+    for (int pass = 0; pass < 4; ++pass) {  // as Auto's timing: take temporaries, release them, again
+      const Arena::Mark m = a.mark();
+      Tensor t = a.alloc(Shape{4096}, DType::F32);  // does not fit the first block
+      t.fill(pass);
+      a.release(m);
+    }
+    CHECK(a.growths() == 1);  // the first pass grew the arena, the others reused the kept block
+    CHECK(a.capacity() > before);
+    const Arena::KeepGrowth nested(&a);  // nests
+  }
+  for (double v : kept.values()) CHECK(v == 7);
+  a.release(start);  // outside KeepGrowth: the grown block goes
+  CHECK(a.capacity() == before);
+  CHECK(a.used() == 0);
+  // Without KeepGrowth the same loop grows (and frees) on every pass.
+  for (int pass = 0; pass < 3; ++pass) {
+    const Arena::Mark m = a.mark();
+    a.alloc(Shape{4096}, DType::F32);
+    a.release(m);
+  }
+  CHECK(a.growths() == 4);
+  CHECK(a.capacity() == before);
+}
+
 TEST_CASE("ctx: outputs come from the arena when one is set") {
   Arena a(Device::CPU, 1 << 16);
   Ctx ctx(Device::CPU, &a);
