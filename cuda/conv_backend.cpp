@@ -382,18 +382,11 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
   const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
   const int64_t n = y.numel();
   if (n == 0) return;
-  // Each side's temporary is taken here, before execute(): Auto times the runner, and an allocation inside
-  // it (a new arena block is a cudaMalloc, its release a cudaFree) would be timed with that side.
-  DeviceScratch scratch(ctx);
-  const ConvBackend fixed = fixed_backend(Pass::FwdFused, g);  // Auto: any side may run
-  float* scale = nullptr;  // the custom epilogue's gamma / sqrt(var + eps), rounded once from double
-  if (fixed == ConvBackend::Custom || fixed == ConvBackend::Auto) {
-    scale = scratch.floats(g.K);
-    bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
-  }
-  float* z = fixed != ConvBackend::Custom ? scratch.floats(n) : nullptr;  // the library's conv output
   execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
+      DeviceScratch scratch(ctx);
+      float* scale = scratch.floats(g.K);  // gamma / sqrt(var + eps), rounded once from double
+      bn_epilogue_scale(ctx, bn.gamma->data<float>(), bn.var->data<float>(), bn.eps, g.K, scale);
       ConvEpilogue epi;
       epi.mean = bn.mean->data<float>(), epi.scale = scale, epi.beta = bn.beta->data<float>();
       epi.residual = ptr_or_null(residual), epi.act = act;
@@ -401,17 +394,16 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
       return;
     }
     // cuDNN's fused conv + bias + activation takes one scalar scale, not a per-channel batch norm: the
-    // conv (cuDNN's or cuBLAS's) into a temporary, then the batch-norm kernel's vectorised pass (channel
-    // constants once per block). With a per-element epilogue kernel here instead, the masker's fused inference
-    // took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13). Same
-    // arithmetic as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
+    // conv (cuDNN's or cuBLAS's) into the output, then the batch-norm kernel's vectorised pass over it in place
+    // (channel constants once per block). With a per-element epilogue kernel here instead, the masker's fused
+    // inference took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13).
+    // Same arithmetic as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
     if (c.backend == ConvBackend::Cublas)
-      cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), z, g.tf32);
+      cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), out, g.tf32);
     else
-      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), z, c.cudnn_algo);
-    const Tensor zt = Tensor::view(z, y.shape(), DType::F32, Device::CUDA);
-    Tensor yt = Tensor::view(out, y.shape(), DType::F32, Device::CUDA);
-    batchnorm2d_infer_act(ctx, zt, *bn.gamma, *bn.beta, *bn.mean, *bn.var, bn.eps, residual, act, yt);
+      cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), out, c.cudnn_algo);
+    Tensor yt = Tensor::view(out, y.shape(), DType::F32, Device::CUDA);  // in place: the kernel allows y == x
+    batchnorm2d_infer_act(ctx, yt, *bn.gamma, *bn.beta, *bn.mean, *bn.var, bn.eps, residual, act, yt);
   });
 }
 

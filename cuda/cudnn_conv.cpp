@@ -262,12 +262,11 @@ bool cudnn_conv_supported(const ConvGeom& g) {
 
 std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max) {
   const std::vector<Candidate> timed = timed_candidates(pass, heuristics(handle_for(ctx), pass, g));
+  const int n = g.tf32 ? max : 1;  // f32: the heuristic choice alone
   std::vector<int> out;
-  for (const Candidate& c : timed)
-    if (static_cast<int>(out.size()) < (g.tf32 ? max : 1)) out.push_back(c.algo);
+  for (size_t i = 0; i < timed.size() && static_cast<int>(i) < n; ++i) out.push_back(timed[i].algo);
   return out;
 }
-
 
 void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo) {
   cudnnHandle_t h = handle_for(ctx);
