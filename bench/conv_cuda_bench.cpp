@@ -2,7 +2,12 @@
 // (cuda/cudnn_conv.cpp), forward, dgrad and wgrad, on every distinct conv shape of ResNet-50 at
 // batch 64 and 224x224 input and on the masker decoder's shapes, and cuBLAS's strided-batched GEMM
 // (cuda/conv_pointwise_gemm.h) on the 1x1 stride-1 ones (forward, dgrad); and the custom kernels used as a
-// plain GEMM (a 1x1 convolution) against cublasSgemm with TF32.
+// plain GEMM (a 1x1 convolution) against cublasSgemm with TF32. And the forward of a frozen conv + batch norm +
+// ReLU (conv_bn_relu/<layer>/<variant>, cuDNN's heuristic algorithm, TF32): `bn_pass`, cuDNN's convolution and
+// then the batch-norm pass over its output in place (what conv2d_bn_act's cuDNN side ran before session 15), against
+// `fold`, the batch norm folded into the weights (cuda/conv_bn_fold.h) and one cudnnConvolutionBiasActivationForward,
+// the fold included, and `fused_only`, that call with the weights folded once beforehand (what the fold kernel
+// costs per call); both validated against the CPU's conv2d_bn_act at batch 2 and bn_pass at batch 64.
 //
 // Validate, then time. Before a layer is timed, both backends are compared with the CPU (f32) on a
 // batch of 2 and with each other at batch 64, for all three passes (tolerance: max |a - b| below
@@ -34,7 +39,9 @@
 #include <cuda_runtime.h>
 
 #include "cuda/conv_backend.h"
+#include "cuda/conv_bn_fold.h"
 #include "cuda/cublas_gemm.h"
+#include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
 #endif
 
@@ -80,6 +87,12 @@ const GemmSize kGemms[] = {
 
 enum class Pass { Fwd, Dgrad, Wgrad };
 const char* pass_name(Pass p) { return p == Pass::Fwd ? "fwd" : p == Pass::Dgrad ? "dgrad" : "wgrad"; }
+
+// conv_bn_relu's ways of computing relu(bn(conv(x, w))) (the file's comment).
+enum class BnVariant { BnPass, Fold, FusedOnly };
+const char* bn_variant_name(BnVariant v) {
+  return v == BnVariant::BnPass ? "bn_pass" : v == BnVariant::Fold ? "fold" : "fused_only";
+}
 
 #ifdef SAL_WITH_CUDA
 using cuda::ConvBackend;
@@ -304,6 +317,98 @@ void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
   cuda::set_conv_backend(ConvBackend::Auto);
 }
 
+// A frozen batch norm's statistics for K channels (gamma around 1, var in [0.5, 1.5], as a trained network's).
+struct BnParams {
+  Tensor gamma, beta, mean, var;
+};
+BnParams bn_params(int64_t k, Device dev) {
+  const Shape s{k};
+  const auto shifted = [&](uint64_t seed, float scale, float offset) {
+    Tensor t = host_random(s, seed, scale);
+    for (int64_t i = 0; i < k; ++i) t.data<float>()[i] += offset;
+    return t.to(dev);
+  };
+  return BnParams{shifted(11, 0.5f, 1.f), shifted(12, 0.5f, 0.f), shifted(13, 0.2f, 0.f), shifted(14, 0.5f, 1.f)};
+}
+constexpr double kBnEps = 1e-5;
+
+// relu(bn(conv(x, w))) on the device by one variant into y (wf, bf: the folded weights and bias, which Fold
+// recomputes and FusedOnly reads as they are).
+void conv_bn_relu(Ctx& ctx, BnVariant v, const Tensor& x, const Tensor& w, const BnParams& bn, const Conv2dArgs& a,
+                  Tensor& wf, Tensor& bf, Tensor& y) {
+  cuda::ConvGeom g = cuda::conv_geom(x.shape(), w.shape(), y.shape(), a);
+  g.tf32 = true;
+  if (v == BnVariant::BnPass) {
+    cuda::cudnn_conv_forward(ctx, g, x.data<float>(), w.data<float>(), y.data<float>());
+    batchnorm2d_infer_act_inplace(ctx, y, bn.gamma, bn.beta, bn.mean, bn.var, kBnEps, nullptr, Activation::ReLU);
+    return;
+  }
+  if (v == BnVariant::Fold)
+    cuda::bn_fold_conv_weights(ctx, w.data<float>(), bn.gamma.data<float>(), bn.beta.data<float>(),
+                               bn.mean.data<float>(), bn.var.data<float>(), kBnEps, g.K, g.crs(), wf.data<float>(),
+                               bf.data<float>());
+  cuda::cudnn_conv_bias_act_forward(ctx, g, x.data<float>(), wf.data<float>(), bf.data<float>(), nullptr, true,
+                                    y.data<float>());
+}
+
+void BM_conv_bn_relu(benchmark::State& st, Layer l, BnVariant v) {
+  if (!cuda_available()) {
+    st.SkipWithError("no CUDA device");
+    return;
+  }
+  Gpu& G = gpu();
+  LayerData& d = layer_data(l);
+  const BnParams bn = bn_params(l.k, Device::CUDA);
+  const Shape ys{kBatch, l.k, out_size(l), out_size(l)};
+  Tensor wf = Tensor::empty(d.w.shape(), DType::F32, Device::CUDA);
+  Tensor bf = Tensor::empty(Shape{l.k}, DType::F32, Device::CUDA);
+  Tensor y = Tensor::empty(ys, DType::F32, Device::CUDA);
+  sync_all();
+  std::string err;
+  try {  // validate: batch 2 against the CPU, batch 64 against bn_pass (every variant folds first: FusedOnly reads it)
+    Ctx cpu;
+    const Tensor xs = d.x.slice0(0, kCheckBatch);
+    const BnParams hb = bn_params(l.k, Device::CPU);
+    const Tensor want = conv2d_bn_act(cpu, xs.to(Device::CPU), d.w.to(Device::CPU), hb.gamma, hb.beta, hb.mean,
+                                      hb.var, kBnEps, nullptr, Activation::ReLU, d.a);
+    Tensor ys2 = Tensor::empty(want.shape(), DType::F32, Device::CUDA);
+    Tensor ref = Tensor::empty(ys, DType::F32, Device::CUDA);
+    conv_bn_relu(G.ctx, BnVariant::Fold, xs, d.w, bn, d.a, wf, bf, ys2);  // (the fold, for FusedOnly)
+    conv_bn_relu(G.ctx, v, xs, d.w, bn, d.a, wf, bf, ys2);
+    conv_bn_relu(G.ctx, BnVariant::BnPass, d.x, d.w, bn, d.a, wf, bf, ref);
+    conv_bn_relu(G.ctx, v, d.x, d.w, bn, d.a, wf, bf, y);
+    G.dev.synchronize();
+    double e = rel_err(ys2.to(Device::CPU), want);
+    if (!(e <= kTol)) err = cat(bn_variant_name(v), " vs CPU at batch ", kCheckBatch, ": ", e, " of the maximum");
+    e = rel_err(y.to(Device::CPU), ref.to(Device::CPU));
+    if (err.empty() && !(e <= kTol)) err = cat(bn_variant_name(v), " vs bn_pass at batch ", kBatch, ": ", e);
+  } catch (const std::exception& ex) {
+    err = ex.what();
+  }
+  G.arena.reset();
+  if (!err.empty()) {
+    st.SkipWithError(err.c_str());
+    return;
+  }
+  Events ev;
+  double total = 0;
+  int64_t n = 0;
+  for (auto _ : st) {
+    const double sec = ev.time(G.stream(), [&] { conv_bn_relu(G.ctx, v, d.x, d.w, bn, d.a, wf, bf, y); });
+    st.SetIterationTime(sec);
+    total += sec;
+    ++n;
+    G.arena.reset();
+  }
+  const double mean = n ? total / n : 0;
+  static std::map<std::string, double> bn_pass_mean;  // layer -> s (bn_pass runs first)
+  if (v == BnVariant::BnPass) bn_pass_mean[l.name] = mean;
+  st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
+  const auto it = bn_pass_mean.find(l.name);
+  if (v != BnVariant::BnPass && it != bn_pass_mean.end() && it->second > 0)
+    st.counters[cat(bn_variant_name(v), "/bn_pass")] = mean / it->second;
+}
+
 // C[M,N] = A[M,K] B[K,N] as a 1x1 convolution x:[1,K,1,N], w:[M,K,1,1] -> y:[1,M,1,N] (custom),
 // or through cuBLAS with TF32.
 void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
@@ -375,6 +480,7 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
 enum class ConvBackend { Custom, Cudnn, Cublas };
 void BM_conv(benchmark::State& st, Layer, Pass, ConvBackend) { st.SkipWithError("no CUDA device"); }
 void BM_gemm(benchmark::State& st, GemmSize, bool) { st.SkipWithError("no CUDA device"); }
+void BM_conv_bn_relu(benchmark::State& st, Layer, BnVariant) { st.SkipWithError("no CUDA device"); }
 
 #endif
 
@@ -388,6 +494,11 @@ void register_all() {
         const std::string name = cat("conv/", l.name, "/", pass_name(p), "/", backend);
         benchmark::RegisterBenchmark(name.c_str(), BM_conv, l, p, be)->UseManualTime()->Unit(benchmark::kMicrosecond);
       }
+  for (const Layer& l : kLayers)
+    for (BnVariant v : {BnVariant::BnPass, BnVariant::Fold, BnVariant::FusedOnly}) {
+      const std::string name = cat("conv_bn_relu/", l.name, "/", bn_variant_name(v));
+      benchmark::RegisterBenchmark(name.c_str(), BM_conv_bn_relu, l, v)->UseManualTime()->Unit(benchmark::kMicrosecond);
+    }
   for (const GemmSize& s : kGemms)
     for (bool custom : {false, true}) {
       const std::string name = cat("gemm/", s.name, "/", custom ? "custom" : "cublas_tf32");

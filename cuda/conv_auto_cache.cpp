@@ -20,9 +20,12 @@ namespace {
 
 constexpr const char* kFormatLine = "saliency conv auto choices v1";
 constexpr const char* kDeviceTag = "device ";
-constexpr const char* kPassNames[] = {"fwd", "fwd_fused", "dgrad", "wgrad"};  // conv_backend.cpp's Pass, in order
-constexpr int kPasses = 4;
-constexpr int kWgrad = 3;
+// conv_backend.cpp's Pass, in order (conv2d_bn_act's forward: fwd_fused with ReLU6, the two others with ReLU and none)
+constexpr const char* kPassNames[] = {"fwd", "fwd_fused", "dgrad", "wgrad", "fwd_fused_relu", "fwd_fused_none"};
+constexpr int kPasses = 6;
+constexpr int kWgrad = 3, kFwdFusedRelu = 4, kFwdFusedNone = 5;
+constexpr int kImplicitPrecompGemm = 1;  // cuDNN's forward algorithm 1, the only one it runs fused with no activation
+constexpr const char* kFold = "+fold";  // after "cudnn": the batch norm folded into the weights
 
 // The geometry a key describes (key_of in conv_backend.cpp: pass, then these in this order).
 ConvGeom geom_of(const ConvChoiceKey& k) {
@@ -41,8 +44,10 @@ ConvGeom geom_of(const ConvChoiceKey& k) {
 }  // namespace
 
 std::string conv_choice_name(const ConvChoice& c) {
-  const std::string name = conv_backend_name(c.backend);
-  return c.backend == ConvBackend::Cudnn && c.cudnn_algo >= 0 ? cat(name, ":", c.cudnn_algo) : name;
+  std::string name = conv_backend_name(c.backend);
+  if (c.backend != ConvBackend::Cudnn) return name;
+  if (c.fold_bn) name += kFold;
+  return c.cudnn_algo >= 0 ? cat(name, ":", c.cudnn_algo) : name;
 }
 
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices) {
@@ -55,6 +60,10 @@ std::string format_conv_choices(const std::string& device, const ConvChoices& ch
     SAL_CHECK(choice.backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
     SAL_CHECK(choice.cudnn_algo < 0 || choice.backend == ConvBackend::Cudnn,
               "format_conv_choices: an algorithm number with a backend other than cuDNN");
+    SAL_CHECK(!choice.fold_bn || (choice.backend == ConvBackend::Cudnn &&
+                                  (key[0] == kFwdFusedRelu || key[0] == kFwdFusedNone) && key[17] != 0),
+              "format_conv_choices: the batch-norm fold other than with cuDNN for conv2d_bn_act's forward with ReLU "
+              "or no activation in TF32");
     out << kPassNames[key[0]];
     for (size_t i = 1; i < key.size(); ++i) out << ' ' << key[i];
     out << ' ' << conv_choice_name(choice) << '\n';
@@ -79,7 +88,8 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
     int p = 0;
     while (p < kPasses && pass != kPassNames[p]) ++p;
     if (p == kPasses)
-      bad_line(path, number, cat("unknown pass '", pass, "' (expected fwd, fwd_fused, dgrad or wgrad)"));
+      bad_line(path, number, cat("unknown pass '", pass,
+                                 "' (expected fwd, fwd_fused, fwd_fused_relu, fwd_fused_none, dgrad or wgrad)"));
     key[0] = p;
     for (size_t i = 1; i < key.size(); ++i) {
       if (!(fields >> key[i]) || key[i] < 0)
@@ -87,16 +97,24 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
     }
     fields >> backend;
     ConvChoice c;
+    const std::string word = backend;  // for the messages
+    const std::string fold = cat("cudnn", kFold);
+    if (backend.rfind(fold, 0) == 0) {  // "cudnn+fold[:N]": read as "cudnn[:N]" with the fold
+      c.fold_bn = true;
+      backend = "cudnn" + backend.substr(fold.size());
+    }
     if (backend.rfind("cudnn:", 0) == 0) {  // cuDNN's algorithm N (a small number: cuDNN has under 10 a pass)
       const std::string n = backend.substr(6);
       if (n.empty() || n.size() > 2 || n.find_first_not_of("0123456789") != std::string::npos)
-        bad_line(path, number, cat("expected an algorithm number after 'cudnn:', got '", backend, "'"));
-      c = ConvChoice{ConvBackend::Cudnn, std::stoi(n)};
-    } else if (backend == "custom" || backend == "cudnn" || backend == "cublas") {
+        bad_line(path, number, cat("expected an algorithm number after 'cudnn:', got '", word, "'"));
+      c.backend = ConvBackend::Cudnn, c.cudnn_algo = std::stoi(n);
+    } else if (backend == "cudnn" || (!c.fold_bn && (backend == "custom" || backend == "cublas"))) {
       c.backend = parse_conv_backend(backend);
     } else {
       bad_line(path, number,
-               cat("expected 'custom', 'cudnn', 'cudnn:N' or 'cublas' after the numbers, got '", backend, "'"));
+               cat("expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N' or 'cublas' after the "
+                   "numbers, got '",
+                   word, "'"));
     }
     std::string extra;
     if (fields >> extra) bad_line(path, number, cat("unexpected '", extra, "' at the end"));
@@ -108,6 +126,12 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
       bad_line(path, number, "cuDNN cannot take this shape (cudnn_conv_supported)");
     if (c.cudnn_algo >= 0 && key[17] == 0)
       bad_line(path, number, "a cuDNN algorithm number for f32 math (Auto times cuDNN's algorithms in TF32 only)");
+    if (c.fold_bn && ((p != kFwdFusedRelu && p != kFwdFusedNone) || key[17] == 0))
+      bad_line(path, number, "the batch-norm fold ('cudnn+fold') is for the fwd_fused_relu and fwd_fused_none passes "
+                             "in TF32 only");
+    if (c.fold_bn && p == kFwdFusedNone && c.cudnn_algo >= 0 && c.cudnn_algo != kImplicitPrecompGemm)
+      bad_line(path, number, cat("cuDNN runs its fused convolution + bias with no activation only with algorithm ",
+                                 kImplicitPrecompGemm, " (IMPLICIT_PRECOMP_GEMM), not ", c.cudnn_algo));
     auto [it, inserted] = parsed.choices.emplace(key, c);
     if (!inserted && !(it->second == c)) bad_line(path, number, "the same shape is listed with another choice before");
   }

@@ -7,7 +7,10 @@
 //
 // The file is text: a first line naming the format, a second naming the GPU ("device <name>"), then one
 // line per choice: the pass and the 17 geometry numbers of the key (cuda/conv_backend.cpp key_of), then
-// "custom", "cublas", "cudnn" (cuDNN's heuristic algorithm) or "cudnn:N" (cuDNN's algorithm N, timed fastest).
+// "custom", "cublas", "cudnn" (cuDNN's heuristic algorithm) or "cudnn:N" (cuDNN's algorithm N, timed fastest),
+// and for conv2d_bn_act's forward with ReLU or no activation (passes fwd_fused_relu, fwd_fused_none; ReLU6's is
+// fwd_fused) in TF32 also "cudnn+fold" or "cudnn+fold:N" (the batch norm folded into the weights, cuDNN's fused
+// convolution + bias + activation: cuda/conv_bn_fold.h).
 // Nothing here touches the GPU: the formatting and parsing are tested on any machine.
 #pragma once
 #include <array>
@@ -22,18 +25,20 @@ namespace sal::cuda {
 using ConvChoiceKey = std::array<int64_t, 18>;
 
 // One of Auto's choices: a backend and, for cuDNN, the algorithm that was timed fastest (-1: cuDNN's own
-// heuristic choice, as when cuDNN is set).
+// heuristic choice, as when cuDNN is set) and, for conv2d_bn_act's forward, whether the batch norm is folded into
+// the weights and run by cuDNN's fused convolution + bias + activation (else it is a pass after the conv).
 struct ConvChoice {
   ConvBackend backend = ConvBackend::Custom;
   int cudnn_algo = -1;
+  bool fold_bn = false;
   bool operator==(const ConvChoice&) const = default;
 };
 using ConvChoices = std::map<ConvChoiceKey, ConvChoice>;
-// "custom", "cublas", "cudnn" or "cudnn:N" (the file's words)
+// "custom", "cublas", "cudnn", "cudnn:N", "cudnn+fold" or "cudnn+fold:N" (the file's words)
 std::string conv_choice_name(const ConvChoice& c);
 
 // The file's text for the GPU named `device` (Custom, Cudnn and Cublas choices: Auto is not a choice; an
-// algorithm only with Cudnn).
+// algorithm and the fold only with Cudnn, the fold only for conv2d_bn_act's forward with ReLU or none in TF32).
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices);
 
 struct ParsedConvChoices {

@@ -18,6 +18,7 @@
 #include "cuda/batchnorm.h"
 #include "cuda/check.cuh"
 #include "cuda/conv_auto_cache.h"
+#include "cuda/conv_bn_fold.h"
 #include "cuda/conv_igemm.h"
 #include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cublas_gemm.h"
@@ -31,7 +32,8 @@ namespace {
 std::once_flag g_env_once;
 std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
 std::atomic<int> g_math{static_cast<int>(ConvMath::TF32)};
-std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_cublas{0}, g_timed{0};
+std::atomic<bool> g_fold_bn{true};
+std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_cublas{0}, g_folded{0}, g_timed{0};
 
 // Auto's choices and their file (cuda/conv_auto_cache.h), both under choices_mutex().
 std::mutex& choices_mutex() {
@@ -52,6 +54,8 @@ void read_env_once() {
     if (s && *s) g_backend.store(static_cast<int>(parse_conv_backend(s)));
     const char* m = std::getenv("SAL_CONV_MATH");
     if (m && *m) g_math.store(static_cast<int>(parse_conv_math(m)));
+    const char* f = std::getenv("SAL_CONV_FOLD_BN");
+    if (f && *f) g_fold_bn.store(parse_conv_fold_bn(f));
     const char* c = std::getenv("SAL_CONV_AUTO_CACHE");
     std::lock_guard<std::mutex> lock(choices_mutex());
     if (c && *c) g_cache_path = c;
@@ -69,9 +73,14 @@ std::string cache_device() {
 
 // FwdFused: a forward with an epilogue beyond the bias (conv2d_bn_act), timed apart from the plain one:
 // the cuDNN side then includes the epilogue pass.
+// FwdFusedRelu / FwdFusedNone: the same with ReLU / no activation, the two that cuDNN's fused convolution + bias +
+// activation can run with the batch norm folded (FwdFused is then ReLU6's). Apart because a fold chosen for one
+// activation may not run with another (no activation: one cuDNN algorithm only), and ResNet-50 has the same
+// geometry with both (layer 1's 1x1 64 -> 256 at 56x56: the bottlenecks' expansion with ReLU, the projection
+// shortcut without). Numbered after Wgrad, so that files written before them keep their meaning.
 // (The cache file names the passes in this order: cuda/conv_auto_cache.cpp.)
-enum class Pass { Fwd, FwdFused, Dgrad, Wgrad };
-static_assert(static_cast<int>(Pass::Wgrad) == 3, "cuda/conv_auto_cache.cpp names four passes");
+enum class Pass { Fwd, FwdFused, Dgrad, Wgrad, FwdFusedRelu, FwdFusedNone };
+static_assert(static_cast<int>(Pass::FwdFusedNone) == 5, "cuda/conv_auto_cache.cpp names six passes");
 
 ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
   return ConvChoiceKey{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw,
@@ -143,7 +152,9 @@ CudnnPass cudnn_pass(Pass pass) {
 constexpr int kCudnnAlgorithmsTimed = 4;
 
 // What runs this (pass, shape); Auto times every backend that can take it (and cuDNN's first few algorithms,
-// cudnn_conv_algorithms) on the first call of a shape.
+// cudnn_conv_algorithms) on the first call of a shape. A conv2d_bn_act forward whose activation cuDNN's fused
+// convolution + bias + activation has (ReLU or none) has, in TF32 and with the fold allowed (SAL_CONV_FOLD_BN), each
+// cuDNN algorithm timed a second time with the batch norm folded into the weights.
 ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
   const ConvBackend fixed = fixed_backend(pass, g);
   if (fixed != ConvBackend::Auto) return ConvChoice{fixed, -1};
@@ -187,7 +198,12 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       algos.clear();  // no usable algorithm: cuDNN is not a candidate
     }
     // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
-    for (size_t i = 0; i < algos.size(); ++i) consider(ConvChoice{ConvBackend::Cudnn, i == 0 ? -1 : algos[i]});
+    const bool fold = (pass == Pass::FwdFusedRelu || pass == Pass::FwdFusedNone) && g.tf32 && conv_fold_bn();
+    for (size_t i = 0; i < algos.size(); ++i) {
+      const int algo = i == 0 ? -1 : algos[i];
+      consider(ConvChoice{ConvBackend::Cudnn, algo, false});
+      if (fold) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
+    }
   }
   if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
@@ -211,6 +227,7 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
   run(c, out);
   const ConvBackend b = c.backend;
   (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
+  if (c.fold_bn) g_folded.fetch_add(1);
 }
 
 // The forward (A = w, B = x) or input gradient (A = w transposed, B = dy) of a 1x1 convolution on cuBLAS.
@@ -340,14 +357,35 @@ ConvMath parse_conv_math(std::string_view name) {
 
 const char* conv_math_name(ConvMath math) { return math == ConvMath::TF32 ? "tf32" : "f32"; }
 
+bool conv_fold_bn() {
+  read_env_once();
+  return g_fold_bn.load();
+}
+
+void set_conv_fold_bn(bool allowed) {
+  read_env_once();
+  g_fold_bn.store(allowed);
+}
+
+bool parse_conv_fold_bn(std::string_view value) {
+  const std::string s = lower(value);
+  if (s == "1" || s == "on") return true;
+  if (s == "0" || s == "off") return false;
+  fail("SAL_CONV_FOLD_BN / parse_conv_fold_bn: expected 1, on, 0 or off, got '", std::string(value), "'");
+}
+
 ConvBackendCounts conv_backend_counts() {
-  return ConvBackendCounts{g_custom.load(), g_cudnn.load(), g_cublas.load(), g_timed.load()};
+  ConvBackendCounts n;
+  n.custom = g_custom.load(), n.cudnn = g_cudnn.load(), n.cublas = g_cublas.load();
+  n.folded = g_folded.load(), n.timed = g_timed.load();
+  return n;
 }
 
 void reset_conv_backend_counts() {
   g_custom.store(0);
   g_cudnn.store(0);
   g_cublas.store(0);
+  g_folded.store(0);
   g_timed.store(0);
 }
 
@@ -382,7 +420,9 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
   const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
   const int64_t n = y.numel();
   if (n == 0) return;
-  execute(ctx, Pass::FwdFused, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
+  const Pass pass = act == Activation::ReLU ? Pass::FwdFusedRelu : act == Activation::None ? Pass::FwdFusedNone
+                                                                                             : Pass::FwdFused;
+  execute(ctx, pass, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       DeviceScratch scratch(ctx);
       float* scale = scratch.floats(g.K);  // gamma / sqrt(var + eps), rounded once from double
@@ -393,10 +433,21 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
       custom_conv_forward(ctx, g, x.data<float>(), w.data<float>(), epi, out);
       return;
     }
-    // cuDNN's fused conv + bias + activation takes one scalar scale, not a per-channel batch norm: the
-    // conv (cuDNN's or cuBLAS's) into the output, then the batch-norm kernel's vectorised pass over it in place
-    // (channel constants once per block). With a per-element epilogue kernel here instead, the masker's fused
-    // inference took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200, session 13).
+    if (c.fold_bn) {  // one cuDNN call: the batch norm folded into the weights and a bias (cuda/conv_bn_fold.h)
+      SAL_CHECK(pass != Pass::FwdFused, "conv2d_bn_act: the batch-norm fold runs ReLU or no activation, not ReLU6");
+      DeviceScratch scratch(ctx);
+      float* wf = scratch.floats(g.K * g.crs());
+      float* bf = scratch.floats(g.K);
+      bn_fold_conv_weights(ctx, w.data<float>(), bn.gamma->data<float>(), bn.beta->data<float>(),
+                           bn.mean->data<float>(), bn.var->data<float>(), bn.eps, g.K, g.crs(), wf, bf);
+      cudnn_conv_bias_act_forward(ctx, g, x.data<float>(), wf, bf, ptr_or_null(residual), act == Activation::ReLU,
+                                  out, c.cudnn_algo);
+      return;
+    }
+    // Unfolded: the conv (cuDNN's or cuBLAS's) into the output, then the batch-norm kernel's vectorised pass over
+    // it in place (channel constants once per block). With a per-element epilogue kernel here instead, the
+    // masker's fused inference took 16-38% longer at batch 64 than the unfused conv + batchnorm2d_infer_act (H200,
+    // session 13).
     // Same arithmetic as the custom epilogue: (v - mean) * scale + beta with scale rounded once from double.
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w.data<float>(), x.data<float>(), out, g.tf32);

@@ -12,7 +12,9 @@
 // eager comparison runs with, times them all), once per (pass, shape) with CUDA events the first time that
 // shape is seen (forward, dgrad and wgrad separately; into scratch outputs, so a weight gradient is not
 // accumulated twice), keeps the fastest in a map keyed by the full geometry, and runs it from then on. That
-// first call waits for the device (it reads the timing events); later calls never do. Shapes cuDNN cannot
+// first call waits for the device (it reads the timing events); later calls never do. conv2d_bn_act's forward
+// has cuDNN's algorithms timed twice, with the batch norm as a pass after the conv and folded into the weights
+// (conv_fold_bn, below). Shapes cuDNN cannot
 // take (asymmetric padding that changes the output size, see cudnn_conv_supported) run the custom kernels
 // in every mode.
 // The arithmetic is a second per-process setting, ConvMath: TF32 (the default: tensor cores with
@@ -53,10 +55,20 @@ void set_conv_math(ConvMath math);
 ConvMath parse_conv_math(std::string_view name);  // "tf32" | "f32" (any case); throws otherwise
 const char* conv_math_name(ConvMath math);
 
-// How many convolution passes each backend has run (timing runs excluded), and how many
-// (pass, shape) pairs Auto has timed. For tests and benchmarks.
+// conv2d_bn_act's frozen batch norm folded into the weights (cuda/conv_bn_fold.h) so that one cuDNN call
+// (cudnnConvolutionBiasActivationForward) runs conv, batch norm, shortcut sum and ReLU: a third per-process
+// setting, whether Auto may time that too (in TF32, for ReLU and no activation; cuDNN has no ReLU6 there).
+// SAL_CONV_FOLD_BN ("1"/"on", the default, or "0"/"off"), read once; set_conv_fold_bn() changes it. It moves
+// results by one more f32 rounding of each weight (w * gamma / sqrt(var + eps)), far below TF32's; pinned
+// backends and f32 math never fold; a choices file's "cudnn+fold" (below) runs whatever this says.
+bool conv_fold_bn();
+void set_conv_fold_bn(bool allowed);
+bool parse_conv_fold_bn(std::string_view value);  // "1" | "on" | "0" | "off" (any case); throws otherwise
+
+// How many convolution passes each backend has run (timing runs excluded; `folded`: of cuDNN's, those with the
+// batch norm folded), and how many (pass, shape) pairs Auto has timed. For tests and benchmarks.
 struct ConvBackendCounts {
-  int64_t custom = 0, cudnn = 0, cublas = 0, timed = 0;
+  int64_t custom = 0, cudnn = 0, cublas = 0, folded = 0, timed = 0;
 };
 ConvBackendCounts conv_backend_counts();
 void reset_conv_backend_counts();

@@ -242,6 +242,33 @@ const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   return *slot;
 }
 
+// The fused forward's other descriptors: the bias [1,K,1,1] and the two activations it takes (ReLU; identity).
+// One set per channel count for the life of the process (never destroyed, as the plans).
+struct FusedDescriptors {
+  cudnnTensorDescriptor_t bias = nullptr;
+  cudnnActivationDescriptor_t relu = nullptr, identity = nullptr;
+};
+
+const FusedDescriptors& fused_descriptors(int64_t K) {
+  static std::mutex mu;
+  static auto* sets = new std::map<int64_t, std::unique_ptr<FusedDescriptors>>();
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = (*sets)[K];
+  if (!slot) {
+    auto d = std::make_unique<FusedDescriptors>();
+    SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->bias));
+    SAL_CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, static_cast<int>(K), 1, 1));
+    // ReLU as ours: a NaN not carried through (our kernels compute v > 0 ? v : 0, which gives 0 for NaN)
+    SAL_CUDNN_CHECK(cudnnCreateActivationDescriptor(&d->relu));
+    SAL_CUDNN_CHECK(cudnnSetActivationDescriptor(d->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    SAL_CUDNN_CHECK(cudnnCreateActivationDescriptor(&d->identity));
+    SAL_CUDNN_CHECK(cudnnSetActivationDescriptor(d->identity, CUDNN_ACTIVATION_IDENTITY, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    slot = std::move(d);
+  }
+  return *slot;
+}
+
 void* workspace(DeviceScratch& scratch, size_t bytes) {
   return bytes ? scratch.floats(static_cast<int64_t>((bytes + 3) / 4)) : nullptr;
 }
@@ -277,6 +304,26 @@ void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float
   SAL_CUDNN_CHECK(cudnnConvolutionForward(h, &alpha, pl.x, x, pl.w, w, pl.conv,
                                           static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ws, pl.workspace, &beta,
                                           pl.y, y));
+}
+
+void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias,
+                                 const float* z, bool relu, float* y, int algo) {
+  cudnnHandle_t h = handle_for(ctx);
+  const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
+  SAL_CHECK(relu || pl.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+            "cuDNN's fused convolution + bias + activation runs without an activation only with its "
+            "IMPLICIT_PRECOMP_GEMM algorithm, not algorithm ",
+            pl.algo, " (", __FILE__, ":", __LINE__, ")");
+  const FusedDescriptors& fd = fused_descriptors(g.K);
+  DeviceScratch scratch(ctx);
+  void* ws = workspace(scratch, pl.workspace);
+  // No residual: z is y itself with alpha2 = 0 (cuDNN wants a z; PyTorch's fused conv + ReLU passes its
+  // uninitialised output the same way). Whether cuDNN then reads y's old contents is checked on a GPU:
+  // tests/cuda_conv_backends.cpp fills y with NaN first.
+  const float alpha1 = 1.f, alpha2 = z ? 1.f : 0.f;
+  SAL_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+      h, &alpha1, pl.x, x, pl.w, w, pl.conv, static_cast<cudnnConvolutionFwdAlgo_t>(pl.algo), ws, pl.workspace,
+      &alpha2, pl.y, z ? z : y, fd.bias, bias, relu ? fd.relu : fd.identity, pl.y, y));
 }
 
 void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo) {

@@ -37,6 +37,13 @@ std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom&
 // y = conv(x, w) (no bias: the caller adds it); algo < 0: the heuristic choice, else that algorithm (one
 // of cudnn_conv_algorithms; another is an error naming it)
 void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1);
+// y = act(conv(x, w) + bias[K] + z) in one cuDNN call (cudnnConvolutionBiasActivationForward), act ReLU
+// (relu true) or none; z: [N,K,P,Q] or null (no residual). For conv2d_bn_act with the batch norm folded into w and
+// bias (cuda/conv_bn_fold.h). cuDNN runs "no activation" only with its IMPLICIT_PRECOMP_GEMM algorithm: with
+// another this is an error (as is any shape or algorithm this cuDNN's fused path refuses), which Auto, the one
+// caller, counts as "not a candidate". algo as for cudnn_conv_forward (the forward's candidates).
+void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias,
+                                 const float* z, bool relu, float* y, int algo = -1);
 // dx = the input gradient of dy (overwritten)
 void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1);
 // dw += the weight gradient of (dy, x)

@@ -7,11 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define SAL_HD __host__ __device__ __forceinline__
-#else
-#define SAL_HD inline
-#endif
+#include "engine/host_device.h"
 
 namespace sal::philox {
 

@@ -2,7 +2,9 @@
 # The next device run in one shot (session 13 ran two: bench/gpu-logs/2026-11-27-h200*/; this is what they
 # left open): build + every CUDA test (scripts/gpu-check.sh with no benchmarks; the CUDA cases now take the
 # unfused conv + BN path, CUDA's default since session 13, cuBLAS as the third conv backend and cuDNN's
-# algorithms timed under Auto, session 14: auto against cudnn below shows what that timing buys);
+# algorithms timed under Auto, session 14: auto against cudnn below shows what that timing buys; session 15:
+# the frozen batch norm folded into the weights for cuDNN's fused conv + bias + ReLU, timed by Auto in the fused
+# op: fuse=1 with and without SAL_CONV_FOLD_BN=0 below, and the ResNet-50 training step fused and unfused);
 # the 1x1 layers' forward and dgrad on cuBLAS against cuDNN and the custom kernels (conv_cuda_bench); the
 # masker's captured inference with the fusion
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
@@ -37,6 +39,10 @@ B=build-gpu
   timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
     --benchmark_filter='conv/[a-z0-9]+_1x1_[0-9]+to[0-9]+_[0-9]+/(fwd|dgrad)/' 2>&1 | grep -E "^conv|ERROR|Benchmark"
 
+  echo "== ResNet-50 layers, conv + frozen BN + ReLU, batch 64: BN pass after cuDNN vs folded into cuDNN's fused op ($(left) s left)"
+  timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
+    --benchmark_filter='conv_bn_relu/l' 2>&1 | grep -E "^conv|ERROR|Benchmark"
+
   echo "== masker inference graphs, conv + BN fusion off / on, by conv backend ($(left) s left)"
   for backend in auto cudnn cublas custom; do
     for fuse in 0 1; do
@@ -44,6 +50,16 @@ B=build-gpu
         --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \
         --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$backend fuse=$fuse  /"
     done
+  done
+  SAL_CONV_FOLD_BN=0 SAL_CONV_BACKEND=auto SAL_FUSE_CONV_BN=1 timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
+    --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \
+    --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=auto fuse=1 fold=0  /"
+
+  echo "== ResNet-50 training step graph, batch 64, fusion off / on under auto (the fold in the black box) ($(left) s left)"
+  for fuse in 0 1; do
+    SAL_FUSE_CONV_BN=$fuse timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
+      --benchmark_filter='masker_train_graph/resnet50_released/cuda/' \
+      --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse  /"
   done
 
   echo "== op profile of ResNet-50 masker inference at batch 1, eager (where the 2.14 ms go) ($(left) s left)"

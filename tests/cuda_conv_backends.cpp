@@ -4,7 +4,9 @@
 // that reach the implicit-GEMM kernels' edges, split-K, the depthwise kernels, shapes cuDNN refuses
 // (asymmetric padding) and 1x1 convolutions (cuBLAS's), each in both arithmetic settings
 // (ConvMath::TF32 to TF32 rounding, ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on
-// every backend. Also checks which backend ran (counts), that Auto times a shape
+// every backend, also with the batch norm folded into the weights for cuDNN's fused convolution + bias +
+// activation (every algorithm, through a choices file, under Auto). Also checks which backend ran (counts), that
+// Auto times a shape
 // once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -21,6 +24,7 @@
 
 #include "cuda/conv_auto_cache.h"
 #include "cuda/conv_backend.h"
+#include "cuda/conv_bn_fold.h"
 #include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
@@ -351,6 +355,151 @@ int main() {
     }
   }
   cuda::set_conv_math(ConvMath::TF32);
+
+  // ---- conv2d_bn_act with the batch norm folded into the weights (cuda/conv_bn_fold.h) and run by cuDNN's fused
+  // convolution + bias + activation, TF32 (Auto's only use of it). The fold kernel against the CPU's formula; then
+  // every algorithm Auto may time, with ReLU and with no activation, with and without a residual, against the
+  // CPU's conv2d_bn_act, the output filled with NaN first (with no residual cuDNN is given the output as z,
+  // scaled by 0: it must not carry those NaNs through). No activation runs only with IMPLICIT_PRECOMP_GEMM
+  // (algorithm 1): others must be refused. Another refusal by cuDNN is not a failure (Auto then does not time
+  // that candidate) but is printed, and at least one case must have run.
+  {
+    cuda::set_conv_math(ConvMath::TF32);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    int idx = 0, fused_runs = 0;
+    for (const Case& c : cases()) {
+      ++idx;
+      if (c.transpose || !cuda::cudnn_conv_supported(geom(c))) continue;
+      cuda::ConvGeom g = geom(c);
+      g.tf32 = true;
+      const Shape ys = out_shape(c), ks{ys[1]};
+      const int64_t K = ys[1], crs = c.w.numel() / K;
+      std::mt19937_64 rng(131 + idx);
+      Tensor x = random_tensor(c.x, 11 + idx), w = random_tensor(c.w, 23 + idx), r = random_tensor(ys, 29 + idx);
+      Tensor ga = random_tensor(ks, 31 + idx), mn = random_tensor(ks, 43 + idx);
+      Tensor be = Tensor::from_values(uniform(ks, rng), ks), v = Tensor::from_values(uniform(ks, rng, 0.5, 1.5), ks);
+      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gr = r.to(Device::CUDA), gga = ga.to(Device::CUDA);
+      Tensor gbe = be.to(Device::CUDA), gmn = mn.to(Device::CUDA), gv = v.to(Device::CUDA);
+      Tensor wf = Tensor::empty(c.w, DType::F32, Device::CUDA), bf = Tensor::empty(ks, DType::F32, Device::CUDA);
+      Tensor want_wf = Tensor::zeros(c.w, DType::F32), want_bf = Tensor::zeros(ks, DType::F32);
+      for (int64_t i = 0; i < K * crs; ++i)
+        cuda::bn_fold_element(i, crs, w.data<float>(), ga.data<float>(), be.data<float>(), mn.data<float>(),
+                              v.data<float>(), 1e-3, want_wf.data<float>(), want_bf.data<float>());
+      try {
+        cuda::bn_fold_conv_weights(plain, gw.data<float>(), gga.data<float>(), gbe.data<float>(), gmn.data<float>(),
+                                   gv.data<float>(), 1e-3, K, crs, wf.data<float>(), bf.data<float>());
+        // (the bias in double, where the device may contract a * b + c into one fma: to 1e-6)
+        expect(max_rel_diff(wf.to(Device::CPU), want_wf) == 0, cat(c.name, " fold: weights differ from the CPU's"));
+        expect(max_rel_diff(bf.to(Device::CPU), want_bf) <= 1e-6, cat(c.name, " fold: bias differs from the CPU's"));
+      } catch (const std::exception& e) {
+        expect(false, cat(c.name, " fold kernel threw: ", e.what()));
+        continue;
+      }
+      std::vector<int> algos;
+      try {
+        algos = cuda::cudnn_conv_algorithms(plain, cuda::CudnnPass::Fwd, g, 4);
+      } catch (const std::exception& e) {
+        expect(false, cat(c.name, " fold: cudnn_conv_algorithms threw: ", e.what()));
+      }
+      for (const int algo : algos) {
+        for (const Activation act : {Activation::ReLU, Activation::None}) {
+          for (const bool with_residual : {false, true}) {
+            const std::string what = cat(c.name, " folded conv + bias + ", act == Activation::ReLU ? "ReLU" : "nothing",
+                                         with_residual ? " + residual" : "", ", cuDNN algorithm ", algo);
+            const Tensor want =
+                conv2d_bn_act(cpu, x, w, ga, be, mn, v, 1e-3, with_residual ? &r : nullptr, act, c.a);
+            Tensor y = Tensor::from_values(std::vector<double>(static_cast<size_t>(ys.numel()), nan), ys)
+                           .to(Device::CUDA);
+            std::string refused;
+            try {
+              cuda::cudnn_conv_bias_act_forward(plain, g, gx.data<float>(), wf.data<float>(), bf.data<float>(),
+                                                with_residual ? gr.data<float>() : nullptr, act == Activation::ReLU,
+                                                y.data<float>(), algo);
+            } catch (const std::exception& e) {
+              refused = e.what();
+            }
+            if (act == Activation::None && algo != 1) {
+              expect(!refused.empty(), cat(what, ": ran; cuDNN takes no activation only with IMPLICIT_PRECOMP_GEMM"));
+              continue;
+            }
+            if (!refused.empty()) {
+              std::printf("note: %s: refused by cuDNN (not a candidate for Auto): %s\n", what.c_str(),
+                          refused.c_str());
+              continue;
+            }
+            ++fused_runs;
+            const double e = max_rel_diff(y.to(Device::CPU), want);
+            expect(e <= tolerance(ConvMath::TF32),
+                   cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(ConvMath::TF32), ")"));
+          }
+        }
+      }
+    }
+    expect(fused_runs > 0, "cuDNN's fused convolution + bias + activation ran in no case");
+  }
+
+  // ---- The fold as Auto's choice: a choices file that names "cudnn+fold" for a conv2d_bn_act shape is run as
+  // such (counts.folded, nothing timed, the CPU's results); and under Auto with the fold forbidden
+  // (SAL_CONV_FOLD_BN=0) it never runs, allowed it may, the results within TF32 of the CPU either way.
+  {
+    cuda::set_conv_math(ConvMath::TF32);
+    const std::string path =
+        (std::filesystem::temp_directory_path() / cat("sal_conv_fold_choices_", getpid(), ".txt")).string();
+    for (const int which : {0, 3}) {  // a 3x3 ResNet layer, a 1x1 one
+      const Case c = cases()[which];
+      const Shape ys = out_shape(c), ks{ys[1]};
+      std::mt19937_64 rng(151 + which);
+      Tensor x = random_tensor(c.x, 5), w = random_tensor(c.w, 6), r = random_tensor(ys, 7);
+      Tensor ga = random_tensor(ks, 8), mn = random_tensor(ks, 9);
+      Tensor be = Tensor::from_values(uniform(ks, rng), ks), v = Tensor::from_values(uniform(ks, rng, 0.5, 1.5), ks);
+      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gr = r.to(Device::CUDA), gga = ga.to(Device::CUDA);
+      Tensor gbe = be.to(Device::CUDA), gmn = mn.to(Device::CUDA), gv = v.to(Device::CUDA);
+      const Tensor want = conv2d_bn_act(cpu, x, w, ga, be, mn, v, 1e-3, &r, Activation::ReLU, c.a);
+      const auto run = [&] {
+        return conv2d_bn_act(plain, gx, gw, gga, gbe, gmn, gv, 1e-3, &gr, Activation::ReLU, c.a).to(Device::CPU);
+      };
+      try {
+        cuda::set_conv_backend(ConvBackend::Auto);
+        for (const bool allowed : {false, true}) {
+          cuda::set_conv_fold_bn(allowed);
+          cuda::clear_conv_auto_choices();
+          cuda::reset_conv_backend_counts();
+          const double e = max_rel_diff(run(), want);
+          const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+          const std::string what = cat(c.name, " conv2d_bn_act under Auto, fold ", allowed ? "allowed" : "forbidden");
+          expect(e <= tolerance(ConvMath::TF32), cat(what, ": differs from the CPU by ", e));
+          if (!allowed) expect(n.folded == 0, cat(what, ": the fold ran"));
+          std::printf("note: %s: %s\n", what.c_str(), n.folded ? "folded" : n.cudnn ? "cuDNN" : n.cublas ? "cuBLAS"
+                                                                                                         : "custom");
+        }
+        // Auto writes the shape's choice into the file; replaced by "cudnn+fold" there, it must run so.
+        std::filesystem::remove(path);
+        cuda::clear_conv_auto_choices();
+        cuda::set_conv_auto_cache(path);
+        run();
+        cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
+        int replaced = 0;
+        for (auto& [key, choice] : saved.choices)
+          if (key[0] == 4) choice = cuda::ConvChoice{ConvBackend::Cudnn, -1, true}, ++replaced;  // fwd_fused_relu
+        expect(replaced == 1, cat(c.name, " fold choices file: ", replaced, " fwd_fused_relu lines, expected 1"));
+        write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
+        cuda::clear_conv_auto_choices();
+        cuda::set_conv_auto_cache(path);
+        cuda::reset_conv_backend_counts();
+        const double e = max_rel_diff(run(), want);
+        const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+        expect(n.timed == 0 && n.cudnn == 1 && n.folded == 1,
+               cat(c.name, " fold choices file: timed ", n.timed, ", cuDNN ", n.cudnn, ", folded ", n.folded,
+                   " (expected 0, 1, 1)"));
+        expect(e <= tolerance(ConvMath::TF32), cat(c.name, " fold choices file: differs from the CPU by ", e));
+      } catch (const std::exception& e) {
+        expect(false, cat(c.name, " fold as Auto's choice: threw: ", e.what()));
+      }
+      cuda::set_conv_auto_cache("");
+      std::filesystem::remove(path);
+    }
+    cuda::set_conv_fold_bn(true);
+  }
 
   // ---- Auto keeps its choice: a second call of a timed shape times nothing.
   {

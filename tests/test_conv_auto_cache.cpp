@@ -49,6 +49,11 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   c[key(3, 8)] = ConvChoice{ConvBackend::Cudnn};
   c[key(2, 16)] = ConvChoice{ConvBackend::Cudnn, 5};  // cuDNN's algorithm 5, timed fastest
   c[key_1x1(2, 64)] = ConvChoice{ConvBackend::Cublas};
+  ConvChoice folded;  // conv2d_bn_act's forward, its batch norm folded into the weights, cuDNN's algorithm 1
+  folded.backend = ConvBackend::Cudnn, folded.cudnn_algo = 1, folded.fold_bn = true;
+  c[key(4, 32)] = folded;  // with ReLU
+  folded.cudnn_algo = -1;  // with no activation, cuDNN's heuristic algorithm
+  c[key(5, 2)] = folded;
   const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
   CHECK(text.rfind(kHeader, 0) == 0);
   CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
@@ -56,6 +61,8 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   CHECK(text.find("\nwgrad 8 ") != std::string::npos);
   CHECK(text.find("\ndgrad 64 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n") != std::string::npos);
   CHECK(text.find("\ndgrad 16 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn:5\n") != std::string::npos);
+  CHECK(text.find("\nfwd_fused_relu 32 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold:1\n") != std::string::npos);
+  CHECK(text.find("\nfwd_fused_none 2 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold\n") != std::string::npos);
   const ParsedConvChoices p = parse_conv_choices(text, "x");
   CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
   CHECK(p.choices == c);
@@ -65,6 +72,17 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), ConvChoice{ConvBackend::Custom, 2}}}),
                     doctest::Contains("an algorithm number with a backend other than cuDNN"));
   CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn, 12}) == "cudnn:12");
+  CHECK(conv_choice_name(folded) == "cudnn+fold");
+  ConvChoice misplaced = folded;  // the fold where it cannot be: a plain forward, ReLU6's, f32 math, another backend
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), misplaced}}),
+                    doctest::Contains("the batch-norm fold other than with cuDNN for conv2d_bn_act's forward with ReLU "
+                                      "or no activation in TF32"));
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(1, 1), misplaced}}), doctest::Contains("the batch-norm fold"));
+  ConvChoiceKey f32 = key(4, 1);
+  f32[17] = 0;
+  CHECK_THROWS_WITH(format_conv_choices("d", {{f32, misplaced}}), doctest::Contains("the batch-norm fold"));
+  misplaced.backend = ConvBackend::Custom;
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(4, 1), misplaced}}), doctest::Contains("the batch-norm fold"));
   CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn}) == "cudnn");
 }
 
@@ -79,11 +97,13 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {"saliency conv auto choices v2\n", "line 1: expected"},
       {"saliency conv auto choices v1\n", "line 2: expected 'device <GPU name>'"},
       {"saliency conv auto choices v1\ndevice \n", "line 2: expected 'device <GPU name>'"},
-      {std::string(kHeader) + "forward 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n", "line 3: unknown pass 'forward'"},
+      {std::string(kHeader) + "forward 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n",
+       "line 3: unknown pass 'forward' (expected fwd, fwd_fused, fwd_fused_relu, fwd_fused_none, dgrad or wgrad)"},
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 auto\n",
-       "line 3: expected 'custom', 'cudnn', 'cudnn:N' or 'cublas' after the numbers, got 'auto'"},
+       "line 3: expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N' or 'cublas' after the numbers, "
+       "got 'auto'"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:\n",
        "line 3: expected an algorithm number after 'cudnn:', got 'cudnn:'"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:x1\n", "got 'cudnn:x1'"},
@@ -99,6 +119,27 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
        "line 3: cuBLAS runs only the forward and input gradient of 1x1"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 3 3 1 1 1 1 1 1 1 1 cublas\n", "line 3: cuBLAS runs only"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1\n", "got ''"},
+      // the batch-norm fold: cuDNN's only, conv2d_bn_act's forward with ReLU or none only, TF32 only, and with no
+      // activation only cuDNN's algorithm 1
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold\n",
+       "line 3: the batch-norm fold ('cudnn+fold') is for the fwd_fused_relu and fwd_fused_none passes in TF32 only"},
+      {std::string(kHeader) + "fwd_fused 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold\n",
+       "line 3: the batch-norm fold"},
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 0 cudnn+fold\n",
+       "line 3: the batch-norm fold"},
+      {std::string(kHeader) + "fwd_fused_none 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:0\n",
+       "line 3: cuDNN runs its fused convolution + bias with no activation only with algorithm 1 "
+       "(IMPLICIT_PRECOMP_GEMM), not 0"},
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:\n",
+       "line 3: expected an algorithm number after 'cudnn:', got 'cudnn+fold:'"},
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+folded\n", "got 'cudnn+folded'"},
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold+fold\n",
+       "got 'cudnn+fold+fold'"},
+      {std::string(kHeader) + "fwd_fused_relu 1 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas+fold\n",
+       "got 'cublas+fold'"},
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:2\n" +
+           "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:2\n",
+       "line 4: the same shape is listed with another choice before"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
       {std::string(kHeader) + good + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 custom\n",
        "line 4: the same shape is listed with another choice before"},
