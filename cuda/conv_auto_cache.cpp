@@ -18,13 +18,35 @@ namespace sal::cuda {
 
 namespace {
 
-constexpr const char* kFormatLine = "saliency conv auto choices v1";
+// v2 (session 15): conv2d_bn_act's forward keyed by activation and shortcut, and the batch-norm fold. A v1 file
+// is read as no choices, and replaced by the next write (as a file timed on another GPU is).
+constexpr const char* kFormatLine = "saliency conv auto choices v2";
+constexpr const char* kOlderFormats[] = {"saliency conv auto choices v1"};
 constexpr const char* kDeviceTag = "device ";
-// conv_backend.cpp's Pass, in order (conv2d_bn_act's forward: fwd_fused with ReLU6, the two others with ReLU and none)
-constexpr const char* kPassNames[] = {"fwd", "fwd_fused", "dgrad", "wgrad", "fwd_fused_relu", "fwd_fused_none"};
-constexpr int kPasses = 6;
-constexpr int kWgrad = 3, kFwdFusedRelu = 4, kFwdFusedNone = 5;
+// conv_backend.cpp's Pass, in order (conv2d_bn_act's forward: fwd_fused with ReLU6, the others with ReLU or none,
+// with or without a shortcut sum)
+constexpr const char* kPassNames[] = {"fwd",            "fwd_fused",      "dgrad",
+                                      "wgrad",          "fwd_fused_relu", "fwd_fused_none",
+                                      "fwd_fused_relu_res", "fwd_fused_none_res"};
+constexpr int kPasses = 8;
+constexpr int kWgrad = 3;
+bool fold_pass(int64_t p) { return p >= 4 && p <= 7; }  // the passes the batch-norm fold can run
+bool no_activation_pass(int64_t p) { return p == 5 || p == 7; }
 constexpr int kImplicitPrecompGemm = 1;  // cuDNN's forward algorithm 1, the only one it runs fused with no activation
+
+// What is wrong with a fold choice for this key ("" if nothing): the fold is cuDNN's, for conv2d_bn_act's forward
+// with ReLU or no activation, in TF32; with no activation by algorithm 1 (named: the heuristic choice may be
+// another).
+std::string fold_problem(const ConvChoiceKey& key, const ConvChoice& c) {
+  if (!c.fold_bn) return "";
+  if (c.backend != ConvBackend::Cudnn || !fold_pass(key[0]) || key[17] == 0)
+    return "the batch-norm fold ('cudnn+fold') is cuDNN's, for the fwd_fused_relu[_res] and fwd_fused_none[_res] "
+           "passes in TF32 only";
+  if (no_activation_pass(key[0]) && c.cudnn_algo != kImplicitPrecompGemm)
+    return cat("cuDNN runs its fused convolution + bias with no activation only with algorithm ", kImplicitPrecompGemm,
+               " (IMPLICIT_PRECOMP_GEMM), which the choice must name ('cudnn+fold:", kImplicitPrecompGemm, "')");
+  return "";
+}
 constexpr const char* kFold = "+fold";  // after "cudnn": the batch norm folded into the weights
 
 // The geometry a key describes (key_of in conv_backend.cpp: pass, then these in this order).
@@ -60,10 +82,8 @@ std::string format_conv_choices(const std::string& device, const ConvChoices& ch
     SAL_CHECK(choice.backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
     SAL_CHECK(choice.cudnn_algo < 0 || choice.backend == ConvBackend::Cudnn,
               "format_conv_choices: an algorithm number with a backend other than cuDNN");
-    SAL_CHECK(!choice.fold_bn || (choice.backend == ConvBackend::Cudnn &&
-                                  (key[0] == kFwdFusedRelu || key[0] == kFwdFusedNone) && key[17] != 0),
-              "format_conv_choices: the batch-norm fold other than with cuDNN for conv2d_bn_act's forward with ReLU "
-              "or no activation in TF32");
+    const std::string misplaced = fold_problem(key, choice);
+    SAL_CHECK(misplaced.empty(), "format_conv_choices: ", misplaced);
     out << kPassNames[key[0]];
     for (size_t i = 1; i < key.size(); ++i) out << ' ' << key[i];
     out << ' ' << conv_choice_name(choice) << '\n';
@@ -89,7 +109,8 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
     while (p < kPasses && pass != kPassNames[p]) ++p;
     if (p == kPasses)
       bad_line(path, number, cat("unknown pass '", pass,
-                                 "' (expected fwd, fwd_fused, fwd_fused_relu, fwd_fused_none, dgrad or wgrad)"));
+                                 "' (expected fwd, fwd_fused, fwd_fused_relu[_res], fwd_fused_none[_res], dgrad or "
+                                 "wgrad)"));
     key[0] = p;
     for (size_t i = 1; i < key.size(); ++i) {
       if (!(fields >> key[i]) || key[i] < 0)
@@ -126,12 +147,8 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
       bad_line(path, number, "cuDNN cannot take this shape (cudnn_conv_supported)");
     if (c.cudnn_algo >= 0 && key[17] == 0)
       bad_line(path, number, "a cuDNN algorithm number for f32 math (Auto times cuDNN's algorithms in TF32 only)");
-    if (c.fold_bn && ((p != kFwdFusedRelu && p != kFwdFusedNone) || key[17] == 0))
-      bad_line(path, number, "the batch-norm fold ('cudnn+fold') is for the fwd_fused_relu and fwd_fused_none passes "
-                             "in TF32 only");
-    if (c.fold_bn && p == kFwdFusedNone && c.cudnn_algo >= 0 && c.cudnn_algo != kImplicitPrecompGemm)
-      bad_line(path, number, cat("cuDNN runs its fused convolution + bias with no activation only with algorithm ",
-                                 kImplicitPrecompGemm, " (IMPLICIT_PRECOMP_GEMM), not ", c.cudnn_algo));
+    const std::string misplaced = fold_problem(key, c);
+    if (!misplaced.empty()) bad_line(path, number, misplaced);
     auto [it, inserted] = parsed.choices.emplace(key, c);
     if (!inserted && !(it->second == c)) bad_line(path, number, "the same shape is listed with another choice before");
   }
@@ -147,6 +164,9 @@ ConvChoices read_conv_choices(const std::string& path, const std::string& device
   std::ostringstream text;
   text << f.rdbuf();
   SAL_CHECK(!f.bad(), path, ": read error");
+  const std::string first = text.str().substr(0, text.str().find('\n'));
+  for (const char* older : kOlderFormats)
+    if (first == older) return {};  // an older format's choices: timed again, and the file rewritten
   ParsedConvChoices parsed = parse_conv_choices(text.str(), path);
   if (parsed.device != device) return {};
   return std::move(parsed.choices);

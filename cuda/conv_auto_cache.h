@@ -8,9 +8,11 @@
 // The file is text: a first line naming the format, a second naming the GPU ("device <name>"), then one
 // line per choice: the pass and the 17 geometry numbers of the key (cuda/conv_backend.cpp key_of), then
 // "custom", "cublas", "cudnn" (cuDNN's heuristic algorithm) or "cudnn:N" (cuDNN's algorithm N, timed fastest),
-// and for conv2d_bn_act's forward with ReLU or no activation (passes fwd_fused_relu, fwd_fused_none; ReLU6's is
-// fwd_fused) in TF32 also "cudnn+fold" or "cudnn+fold:N" (the batch norm folded into the weights, cuDNN's fused
-// convolution + bias + activation: cuda/conv_bn_fold.h).
+// and for conv2d_bn_act's forward with ReLU or no activation (passes fwd_fused_relu, fwd_fused_none, and with a
+// shortcut sum fwd_fused_relu_res, fwd_fused_none_res; ReLU6's is fwd_fused) in TF32 also "cudnn+fold" or
+// "cudnn+fold:N" (the batch norm folded into the weights, cuDNN's fused convolution + bias + activation:
+// cuda/conv_bn_fold.h; with no activation only "cudnn+fold:1", the one algorithm cuDNN runs that with). A file in
+// an older format (v1, before session 15) counts as empty and is replaced by the next write.
 // Nothing here touches the GPU: the formatting and parsing are tested on any machine.
 #pragma once
 #include <array>
@@ -49,8 +51,8 @@ struct ParsedConvChoices {
 // wrong with it (and say that deleting the file makes the next run time again).
 ParsedConvChoices parse_conv_choices(const std::string& text, const std::string& path);
 
-// The choices stored in `path` for `device`: empty when the file does not exist or was written for
-// another GPU; an error when it cannot be read or is malformed.
+// The choices stored in `path` for `device`: empty when the file does not exist, was written for another GPU or
+// is in an older format; an error when it cannot be read or is malformed.
 ConvChoices read_conv_choices(const std::string& path, const std::string& device);
 // Adds `choices` to those `path` holds for `device` (ours win where both have a key; a file written for
 // another GPU is replaced) and writes the result atomically (a temporary file, then a rename), so a

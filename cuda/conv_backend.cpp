@@ -73,14 +73,20 @@ std::string cache_device() {
 
 // FwdFused: a forward with an epilogue beyond the bias (conv2d_bn_act), timed apart from the plain one:
 // the cuDNN side then includes the epilogue pass.
-// FwdFusedRelu / FwdFusedNone: the same with ReLU / no activation, the two that cuDNN's fused convolution + bias +
-// activation can run with the batch norm folded (FwdFused is then ReLU6's). Apart because a fold chosen for one
-// activation may not run with another (no activation: one cuDNN algorithm only), and ResNet-50 has the same
-// geometry with both (layer 1's 1x1 64 -> 256 at 56x56: the bottlenecks' expansion with ReLU, the projection
-// shortcut without). Numbered after Wgrad, so that files written before them keep their meaning.
+// FwdFusedRelu / FwdFusedNone (and *Res, with a shortcut sum): the same with ReLU / no activation, the two that
+// cuDNN's fused convolution + bias + activation can run with the batch norm folded (FwdFused is then ReLU6's).
+// Apart because a fold chosen for one activation may not run with another (no activation: one cuDNN algorithm
+// only), and ResNet-50 has the same geometry with both (layer 1's 1x1 64 -> 256 at 56x56: the bottlenecks'
+// expansion with ReLU after the shortcut sum, the projection shortcut with neither); and with and without the
+// shortcut sum because cuDNN takes it as a second input (z), which a choice timed without it never ran with.
 // (The cache file names the passes in this order: cuda/conv_auto_cache.cpp.)
-enum class Pass { Fwd, FwdFused, Dgrad, Wgrad, FwdFusedRelu, FwdFusedNone };
-static_assert(static_cast<int>(Pass::FwdFusedNone) == 5, "cuda/conv_auto_cache.cpp names six passes");
+enum class Pass { Fwd, FwdFused, Dgrad, Wgrad, FwdFusedRelu, FwdFusedNone, FwdFusedReluRes, FwdFusedNoneRes };
+static_assert(static_cast<int>(Pass::FwdFusedNoneRes) == 7, "cuda/conv_auto_cache.cpp names eight passes");
+
+bool fold_pass(Pass p) { return p >= Pass::FwdFusedRelu; }  // the batch-norm fold can run it
+bool no_activation_pass(Pass p) { return p == Pass::FwdFusedNone || p == Pass::FwdFusedNoneRes; }
+// cuDNN's IMPLICIT_PRECOMP_GEMM, the one forward algorithm it runs fused with no activation
+constexpr int kImplicitPrecompGemm = 1;
 
 ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
   return ConvChoiceKey{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw,
@@ -153,11 +159,14 @@ constexpr int kCudnnAlgorithmsTimed = 4;
 
 // What runs this (pass, shape); Auto times every backend that can take it (and cuDNN's first few algorithms,
 // cudnn_conv_algorithms) on the first call of a shape. A conv2d_bn_act forward whose activation cuDNN's fused
-// convolution + bias + activation has (ReLU or none) has, in TF32 and with the fold allowed (SAL_CONV_FOLD_BN), each
-// cuDNN algorithm timed a second time with the batch norm folded into the weights.
+// convolution + bias + activation has has, in TF32 and with the fold allowed (SAL_CONV_FOLD_BN), the batch norm
+// folded into the weights timed too: with ReLU with each of those cuDNN algorithms, with no activation with
+// IMPLICIT_PRECOMP_GEMM (by number: it may not be among the first few). With the fold not allowed, a choice that
+// folds (made earlier, or from a choices file) is timed again.
 ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
   const ConvBackend fixed = fixed_backend(pass, g);
   if (fixed != ConvBackend::Auto) return ConvChoice{fixed, -1};
+  const bool fold = fold_pass(pass) && g.tf32 && conv_fold_bn();
   const ConvChoiceKey key = key_of(pass, g);
   std::string cache;
   {
@@ -169,7 +178,7 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       g_cache_loaded = true;
     }
     auto it = choices().find(key);
-    if (it != choices().end()) return it->second;
+    if (it != choices().end() && (fold || !it->second.fold_bn)) return it->second;
   }
   // Scratch output: forward and dgrad overwrite it, wgrad accumulates into it (its values are
   // never read), so the caller's tensors are untouched.
@@ -186,8 +195,14 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
     try {
       const float t = time_ms(stream, [&] { run(c, tmp); });
       if (t < best) best = t, pick = c;
-    } catch (const std::exception&) {
-      // The library refused this shape at run time (an API error, not a device fault): not a candidate.
+    } catch (const std::exception& e) {
+      // The library refused this shape at run time (an API error): not a candidate. A device fault instead leaves
+      // the context unusable, and the run stops here, naming the candidate, rather than at some later call.
+      const cudaError_t st = cudaStreamSynchronize(stream);
+      if (st != cudaSuccess)
+        fail("conv Auto: timing the ", conv_choice_name(c), " candidate for a ", g.N, "x", g.C, "x", g.H, "x", g.W,
+             " -> ", g.K, "x", g.P, "x", g.Q, " convolution left the device in error (", cudaGetErrorString(st),
+             "): ", e.what());
     }
   };
   if (cudnn_conv_supported(g)) {
@@ -198,17 +213,17 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       algos.clear();  // no usable algorithm: cuDNN is not a candidate
     }
     // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
-    const bool fold = (pass == Pass::FwdFusedRelu || pass == Pass::FwdFusedNone) && g.tf32 && conv_fold_bn();
     for (size_t i = 0; i < algos.size(); ++i) {
       const int algo = i == 0 ? -1 : algos[i];
       consider(ConvChoice{ConvBackend::Cudnn, algo, false});
-      if (fold) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
+      if (fold && !no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
     }
+    if (fold && no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, kImplicitPrecompGemm, true});
   }
   if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
-  choices().emplace(key, pick);
+  choices()[key] = pick;  // (replaces a fold timed again with the fold not allowed)
   if (!cache.empty() && cache == g_cache_path) {
     // Keeping the choices is a convenience: a file that cannot be written costs this run nothing but a
     // warning (once), and the run goes on with what it timed.
@@ -420,8 +435,9 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
   const ConvGeom g = with_math(conv_geom(x.shape(), w.shape(), y.shape(), a));
   const int64_t n = y.numel();
   if (n == 0) return;
-  const Pass pass = act == Activation::ReLU ? Pass::FwdFusedRelu : act == Activation::None ? Pass::FwdFusedNone
-                                                                                             : Pass::FwdFused;
+  const Pass pass = act == Activation::ReLU6 ? Pass::FwdFused
+                    : act == Activation::ReLU ? (residual ? Pass::FwdFusedReluRes : Pass::FwdFusedRelu)
+                                              : (residual ? Pass::FwdFusedNoneRes : Pass::FwdFusedNone);
   execute(ctx, pass, g, n, y.data<float>(), [&](const ConvChoice& c, float* out) {
     if (c.backend == ConvBackend::Custom) {  // the kernel that stores y applies the batch norm, residual and activation
       DeviceScratch scratch(ctx);
@@ -434,7 +450,7 @@ void conv2d_bn_act(Ctx& ctx, const Tensor& x, const Tensor& w, const ConvBn& bn,
       return;
     }
     if (c.fold_bn) {  // one cuDNN call: the batch norm folded into the weights and a bias (cuda/conv_bn_fold.h)
-      SAL_CHECK(pass != Pass::FwdFused, "conv2d_bn_act: the batch-norm fold runs ReLU or no activation, not ReLU6");
+      SAL_CHECK(fold_pass(pass), "conv2d_bn_act: the batch-norm fold runs ReLU or no activation, not ReLU6");
       DeviceScratch scratch(ctx);
       float* wf = scratch.floats(g.K * g.crs());
       float* bf = scratch.floats(g.K);

@@ -60,7 +60,8 @@ const char* conv_math_name(ConvMath math);
 // setting, whether Auto may time that too (in TF32, for ReLU and no activation; cuDNN has no ReLU6 there).
 // SAL_CONV_FOLD_BN ("1"/"on", the default, or "0"/"off"), read once; set_conv_fold_bn() changes it. It moves
 // results by one more f32 rounding of each weight (w * gamma / sqrt(var + eps)), far below TF32's; pinned
-// backends and f32 math never fold; a choices file's "cudnn+fold" (below) runs whatever this says.
+// backends and f32 math never fold; with the fold not allowed, a choice that folds (made earlier in the process, or
+// a choices file's "cudnn+fold", below) is timed again without it.
 bool conv_fold_bn();
 void set_conv_fold_bn(bool allowed);
 bool parse_conv_fold_bn(std::string_view value);  // "1" | "on" | "0" | "off" (any case); throws otherwise

@@ -41,7 +41,7 @@ B=build-gpu
 
   echo "== ResNet-50 layers, conv + frozen BN + ReLU, batch 64: BN pass after cuDNN vs folded into cuDNN's fused op ($(left) s left)"
   timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
-    --benchmark_filter='conv_bn_relu/l' 2>&1 | grep -E "^conv|ERROR|Benchmark"
+    --benchmark_filter='conv_bn_relu/(conv1|l)' 2>&1 | grep -E "^conv|ERROR|Benchmark"
 
   echo "== masker inference graphs, conv + BN fusion off / on, by conv backend ($(left) s left)"
   for backend in auto cudnn cublas custom; do

@@ -358,11 +358,11 @@ int main() {
 
   // ---- conv2d_bn_act with the batch norm folded into the weights (cuda/conv_bn_fold.h) and run by cuDNN's fused
   // convolution + bias + activation, TF32 (Auto's only use of it). The fold kernel against the CPU's formula; then
-  // every algorithm Auto may time, with ReLU and with no activation, with and without a residual, against the
-  // CPU's conv2d_bn_act, the output filled with NaN first (with no residual cuDNN is given the output as z,
-  // scaled by 0: it must not carry those NaNs through). No activation runs only with IMPLICIT_PRECOMP_GEMM
-  // (algorithm 1): others must be refused. Another refusal by cuDNN is not a failure (Auto then does not time
-  // that candidate) but is printed, and at least one case must have run.
+  // the algorithms Auto times it with (with ReLU: those cudnn_conv_algorithms gives; with no activation:
+  // IMPLICIT_PRECOMP_GEMM, algorithm 1, the only one cuDNN runs that with), with and without a residual, against
+  // the CPU's conv2d_bn_act, the output filled with NaN first (with no residual cuDNN is given the output as z,
+  // scaled by 0: it must not carry those NaNs through). A refusal by cuDNN is not a failure (Auto then does not
+  // time that candidate) but is printed, and at least one case must have run.
   {
     cuda::set_conv_math(ConvMath::TF32);
     const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -401,8 +401,8 @@ int main() {
       } catch (const std::exception& e) {
         expect(false, cat(c.name, " fold: cudnn_conv_algorithms threw: ", e.what()));
       }
-      for (const int algo : algos) {
-        for (const Activation act : {Activation::ReLU, Activation::None}) {
+      for (const Activation act : {Activation::ReLU, Activation::None}) {
+        for (const int algo : act == Activation::ReLU ? algos : std::vector<int>{1}) {
           for (const bool with_residual : {false, true}) {
             const std::string what = cat(c.name, " folded conv + bias + ", act == Activation::ReLU ? "ReLU" : "nothing",
                                          with_residual ? " + residual" : "", ", cuDNN algorithm ", algo);
@@ -417,10 +417,6 @@ int main() {
                                                 y.data<float>(), algo);
             } catch (const std::exception& e) {
               refused = e.what();
-            }
-            if (act == Activation::None && algo != 1) {
-              expect(!refused.empty(), cat(what, ": ran; cuDNN takes no activation only with IMPLICIT_PRECOMP_GEMM"));
-              continue;
             }
             if (!refused.empty()) {
               std::printf("note: %s: refused by cuDNN (not a candidate for Auto): %s\n", what.c_str(),
@@ -438,9 +434,10 @@ int main() {
     expect(fused_runs > 0, "cuDNN's fused convolution + bias + activation ran in no case");
   }
 
-  // ---- The fold as Auto's choice: a choices file that names "cudnn+fold" for a conv2d_bn_act shape is run as
-  // such (counts.folded, nothing timed, the CPU's results); and under Auto with the fold forbidden
-  // (SAL_CONV_FOLD_BN=0) it never runs, allowed it may, the results within TF32 of the CPU either way.
+  // ---- The fold as Auto's choice: under Auto with the fold forbidden (SAL_CONV_FOLD_BN=0) it never runs, allowed
+  // it may, the results within TF32 of the CPU either way; a choices file that names "cudnn+fold:N" for a
+  // conv2d_bn_act shape (N: an algorithm cuDNN's fused call takes for it, tried first) is run as such
+  // (counts.folded, nothing timed, the CPU's results), and with the fold forbidden that choice is timed again.
   {
     cuda::set_conv_math(ConvMath::TF32);
     const std::string path =
@@ -472,7 +469,30 @@ int main() {
           std::printf("note: %s: %s\n", what.c_str(), n.folded ? "folded" : n.cudnn ? "cuDNN" : n.cublas ? "cuBLAS"
                                                                                                          : "custom");
         }
-        // Auto writes the shape's choice into the file; replaced by "cudnn+fold" there, it must run so.
+        // An algorithm the fused call takes for this shape with a shortcut sum and ReLU (the others are not errors).
+        cuda::ConvGeom g = geom(c);
+        g.tf32 = true;
+        const int64_t K = ys[1], crs = c.w.numel() / K;
+        Tensor wf = Tensor::empty(c.w, DType::F32, Device::CUDA), bf = Tensor::empty(ks, DType::F32, Device::CUDA);
+        Tensor scratch_y = Tensor::empty(ys, DType::F32, Device::CUDA);
+        cuda::bn_fold_conv_weights(plain, gw.data<float>(), gga.data<float>(), gbe.data<float>(), gmn.data<float>(),
+                                   gv.data<float>(), 1e-3, K, crs, wf.data<float>(), bf.data<float>());
+        int algo = -1;
+        for (const int a : cuda::cudnn_conv_algorithms(plain, cuda::CudnnPass::Fwd, g, 4)) {
+          try {
+            cuda::cudnn_conv_bias_act_forward(plain, g, gx.data<float>(), wf.data<float>(), bf.data<float>(),
+                                              gr.data<float>(), true, scratch_y.data<float>(), a);
+            algo = a;
+            break;
+          } catch (const std::exception&) {
+          }
+        }
+        if (algo < 0) {
+          std::printf("note: %s: cuDNN's fused call took none of the algorithms; no choices-file check\n",
+                      c.name.c_str());
+          continue;
+        }
+        // Auto writes the shape's choice into the file; replaced by "cudnn+fold:N" there, it must run so.
         std::filesystem::remove(path);
         cuda::clear_conv_auto_choices();
         cuda::set_conv_auto_cache(path);
@@ -480,8 +500,8 @@ int main() {
         cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
         int replaced = 0;
         for (auto& [key, choice] : saved.choices)
-          if (key[0] == 4) choice = cuda::ConvChoice{ConvBackend::Cudnn, -1, true}, ++replaced;  // fwd_fused_relu
-        expect(replaced == 1, cat(c.name, " fold choices file: ", replaced, " fwd_fused_relu lines, expected 1"));
+          if (key[0] == 6) choice = cuda::ConvChoice{ConvBackend::Cudnn, algo, true}, ++replaced;  // fwd_fused_relu_res
+        expect(replaced == 1, cat(c.name, " fold choices file: ", replaced, " fwd_fused_relu_res lines, expected 1"));
         write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
         cuda::clear_conv_auto_choices();
         cuda::set_conv_auto_cache(path);
@@ -492,6 +512,16 @@ int main() {
                cat(c.name, " fold choices file: timed ", n.timed, ", cuDNN ", n.cudnn, ", folded ", n.folded,
                    " (expected 0, 1, 1)"));
         expect(e <= tolerance(ConvMath::TF32), cat(c.name, " fold choices file: differs from the CPU by ", e));
+        cuda::set_conv_fold_bn(false);
+        cuda::clear_conv_auto_choices();
+        cuda::set_conv_auto_cache(path);
+        cuda::reset_conv_backend_counts();
+        const double e_off = max_rel_diff(run(), want);
+        const cuda::ConvBackendCounts off = cuda::conv_backend_counts();
+        expect(off.timed == 1 && off.folded == 0, cat(c.name, " fold choices file, fold forbidden: timed ", off.timed,
+                                                      ", folded ", off.folded, " (expected 1, 0)"));
+        expect(e_off <= tolerance(ConvMath::TF32), cat(c.name, " fold forbidden: differs from the CPU by ", e_off));
+        cuda::set_conv_fold_bn(true);
       } catch (const std::exception& e) {
         expect(false, cat(c.name, " fold as Auto's choice: threw: ", e.what()));
       }
@@ -550,7 +580,7 @@ int main() {
     expect(n.cudnn == (chose_cudnn ? 1 : 0), "choices file: the stored backend ran");
     expect(max_rel_diff(y1, y2) == 0, "choices file: the same results bit for bit");
 
-    write_bytes(path, "saliency conv auto choices v1\ndevice another GPU\n");
+    write_bytes(path, "saliency conv auto choices v2\ndevice another GPU\n");
     cuda::clear_conv_auto_choices();
     cuda::set_conv_auto_cache(path);
     cuda::reset_conv_backend_counts();

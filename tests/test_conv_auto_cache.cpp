@@ -29,7 +29,7 @@ ConvChoiceKey key_1x1(int64_t pass, int64_t n) {
   return ConvChoiceKey{pass, n, 64, 56, 56, 256, 56, 56, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
 }
 
-const char* kHeader = "saliency conv auto choices v1\ndevice NVIDIA H200 (cuDNN 91000)\n";
+const char* kHeader = "saliency conv auto choices v2\ndevice NVIDIA H200 (cuDNN 91000)\n";
 
 std::string error_of(const std::string& text) {
   try {
@@ -52,8 +52,9 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   ConvChoice folded;  // conv2d_bn_act's forward, its batch norm folded into the weights, cuDNN's algorithm 1
   folded.backend = ConvBackend::Cudnn, folded.cudnn_algo = 1, folded.fold_bn = true;
   c[key(4, 32)] = folded;  // with ReLU
-  folded.cudnn_algo = -1;  // with no activation, cuDNN's heuristic algorithm
-  c[key(5, 2)] = folded;
+  c[key(5, 32)] = folded;  // with no activation (algorithm 1 only)
+  folded.cudnn_algo = -1;  // with ReLU after a shortcut sum, cuDNN's heuristic algorithm
+  c[key(6, 2)] = folded;
   const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
   CHECK(text.rfind(kHeader, 0) == 0);
   CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
@@ -62,7 +63,8 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   CHECK(text.find("\ndgrad 64 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas\n") != std::string::npos);
   CHECK(text.find("\ndgrad 16 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn:5\n") != std::string::npos);
   CHECK(text.find("\nfwd_fused_relu 32 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold:1\n") != std::string::npos);
-  CHECK(text.find("\nfwd_fused_none 2 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold\n") != std::string::npos);
+  CHECK(text.find("\nfwd_fused_none 32 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold:1\n") != std::string::npos);
+  CHECK(text.find("\nfwd_fused_relu_res 2 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold\n") != std::string::npos);
   const ParsedConvChoices p = parse_conv_choices(text, "x");
   CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
   CHECK(p.choices == c);
@@ -73,10 +75,14 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
                     doctest::Contains("an algorithm number with a backend other than cuDNN"));
   CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn, 12}) == "cudnn:12");
   CHECK(conv_choice_name(folded) == "cudnn+fold");
-  ConvChoice misplaced = folded;  // the fold where it cannot be: a plain forward, ReLU6's, f32 math, another backend
+  // the fold where it cannot be: a plain forward, ReLU6's, f32 math, another backend, no activation other than by
+  // algorithm 1
+  ConvChoice misplaced = folded;
   CHECK_THROWS_WITH(format_conv_choices("d", {{key(0, 1), misplaced}}),
-                    doctest::Contains("the batch-norm fold other than with cuDNN for conv2d_bn_act's forward with ReLU "
-                                      "or no activation in TF32"));
+                    doctest::Contains("format_conv_choices: the batch-norm fold ('cudnn+fold') is cuDNN's, for the "
+                                      "fwd_fused_relu[_res] and fwd_fused_none[_res] passes in TF32 only"));
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(7, 1), misplaced}}),
+                    doctest::Contains("with no activation only with algorithm 1 (IMPLICIT_PRECOMP_GEMM)"));
   CHECK_THROWS_WITH(format_conv_choices("d", {{key(1, 1), misplaced}}), doctest::Contains("the batch-norm fold"));
   ConvChoiceKey f32 = key(4, 1);
   f32[17] = 0;
@@ -93,12 +99,13 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
   const struct {
     std::string text, want;
   } bad[] = {
-      {"", "/tmp/choices.txt line 1: expected 'saliency conv auto choices v1'"},
-      {"saliency conv auto choices v2\n", "line 1: expected"},
-      {"saliency conv auto choices v1\n", "line 2: expected 'device <GPU name>'"},
-      {"saliency conv auto choices v1\ndevice \n", "line 2: expected 'device <GPU name>'"},
+      {"", "/tmp/choices.txt line 1: expected 'saliency conv auto choices v2'"},
+      {"saliency conv auto choices v3\n", "line 1: expected"},
+      {"saliency conv auto choices v2\n", "line 2: expected 'device <GPU name>'"},
+      {"saliency conv auto choices v2\ndevice \n", "line 2: expected 'device <GPU name>'"},
       {std::string(kHeader) + "forward 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n",
-       "line 3: unknown pass 'forward' (expected fwd, fwd_fused, fwd_fused_relu, fwd_fused_none, dgrad or wgrad)"},
+       "line 3: unknown pass 'forward' (expected fwd, fwd_fused, fwd_fused_relu[_res], fwd_fused_none[_res], dgrad or "
+       "wgrad)"},
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 auto\n",
@@ -120,16 +127,19 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 3 3 1 1 1 1 1 1 1 1 cublas\n", "line 3: cuBLAS runs only"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1\n", "got ''"},
       // the batch-norm fold: cuDNN's only, conv2d_bn_act's forward with ReLU or none only, TF32 only, and with no
-      // activation only cuDNN's algorithm 1
+      // activation only cuDNN's algorithm 1, named
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold\n",
-       "line 3: the batch-norm fold ('cudnn+fold') is for the fwd_fused_relu and fwd_fused_none passes in TF32 only"},
+       "line 3: the batch-norm fold ('cudnn+fold') is cuDNN's, for the fwd_fused_relu[_res] and fwd_fused_none[_res] "
+       "passes in TF32 only"},
       {std::string(kHeader) + "fwd_fused 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold\n",
        "line 3: the batch-norm fold"},
       {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 0 cudnn+fold\n",
        "line 3: the batch-norm fold"},
       {std::string(kHeader) + "fwd_fused_none 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:0\n",
        "line 3: cuDNN runs its fused convolution + bias with no activation only with algorithm 1 "
-       "(IMPLICIT_PRECOMP_GEMM), not 0"},
+       "(IMPLICIT_PRECOMP_GEMM), which the choice must name ('cudnn+fold:1')"},
+      {std::string(kHeader) + "fwd_fused_none_res 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold\n",
+       "line 3: cuDNN runs its fused convolution + bias with no activation only with algorithm 1"},
       {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:\n",
        "line 3: expected an algorithm number after 'cudnn:', got 'cudnn+fold:'"},
       {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+folded\n", "got 'cudnn+folded'"},
@@ -157,7 +167,7 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
   CHECK(error_of(std::string(kHeader) + good + good).empty());
 }
 
-TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and replace another GPU's file") {
+TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and replace another GPU's or version's file") {
   TempDir t("sal_conv_cache_");
   const std::string path = t.file("choices.txt");
   CHECK(read_conv_choices(path, "gpu A").empty());  // no file yet
@@ -186,6 +196,14 @@ TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and re
   int files = 0;
   for (const auto& e : std::filesystem::directory_iterator(t.dir)) files += e.is_regular_file() ? 1 : 0;
   CHECK(files == 1);
+
+  // A file in the format before session 15 (v1: conv2d_bn_act's forward keyed without its activation) holds no
+  // choices for this version and is replaced by the next write.
+  write_bytes(path, "saliency conv auto choices v1\ndevice gpu A\nfwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n");
+  CHECK(read_conv_choices(path, "gpu A").empty());
+  write_conv_choices(path, "gpu A", {{key(1, 2), ConvChoice{ConvBackend::Custom}}});
+  CHECK(read_bytes(path).rfind("saliency conv auto choices v2\n", 0) == 0);
+  CHECK(read_conv_choices(path, "gpu A").size() == 1);
 
   // A corrupt file stops the run with the parse error instead of being overwritten.
   write_bytes(path, "not a cache\n");
