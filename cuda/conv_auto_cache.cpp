@@ -25,9 +25,8 @@ constexpr const char* kOlderFormats[] = {"saliency conv auto choices v1"};
 constexpr const char* kDeviceTag = "device ";
 // conv_backend.cpp's Pass, in order (conv2d_bn_act's forward: fwd_fused with ReLU6, the others with ReLU or none,
 // with or without a shortcut sum)
-constexpr const char* kPassNames[] = {"fwd",            "fwd_fused",      "dgrad",
-                                      "wgrad",          "fwd_fused_relu", "fwd_fused_none",
-                                      "fwd_fused_relu_res", "fwd_fused_none_res"};
+constexpr const char* kPassNames[] = {"fwd",   "fwd_fused",      "dgrad",          "wgrad", "fwd_fused_relu",
+                                      "fwd_fused_none", "fwd_fused_relu_res", "fwd_fused_none_res"};
 constexpr int kPasses = 8;
 constexpr int kWgrad = 3;
 bool fold_pass(int64_t p) { return p >= 4 && p <= 7; }  // the passes the batch-norm fold can run
