@@ -31,7 +31,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SAL_SAN_BUILD_DIR:-$ROOT/build-san}"
 MODE="${1:-all}"
 SECONDS_PER_TARGET="${SAL_FUZZ_SECONDS:-20}"
-TESTS="${SAL_SAN_TESTS:-safetensors|SafeTensors|image|Image|tar|Tar|Shard|shard|sal_train|masker|Masker|label|objective|fuzz regressions|ShmComm|DataParallel|direct 3x3|Winograd|dgrad_bn_act equals|narrow GEMM|WorkerThread|SaliencyEngine|infer_act_inplace}"
+TESTS="${SAL_SAN_TESTS:-safetensors|SafeTensors|image|Image|tar|Tar|Shard|shard|sal_train|masker|Masker|label|objective|fuzz regressions|ShmComm|DataParallel|direct 3x3|Winograd|dgrad_bn_act equals|narrow GEMM|WorkerThread|SaliencyEngine|infer_act_inplace|batch-norm fold}"
 TARGETS="${SAL_FUZZ_TARGETS:-$(cd "$ROOT/tests/fuzz" && ls fuzz_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')}"
 JOBS="${SAL_JOBS:-$(nproc)}"
 # Leaks are reported (LeakSanitizer) and fatal; UBSan prints a stack for each report.
