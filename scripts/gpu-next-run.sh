@@ -14,8 +14,8 @@
 # tools over the two CUDA test programs (never run whole); and torch.compile for ResNet-50 with what time
 # is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
-#     RUN_BUDGET=420 bash scripts/gpu-next-run.sh
-# (about 8 of the 15 device minutes with the machine's start, which leaves room for a shorter rerun).
+#     RUN_BUDGET=480 bash scripts/gpu-next-run.sh
+# (about 10 of the 15 device minutes with the machine's start, which leaves room for a shorter rerun).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/build-gpu/next-run}"
@@ -80,9 +80,11 @@ B=build-gpu
 } >> "$X" 2>&1
 
 L=$(left)
-echo "== eager comparison with PyTorch, batch 64 ($L s left)" >> "$X"
+# Ours with the conv + BN fusion on (and so the fold): the candidate CUDA default; the unfused figures of this
+# call are masker_bench's rows above, and session 13 compared the unfused default with PyTorch already.
+echo "== eager comparison with PyTorch, batch 64, ours fused (SAL_FUSE_CONV_BN=1) ($L s left)" >> "$X"
 if [ "$L" -gt 150 ]; then
-  PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_masker_torch.py --device cuda --batch 64 \
+  SAL_FUSE_CONV_BN=1 PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_masker_torch.py --device cuda --batch 64 \
     --min-time 1 --no-compile --bench $B/masker_bench --json "$OUT/compare_eager.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"
 fi
