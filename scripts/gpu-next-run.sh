@@ -46,10 +46,17 @@ B=build-gpu
   echo "== masker inference graphs, conv + BN fusion off / on, by conv backend ($(left) s left)"
   for backend in auto cudnn cublas custom; do
     for fuse in 0 1; do
-      SAL_CONV_BACKEND=$backend SAL_FUSE_CONV_BN=$fuse timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
+      # Auto's choices go to a file per setting (a fresh one: timed as without it), summarised below.
+      rm -f /tmp/choices-$backend-$fuse.txt
+      SAL_CONV_AUTO_CACHE=/tmp/choices-$backend-$fuse.txt SAL_CONV_BACKEND=$backend SAL_FUSE_CONV_BN=$fuse \
+        timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
         --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \
         --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$backend fuse=$fuse  /"
     done
+  done
+  echo "-- Auto's choices under auto (pass, then choice: how many shapes), fusion off / on:"
+  for fuse in 0 1; do
+    tail -n +3 /tmp/choices-auto-$fuse.txt 2>/dev/null | awk '{print $1, $NF}' | sort | uniq -c | sed "s/^/fuse=$fuse /"
   done
   SAL_CONV_FOLD_BN=0 SAL_CONV_BACKEND=auto SAL_FUSE_CONV_BN=1 timeout 60 $B/masker_bench --benchmark_min_time=0.5 \
     --benchmark_filter='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/' \
