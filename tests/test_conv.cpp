@@ -742,26 +742,35 @@ TEST_CASE("round_to_tf32: 10-bit mantissa, round to nearest, ties to even") {
 
 TEST_CASE("set_emulate_tf32: conv2d on TF32-rounded operands with f32 accumulation, then exact f32 again") {
   std::mt19937_64 rng(31);
-  Tensor x = random_tensor(Shape{2, 5, 7, 6}, rng), w = random_tensor(Shape{4, 5, 3, 3}, rng);
-  const Conv2dArgs a = Conv2dArgs::make(1, 1);
-  auto rounded = [](const Tensor& t) {
-    std::vector<double> v = t.values();
-    for (double& e : v) e = cpu::round_to_tf32(static_cast<float>(e));
-    return Tensor::from_values(v, t.shape(), DType::F32);
-  };
-  const Tensor exact = reference_conv2d(x, w, nullptr, a), on_rounded = reference_conv2d(rounded(x), rounded(w), nullptr, a);
-  REQUIRE(!cpu::emulate_tf32());
-  Ctx ctx;
-  Tensor y_f32 = conv2d(ctx, x, w, nullptr, a);
-  cpu::set_emulate_tf32(true);
-  Tensor y_tf32 = conv2d(ctx, x, w, nullptr, a);
-  cpu::set_emulate_tf32(false);
-  Tensor y_again = conv2d(ctx, x, w, nullptr, a);
-  // The emulated result is the product of the rounded operands (to f32 summation), not the exact one.
-  CHECK(max_rel_diff(y_tf32, on_rounded) < 1e-5);
-  CHECK(max_rel_diff(y_tf32, exact) > 1e-4);
-  CHECK(max_rel_diff(y_f32, exact) < 1e-5);
-  CHECK(y_again.values() == y_f32.values());
+  // A shape of the GEMM path, and CIFAR ResNet's 16-channel 3x3 (the direct kernel's, which the emulation must
+  // turn off: until session 15 it did not, and those layers ran unrounded under it).
+  const struct {
+    Shape x, w;
+  } shapes[] = {{{2, 5, 7, 6}, {4, 5, 3, 3}}, {{2, 16, 8, 8}, {16, 16, 3, 3}}};
+  for (const auto& sh : shapes) {
+    INFO("x " << sh.x.str());
+    Tensor x = random_tensor(sh.x, rng), w = random_tensor(sh.w, rng);
+    const Conv2dArgs a = Conv2dArgs::make(1, 1);
+    auto rounded = [](const Tensor& t) {
+      std::vector<double> v = t.values();
+      for (double& e : v) e = cpu::round_to_tf32(static_cast<float>(e));
+      return Tensor::from_values(v, t.shape(), DType::F32);
+    };
+    const Tensor exact = reference_conv2d(x, w, nullptr, a);
+    const Tensor on_rounded = reference_conv2d(rounded(x), rounded(w), nullptr, a);
+    REQUIRE(!cpu::emulate_tf32());
+    Ctx ctx;
+    Tensor y_f32 = conv2d(ctx, x, w, nullptr, a);
+    cpu::set_emulate_tf32(true);
+    Tensor y_tf32 = conv2d(ctx, x, w, nullptr, a);
+    cpu::set_emulate_tf32(false);
+    Tensor y_again = conv2d(ctx, x, w, nullptr, a);
+    // The emulated result is the product of the rounded operands (to f32 summation), not the exact one.
+    CHECK(max_rel_diff(y_tf32, on_rounded) < 1e-5);
+    CHECK(max_rel_diff(y_tf32, exact) > 1e-4);
+    CHECK(max_rel_diff(y_f32, exact) < 1e-5);
+    CHECK(y_again.values() == y_f32.values());
+  }
 }
 
 // ---------------------------------------------------------------- the direct 3x3 kernel

@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "engine/cpu/avx512_block.h"
+#include "engine/cpu/gemm.h"
 
 namespace sal::cpu {
 
@@ -194,7 +195,11 @@ bool direct3x3_applies(const ConvGeom& g) {
   // planes, more cache lines per FMA than at stride 1): ResNet-50's 128-channel halving layer runs 0.8x.
   const int64_t most = halving ? 64 : 128;
   const bool channels = g.C >= 8 && g.C <= most && g.K >= 8 && g.K <= most;
-  return kernel && (same || halving) && plane && channels && direct3x3_available() && direct3x3_enabled();
+  // Emulated TF32 / bf16 operands (engine/cpu/gemm.h) are rounded in the GEMMs, which this kernel is not: with
+  // either on, every conv goes the GEMM way, so the emulation covers the layers this kernel (and Winograd, which
+  // asks here first) would take. (From session 8 to 15 it did not: CIFAR's 3x3 layers ran unrounded.)
+  const bool exact = !emulate_tf32() && !emulate_bf16();
+  return kernel && (same || halving) && plane && channels && exact && direct3x3_available() && direct3x3_enabled();
 }
 
 int64_t direct3x3_blocks(const ConvGeom& g, Direct3x3Pass pass) {
