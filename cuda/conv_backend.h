@@ -58,9 +58,10 @@ const char* conv_math_name(ConvMath math);
 // conv2d_bn_act's frozen batch norm folded into the weights (cuda/conv_bn_fold.h) so that one cuDNN call
 // (cudnnConvolutionBiasActivationForward) runs conv, batch norm, shortcut sum and ReLU: a third per-process
 // setting, whether Auto may time that too (in TF32, for ReLU and no activation; cuDNN has no ReLU6 there).
-// SAL_CONV_FOLD_BN ("1"/"on", the default, or "0"/"off"), read once; set_conv_fold_bn() changes it. It moves
-// results by one more f32 rounding of each weight (w * gamma / sqrt(var + eps)), far below TF32's; pinned
-// backends and f32 math never fold; with the fold not allowed, a choice that folds (made earlier in the process, or
+// SAL_CONV_FOLD_BN ("1"/"on", the default, or "0"/"off"), read once; set_conv_fold_bn() changes it. In TF32 the
+// folded weights w * gamma / sqrt(var + eps) round differently from w: results move about as much as TF32 moves
+// them from f32, and are no further from f32 (measured on the CPU, bench/RESULTS.md). Pinned backends and f32
+// math never fold; with the fold not allowed, a choice that folds (made earlier in the process, or
 // a choices file's "cudnn+fold", below) is timed again without it.
 bool conv_fold_bn();
 void set_conv_fold_bn(bool allowed);

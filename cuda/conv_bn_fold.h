@@ -1,9 +1,9 @@
 // A frozen batch norm folded into the convolution before it, for cuDNN's fused convolution + bias + activation
 // (cudnn_conv_bias_act_forward, cuda/cudnn_conv.h), which has a bias but no per-channel scale:
 //   bn(conv(x, w)) = (conv(x, w) - mean) * s + beta = conv(x, w * s) + (beta - mean * s),  s = gamma / sqrt(var + eps)
-// per output channel k: row k of w [K, C/G*R*S] is scaled by s[k]. Equal in exact arithmetic; in floating point the
-// products w * s are one more f32 rounding, far below TF32's operand rounding, and Auto uses the fold in TF32 only
-// (cuda/conv_backend.h). The per-element formula is written once here, for the kernel (cuda/conv_bn_fold.cu) and
+// per output channel k: row k of w [K, C/G*R*S] is scaled by s[k]. Equal in exact arithmetic; in f32 the products
+// w * s are one more rounding (masks move by 1e-6 relative L2), in TF32, where Auto uses the fold
+// (cuda/conv_backend.h), the folded weights round differently from w (bench/RESULTS.md has both measured). The per-element formula is written once here, for the kernel (cuda/conv_bn_fold.cu) and
 // for the CPU test that checks it against conv2d_bn_act (tests/test_conv_bn_fold.cpp).
 #pragma once
 #include <cmath>
