@@ -76,10 +76,15 @@ B=build-gpu
   echo "== sal_mask under Auto twice with a choices file (SAL_CONV_AUTO_CACHE): the same bytes? ($(left) s left)"
   rm -f /tmp/conv-choices.txt
   for run in 1 2; do
-    SAL_CONV_AUTO_CACHE=/tmp/conv-choices.txt timeout 40 $B/sal_mask --device cuda --batch 64 --quiet \
+    SAL_CONV_AUTO_CACHE=/tmp/conv-choices.txt timeout 40 $B/sal_mask --device cuda --batch 64 --quiet --raw npy \
       --masker weights/mobilenet_v1_0.75_224_masker.safetensors --out /tmp/sal-mask-cached-$run \
       .gpu-shared/imagenet-train/*.tar 2>&1 | tail -1
   done
+  # The same images on the CPU: how far the GPU's masks (TF32, Auto's choices) are from the CPU's f32 ones.
+  OMP_NUM_THREADS=16 timeout 60 $B/sal_mask --device cpu --batch 64 --quiet --raw npy \
+    --masker weights/mobilenet_v1_0.75_224_masker.safetensors --out /tmp/sal-mask-cpu \
+    .gpu-shared/imagenet-train/*.tar 2>&1 | tail -1
+  timeout 60 python3 tools/compare_masks.py /tmp/sal-mask-cpu /tmp/sal-mask-cached-1
   echo "choices file: $(grep -c . /tmp/conv-choices.txt) lines"
   diff -rq /tmp/sal-mask-cached-1 /tmp/sal-mask-cached-2 > /tmp/cached-diff.txt &&
     echo "auto with a choices file: two runs byte-identical" ||
