@@ -224,4 +224,17 @@ TEST_CASE("conv auto cache: set_conv_auto_cache sets the file Auto uses (SAL_CON
   CHECK(conv_auto_cache().empty());
   set_conv_auto_cache(before);
 }
+
+TEST_CASE("SAL_CONV_FOLD_BN: the words it takes, and the setting") {
+  CHECK(parse_conv_fold_bn("1"));
+  CHECK(parse_conv_fold_bn("ON"));
+  CHECK(!parse_conv_fold_bn("0"));
+  CHECK(!parse_conv_fold_bn("off"));
+  CHECK_THROWS_WITH(parse_conv_fold_bn("yes"),
+                    doctest::Contains("SAL_CONV_FOLD_BN / parse_conv_fold_bn: expected 1, on, 0 or off, got 'yes'"));
+  const bool before = conv_fold_bn();
+  set_conv_fold_bn(!before);
+  CHECK(conv_fold_bn() == !before);
+  set_conv_fold_bn(before);
+}
 #endif
