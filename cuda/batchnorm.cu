@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "cuda/batchnorm.h"
+#include "cuda/bn_infer_scale.h"
 #include "cuda/launch.cuh"
 
 namespace sal::cuda {
@@ -206,7 +207,7 @@ __global__ void bn_affine_kernel(PlaneGrid g, const float* x, const float* __res
       k.scale = p.coef[2 * c + 1];
     } else {
       k.center = p.mean[c];
-      k.scale = static_cast<float>(static_cast<double>(p.gamma[c]) / sqrt(static_cast<double>(p.var[c]) + p.eps));
+      k.scale = bn_infer_scale(p.gamma[c], p.var[c], p.eps);
     }
     k.shift = p.beta[c];
     sk = k;

@@ -29,21 +29,19 @@ constexpr const char* kPassNames[] = {"fwd",   "fwd_fused",      "dgrad",       
                                       "fwd_fused_none", "fwd_fused_relu_res", "fwd_fused_none_res"};
 constexpr int kPasses = 8;
 constexpr int kWgrad = 3;
-bool fold_pass(int64_t p) { return p >= 4 && p <= 7; }  // the passes the batch-norm fold can run
-bool no_activation_pass(int64_t p) { return p == 5 || p == 7; }
-constexpr int kImplicitPrecompGemm = 1;  // cuDNN's forward algorithm 1, the only one it runs fused with no activation
 
 // What is wrong with a fold choice for this key ("" if nothing): the fold is cuDNN's, for conv2d_bn_act's forward
 // with ReLU or no activation, in TF32; with no activation by algorithm 1 (named: the heuristic choice may be
 // another).
 std::string fold_problem(const ConvChoiceKey& key, const ConvChoice& c) {
   if (!c.fold_bn) return "";
-  if (c.backend != ConvBackend::Cudnn || !fold_pass(key[0]) || key[17] == 0)
+  if (c.backend != ConvBackend::Cudnn || !conv_pass_can_fold(key[0]) || key[17] == 0)
     return "the batch-norm fold ('cudnn+fold') is cuDNN's, for the fwd_fused_relu[_res] and fwd_fused_none[_res] "
            "passes in TF32 only";
-  if (no_activation_pass(key[0]) && c.cudnn_algo != kImplicitPrecompGemm)
-    return cat("cuDNN runs its fused convolution + bias with no activation only with algorithm ", kImplicitPrecompGemm,
-               " (IMPLICIT_PRECOMP_GEMM), which the choice must name ('cudnn+fold:", kImplicitPrecompGemm, "')");
+  if (conv_pass_has_no_activation(key[0]) && c.cudnn_algo != kCudnnFusedNoActivationAlgo)
+    return cat("cuDNN runs its fused convolution + bias with no activation only with algorithm ",
+               kCudnnFusedNoActivationAlgo, " (IMPLICIT_PRECOMP_GEMM), which the choice must name ('cudnn+fold:",
+               kCudnnFusedNoActivationAlgo, "')");
   return "";
 }
 constexpr const char* kFold = "+fold";  // after "cudnn": the batch norm folded into the weights

@@ -26,6 +26,12 @@ namespace sal::cuda {
 
 using ConvChoiceKey = std::array<int64_t, 18>;
 
+// The passes of key[0] that the batch-norm fold can run (conv2d_bn_act's forward with ReLU or no activation, with or
+// without a shortcut sum: cuda/conv_backend.cpp's Pass, numbered as the file names them), and of those the ones with
+// no activation, which cuDNN runs fused only with kCudnnFusedNoActivationAlgo (cuda/cudnn_conv.h).
+inline bool conv_pass_can_fold(int64_t pass) { return pass >= 4 && pass <= 7; }
+inline bool conv_pass_has_no_activation(int64_t pass) { return pass == 5 || pass == 7; }
+
 // One of Auto's choices: a backend and, for cuDNN, the algorithm that was timed fastest (-1: cuDNN's own
 // heuristic choice, as when cuDNN is set) and, for conv2d_bn_act's forward, whether the batch norm is folded into
 // the weights and run by cuDNN's fused convolution + bias + activation (else it is a pass after the conv).

@@ -82,11 +82,12 @@ std::string cache_device() {
 // (The cache file names the passes in this order: cuda/conv_auto_cache.cpp.)
 enum class Pass { Fwd, FwdFused, Dgrad, Wgrad, FwdFusedRelu, FwdFusedNone, FwdFusedReluRes, FwdFusedNoneRes };
 static_assert(static_cast<int>(Pass::FwdFusedNoneRes) == 7, "cuda/conv_auto_cache.cpp names eight passes");
+static_assert(static_cast<int>(Pass::FwdFusedRelu) == 4 && static_cast<int>(Pass::FwdFusedNone) == 5 &&
+                  static_cast<int>(Pass::FwdFusedReluRes) == 6,
+              "cuda/conv_auto_cache.h's conv_pass_can_fold / conv_pass_has_no_activation number them so");
 
-bool fold_pass(Pass p) { return p >= Pass::FwdFusedRelu; }  // the batch-norm fold can run it
-bool no_activation_pass(Pass p) { return p == Pass::FwdFusedNone || p == Pass::FwdFusedNoneRes; }
-// cuDNN's IMPLICIT_PRECOMP_GEMM, the one forward algorithm it runs fused with no activation
-constexpr int kImplicitPrecompGemm = 1;
+bool fold_pass(Pass p) { return conv_pass_can_fold(static_cast<int64_t>(p)); }
+bool no_activation_pass(Pass p) { return conv_pass_has_no_activation(static_cast<int64_t>(p)); }
 
 ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
   return ConvChoiceKey{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw,
@@ -218,7 +219,7 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       consider(ConvChoice{ConvBackend::Cudnn, algo, false});
       if (fold && !no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
     }
-    if (fold && no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, kImplicitPrecompGemm, true});
+    if (fold && no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, kCudnnFusedNoActivationAlgo, true});
   }
   if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);

@@ -58,6 +58,7 @@
 #include <type_traits>
 
 #include "cuda/conv_igemm.h"
+#include "cuda/bn_infer_scale.h"
 #include "cuda/launch.cuh"
 
 namespace sal::cuda {
@@ -659,7 +660,7 @@ __global__ void epilogue_kernel(float* __restrict__ y, const ConvEpilogue epi, i
 __global__ void bn_scale_kernel(const float* __restrict__ gamma, const float* __restrict__ var, double eps, int K,
                                 float* __restrict__ scale) {
   const int k = blockIdx.x * blockDim.x + threadIdx.x;
-  if (k < K) scale[k] = static_cast<float>(static_cast<double>(gamma[k]) / sqrt(static_cast<double>(var[k]) + eps));
+  if (k < K) scale[k] = bn_infer_scale(gamma[k], var[k], eps);
 }
 
 // dy: [n, K, plane] -> db[K] += (splits == 1) or part: [splits][K]

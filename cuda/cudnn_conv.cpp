@@ -306,11 +306,14 @@ void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float
                                           pl.y, y));
 }
 
+static_assert(kCudnnFusedNoActivationAlgo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+              "cuda/cudnn_conv.h names IMPLICIT_PRECOMP_GEMM's number");
+
 void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias,
                                  const float* z, bool relu, float* y, int algo) {
   cudnnHandle_t h = handle_for(ctx);
   const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
-  SAL_CHECK(relu || pl.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+  SAL_CHECK(relu || pl.algo == kCudnnFusedNoActivationAlgo,
             "cuDNN's fused convolution + bias + activation runs without an activation only with its "
             "IMPLICIT_PRECOMP_GEMM algorithm, not algorithm ",
             pl.algo, " (", __FILE__, ":", __LINE__, ")");

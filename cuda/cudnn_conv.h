@@ -37,6 +37,9 @@ std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom&
 // y = conv(x, w) (no bias: the caller adds it); algo < 0: the heuristic choice, else that algorithm (one
 // of cudnn_conv_algorithms; another is an error naming it)
 void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1);
+// cuDNN's forward algorithm IMPLICIT_PRECOMP_GEMM, the one it runs fused with no activation (below; checked
+// against cuDNN's enum in cuda/cudnn_conv.cpp)
+constexpr int kCudnnFusedNoActivationAlgo = 1;
 // y = act(conv(x, w) + bias[K] + z) in one cuDNN call (cudnnConvolutionBiasActivationForward), act ReLU
 // (relu true) or none; z: [N,K,P,Q] or null (no residual). For conv2d_bn_act with the batch norm folded into w and
 // bias (cuda/conv_bn_fold.h). cuDNN runs "no activation" only with its IMPLICIT_PRECOMP_GEMM algorithm: with

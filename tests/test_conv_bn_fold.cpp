@@ -45,7 +45,7 @@ TEST_CASE("batch-norm fold: a hand-worked channel") {
   const Folded f = fold(w, gamma, beta, mean, var, 1.0);
   CHECK(f.w.values() == std::vector<double>{3, -1.5});
   CHECK(f.b.values() == std::vector<double>{-1});
-  CHECK(cuda::bn_fold_scale(3.f, 3.f, 1.0) == 1.5f);
+  CHECK(cuda::bn_infer_scale(3.f, 3.f, 1.0) == 1.5f);
 }
 
 TEST_CASE("batch-norm fold: conv2d with the folded weights and bias equals conv2d_bn_act") {
