@@ -254,6 +254,24 @@ struct Events {
   }
 };
 
+// Times `run` under the benchmark loop: CUDA-event seconds of each call as the iteration's time, the arena reset
+// after each; returns the mean seconds (0 when the loop ran no iteration).
+template <class Fn>
+double timed_iterations(benchmark::State& st, Fn&& run) {
+  Gpu& G = gpu();
+  Events ev;
+  double total = 0;
+  int64_t n = 0;
+  for (auto _ : st) {
+    const double sec = ev.time(G.stream(), run);
+    st.SetIterationTime(sec);
+    total += sec;
+    ++n;
+    G.arena.reset();
+  }
+  return n ? total / n : 0;
+}
+
 // One pass of one layer with one backend; returns the mean seconds of `iters` timed calls when
 // called outside a benchmark (state == nullptr), else times under the benchmark loop.
 double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, int iters = 0) {
@@ -272,25 +290,14 @@ double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, 
   run();  // warm-up: module loading, cuDNN plan, arena growth
   G.dev.synchronize();
   G.arena.reset();
+  if (st) return timed_iterations(*st, run);
   Events ev;
   double total = 0;
-  int64_t n = 0;
-  if (st) {
-    for (auto _ : *st) {
-      const double s = ev.time(G.stream(), run);
-      st->SetIterationTime(s);
-      total += s;
-      ++n;
-      G.arena.reset();
-    }
-  } else {
-    for (int i = 0; i < iters; ++i) {
-      total += ev.time(G.stream(), run);
-      ++n;
-      G.arena.reset();
-    }
+  for (int i = 0; i < iters; ++i) {
+    total += ev.time(G.stream(), run);
+    G.arena.reset();
   }
-  return n ? total / n : 0;
+  return iters > 0 ? total / iters : 0;
 }
 
 void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
@@ -390,17 +397,7 @@ void BM_conv_bn_relu(benchmark::State& st, Layer l, BnVariant v) {
     st.SkipWithError(err.c_str());
     return;
   }
-  Events ev;
-  double total = 0;
-  int64_t n = 0;
-  for (auto _ : st) {
-    const double sec = ev.time(G.stream(), [&] { conv_bn_relu(G.ctx, v, d.x, d.w, bn, d.a, wf, bf, y); });
-    st.SetIterationTime(sec);
-    total += sec;
-    ++n;
-    G.arena.reset();
-  }
-  const double mean = n ? total / n : 0;
+  const double mean = timed_iterations(st, [&] { conv_bn_relu(G.ctx, v, d.x, d.w, bn, d.a, wf, bf, y); });
   static std::map<std::string, double> bn_pass_mean;  // layer -> s (bn_pass runs first)
   if (v == BnVariant::BnPass) bn_pass_mean[l.name] = mean;
   st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
@@ -461,17 +458,8 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
   run();
   G.dev.synchronize();
   G.arena.reset();
-  Events ev;
-  double total = 0;
-  int64_t n = 0;
-  for (auto _ : st) {
-    const double sec = ev.time(G.stream(), run);
-    st.SetIterationTime(sec);
-    total += sec;
-    ++n;
-    G.arena.reset();
-  }
-  st.counters["TFLOP/s"] = total > 0 ? 2.0 * s.m * s.n * s.k * n / total * 1e-12 : 0;
+  const double mean = timed_iterations(st, run);
+  st.counters["TFLOP/s"] = mean > 0 ? 2.0 * s.m * s.n * s.k / mean * 1e-12 : 0;
   cuda::set_conv_backend(ConvBackend::Auto);
 }
 
