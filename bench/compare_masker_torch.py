@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """The masker (layers/masker.cpp) and its training step in PyTorch, timed against our
 build/masker_bench in the same run: images/s for inference at batch 1 and N and for the training
-step at batch N, eager and torch.compile (when torch has it), and the ratios ours / PyTorch. On CUDA
+step at batch N, eager and torch.compile (when torch has it), and with --channels-last eager in NHWC
+(channels_last: the memory format PyTorch advises for cuDNN's tensor-core kernels; ours is NCHW throughout), and
+the ratios ours / PyTorch. On CUDA
 also our inference and training step replayed from captured CUDA graphs (infer_graph_b*, train_graph_b*:
 masker_bench's masker_infer_graph and masker_train_graph, the training step as sal_train runs it by
 default), against the same PyTorch numbers.
@@ -320,26 +322,29 @@ def images_per_second(fn, batch, device, min_time, warmup):
     return batch * iters / elapsed
 
 
-def torch_numbers(name, args, device, compiled):
-    """{kind: images/s} for inference at batch 1 and N and the training step at batch N."""
+def torch_numbers(name, args, device, mode):
+    """{kind: images/s} for inference at batch 1 and N and the training step at batch N; mode eager, compile or
+    channels_last (eager, the modules' weights and the input images in NHWC)."""
+    compiled, cl = mode == "compile", mode == "channels_last"
+    fmt = torch.channels_last if cl else torch.contiguous_format
     torch.manual_seed(0)
     enc = Encoder(name, args.mobilenet_weights).to(device)
     p = PRESETS[name]
     dec = MaskerDecoder(p["feature_channels"], p["widths"], p["bottlenecks"], p["upsample"]).to(device)
-    masker = Masker(enc, dec)
+    masker = Masker(enc, dec).to(memory_format=fmt)
     out = {}
     infer = masker
     if compiled:
         infer = torch.compile(masker)
     dec.eval()
     for b in (1, args.batch):
-        x = torch.rand(b, 3, 224, 224, device=device)
+        x = torch.rand(b, 3, 224, 224, device=device).contiguous(memory_format=fmt)
         c = torch.randint(0, 1000, (b,), device=device)
         with torch.no_grad():
             out[f"infer_b{b}"] = images_per_second(lambda: infer(x, c)[0], b, device, args.min_time, args.warmup)
     dec.train()
     n = args.batch
-    x = torch.rand(n, 3, 224, 224, device=device)
+    x = torch.rand(n, 3, 224, 224, device=device).contiguous(memory_format=fmt)
     c = torch.randint(0, 1000, (n,), device=device)
     real = (torch.rand(n, device=device) >= 0.3).float()
     opt = torch.optim.Adam(dec.parameters(), lr=1e-3)
@@ -390,6 +395,8 @@ def main():
     ap.add_argument("--bench", default=os.path.join(REPO, "build", "masker_bench"))
     ap.add_argument("--mobilenet-weights", default=os.path.join(REPO, "weights", "mobilenet_v1_0.75_224.safetensors"))
     ap.add_argument("--no-compile", action="store_true", help="eager only")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="also eager with the masker and the images in channels_last (NHWC) memory format")
     ap.add_argument("--compile-models", nargs="+", choices=MODELS, default=None,
                     help="torch.compile only these models (default: all of --models; compiling takes minutes each)")
     ap.add_argument("--skip-agreement", action="store_true")
@@ -418,14 +425,16 @@ def main():
             modes.append("compile")
         else:
             print(f"torch.compile: not available (torch {torch.__version__})")
+    if args.channels_last:
+        modes.append("channels_last")
     theirs = {}
     for name in args.models:
         for mode in modes:
             if mode == "compile" and args.compile_models is not None and name not in args.compile_models:
                 continue
             try:
-                nums = torch_numbers(name, args, device, mode == "compile")
-            except Exception as e:  # torch.compile can fail on a given setup: report, keep going
+                nums = torch_numbers(name, args, device, mode)
+            except Exception as e:  # torch.compile (or channels_last) can fail on a given setup: report, keep going
                 print(f"torch {mode} {name}: failed: {type(e).__name__}: {str(e)[:300]}")
                 continue
             for kind, v in nums.items():
@@ -444,8 +453,9 @@ def main():
             if kind.startswith("infer_b") or kind.startswith("train_b"):
                 theirs[(name, kind.replace("_b", "_graph_b", 1), mode)] = v
     fmt = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
+    width = {m: max(15, len(m) + 8) for m in modes}
     head = f"{'model':<19}{'kind':<11}{'ours img/s':>12}" + "".join(
-        f"{'torch ' + m:>15}{'ratio':>8}" for m in modes)
+        f"{'torch ' + m:>{width[m]}}{'ratio':>8}" for m in modes)
     print(head)
     for name in args.models:
         for kind in kinds:
@@ -453,7 +463,7 @@ def main():
             line = f"{name:<19}{kind:<11}{fmt(o):>12}"
             for m in modes:
                 t = theirs.get((name, kind, m))
-                line += f"{fmt(t):>15}" + (f"{o / t:8.2f}" if o and t else f"{'n/a':>8}")
+                line += f"{fmt(t):>{width[m]}}" + (f"{o / t:8.2f}" if o and t else f"{'n/a':>8}")
             print(line)
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
     if args.json:

@@ -7,7 +7,13 @@
 // then the batch-norm pass over its output in place (what conv2d_bn_act's cuDNN side ran before session 15), against
 // `fold`, the batch norm folded into the weights (cuda/conv_bn_fold.h) and one cudnnConvolutionBiasActivationForward,
 // the fold included, and `fused_only`, that call with the weights folded once beforehand (what the fold kernel
-// costs per call); both validated against the CPU's conv2d_bn_act at batch 2 and bn_pass at batch 64.
+// costs per call); both validated against the CPU's conv2d_bn_act at batch 2 and bn_pass at batch 64. And cuDNN in
+// the two memory layouts (conv_layout/<layer>/<pass>/{nchw,nhwc}, TF32): the engine's NCHW against NHWC, the layout
+// cuDNN's tensor-core kernels work in, each with the fastest of the algorithms Auto would time for it (as PyTorch's
+// cudnn.benchmark; counter `algo`), its result checked against cuDNN's heuristic NCHW one before timing;
+// counters nhwc/nchw (the conv alone: what an engine in NHWC throughout would see) and with_transposes/nchw (plus
+// converting the pass's activation input(s) to NHWC and its output back: what NHWC for that one layer inside an
+// NCHW network would cost).
 //
 // Validate, then time. Before a layer is timed, both backends are compared with the CPU (f32) on a
 // batch of 2 and with each other at batch 64, for all three passes (tolerance: max |a - b| below
@@ -43,6 +49,7 @@
 #include "cuda/cublas_gemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
+#include "cuda/layout_transpose.h"
 #endif
 
 using namespace sal;
@@ -463,12 +470,177 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
   cuda::set_conv_backend(ConvBackend::Auto);
 }
 
+// ---------------------------------------------------------------- conv_layout (cuDNN, NCHW against NHWC)
+
+using cuda::CudnnLayout;
+const char* layout_name(CudnnLayout l) { return l == CudnnLayout::NHWC ? "nhwc" : "nchw"; }
+
+// The NHWC copies of a layer's tensors (w in KRSC) and the outputs of both layouts, allocated once per layer.
+struct LayoutData {
+  std::string name;
+  Tensor x, w, dy;          // NHWC copies of LayerData's x, w, dy
+  Tensor y, dx, dw;         // outputs, in the layout of the last run
+  Tensor back;              // an NHWC output transposed back to NCHW (validation)
+  Tensor x_t, dy_t, out_t;  // with_transposes' conversions
+  std::map<int, double> nchw_mean;  // pass -> s, from the nchw row (registered first)
+};
+
+cuda::ConvGeom tf32_geom(const LayerData& d) {
+  cuda::ConvGeom g = cuda::conv_geom(d.x.shape(), d.w.shape(), d.dy.shape(), d.a);
+  g.tf32 = true;
+  return g;
+}
+
+LayoutData& layout_data(LayerData& d) {
+  static LayoutData t;
+  if (t.name == d.name) return t;
+  t = LayoutData{};
+  t.name = d.name;
+  Gpu& G = gpu();
+  const cuda::ConvGeom g = tf32_geom(d);
+  const auto dev = [](const Shape& s) { return Tensor::empty(s, DType::F32, Device::CUDA); };
+  t.x = dev(Shape{g.N, g.H, g.W, g.C}), t.w = dev(Shape{g.K, g.R, g.S, g.Cg()}), t.dy = dev(Shape{g.N, g.P, g.Q, g.K});
+  cuda::batched_transpose(G.ctx, d.x.data<float>(), g.N, g.C, g.hw(), t.x.data<float>());
+  cuda::batched_transpose(G.ctx, d.w.data<float>(), g.K, g.Cg(), g.rs(), t.w.data<float>());
+  cuda::batched_transpose(G.ctx, d.dy.data<float>(), g.N, g.K, g.pq(), t.dy.data<float>());
+  t.y = dev(d.dy.shape()), t.dx = dev(d.x.shape()), t.dw = dev(d.w.shape());
+  t.back = dev(Shape{std::max({t.y.numel(), t.dx.numel(), t.dw.numel()})});
+  t.x_t = dev(d.x.shape()), t.dy_t = dev(d.dy.shape()), t.out_t = dev(t.back.shape());
+  G.dev.synchronize();
+  return t;
+}
+
+// One cuDNN pass of d in `layout` with algorithm `algo` (-1: the heuristic choice) into t.y / t.dx / t.dw (the
+// weight gradient accumulates).
+void run_layout(LayerData& d, LayoutData& t, Pass pass, CudnnLayout layout, int algo) {
+  Gpu& G = gpu();
+  const cuda::ConvGeom g = tf32_geom(d);
+  const bool nhwc = layout == CudnnLayout::NHWC;
+  const float* x = (nhwc ? t.x : d.x).data<float>();
+  const float* w = (nhwc ? t.w : d.w).data<float>();
+  const float* dy = (nhwc ? t.dy : d.dy).data<float>();
+  if (pass == Pass::Fwd)
+    cuda::cudnn_conv_forward(G.ctx, g, x, w, t.y.data<float>(), algo, layout);
+  else if (pass == Pass::Dgrad)
+    cuda::cudnn_conv_dgrad(G.ctx, g, dy, w, t.dx.data<float>(), algo, layout);
+  else
+    cuda::cudnn_conv_wgrad(G.ctx, g, dy, x, t.dw.data<float>(), algo, layout);
+}
+
+// An NHWC output (pass's: y [N,P,Q,K], dx [N,H,W,C], dw [K,R,S,C/G]) transposed back to NCHW (KCRS), from `out`
+// into `to`; the conversions with_transposes counts use the same.
+void output_to_nchw(const cuda::ConvGeom& g, Pass pass, const float* out, float* to) {
+  Gpu& G = gpu();
+  if (pass == Pass::Fwd)
+    cuda::batched_transpose(G.ctx, out, g.N, g.pq(), g.K, to);
+  else if (pass == Pass::Dgrad)
+    cuda::batched_transpose(G.ctx, out, g.N, g.hw(), g.C, to);
+  else
+    cuda::batched_transpose(G.ctx, out, g.K, g.rs(), g.Cg(), to);
+}
+
+Tensor& output_of(LayoutData& t, Pass pass) { return pass == Pass::Fwd ? t.y : pass == Pass::Dgrad ? t.dx : t.dw; }
+
+// The last run's output as NCHW on the host.
+Tensor host_output(LayerData& d, LayoutData& t, Pass pass, CudnnLayout layout) {
+  const Tensor& out = output_of(t, pass);
+  if (layout == CudnnLayout::NCHW) return out.to(Device::CPU);
+  output_to_nchw(tf32_geom(d), pass, out.data<float>(), t.back.data<float>());
+  gpu().dev.synchronize();
+  return t.back.slice0(0, out.numel()).reshape(out.shape()).to(Device::CPU);
+}
+
+// with_transposes' extra work: the pass's activation input(s) to NHWC and its output back to NCHW.
+void run_transposes(LayerData& d, LayoutData& t, Pass pass) {
+  Gpu& G = gpu();
+  const cuda::ConvGeom g = tf32_geom(d);
+  if (pass != Pass::Dgrad) cuda::batched_transpose(G.ctx, d.x.data<float>(), g.N, g.C, g.hw(), t.x_t.data<float>());
+  if (pass != Pass::Fwd) cuda::batched_transpose(G.ctx, d.dy.data<float>(), g.N, g.K, g.pq(), t.dy_t.data<float>());
+  output_to_nchw(g, pass, output_of(t, pass).data<float>(), t.out_t.data<float>());
+}
+
+// Mean seconds of `iters` CUDA-event-timed calls of fn, after one untimed call.
+template <class Fn>
+double mean_seconds(Fn&& fn, int iters) {
+  Gpu& G = gpu();
+  fn();
+  G.dev.synchronize();
+  G.arena.reset();
+  Events ev;
+  double total = 0;
+  for (int i = 0; i < iters; ++i) {
+    total += ev.time(G.stream(), fn);
+    G.arena.reset();
+  }
+  return total / iters;
+}
+
+void BM_conv_layout(benchmark::State& st, Layer l, Pass pass, CudnnLayout layout) {
+  if (!cuda_available()) {
+    st.SkipWithError("no CUDA device");
+    return;
+  }
+  Gpu& G = gpu();
+  LayerData& d = layer_data(l);
+  LayoutData& t = layout_data(d);
+  std::string err;
+  int best = -1;
+  try {
+    // The fastest of the algorithms Auto would time (3 calls each after one untimed)...
+    double best_s = INFINITY;
+    for (int algo : cuda::cudnn_conv_algorithms(G.ctx, static_cast<cuda::CudnnPass>(pass), tf32_geom(d), 4, layout)) {
+      const double sec = mean_seconds([&] { run_layout(d, t, pass, layout, algo); }, 3);
+      if (sec < best_s) best_s = sec, best = algo;
+    }
+    // ... checked against cuDNN's heuristic NCHW algorithm (tests/cuda_conv_backends compares every algorithm of
+    // both layouts with the CPU on smaller shapes); dw from zero each time.
+    const auto host_result = [&](CudnnLayout lay, int algo) {
+      t.dw.zero();
+      sync_all();
+      run_layout(d, t, pass, lay, algo);
+      G.dev.synchronize();
+      return host_output(d, t, pass, lay);
+    };
+    if (best < 0) {
+      err = "no algorithm";
+    } else {
+      const Tensor ref = host_result(CudnnLayout::NCHW, -1);
+      const double e = rel_err(host_result(layout, best), ref);
+      if (!(e <= kTol))
+        err = cat(layout_name(layout), " algorithm ", best, " vs NCHW's heuristic choice: ", e, " of the maximum");
+    }
+  } catch (const std::exception& ex) {
+    err = ex.what();
+  }
+  G.arena.reset();
+  if (!err.empty()) {
+    st.SkipWithError(err.c_str());
+    return;
+  }
+  const double mean = timed_iterations(st, [&] { run_layout(d, t, pass, layout, best); });
+  st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
+  st.counters["algo"] = best;
+  if (layout == CudnnLayout::NCHW) {
+    t.nchw_mean[static_cast<int>(pass)] = mean;
+    return;
+  }
+  const auto it = t.nchw_mean.find(static_cast<int>(pass));
+  if (it == t.nchw_mean.end() || !(it->second > 0)) return;  // (the nchw row was filtered out or failed)
+  st.counters["nhwc/nchw"] = mean / it->second;
+  const double conv = mean_seconds([&] { run_layout(d, t, pass, layout, best); }, 5);
+  const double with = mean_seconds([&] { run_transposes(d, t, pass), run_layout(d, t, pass, layout, best); }, 5);
+  st.counters["with_transposes/nchw"] = (mean + (with - conv)) / it->second;
+}
+
 #else  // no CUDA in this build
 
 enum class ConvBackend { Custom, Cudnn, Cublas };
 void BM_conv(benchmark::State& st, Layer, Pass, ConvBackend) { st.SkipWithError("no CUDA device"); }
 void BM_gemm(benchmark::State& st, GemmSize, bool) { st.SkipWithError("no CUDA device"); }
 void BM_conv_bn_relu(benchmark::State& st, Layer, BnVariant) { st.SkipWithError("no CUDA device"); }
+enum class CudnnLayout { NCHW, NHWC };
+const char* layout_name(CudnnLayout l) { return l == CudnnLayout::NHWC ? "nhwc" : "nchw"; }
+void BM_conv_layout(benchmark::State& st, Layer, Pass, CudnnLayout) { st.SkipWithError("no CUDA device"); }
 
 #endif
 
@@ -487,6 +659,14 @@ void register_all() {
       const std::string name = cat("conv_bn_relu/", l.name, "/", bn_variant_name(v));
       benchmark::RegisterBenchmark(name.c_str(), BM_conv_bn_relu, l, v)->UseManualTime()->Unit(benchmark::kMicrosecond);
     }
+  for (const Layer& l : kLayers)
+    for (Pass p : {Pass::Fwd, Pass::Dgrad, Pass::Wgrad})
+      for (CudnnLayout lay : {CudnnLayout::NCHW, CudnnLayout::NHWC}) {
+        const std::string name = cat("conv_layout/", l.name, "/", pass_name(p), "/", layout_name(lay));
+        benchmark::RegisterBenchmark(name.c_str(), BM_conv_layout, l, p, lay)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
   for (const GemmSize& s : kGemms)
     for (bool custom : {false, true}) {
       const std::string name = cat("gemm/", s.name, "/", custom ? "custom" : "cublas_tf32");

@@ -63,30 +63,30 @@ struct Plan {
   size_t workspace = 0;
 };
 
-using Key = std::array<int64_t, 19>;
+using Key = std::array<int64_t, 20>;
 
-Key key_of(Pass pass, const ConvGeom& g, int algo) {
+Key key_of(Pass pass, const ConvGeom& g, CudnnLayout layout, int algo) {
   return Key{static_cast<int64_t>(pass), g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.R, g.S, g.G, g.sh, g.sw, g.pt, g.pl,
-             g.dh, g.dw, g.tf32, algo};
+             g.dh, g.dw, g.tf32, static_cast<int64_t>(layout), algo};
 }
 
 // The math type the heuristics are asked for: the default (TF32 allowed on Ampere and later) or, for
 // g.tf32 = false, CUDNN_FMA_MATH ("restricted to kernels that use FMA instructions").
 cudnnMathType_t math_of(const ConvGeom& g) { return g.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
 
-// The descriptors of g, with math_of(g).
-void describe(Plan& pl, const ConvGeom& g) {
+// The descriptors of g in `layout`, with math_of(g).
+void describe(Plan& pl, const ConvGeom& g, CudnnLayout layout) {
   SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&pl.x));
   SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&pl.y));
   SAL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&pl.w));
   SAL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&pl.conv));
   auto i = [](int64_t v) { return static_cast<int>(v); };
-  SAL_CUDNN_CHECK(
-      cudnnSetTensor4dDescriptor(pl.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
-  SAL_CUDNN_CHECK(
-      cudnnSetTensor4dDescriptor(pl.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
-  SAL_CUDNN_CHECK(
-      cudnnSetFilter4dDescriptor(pl.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i(g.K), i(g.Cg()), i(g.R), i(g.S)));
+  // (The sizes are given in NCHW order either way; the format says how they lie in memory: NHWC is x:[N,H,W,C],
+  // y:[N,P,Q,K], w:[K,R,S,C/G].)
+  const cudnnTensorFormat_t f = layout == CudnnLayout::NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  SAL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl.x, f, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
+  SAL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl.y, f, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
+  SAL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl.w, CUDNN_DATA_FLOAT, f, i(g.K), i(g.Cg()), i(g.R), i(g.S)));
   SAL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl.conv, g.pt, g.pl, g.sh, g.sw, g.dh, g.dw, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
   SAL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl.conv, i(g.G)));
@@ -127,14 +127,14 @@ std::vector<Candidate> acceptable(const Perf* perf, int count, bool f32_only) {
   return out;
 }
 
-// The acceptable heuristic results of (pass, g), asked with fresh descriptors in math_of(g).
-std::vector<Candidate> heuristics(cudnnHandle_t h, Pass pass, const ConvGeom& g) {
+// The acceptable heuristic results of (pass, g, layout), asked with fresh descriptors in math_of(g).
+std::vector<Candidate> heuristics(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout) {
   struct Temporary {  // destroyed on every way out
     Plan d;
     ~Temporary() { destroy(d); }
   } t;
   Plan& d = t.d;
-  describe(d, g);
+  describe(d, g, layout);
   std::vector<Candidate> out;
   int n = 0;
   if (pass == Pass::Fwd) {
@@ -190,8 +190,8 @@ std::vector<Candidate> timed_candidates(Pass pass, const std::vector<Candidate>&
 }
 
 // The descriptors, math type, algorithm and workspace size of candidate c.
-void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, const Candidate& c, Plan& pl) {
-  describe(pl, g);
+void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout, const Candidate& c, Plan& pl) {
+  describe(pl, g, layout);
   SAL_CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv, g.tf32 ? c.math : CUDNN_FMA_MATH));
   pl.algo = c.algo;
   if (pass == Pass::Fwd) {
@@ -209,21 +209,21 @@ void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, const Candidate& c
 }
 
 // algo < 0: the heuristic choice; else that algorithm among the timed candidates.
-Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
-  const std::vector<Candidate> cands = heuristics(h, pass, g);
+Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout, int algo) {
+  const std::vector<Candidate> cands = heuristics(h, pass, g, layout);
   Candidate c = preferred(pass, cands);
   if (algo >= 0) {
     const std::vector<Candidate> timed = timed_candidates(pass, cands);
     auto it = std::find_if(timed.begin(), timed.end(), [algo](const Candidate& x) { return x.algo == algo; });
     SAL_CHECK(it != timed.end(), "cuDNN: algorithm ", algo, " is not among this cuDNN's usable algorithms for ",
               pass == Pass::Fwd ? "the forward" : pass == Pass::Dgrad ? "the input gradient" : "the weight gradient",
-              " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution (", __FILE__,
-              ":", __LINE__, ")");
+              " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution",
+              layout == CudnnLayout::NHWC ? " in NHWC" : "", " (", __FILE__, ":", __LINE__, ")");
     c = *it;
   }
   Plan pl;
   try {
-    fill_plan(h, pass, g, c, pl);
+    fill_plan(h, pass, g, layout, c, pl);
   } catch (...) {
     destroy(pl);  // a plan that fails is not kept: its descriptors go with it
     throw;
@@ -231,14 +231,14 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
   return pl;
 }
 
-// The cached plan of (pass, g, algo). Plans live as long as the process (never destroyed: cuDNN may be
+// The cached plan of (pass, g, layout, algo). Plans live as long as the process (never destroyed: cuDNN may be
 // unloaded before static destructors run).
-const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, int algo) {
+const Plan& plan_for(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout, int algo) {
   static std::mutex mu;
   static auto* plans = new std::map<Key, std::unique_ptr<Plan>>();
   std::lock_guard<std::mutex> lock(mu);
-  auto& slot = (*plans)[key_of(pass, g, algo < 0 ? -1 : algo)];
-  if (!slot) slot = std::make_unique<Plan>(make_plan(h, pass, g, algo));
+  auto& slot = (*plans)[key_of(pass, g, layout, algo < 0 ? -1 : algo)];
+  if (!slot) slot = std::make_unique<Plan>(make_plan(h, pass, g, layout, algo));
   return *slot;
 }
 
@@ -287,17 +287,18 @@ bool cudnn_conv_supported(const ConvGeom& g) {
   return span_h / g.sh + 1 == g.P && span_w / g.sw + 1 == g.Q;
 }
 
-std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max) {
-  const std::vector<Candidate> timed = timed_candidates(pass, heuristics(handle_for(ctx), pass, g));
+std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max, CudnnLayout layout) {
+  const std::vector<Candidate> timed = timed_candidates(pass, heuristics(handle_for(ctx), pass, g, layout));
   const int n = g.tf32 ? max : 1;  // f32: the heuristic choice alone
   std::vector<int> out;
   for (size_t i = 0; i < timed.size() && static_cast<int>(i) < n; ++i) out.push_back(timed[i].algo);
   return out;
 }
 
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo) {
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo,
+                        CudnnLayout layout) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
+  const Plan& pl = plan_for(h, Pass::Fwd, g, layout, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
@@ -312,7 +313,7 @@ static_assert(kCudnnFusedNoActivationAlgo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT
 void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias,
                                  const float* z, bool relu, float* y, int algo) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Fwd, g, algo);
+  const Plan& pl = plan_for(h, Pass::Fwd, g, CudnnLayout::NCHW, algo);
   SAL_CHECK(relu || pl.algo == kCudnnFusedNoActivationAlgo,
             "cuDNN's fused convolution + bias + activation runs without an activation only with its "
             "IMPLICIT_PRECOMP_GEMM algorithm, not algorithm ",
@@ -329,9 +330,10 @@ void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, co
       &alpha2, pl.y, z ? z : y, fd.bias, bias, relu ? fd.relu : fd.identity, pl.y, y));
 }
 
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo) {
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo,
+                      CudnnLayout layout) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Dgrad, g, algo);
+  const Plan& pl = plan_for(h, Pass::Dgrad, g, layout, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 0.f;
@@ -340,9 +342,10 @@ void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float*
                                                &beta, pl.x, dx));
 }
 
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo) {
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo,
+                      CudnnLayout layout) {
   cudnnHandle_t h = handle_for(ctx);
-  const Plan& pl = plan_for(h, Pass::Wgrad, g, algo);
+  const Plan& pl = plan_for(h, Pass::Wgrad, g, layout, algo);
   DeviceScratch scratch(ctx);
   void* ws = workspace(scratch, pl.workspace);
   const float alpha = 1.f, beta = 1.f;  // accumulate into dw

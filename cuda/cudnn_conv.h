@@ -18,6 +18,12 @@ namespace sal::cuda {
 
 enum class CudnnPass { Fwd, Dgrad, Wgrad };
 
+// How the tensors lie in memory. The engine's layout everywhere is NCHW (x:[N,C,H,W], w:[K,C/G,R,S],
+// y:[N,K,P,Q]). NHWC (x:[N,H,W,C], w:[K,R,S,C/G], y:[N,P,Q,K]) is what cuDNN's tensor-core kernels work in
+// natively; it is here so that bench/conv_cuda_bench and tests/cuda_conv_backends can measure and check what
+// that layout would give on the engine's shapes (no op runs in it yet). Plans are kept per layout.
+enum class CudnnLayout { NCHW, NHWC };
+
 // cuDNN takes one symmetric padding per axis and derives the output size from it. A shape is
 // supported when the output size that formula gives with the top/left padding equals P and Q:
 // the result is then the same (rows past the input read zeros whatever the bottom padding, and the
@@ -32,11 +38,13 @@ bool cudnn_conv_supported(const ConvGeom& g);
 // whose workspace is at most the larger of the heuristic choice's and 64 MB (a timed candidate's workspace
 // stays in the arena's peak). The heuristic choice is the first. With ConvGeom::tf32 false, only it: the f32
 // math is what is compared with the CPU, and the transform-based algorithms round differently.
-std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max);
+std::vector<int> cudnn_conv_algorithms(Ctx& ctx, CudnnPass pass, const ConvGeom& g, int max,
+                                       CudnnLayout layout = CudnnLayout::NCHW);
 
 // y = conv(x, w) (no bias: the caller adds it); algo < 0: the heuristic choice, else that algorithm (one
-// of cudnn_conv_algorithms; another is an error naming it)
-void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1);
+// of cudnn_conv_algorithms for the same layout; another is an error naming it)
+void cudnn_conv_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, float* y, int algo = -1,
+                        CudnnLayout layout = CudnnLayout::NCHW);
 // cuDNN's forward algorithm IMPLICIT_PRECOMP_GEMM, the one it runs fused with no activation (below; checked
 // against cuDNN's enum in cuda/cudnn_conv.cpp)
 constexpr int kCudnnFusedNoActivationAlgo = 1;
@@ -44,13 +52,15 @@ constexpr int kCudnnFusedNoActivationAlgo = 1;
 // (relu true) or none; z: [N,K,P,Q] or null (no residual). For conv2d_bn_act with the batch norm folded into w and
 // bias (cuda/conv_bn_fold.h). cuDNN runs "no activation" only with its IMPLICIT_PRECOMP_GEMM algorithm: with
 // another this is an error (as is any shape or algorithm this cuDNN's fused path refuses), which Auto, the one
-// caller, counts as "not a candidate". algo as for cudnn_conv_forward (the forward's candidates).
+// caller, counts as "not a candidate". algo as for cudnn_conv_forward (the forward's candidates). NCHW only.
 void cudnn_conv_bias_act_forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const float* bias,
                                  const float* z, bool relu, float* y, int algo = -1);
 // dx = the input gradient of dy (overwritten)
-void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1);
+void cudnn_conv_dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, float* dx, int algo = -1,
+                      CudnnLayout layout = CudnnLayout::NCHW);
 // dw += the weight gradient of (dy, x)
-void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo = -1);
+void cudnn_conv_wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* dw, int algo = -1,
+                      CudnnLayout layout = CudnnLayout::NCHW);
 // The cuDNN library's version number as it reports it at run time (e.g. 91000 for 9.10.0).
 size_t cudnn_runtime_version();
 

@@ -10,9 +10,10 @@
 # off and on under each conv backend (is Auto's per-shape choice of the custom fused kernel what made the
 # fused ResNet-50 inference at batch 64 slower? and does pinning cuDNN, deterministic run to run, cost
 # anything against Auto?); an op profile of ResNet-50 inference at batch 1; sal_mask twice under Auto
-# with a choices file (SAL_CONV_AUTO_CACHE, session 13, not yet run on a GPU); the eager comparison with PyTorch on the new default; compute-sanitizer's four
-# tools over the two CUDA test programs (never run whole); and torch.compile for ResNet-50 with what time
-# is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
+# with a choices file (SAL_CONV_AUTO_CACHE, session 13, not yet run on a GPU); the eager comparison with PyTorch,
+# ours fused; cuDNN in NCHW against NHWC per ResNet-50 layer and PyTorch eager in channels_last (session 16: what
+# NHWC would give); compute-sanitizer's four tools over the two CUDA test programs (never run whole); and
+# torch.compile for ResNet-50 with what time is left. Everything goes to $OUT (the device tool brings it back). Run from the repository root with
 # .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs / --pack-shared), e.g.
 #     RUN_BUDGET=480 bash scripts/gpu-next-run.sh
 # (about 10 of the 15 device minutes with the machine's start, which leaves room for a shorter rerun).
@@ -98,6 +99,19 @@ echo "== eager comparison with PyTorch, batch 64, ours fused (SAL_FUSE_CONV_BN=1
 if [ "$L" -gt 150 ]; then
   SAL_FUSE_CONV_BN=1 PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_masker_torch.py --device cuda --batch 64 \
     --min-time 1 --no-compile --bench $B/masker_bench --json "$OUT/compare_eager.json" >> "$X" 2>&1
+  echo "comparison exit $?" >> "$X"
+fi
+L=$(left)
+# What NHWC would give (issue 8's "NHWC where it is faster"; the engine is NCHW throughout): per ResNet-50 layer and
+# pass, cuDNN's fastest timed algorithm in each layout (conv_layout rows, session 16), and PyTorch eager with the
+# masker in channels_last against its default NCHW (ours: the unfused default).
+echo "== cuDNN NCHW vs NHWC per ResNet-50 layer, batch 64; PyTorch eager in channels_last ($L s left)" >> "$X"
+if [ "$L" -gt 200 ]; then
+  timeout 75 $B/conv_cuda_bench --benchmark_min_time=0.02 --benchmark_counters_tabular=true \
+    --benchmark_filter='conv_layout/(conv1|l)' 2>&1 | grep -E "^conv|ERROR|Benchmark" >> "$X"
+  PYTHONUNBUFFERED=1 timeout 70 python3 bench/compare_masker_torch.py --device cuda --batch 64 --min-time 1 \
+    --models resnet50_released --no-compile --channels-last --skip-agreement --bench $B/masker_bench \
+    --json "$OUT/compare_channels_last.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"
 fi
 L=$(left)

@@ -5,9 +5,10 @@
 // (asymmetric padding) and 1x1 convolutions (cuBLAS's), each in both arithmetic settings
 // (ConvMath::TF32 to TF32 rounding, ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on
 // every backend, also with the batch norm folded into the weights for cuDNN's fused convolution + bias +
-// activation (every algorithm, through a choices file, under Auto). Also checks which backend ran (counts), that
-// Auto times a shape
-// once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
+// activation (every algorithm, through a choices file, under Auto). Every cuDNN algorithm Auto may time, also in
+// the NHWC layout (cuda/cudnn_conv.h's CudnnLayout, which bench/conv_cuda_bench measures), and the batched transpose
+// that converts between the layouts (cuda/layout_transpose.h). Also checks which backend ran (counts), that Auto
+// times a shape once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/conv_auto_cache.h"
@@ -28,6 +30,7 @@
 #include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/device.h"
+#include "cuda/layout_transpose.h"
 #include "cuda/runtime.h"
 #include "engine/arena.h"
 #include "tests/op_check.h"
@@ -126,6 +129,31 @@ Shape out_shape(const Case& c) {
 cuda::ConvGeom geom(const Case& c) {
   const Shape y = out_shape(c);
   return c.transpose ? cuda::transpose_geom(c.x, c.w, y, c.tr) : cuda::conv_geom(c.x, c.w, y, c.a);
+}
+
+// [A, B, C, D] -> [A, C, D, B] on the host: NCHW -> NHWC, and a KCRS filter -> KRSC.
+Tensor to_nhwc(const Tensor& t) {
+  const Shape& s = t.shape();
+  const std::vector<double> v = t.values();
+  std::vector<double> out(v.size());
+  const int64_t hw = s[2] * s[3];
+  for (int64_t a = 0; a < s[0]; ++a)
+    for (int64_t b = 0; b < s[1]; ++b)
+      for (int64_t i = 0; i < hw; ++i)
+        out[static_cast<size_t>((a * hw + i) * s[1] + b)] = v[static_cast<size_t>((a * s[1] + b) * hw + i)];
+  return Tensor::from_values(out, Shape{s[0], s[2], s[3], s[1]}, DType::F32);
+}
+
+// The inverse: t holds [A, C, D, B] -> [A, B, C, D] = `nchw`.
+Tensor from_nhwc(const Tensor& t, const Shape& nchw) {
+  const std::vector<double> v = t.values();
+  std::vector<double> out(v.size());
+  const int64_t hw = nchw[2] * nchw[3];
+  for (int64_t a = 0; a < nchw[0]; ++a)
+    for (int64_t b = 0; b < nchw[1]; ++b)
+      for (int64_t i = 0; i < hw; ++i)
+        out[static_cast<size_t>((a * nchw[1] + b) * hw + i)] = v[static_cast<size_t>((a * hw + i) * nchw[1] + b)];
+  return Tensor::from_values(out, nchw, DType::F32);
 }
 
 int g_failed = 0, g_checks = 0;
@@ -305,9 +333,31 @@ int main() {
   }
   cuda::set_conv_math(ConvMath::TF32);
 
+  // ---- The batched transpose (NCHW <-> NHWC) against the host's, on sizes around its 32 x 32 tiles.
+  {
+    const int64_t sizes[][3] = {{1, 1, 1}, {3, 33, 65}, {2, 64, 49}, {1, 1, 100}, {4, 100, 1}, {2, 31, 32}};
+    for (const auto& z : sizes) {
+      const Shape s{z[0], z[1], z[2], 1};
+      const Tensor x = random_tensor(s, 101 + z[1]);
+      const Tensor gx = x.to(Device::CUDA);
+      Tensor gy = Tensor::empty(s, DType::F32, Device::CUDA);
+      cuda::batched_transpose(plain, gx.data<float>(), z[0], z[1], z[2], gy.data<float>());
+      const Tensor want = to_nhwc(x);  // [z0, z1, z2, 1] -> [z0, z2, 1, z1]: each z1 x z2 matrix transposed
+      expect(max_rel_diff(gy.to(Device::CPU).reshape(want.shape()), want) == 0,
+             cat("batched_transpose of ", z[0], " x ", z[1], " x ", z[2], " differs from the host's"));
+    }
+  }
+
   // ---- Every cuDNN algorithm Auto may time (cudnn_conv_algorithms: the heuristics' first few in TF32, only the
-  // heuristic one in f32) gives the CPU's results: forward, input gradient, weight gradient (accumulating).
-  for (const ConvMath math : {ConvMath::TF32, ConvMath::F32}) {
+  // heuristic one in f32) gives the CPU's results: forward, input gradient, weight gradient (accumulating). In NCHW,
+  // the engine's layout, and in NHWC (TF32 only: what bench/conv_cuda_bench's conv_layout rows time), the inputs and
+  // results transposed on the host. An NHWC refusal of a grouped case (no algorithm) is printed, not failed: cuDNN's
+  // NHWC support of groups is not what is measured.
+  const std::pair<cuda::CudnnLayout, ConvMath> settings[] = {{cuda::CudnnLayout::NCHW, ConvMath::TF32},
+                                                              {cuda::CudnnLayout::NCHW, ConvMath::F32},
+                                                              {cuda::CudnnLayout::NHWC, ConvMath::TF32}};
+  for (const auto& [layout, math] : settings) {
+    const bool nhwc = layout == cuda::CudnnLayout::NHWC;
     cuda::set_conv_math(math);
     int idx = 0;
     for (const Case& c : cases()) {
@@ -320,31 +370,40 @@ int main() {
       const Tensor want_y = conv2d(cpu, x, w, nullptr, c.a), want_dx = conv2d_dgrad(cpu, dy, w, c.x, c.a);
       Tensor want_dw = halves(c.w);
       conv2d_wgrad(cpu, dy, x, want_dw, nullptr, c.a);
-      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+      const auto dev = [nhwc](const Tensor& t) { return (nhwc ? to_nhwc(t) : t).to(Device::CUDA); };
+      Tensor gx = dev(x), gw = dev(w), gdy = dev(dy);
       const cuda::CudnnPass passes[] = {cuda::CudnnPass::Fwd, cuda::CudnnPass::Dgrad, cuda::CudnnPass::Wgrad};
       const char* names[] = {"forward", "input gradient", "weight gradient"};
+      const char* in_layout = nhwc ? ", NHWC" : "";
       for (int p = 0; p < 3; ++p) {
         std::vector<int> algos;
         try {
-          algos = cuda::cudnn_conv_algorithms(plain, passes[p], g, 4);
+          algos = cuda::cudnn_conv_algorithms(plain, passes[p], g, 4, layout);
         } catch (const std::exception& e) {
-          expect(false, cat(c.name, " ", names[p], ": cudnn_conv_algorithms threw: ", e.what()));
+          if (nhwc && g.G > 1) {
+            std::printf("note: %s %s in NHWC: %s\n", c.name.c_str(), names[p], e.what());
+            continue;
+          }
+          expect(false, cat(c.name, " ", names[p], in_layout, ": cudnn_conv_algorithms threw: ", e.what()));
         }
         expect(!algos.empty() && (math == ConvMath::TF32 || algos.size() == 1),
                cat(c.name, " ", names[p], ": ", algos.size(), " cuDNN algorithms to time in ",
                    cuda::conv_math_name(math)));
         for (const int algo : algos) {
           const std::string what =
-              cat(c.name, " cuDNN ", names[p], " algorithm ", algo, " (", cuda::conv_math_name(math), ")");
+              cat(c.name, " cuDNN ", names[p], " algorithm ", algo, " (", cuda::conv_math_name(math), in_layout, ")");
           try {
+            // (dw starts at 0.5 everywhere, the same in either layout)
             Tensor out = p == 0 ? Tensor::empty(ys, DType::F32, Device::CUDA)
                        : p == 1 ? Tensor::empty(c.x, DType::F32, Device::CUDA)
                                 : halves(c.w).to(Device::CUDA);
-            if (p == 0) cuda::cudnn_conv_forward(plain, g, gx.data<float>(), gw.data<float>(), out.data<float>(), algo);
-            if (p == 1) cuda::cudnn_conv_dgrad(plain, g, gdy.data<float>(), gw.data<float>(), out.data<float>(), algo);
-            if (p == 2) cuda::cudnn_conv_wgrad(plain, g, gdy.data<float>(), gx.data<float>(), out.data<float>(), algo);
+            const float *px = gx.data<float>(), *pw = gw.data<float>(), *pdy = gdy.data<float>();
+            if (p == 0) cuda::cudnn_conv_forward(plain, g, px, pw, out.data<float>(), algo, layout);
+            if (p == 1) cuda::cudnn_conv_dgrad(plain, g, pdy, pw, out.data<float>(), algo, layout);
+            if (p == 2) cuda::cudnn_conv_wgrad(plain, g, pdy, px, out.data<float>(), algo, layout);
             const Tensor& want = p == 0 ? want_y : p == 1 ? want_dx : want_dw;
-            const double e = max_rel_diff(out.to(Device::CPU), want);
+            const Tensor got_nchw = nhwc ? from_nhwc(out.to(Device::CPU), want.shape()) : out.to(Device::CPU);
+            const double e = max_rel_diff(got_nchw, want);
             expect(e <= tolerance(math),
                    cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(math), ")"));
           } catch (const std::exception& e) {
