@@ -13,7 +13,7 @@
 // cudnn.benchmark; counter `algo`), its result checked against cuDNN's heuristic NCHW one before timing;
 // counters nhwc/nchw (the conv alone: what an engine in NHWC throughout would see) and with_transposes/nchw (plus
 // converting the pass's activation input(s) to NHWC and its output back: what NHWC for that one layer inside an
-// NCHW network would cost).
+// NCHW network would cost). tools/summarize_conv_layout.py adds the rows up over ResNet-50's 53 convolutions.
 //
 // Validate, then time. Before a layer is timed, both backends are compared with the CPU (f32) on a
 // batch of 2 and with each other at batch 64, for all three passes (tolerance: max |a - b| below
@@ -125,17 +125,21 @@ Tensor host_random(const Shape& s, uint64_t seed, float scale) {
   return t;
 }
 
-// max |a - b| / max |ref| (host copies)
-double rel_err(const Tensor& a, const Tensor& ref) {
-  const std::vector<double> av = a.values(), bv = ref.values();
+// max |a - b| / max |ref| of two f32 tensors of one size (copied to the host first where they are on the device;
+// read in place, not as doubles: the 56x56 layers' outputs are 51 M floats)
+double rel_err(const Tensor& a_any, const Tensor& ref_any) {
+  const auto host = [](const Tensor& t) { return t.device() == Device::CPU ? t : t.to(Device::CPU); };
+  const Tensor a = host(a_any), ref = host(ref_any);
+  const float *av = a.data<float>(), *bv = ref.data<float>();
+  const int64_t n = std::min(a.numel(), ref.numel());
   double d = 0, m = 0;
-  for (size_t i = 0; i < av.size(); ++i) {
-    const double e = std::abs(av[i] - bv[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = std::abs(static_cast<double>(av[i]) - bv[i]);
     if (std::isnan(e)) return INFINITY;
     d = std::max(d, e);
-    m = std::max(m, std::abs(bv[i]));
+    m = std::max(m, std::abs(static_cast<double>(bv[i])));
   }
-  return d / std::max(m, 1e-30);
+  return a.numel() == ref.numel() ? d / std::max(m, 1e-30) : INFINITY;
 }
 
 struct Gpu {
@@ -150,8 +154,8 @@ Gpu& gpu() {
   return g;
 }
 
-// Tensor::to / zeros copy and clear through the runtime's legacy stream, which the device's
-// non-blocking stream does not wait for: wait for the whole device after preparing inputs.
+// Tensor::to / zeros copy and clear on the runtime's legacy stream: wait for the whole device after preparing
+// inputs, so that the copies are neither in a timed call nor racing a host read.
 void sync_all() { cudaDeviceSynchronize(); }
 
 // The tensors of the layer being benchmarked (one layer at a time: benchmarks run in order).
@@ -482,7 +486,15 @@ struct LayoutData {
   Tensor y, dx, dw;         // outputs, in the layout of the last run
   Tensor back;              // an NHWC output transposed back to NCHW (validation)
   Tensor x_t, dy_t, out_t;  // with_transposes' conversions
-  std::map<int, double> nchw_mean;  // pass -> s, from the nchw row (registered first)
+  // Per (pass, layout): the fastest algorithm, checked, or why there is none. Made on the row's first call (Google
+  // Benchmark calls a row several times while it sizes the iteration count).
+  struct Choice {
+    int algo = -1;
+    std::string error;
+  };
+  std::map<std::pair<int, int>, Choice> chosen;
+  std::map<int, double> nchw_mean;     // pass -> s, from the nchw row (registered first)
+  std::map<int, double> transpose_s;   // pass -> s of run_transposes, measured once
 };
 
 cuda::ConvGeom tf32_geom(const LayerData& d) {
@@ -550,7 +562,9 @@ Tensor host_output(LayerData& d, LayoutData& t, Pass pass, CudnnLayout layout) {
   return t.back.slice0(0, out.numel()).reshape(out.shape()).to(Device::CPU);
 }
 
-// with_transposes' extra work: the pass's activation input(s) to NHWC and its output back to NCHW.
+// with_transposes' extra work: the pass's activation input(s) to NHWC and its output back to NCHW. (Not the weights:
+// 0.1-2.4 M floats per layer against the activations' 0.4-51 M at batch 64; in training they would be converted once
+// per step.)
 void run_transposes(LayerData& d, LayoutData& t, Pass pass) {
   Gpu& G = gpu();
   const cuda::ConvGeom g = tf32_geom(d);
@@ -575,51 +589,59 @@ double mean_seconds(Fn&& fn, int iters) {
   return total / iters;
 }
 
-void BM_conv_layout(benchmark::State& st, Layer l, Pass pass, CudnnLayout layout) {
-  if (!cuda_available()) {
-    st.SkipWithError("no CUDA device");
-    return;
-  }
+// The fastest of the algorithms Auto would time for (pass, layout) (3 calls each after one untimed), its result
+// checked against cuDNN's heuristic NCHW algorithm (tests/cuda_conv_backends compares every algorithm of both
+// layouts with the CPU on smaller shapes).
+LayoutData::Choice choose_algorithm(LayerData& d, LayoutData& t, Pass pass, CudnnLayout layout) {
   Gpu& G = gpu();
-  LayerData& d = layer_data(l);
-  LayoutData& t = layout_data(d);
-  std::string err;
-  int best = -1;
+  LayoutData::Choice c;
   try {
-    // The fastest of the algorithms Auto would time (3 calls each after one untimed)...
     double best_s = INFINITY;
     for (int algo : cuda::cudnn_conv_algorithms(G.ctx, static_cast<cuda::CudnnPass>(pass), tf32_geom(d), 4, layout)) {
       const double sec = mean_seconds([&] { run_layout(d, t, pass, layout, algo); }, 3);
-      if (sec < best_s) best_s = sec, best = algo;
+      if (sec < best_s) best_s = sec, c.algo = algo;
     }
-    // ... checked against cuDNN's heuristic NCHW algorithm (tests/cuda_conv_backends compares every algorithm of
-    // both layouts with the CPU on smaller shapes); dw from zero each time.
-    const auto host_result = [&](CudnnLayout lay, int algo) {
+    const auto host_result = [&](CudnnLayout lay, int algo) {  // dw from zero: the weight gradient accumulates
       t.dw.zero();
       sync_all();
       run_layout(d, t, pass, lay, algo);
       G.dev.synchronize();
       return host_output(d, t, pass, lay);
     };
-    if (best < 0) {
-      err = "no algorithm";
+    if (c.algo < 0) {
+      c.error = "no algorithm";
     } else {
       const Tensor ref = host_result(CudnnLayout::NCHW, -1);
-      const double e = rel_err(host_result(layout, best), ref);
+      const double e = rel_err(host_result(layout, c.algo), ref);
       if (!(e <= kTol))
-        err = cat(layout_name(layout), " algorithm ", best, " vs NCHW's heuristic choice: ", e, " of the maximum");
+        c.error = cat(layout_name(layout), " algorithm ", c.algo, " vs NCHW's heuristic choice: ", e, " of the maximum");
     }
   } catch (const std::exception& ex) {
-    err = ex.what();
+    c.error = ex.what();
   }
   G.arena.reset();
-  if (!err.empty()) {
-    st.SkipWithError(err.c_str());
+  return c;
+}
+
+void BM_conv_layout(benchmark::State& st, Layer l, Pass pass, CudnnLayout layout) {
+  if (!cuda_available()) {
+    st.SkipWithError("no CUDA device");
     return;
   }
+  LayerData& d = layer_data(l);
+  LayoutData& t = layout_data(d);
+  const auto key = std::make_pair(static_cast<int>(pass), static_cast<int>(layout));
+  if (!t.chosen.count(key)) t.chosen[key] = choose_algorithm(d, t, pass, layout);
+  const LayoutData::Choice& c = t.chosen[key];
+  if (!c.error.empty()) {
+    st.SkipWithError(c.error.c_str());
+    return;
+  }
+  const int best = c.algo;
   const double mean = timed_iterations(st, [&] { run_layout(d, t, pass, layout, best); });
   st.counters["TFLOP/s"] = mean > 0 ? conv_flops(l, kBatch) / mean * 1e-12 : 0;
   st.counters["algo"] = best;
+  st.counters["count"] = l.count;  // (tools/summarize_conv_layout.py weights the layer by it)
   if (layout == CudnnLayout::NCHW) {
     t.nchw_mean[static_cast<int>(pass)] = mean;
     return;
@@ -627,9 +649,9 @@ void BM_conv_layout(benchmark::State& st, Layer l, Pass pass, CudnnLayout layout
   const auto it = t.nchw_mean.find(static_cast<int>(pass));
   if (it == t.nchw_mean.end() || !(it->second > 0)) return;  // (the nchw row was filtered out or failed)
   st.counters["nhwc/nchw"] = mean / it->second;
-  const double conv = mean_seconds([&] { run_layout(d, t, pass, layout, best); }, 5);
-  const double with = mean_seconds([&] { run_transposes(d, t, pass), run_layout(d, t, pass, layout, best); }, 5);
-  st.counters["with_transposes/nchw"] = (mean + (with - conv)) / it->second;
+  if (!t.transpose_s.count(static_cast<int>(pass)))
+    t.transpose_s[static_cast<int>(pass)] = mean_seconds([&] { run_transposes(d, t, pass); }, 5);
+  st.counters["with_transposes/nchw"] = (mean + t.transpose_s[static_cast<int>(pass)]) / it->second;
 }
 
 #else  // no CUDA in this build

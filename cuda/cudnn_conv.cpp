@@ -1,7 +1,7 @@
 // The cuDNN wrapper (the only translation unit that includes cudnn.h): the handle of a
 // CudaDevice, and convolution forward / backward data / backward filter through cuDNN's legacy
 // convolution API (see cuda/cudnn_conv.h). Plans (descriptors + algorithm + workspace size) are
-// built once per (pass, shape, algorithm) and kept for the life of the process.
+// built once per (pass, shape, memory layout, algorithm) and kept for the life of the process.
 #include "cuda/cudnn_conv.h"
 
 #include <cudnn.h>

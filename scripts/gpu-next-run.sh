@@ -31,17 +31,19 @@ echo "gpu-check (build + tests) exit $? after $(($(date +%s) - T0)) s" >> "$X"
 LIBS=$(dirname "$(find / -name libcudnn.so.9 -path "*nvidia*" 2>/dev/null | head -1)")
 export LD_LIBRARY_PATH="/tmp/sal-deps/usr/lib/x86_64-linux-gnu:$LIBS:${LD_LIBRARY_PATH:-}"
 B=build-gpu
+# Line-buffered output through the pipes below, so that a benchmark stopped by its timeout keeps the rows it printed.
+SB=$(command -v stdbuf > /dev/null && echo "stdbuf -oL")
 
 {
   echo "== cuda_vs_cpu's conv rows with cuBLAS pinned (1x1 stride-1 forward and dgrad on cuBLAS, the rest cuDNN)"
   SAL_CONV_BACKEND=cublas timeout 60 $B/cuda_vs_cpu conv 2>&1 | tail -5
 
   echo "== 1x1 stride-1 layers, forward and dgrad, batch 64: cuBLAS vs cuDNN vs custom ($(left) s left)"
-  timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
+  timeout 90 $SB $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
     --benchmark_filter='conv/[a-z0-9]+_1x1_[0-9]+to[0-9]+_[0-9]+/(fwd|dgrad)/' 2>&1 | grep -E "^conv|ERROR|Benchmark"
 
   echo "== ResNet-50 layers, conv + frozen BN + ReLU, batch 64: BN pass after cuDNN vs folded into cuDNN's fused op ($(left) s left)"
-  timeout 90 $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
+  timeout 90 $SB $B/conv_cuda_bench --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
     --benchmark_filter='conv_bn_relu/(conv1|l)' 2>&1 | grep -E "^conv|ERROR|Benchmark"
 
   echo "== masker inference graphs, conv + BN fusion off / on, by conv backend ($(left) s left)"
@@ -106,10 +108,13 @@ L=$(left)
 # pass, cuDNN's fastest timed algorithm in each layout (conv_layout rows, session 16), and PyTorch eager with the
 # masker in channels_last against its default NCHW (ours: the unfused default).
 echo "== cuDNN NCHW vs NHWC per ResNet-50 layer, batch 64; PyTorch eager in channels_last ($L s left)" >> "$X"
-if [ "$L" -gt 200 ]; then
-  timeout 75 $B/conv_cuda_bench --benchmark_min_time=0.02 --benchmark_counters_tabular=true \
-    --benchmark_filter='conv_layout/(conv1|l)' 2>&1 | grep -E "^conv|ERROR|Benchmark" >> "$X"
-  PYTHONUNBUFFERED=1 timeout 70 python3 bench/compare_masker_torch.py --device cuda --batch 64 --min-time 1 \
+if [ "$L" -gt 240 ]; then  # (at most 60 + 60 s here, which leaves the sanitizer below at least 120 s)
+  timeout 60 $SB $B/conv_cuda_bench --benchmark_min_time=0.02 --benchmark_counters_tabular=true \
+    --benchmark_filter='conv_layout/(conv1|l)' --benchmark_out="$OUT/conv_layout.json" \
+    --benchmark_out_format=json 2>&1 | grep -E "^conv|ERROR|Benchmark" >> "$X"
+  echo "-- summed over ResNet-50's 53 convolutions (tools/summarize_conv_layout.py):" >> "$X"
+  python3 tools/summarize_conv_layout.py "$OUT/conv_layout.json" >> "$X" 2>&1
+  PYTHONUNBUFFERED=1 timeout 60 python3 bench/compare_masker_torch.py --device cuda --batch 64 --min-time 1 \
     --models resnet50_released --no-compile --channels-last --skip-agreement --bench $B/masker_bench \
     --json "$OUT/compare_channels_last.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"

@@ -351,8 +351,9 @@ int main() {
   // ---- Every cuDNN algorithm Auto may time (cudnn_conv_algorithms: the heuristics' first few in TF32, only the
   // heuristic one in f32) gives the CPU's results: forward, input gradient, weight gradient (accumulating). In NCHW,
   // the engine's layout, and in NHWC (TF32 only: what bench/conv_cuda_bench's conv_layout rows time), the inputs and
-  // results transposed on the host. An NHWC refusal of a grouped case (no algorithm) is printed, not failed: cuDNN's
-  // NHWC support of groups is not what is measured.
+  // results transposed on the host. An NHWC refusal of a grouped case (no algorithm, or one the heuristics listed and
+  // the call then refused) is printed, not failed: cuDNN's NHWC support of groups is not what is measured. (A wrong
+  // result always fails.)
   const std::pair<cuda::CudnnLayout, ConvMath> settings[] = {{cuda::CudnnLayout::NCHW, ConvMath::TF32},
                                                               {cuda::CudnnLayout::NCHW, ConvMath::F32},
                                                               {cuda::CudnnLayout::NHWC, ConvMath::TF32}};
@@ -380,15 +381,15 @@ int main() {
         try {
           algos = cuda::cudnn_conv_algorithms(plain, passes[p], g, 4, layout);
         } catch (const std::exception& e) {
-          if (nhwc && g.G > 1) {
+          if (nhwc && g.G > 1)
             std::printf("note: %s %s in NHWC: %s\n", c.name.c_str(), names[p], e.what());
-            continue;
-          }
-          expect(false, cat(c.name, " ", names[p], in_layout, ": cudnn_conv_algorithms threw: ", e.what()));
+          else
+            expect(false, cat(c.name, " ", names[p], in_layout, ": cudnn_conv_algorithms threw: ", e.what()));
+          continue;
         }
         expect(!algos.empty() && (math == ConvMath::TF32 || algos.size() == 1),
                cat(c.name, " ", names[p], ": ", algos.size(), " cuDNN algorithms to time in ",
-                   cuda::conv_math_name(math)));
+                   cuda::conv_math_name(math), in_layout));
         for (const int algo : algos) {
           const std::string what =
               cat(c.name, " cuDNN ", names[p], " algorithm ", algo, " (", cuda::conv_math_name(math), in_layout, ")");
@@ -407,7 +408,10 @@ int main() {
             expect(e <= tolerance(math),
                    cat(what, ": differs from the CPU by ", e, " (tolerance ", tolerance(math), ")"));
           } catch (const std::exception& e) {
-            expect(false, cat(what, ": threw: ", e.what()));
+            if (nhwc && g.G > 1)  // (a grouped NHWC algorithm the heuristics listed but cuDNN then refused)
+              std::printf("note: %s in NHWC: %s\n", what.c_str(), e.what());
+            else
+              expect(false, cat(what, ": threw: ", e.what()));
           }
         }
       }
