@@ -131,30 +131,26 @@ cuda::ConvGeom geom(const Case& c) {
   return c.transpose ? cuda::transpose_geom(c.x, c.w, y, c.tr) : cuda::conv_geom(c.x, c.w, y, c.a);
 }
 
-// [A, B, C, D] -> [A, C, D, B] on the host: NCHW -> NHWC, and a KCRS filter -> KRSC.
-Tensor to_nhwc(const Tensor& t) {
-  const Shape& s = t.shape();
-  const std::vector<double> v = t.values();
-  std::vector<double> out(v.size());
-  const int64_t hw = s[2] * s[3];
-  for (int64_t a = 0; a < s[0]; ++a)
-    for (int64_t b = 0; b < s[1]; ++b)
-      for (int64_t i = 0; i < hw; ++i)
-        out[static_cast<size_t>((a * hw + i) * s[1] + b)] = v[static_cast<size_t>((a * s[1] + b) * hw + i)];
-  return Tensor::from_values(out, Shape{s[0], s[2], s[3], s[1]}, DType::F32);
-}
-
-// The inverse: t holds [A, C, D, B] -> [A, B, C, D] = `nchw`.
-Tensor from_nhwc(const Tensor& t, const Shape& nchw) {
+// Between NCHW [A, B, C, D] and NHWC [A, C, D, B] on the host (a KCRS filter and KRSC likewise); nchw is the NCHW
+// shape. to_nhwc: t is NCHW, the result NHWC; else the reverse.
+Tensor relayout(const Tensor& t, const Shape& nchw, bool to_nhwc) {
   const std::vector<double> v = t.values();
   std::vector<double> out(v.size());
   const int64_t hw = nchw[2] * nchw[3];
   for (int64_t a = 0; a < nchw[0]; ++a)
     for (int64_t b = 0; b < nchw[1]; ++b)
-      for (int64_t i = 0; i < hw; ++i)
-        out[static_cast<size_t>((a * nchw[1] + b) * hw + i)] = v[static_cast<size_t>((a * hw + i) * nchw[1] + b)];
-  return Tensor::from_values(out, nchw, DType::F32);
+      for (int64_t i = 0; i < hw; ++i) {
+        const auto at_nchw = static_cast<size_t>((a * nchw[1] + b) * hw + i);
+        const auto at_nhwc = static_cast<size_t>((a * hw + i) * nchw[1] + b);
+        if (to_nhwc)
+          out[at_nhwc] = v[at_nchw];
+        else
+          out[at_nchw] = v[at_nhwc];
+      }
+  return Tensor::from_values(out, to_nhwc ? Shape{nchw[0], nchw[2], nchw[3], nchw[1]} : nchw, DType::F32);
 }
+Tensor to_nhwc(const Tensor& t) { return relayout(t, t.shape(), true); }
+Tensor from_nhwc(const Tensor& t, const Shape& nchw) { return relayout(t, nchw, false); }
 
 int g_failed = 0, g_checks = 0;
 
