@@ -14,7 +14,8 @@ bench/resnet50_conv_shapes.h). Per pass (forward, input gradient, weight gradien
                   with_transposes/nchw)
   best            per shape the faster of nchw and nhwc+convert (NHWC only where it pays inside an NCHW network)
 A shape missing from either layout (a row that failed or was filtered out) is left out of that pass's sums, and
-named.
+named. A file cut short (the benchmark stopped by a timeout before it closed its JSON) is read up to its last
+complete row, and says so.
 """
 
 import argparse
@@ -24,6 +25,18 @@ import sys
 
 PASSES = ("fwd", "dgrad", "wgrad")
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse(text):
+    """The JSON document, or from a file cut short the rows it completed (Google Benchmark writes each row as an
+    object indented by 4 spaces inside "benchmarks"); (doc, complete)."""
+    try:
+        return json.loads(text), True
+    except ValueError:
+        end = text.rfind("\n    }")
+        if end < 0 or '"benchmarks"' not in text[:end]:
+            raise
+        return json.loads(text[:end + 6] + "\n  ]\n}"), False
 
 
 def rows(doc):
@@ -87,10 +100,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         with open(args.json) as f:
-            doc = json.load(f)
+            doc, complete = parse(f.read())
     except (OSError, ValueError) as e:
         print(f"{args.json}: {e}", file=sys.stderr)
         return 1
+    if not complete:
+        print(f"{args.json}: cut short (the benchmark was stopped?): its complete rows only", flush=True)
     r = rows(doc)
     if not any(re.search(args.layers, k[0]) for k in r):
         print(f"{args.json}: no conv_layout rows that ran for layers matching {args.layers!r}", file=sys.stderr)

@@ -85,6 +85,26 @@ class SummarizeTest(unittest.TestCase):
             self.assertIn("no conv_layout rows", err.getvalue())
             self.assertIn("absent.json", err.getvalue())
 
+    def test_a_file_cut_short_keeps_its_complete_rows(self):
+        text = json.dumps({"context": {"host_name": "x"}, "benchmarks": doc()["benchmarks"]}, indent=2)
+        whole, complete = scl.parse(text)
+        self.assertTrue(complete)
+        # cut inside the last row (as a benchmark stopped by its timeout leaves it)
+        cut = text[:text.rfind('"real_time"')]
+        part, complete = scl.parse(cut)
+        self.assertFalse(complete)
+        self.assertEqual(part["benchmarks"], whole["benchmarks"][:-1])
+        with self.assertRaises(ValueError):
+            scl.parse('{"context": {"host_name": "x"')  # nothing to recover
+        with tempfile.TemporaryDirectory() as t:
+            path = os.path.join(t, "cut.json")
+            with open(path, "w") as f:
+                f.write(cut)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(scl.main([path]), 0)
+            self.assertIn("cut short", out.getvalue())
+
 
 if __name__ == "__main__":
     unittest.main()
