@@ -18,10 +18,11 @@ namespace sal::cuda {
 
 namespace {
 
-// v2 (session 15): conv2d_bn_act's forward keyed by activation and shortcut, and the batch-norm fold. A v1 file
-// is read as no choices, and replaced by the next write (as a file timed on another GPU is).
-constexpr const char* kFormatLine = "saliency conv auto choices v2";
-constexpr const char* kOlderFormats[] = {"saliency conv auto choices v1"};
+// v2 (session 15): conv2d_bn_act's forward keyed by activation and shortcut, and the batch-norm fold; v3 (session
+// 16): cuDNN in NHWC. A file in an older format is read as no choices, and replaced by the next write (as a file
+// timed on another GPU is).
+constexpr const char* kFormatLine = "saliency conv auto choices v3";
+constexpr const char* kOlderFormats[] = {"saliency conv auto choices v1", "saliency conv auto choices v2"};
 constexpr const char* kDeviceTag = "device ";
 // conv_backend.cpp's Pass, in order (conv2d_bn_act's forward: fwd_fused with ReLU6, the others with ReLU or none,
 // with or without a shortcut sum)
@@ -46,6 +47,16 @@ std::string fold_problem(const ConvChoiceKey& key, const ConvChoice& c) {
 }
 constexpr const char* kFold = "+fold";  // after "cudnn": the batch norm folded into the weights
 
+// What is wrong with an NHWC choice for this key ("" if nothing): cuDNN's, for the plain passes in TF32, not with the
+// fold.
+std::string nhwc_problem(const ConvChoiceKey& key, const ConvChoice& c) {
+  if (!c.nhwc) return "";
+  if (c.backend != ConvBackend::Cudnn || c.fold_bn || !conv_pass_can_nhwc(key[0]) || key[17] == 0)
+    return "cuDNN in NHWC ('cudnn+nhwc') is for the fwd, dgrad and wgrad passes in TF32 only";
+  return "";
+}
+constexpr const char* kNhwc = "+nhwc";  // after "cudnn": cuDNN in NHWC, the tensors converted around it
+
 // The geometry a key describes (key_of in conv_backend.cpp: pass, then these in this order).
 ConvGeom geom_of(const ConvChoiceKey& k) {
   ConvGeom g{k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10]};
@@ -66,6 +77,7 @@ std::string conv_choice_name(const ConvChoice& c) {
   std::string name = conv_backend_name(c.backend);
   if (c.backend != ConvBackend::Cudnn) return name;
   if (c.fold_bn) name += kFold;
+  if (c.nhwc) name += kNhwc;
   return c.cudnn_algo >= 0 ? cat(name, ":", c.cudnn_algo) : name;
 }
 
@@ -79,7 +91,7 @@ std::string format_conv_choices(const std::string& device, const ConvChoices& ch
     SAL_CHECK(choice.backend != ConvBackend::Auto, "format_conv_choices: Auto is not a choice");
     SAL_CHECK(choice.cudnn_algo < 0 || choice.backend == ConvBackend::Cudnn,
               "format_conv_choices: an algorithm number with a backend other than cuDNN");
-    const std::string misplaced = fold_problem(key, choice);
+    const std::string misplaced = fold_problem(key, choice) + nhwc_problem(key, choice);
     SAL_CHECK(misplaced.empty(), "format_conv_choices: ", misplaced);
     out << kPassNames[key[0]];
     for (size_t i = 1; i < key.size(); ++i) out << ' ' << key[i];
@@ -116,22 +128,25 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
     fields >> backend;
     ConvChoice c;
     const std::string word = backend;  // for the messages
-    const std::string fold = cat("cudnn", kFold);
+    const std::string fold = cat("cudnn", kFold), nhwc = cat("cudnn", kNhwc);
     if (backend.rfind(fold, 0) == 0) {  // "cudnn+fold[:N]": read as "cudnn[:N]" with the fold
       c.fold_bn = true;
       backend = "cudnn" + backend.substr(fold.size());
+    } else if (backend.rfind(nhwc, 0) == 0) {  // "cudnn+nhwc[:N]": likewise in NHWC
+      c.nhwc = true;
+      backend = "cudnn" + backend.substr(nhwc.size());
     }
     if (backend.rfind("cudnn:", 0) == 0) {  // cuDNN's algorithm N (a small number: cuDNN has under 10 a pass)
       const std::string n = backend.substr(6);
       if (n.empty() || n.size() > 2 || n.find_first_not_of("0123456789") != std::string::npos)
         bad_line(path, number, cat("expected an algorithm number after 'cudnn:', got '", word, "'"));
       c.backend = ConvBackend::Cudnn, c.cudnn_algo = std::stoi(n);
-    } else if (backend == "cudnn" || (!c.fold_bn && (backend == "custom" || backend == "cublas"))) {
+    } else if (backend == "cudnn" || (!c.fold_bn && !c.nhwc && (backend == "custom" || backend == "cublas"))) {
       c.backend = parse_conv_backend(backend);
     } else {
       bad_line(path, number,
-               cat("expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N' or 'cublas' after the "
-                   "numbers, got '",
+               cat("expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N', 'cudnn+nhwc', 'cudnn+nhwc:N' "
+                   "or 'cublas' after the numbers, got '",
                    word, "'"));
     }
     std::string extra;
@@ -144,7 +159,7 @@ ParsedConvChoices parse_conv_choices(const std::string& text, const std::string&
       bad_line(path, number, "cuDNN cannot take this shape (cudnn_conv_supported)");
     if (c.cudnn_algo >= 0 && key[17] == 0)
       bad_line(path, number, "a cuDNN algorithm number for f32 math (Auto times cuDNN's algorithms in TF32 only)");
-    const std::string misplaced = fold_problem(key, c);
+    const std::string misplaced = fold_problem(key, c) + nhwc_problem(key, c);
     if (!misplaced.empty()) bad_line(path, number, misplaced);
     auto [it, inserted] = parsed.choices.emplace(key, c);
     if (!inserted && !(it->second == c)) bad_line(path, number, "the same shape is listed with another choice before");

@@ -11,8 +11,10 @@
 // and for conv2d_bn_act's forward with ReLU or no activation (passes fwd_fused_relu, fwd_fused_none, and with a
 // shortcut sum fwd_fused_relu_res, fwd_fused_none_res; ReLU6's is fwd_fused) in TF32 also "cudnn+fold" or
 // "cudnn+fold:N" (the batch norm folded into the weights, cuDNN's fused convolution + bias + activation:
-// cuda/conv_bn_fold.h; with no activation only "cudnn+fold:1", the one algorithm cuDNN runs that with). A file in
-// an older format (v1, before session 15) counts as empty and is replaced by the next write.
+// cuda/conv_bn_fold.h; with no activation only "cudnn+fold:1", the one algorithm cuDNN runs that with), and for
+// the plain passes (fwd, dgrad, wgrad) in TF32 also "cudnn+nhwc" or "cudnn+nhwc:N" (cuDNN in NHWC, the tensors
+// converted in and out around it: cuda/conv_nhwc.h; N numbers one of cuDNN's NHWC algorithms). A file in an older
+// format (v1, before session 15; v2, before session 16) counts as empty and is replaced by the next write.
 // Nothing here touches the GPU: the formatting and parsing are tested on any machine.
 #pragma once
 #include <array>
@@ -31,22 +33,30 @@ using ConvChoiceKey = std::array<int64_t, 18>;
 // no activation, which cuDNN runs fused only with kCudnnFusedNoActivationAlgo (cuda/cudnn_conv.h).
 inline bool conv_pass_can_fold(int64_t pass) { return pass >= 4 && pass <= 7; }
 inline bool conv_pass_has_no_activation(int64_t pass) { return pass == 5 || pass == 7; }
+// The passes cuDNN may run in NHWC with the conversions around it (cuda/conv_nhwc.h): the plain forward, the input
+// gradient and the weight gradient (fwd, dgrad, wgrad).
+inline bool conv_pass_can_nhwc(int64_t pass) { return pass == 0 || pass == 2 || pass == 3; }
 
 // One of Auto's choices: a backend and, for cuDNN, the algorithm that was timed fastest (-1: cuDNN's own
 // heuristic choice, as when cuDNN is set) and, for conv2d_bn_act's forward, whether the batch norm is folded into
-// the weights and run by cuDNN's fused convolution + bias + activation (else it is a pass after the conv).
+// the weights and run by cuDNN's fused convolution + bias + activation (else it is a pass after the conv), and, for
+// the plain passes, whether cuDNN runs in NHWC with the tensors converted around it (cudnn_algo then numbers one of
+// its NHWC algorithms).
 struct ConvChoice {
   ConvBackend backend = ConvBackend::Custom;
   int cudnn_algo = -1;
   bool fold_bn = false;
+  bool nhwc = false;
   bool operator==(const ConvChoice&) const = default;
 };
 using ConvChoices = std::map<ConvChoiceKey, ConvChoice>;
-// "custom", "cublas", "cudnn", "cudnn:N", "cudnn+fold" or "cudnn+fold:N" (the file's words)
+// "custom", "cublas", "cudnn", "cudnn:N", "cudnn+fold", "cudnn+fold:N", "cudnn+nhwc" or "cudnn+nhwc:N" (the file's
+// words)
 std::string conv_choice_name(const ConvChoice& c);
 
 // The file's text for the GPU named `device` (Custom, Cudnn and Cublas choices: Auto is not a choice; an
-// algorithm and the fold only with Cudnn, the fold only for conv2d_bn_act's forward with ReLU or none in TF32).
+// algorithm, the fold and NHWC only with Cudnn, the fold only for conv2d_bn_act's forward with ReLU or none in TF32,
+// NHWC only for the plain passes in TF32).
 std::string format_conv_choices(const std::string& device, const ConvChoices& choices);
 
 struct ParsedConvChoices {

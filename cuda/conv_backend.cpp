@@ -20,6 +20,7 @@
 #include "cuda/conv_auto_cache.h"
 #include "cuda/conv_bn_fold.h"
 #include "cuda/conv_igemm.h"
+#include "cuda/conv_nhwc.h"
 #include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cublas_gemm.h"
 #include "cuda/cudnn_conv.h"
@@ -33,7 +34,8 @@ std::once_flag g_env_once;
 std::atomic<int> g_backend{static_cast<int>(ConvBackend::Auto)};
 std::atomic<int> g_math{static_cast<int>(ConvMath::TF32)};
 std::atomic<bool> g_fold_bn{true};
-std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_cublas{0}, g_folded{0}, g_timed{0};
+std::atomic<bool> g_nhwc{false};
+std::atomic<int64_t> g_custom{0}, g_cudnn{0}, g_cublas{0}, g_folded{0}, g_nhwc_runs{0}, g_timed{0};
 
 // Auto's choices and their file (cuda/conv_auto_cache.h), both under choices_mutex().
 std::mutex& choices_mutex() {
@@ -56,6 +58,8 @@ void read_env_once() {
     if (m && *m) g_math.store(static_cast<int>(parse_conv_math(m)));
     const char* f = std::getenv("SAL_CONV_FOLD_BN");
     if (f && *f) g_fold_bn.store(parse_conv_fold_bn(f));
+    const char* h = std::getenv("SAL_CONV_NHWC");
+    if (h && *h) g_nhwc.store(parse_conv_nhwc(h));
     const char* c = std::getenv("SAL_CONV_AUTO_CACHE");
     std::lock_guard<std::mutex> lock(choices_mutex());
     if (c && *c) g_cache_path = c;
@@ -86,7 +90,12 @@ static_assert(static_cast<int>(Pass::FwdFusedRelu) == 4 && static_cast<int>(Pass
                   static_cast<int>(Pass::FwdFusedReluRes) == 6,
               "cuda/conv_auto_cache.h's conv_pass_can_fold / conv_pass_has_no_activation number them so");
 
+static_assert(static_cast<int>(Pass::Fwd) == 0 && static_cast<int>(Pass::Dgrad) == 2 &&
+                  static_cast<int>(Pass::Wgrad) == 3,
+              "cuda/conv_auto_cache.h's conv_pass_can_nhwc numbers them so");
+
 bool fold_pass(Pass p) { return conv_pass_can_fold(static_cast<int64_t>(p)); }
+bool nhwc_pass(Pass p) { return conv_pass_can_nhwc(static_cast<int64_t>(p)); }
 bool no_activation_pass(Pass p) { return conv_pass_has_no_activation(static_cast<int64_t>(p)); }
 
 ConvChoiceKey key_of(Pass pass, const ConvGeom& g) {
@@ -163,11 +172,13 @@ constexpr int kCudnnAlgorithmsTimed = 4;
 // convolution + bias + activation has has, in TF32 and with the fold allowed (SAL_CONV_FOLD_BN), the batch norm
 // folded into the weights timed too: with ReLU with each of those cuDNN algorithms, with no activation with
 // IMPLICIT_PRECOMP_GEMM (by number: it may not be among the first few). With the fold not allowed, a choice that
-// folds (made earlier, or from a choices file) is timed again.
+// folds (made earlier, or from a choices file) is timed again. Likewise, with SAL_CONV_NHWC, the plain passes have
+// cuDNN's first few NHWC algorithms timed with the conversions around them (cuda/conv_nhwc.h).
 ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, const RunFn& run) {
   const ConvBackend fixed = fixed_backend(pass, g);
   if (fixed != ConvBackend::Auto) return ConvChoice{fixed, -1};
   const bool fold = fold_pass(pass) && g.tf32 && conv_fold_bn();
+  const bool nhwc = nhwc_pass(pass) && g.tf32 && conv_nhwc();
   const ConvChoiceKey key = key_of(pass, g);
   std::string cache;
   {
@@ -179,7 +190,7 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       g_cache_loaded = true;
     }
     auto it = choices().find(key);
-    if (it != choices().end() && (fold || !it->second.fold_bn)) return it->second;
+    if (it != choices().end() && (fold || !it->second.fold_bn) && (nhwc || !it->second.nhwc)) return it->second;
   }
   // Scratch output: forward and dgrad overwrite it, wgrad accumulates into it (its values are
   // never read), so the caller's tensors are untouched.
@@ -220,11 +231,21 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       if (fold && !no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
     }
     if (fold && no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, kCudnnFusedNoActivationAlgo, true});
+    if (nhwc) {
+      std::vector<int> nhwc_algos;
+      try {
+        nhwc_algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed, CudnnLayout::NHWC);
+      } catch (const std::exception&) {
+        nhwc_algos.clear();  // no usable NHWC algorithm: not a candidate
+      }
+      for (size_t i = 0; i < nhwc_algos.size(); ++i)
+        consider(ConvChoice{ConvBackend::Cudnn, i == 0 ? -1 : nhwc_algos[i], false, true});
+    }
   }
   if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
   std::lock_guard<std::mutex> lock(choices_mutex());
-  choices()[key] = pick;  // (replaces a fold timed again with the fold not allowed)
+  choices()[key] = pick;  // (replaces a fold or NHWC choice timed again with it not allowed)
   if (!cache.empty() && cache == g_cache_path) {
     // Keeping the choices is a convenience: a file that cannot be written costs this run nothing but a
     // warning (once), and the run goes on with what it timed.
@@ -244,6 +265,7 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
   const ConvBackend b = c.backend;
   (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
   if (c.fold_bn) g_folded.fetch_add(1);
+  if (c.nhwc) g_nhwc_runs.fetch_add(1);
 }
 
 // The forward (A = w, B = x) or input gradient (A = w transposed, B = dy) of a 1x1 convolution on cuBLAS.
@@ -267,6 +289,8 @@ void forward(Ctx& ctx, const ConvGeom& g, const float* x, const float* w, const 
     }
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_forward_gemm(g), w, x, out, g.tf32);
+    else if (c.nhwc)
+      cudnn_nhwc_forward(ctx, g, x, w, out, c.cudnn_algo);
     else
       cudnn_conv_forward(ctx, g, x, w, out, c.cudnn_algo);
     channel_epilogue(ctx, out, epi, g.N, g.K, g.pq());
@@ -284,6 +308,8 @@ void dgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* w, const f
     }
     if (c.backend == ConvBackend::Cublas)
       cublas_pointwise(ctx, pointwise_dgrad_gemm(g), w, dy, out, g.tf32);
+    else if (c.nhwc)
+      cudnn_nhwc_dgrad(ctx, g, dy, w, out, c.cudnn_algo);
     else
       cudnn_conv_dgrad(ctx, g, dy, w, out, c.cudnn_algo);
     if (bias) channel_bias_add(ctx, out, bias, g.N, g.C, g.hw());
@@ -298,6 +324,8 @@ void wgrad(Ctx& ctx, const ConvGeom& g, const float* dy, const float* x, float* 
     SAL_CHECK(c.backend != ConvBackend::Cublas, "conv wgrad: cuBLAS does not run weight gradients");
     if (c.backend == ConvBackend::Custom)
       custom_conv_wgrad(ctx, g, dy, x, out);
+    else if (c.nhwc)
+      cudnn_nhwc_wgrad(ctx, g, dy, x, out, c.cudnn_algo);
     else
       cudnn_conv_wgrad(ctx, g, dy, x, out, c.cudnn_algo);
   });
@@ -383,17 +411,33 @@ void set_conv_fold_bn(bool allowed) {
   g_fold_bn.store(allowed);
 }
 
-bool parse_conv_fold_bn(std::string_view value) {
+namespace {
+bool parse_on_off(std::string_view value, const char* what) {
   const std::string s = lower(value);
   if (s == "1" || s == "on") return true;
   if (s == "0" || s == "off") return false;
-  fail("SAL_CONV_FOLD_BN / parse_conv_fold_bn: expected 1, on, 0 or off, got '", std::string(value), "'");
+  fail(what, ": expected 1, on, 0 or off, got '", std::string(value), "'");
 }
+}  // namespace
+
+bool parse_conv_fold_bn(std::string_view value) { return parse_on_off(value, "SAL_CONV_FOLD_BN / parse_conv_fold_bn"); }
+
+bool conv_nhwc() {
+  read_env_once();
+  return g_nhwc.load();
+}
+
+void set_conv_nhwc(bool allowed) {
+  read_env_once();
+  g_nhwc.store(allowed);
+}
+
+bool parse_conv_nhwc(std::string_view value) { return parse_on_off(value, "SAL_CONV_NHWC / parse_conv_nhwc"); }
 
 ConvBackendCounts conv_backend_counts() {
   ConvBackendCounts n;
   n.custom = g_custom.load(), n.cudnn = g_cudnn.load(), n.cublas = g_cublas.load();
-  n.folded = g_folded.load(), n.timed = g_timed.load();
+  n.folded = g_folded.load(), n.nhwc = g_nhwc_runs.load(), n.timed = g_timed.load();
   return n;
 }
 
@@ -402,6 +446,7 @@ void reset_conv_backend_counts() {
   g_cudnn.store(0);
   g_cublas.store(0);
   g_folded.store(0);
+  g_nhwc_runs.store(0);
   g_timed.store(0);
 }
 

@@ -14,7 +14,8 @@
 // accumulated twice), keeps the fastest in a map keyed by the full geometry, and runs it from then on. That
 // first call waits for the device (it reads the timing events); later calls never do. conv2d_bn_act's forward
 // has cuDNN's algorithms timed twice, with the batch norm as a pass after the conv and folded into the weights
-// (conv_fold_bn, below). Shapes cuDNN cannot
+// (conv_fold_bn, below), and with SAL_CONV_NHWC=1 the plain passes have them timed in NHWC too (conv_nhwc, below).
+// Shapes cuDNN cannot
 // take (asymmetric padding that changes the output size, see cudnn_conv_supported) run the custom kernels
 // in every mode.
 // The arithmetic is a second per-process setting, ConvMath: TF32 (the default: tensor cores with
@@ -67,10 +68,21 @@ bool conv_fold_bn();
 void set_conv_fold_bn(bool allowed);
 bool parse_conv_fold_bn(std::string_view value);  // "1" | "on" | "0" | "off" (any case); throws otherwise
 
+// Whether Auto may also run the plain passes (conv2d's forward, input and weight gradients) on cuDNN in NHWC, with
+// the tensors converted to NHWC and the result back around each call (cuda/conv_nhwc.h): it then times cuDNN's first
+// few NHWC algorithms too, the conversions included, and keeps one where that is the fastest. SAL_CONV_NHWC ("1"/"on"
+// or "0"/"off", the default until a GPU run measures it: bench/RESULTS.md), read once; set_conv_nhwc() changes it. In
+// TF32 only, never with a pinned backend; with it off, a choice in NHWC (made earlier in the process, or a choices
+// file's "cudnn+nhwc") is timed again without it. The results are cuDNN's, in another kernel: TF32's rounding.
+bool conv_nhwc();
+void set_conv_nhwc(bool allowed);
+bool parse_conv_nhwc(std::string_view value);  // as parse_conv_fold_bn
+
 // How many convolution passes each backend has run (timing runs excluded; `folded`: of cuDNN's, those with the
-// batch norm folded), and how many (pass, shape) pairs Auto has timed. For tests and benchmarks.
+// batch norm folded; `nhwc`: of cuDNN's, those in NHWC), and how many (pass, shape) pairs Auto has timed. For tests
+// and benchmarks.
 struct ConvBackendCounts {
-  int64_t custom = 0, cudnn = 0, cublas = 0, folded = 0, timed = 0;
+  int64_t custom = 0, cudnn = 0, cublas = 0, folded = 0, nhwc = 0, timed = 0;
 };
 ConvBackendCounts conv_backend_counts();
 void reset_conv_backend_counts();

@@ -5,10 +5,11 @@
 #   1. build + every CUDA test (scripts/gpu-check.sh with no benchmarks): sessions 14-16's CUDA code has not run
 #      yet (cuBLAS as the third conv backend, cuDNN's algorithms timed under Auto, the frozen batch norm folded
 #      into cuDNN's fused conv + bias + ReLU, cuDNN in NHWC);
-#   2. the masker's captured inference graphs, conv + BN fusion off / on, under auto (now with the fold) and with
-#      cuDNN pinned, and fused with the fold forbidden: whether `conv_bn_fusion`'s CUDA default (layers/modules.h)
-#      flips to fused, the issue's remaining done-criterion;
-#   3. the ResNet-50 training step's graph, fused and unfused;
+#   2. the masker's captured inference graphs, conv + BN fusion off / on, under auto (now with the fold; and with
+#      SAL_CONV_NHWC=1, cuDNN in NHWC with conversions as a candidate) and with cuDNN pinned, and fused with the fold
+#      forbidden: whether `conv_bn_fusion`'s CUDA default (layers/modules.h) flips to fused, the issue's remaining
+#      done-criterion, and whether SAL_CONV_NHWC's default flips to on;
+#   3. the ResNet-50 training step's graph, fused and unfused, and with NHWC allowed;
 #   4. the eager comparison with PyTorch, ours fused (the candidate default);
 #   5. per ResNet-50 layer: conv + frozen BN + ReLU with the batch-norm pass against the fold (what the fold buys);
 #      cuDNN in NCHW against NHWC, and PyTorch eager in channels_last (what NHWC would buy);
@@ -21,8 +22,8 @@
 # gpu-check.log, compare_eager.json, conv_layout.json, compare_channels_last.json, compare_compile.json). Run from
 # the repository root with .debs and .gpu-shared carried along (scripts/gpu-check.sh --fetch-debs /
 # --pack-shared), e.g.
-#     RUN_BUDGET=480 bash scripts/gpu-next-run.sh
-# (about 10 of the 15 device minutes with the machine's start).
+#     OUT=$OUT RUN_BUDGET=500 bash scripts/gpu-next-run.sh      (the device tool's $OUT; timeout_s about 580)
+# (about 11-12 of the 15 device minutes with the machine's start; files land in $OUT as they are written).
 # SAL_NEXT_RUN_DRY=1 leaves the build and the tests out and runs the rest on an existing build (SAL_BUILD_DIR), e.g.
 # on a machine without a GPU, to check the script itself: every CUDA step then fails at once, which is the point.
 set -uo pipefail
@@ -55,23 +56,28 @@ B="${SAL_BUILD_DIR:-build-gpu}"  # (gpu-check.sh builds there)
 SB=$(command -v stdbuf > /dev/null && echo "stdbuf -oL")
 INFER_FILTER='masker_infer_graph/(mobilenet_v1|resnet50_released)/cuda/batch:(1|64)/'
 
-# masker_graphs BACKEND FUSE [LABEL-EXTRA]: the inference graphs under one setting; Auto's choices go to a fresh
-# file per setting (timed as without one), summarised after.
+# masker_graphs BACKEND FUSE NHWC: the inference graphs under one setting; Auto's choices go to a fresh file per
+# setting (timed as without one), summarised after.
 masker_graphs() {
-  rm -f "/tmp/choices-$1-$2.txt"
-  SAL_CONV_AUTO_CACHE="/tmp/choices-$1-$2.txt" SAL_CONV_BACKEND=$1 SAL_FUSE_CONV_BN=$2 \
+  rm -f "/tmp/choices-$1-$2-$3.txt"
+  SAL_CONV_AUTO_CACHE="/tmp/choices-$1-$2-$3.txt" SAL_CONV_BACKEND=$1 SAL_FUSE_CONV_BN=$2 SAL_CONV_NHWC=$3 \
     timeout 60 $SB $B/masker_bench --benchmark_min_time=0.5 --benchmark_filter="$INFER_FILTER" \
-    --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$1 fuse=$2  /"
+    --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$1 fuse=$2 nhwc=$3  /"
 }
 
-if step 60 "2. masker inference graphs, conv + BN fusion off / on, under auto and cudnn; fused with the fold forbidden"; then
+if step 60 "2. masker inference graphs, conv + BN fusion off / on, under auto (also with cuDNN in NHWC allowed) and cudnn; fused with the fold forbidden"; then
   {
-    for backend in auto cudnn; do
-      for fuse in 0 1; do masker_graphs $backend $fuse; done
-    done
-    echo "-- Auto's choices under auto (pass, then choice: how many shapes), fusion off / on:"
     for fuse in 0 1; do
-      tail -n +3 /tmp/choices-auto-$fuse.txt 2>/dev/null | awk '{print $1, $NF}' | sort | uniq -c | sed "s/^/fuse=$fuse /"
+      masker_graphs auto $fuse 0
+      masker_graphs auto $fuse 1
+      masker_graphs cudnn $fuse 0
+    done
+    echo "-- Auto's choices under auto (pass, then choice: how many shapes), fusion off / on, NHWC off / on:"
+    for fuse in 0 1; do
+      for nhwc in 0 1; do
+        tail -n +3 /tmp/choices-auto-$fuse-$nhwc.txt 2>/dev/null | awk '{print $1, $NF}' | sort | uniq -c |
+          sed "s/^/fuse=$fuse nhwc=$nhwc /"
+      done
     done
     SAL_CONV_FOLD_BN=0 SAL_CONV_BACKEND=auto SAL_FUSE_CONV_BN=1 timeout 60 $SB $B/masker_bench \
       --benchmark_min_time=0.5 --benchmark_filter="$INFER_FILTER" --benchmark_counters_tabular=true 2>&1 |
@@ -79,11 +85,12 @@ if step 60 "2. masker inference graphs, conv + BN fusion off / on, under auto an
   } >> "$X" 2>&1
 fi
 
-if step 40 "3. ResNet-50 training step graph, batch 64, fusion off / on under auto (the fold in the black box)"; then
-  for fuse in 0 1; do
-    SAL_FUSE_CONV_BN=$fuse timeout 60 $SB $B/masker_bench --benchmark_min_time=0.5 \
+if step 40 "3. ResNet-50 training step graph, batch 64, fusion off / on under auto (the fold in the black box), and NHWC allowed"; then
+  for setting in "0 0" "1 0" "0 1"; do
+    read -r fuse nhwc <<< "$setting"
+    SAL_FUSE_CONV_BN=$fuse SAL_CONV_NHWC=$nhwc timeout 60 $SB $B/masker_bench --benchmark_min_time=0.5 \
       --benchmark_filter='masker_train_graph/resnet50_released/cuda/' \
-      --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse  /"
+      --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse nhwc=$nhwc  /"
   done >> "$X" 2>&1
 fi
 
@@ -119,7 +126,7 @@ fi
 
 if step 50 "6a. masker inference graphs with cuBLAS and the custom kernels pinned"; then
   for backend in cublas custom; do
-    for fuse in 0 1; do masker_graphs $backend $fuse; done
+    for fuse in 0 1; do masker_graphs $backend $fuse 0; done
   done >> "$X" 2>&1
 fi
 if step 60 "6b. 1x1 stride-1 layers, forward and dgrad, batch 64: cuBLAS vs cuDNN vs custom; cuda_vs_cpu's conv rows with cuBLAS pinned"; then

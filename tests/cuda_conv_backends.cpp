@@ -6,9 +6,11 @@
 // (ConvMath::TF32 to TF32 rounding, ConvMath::F32 to f32 rounding), and conv2d_bn_act's epilogue on
 // every backend, also with the batch norm folded into the weights for cuDNN's fused convolution + bias +
 // activation (every algorithm, through a choices file, under Auto). Every cuDNN algorithm Auto may time, also in
-// the NHWC layout (cuda/cudnn_conv.h's CudnnLayout, which bench/conv_cuda_bench measures), and the batched transpose
-// that converts between the layouts (cuda/layout_transpose.h). Also checks which backend ran (counts), that Auto
-// times a shape once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and SAL_CONV_MATH values.
+// the NHWC layout (cuda/cudnn_conv.h's CudnnLayout, which bench/conv_cuda_bench measures), the batched transpose
+// that converts between the layouts (cuda/layout_transpose.h), and cuDNN in NHWC with those conversions as Auto's
+// candidate (cuda/conv_nhwc.h: SAL_CONV_NHWC, a choices file's "cudnn+nhwc"). Also checks which backend ran
+// (counts), that Auto times a shape once and then keeps its choice, and the parsing of SAL_CONV_BACKEND and
+// SAL_CONV_MATH values.
 //
 // Without a CUDA device it prints "skipped: no CUDA device" and exits with 77 (ctest: Skipped).
 #include <unistd.h>
@@ -153,6 +155,17 @@ Tensor to_nhwc(const Tensor& t) { return relayout(t, t.shape(), true); }
 Tensor from_nhwc(const Tensor& t, const Shape& nchw) { return relayout(t, nchw, false); }
 
 int g_failed = 0, g_checks = 0;
+
+// Auto's choices forgotten and read again from the choices file `path`, the counts reset, then diff(): its result
+// (a difference from the CPU) and the counts of the run.
+template <class Fn>
+std::pair<double, cuda::ConvBackendCounts> rerun_from_file(const std::string& path, Fn&& diff) {
+  cuda::clear_conv_auto_choices();
+  cuda::set_conv_auto_cache(path);
+  cuda::reset_conv_backend_counts();
+  const double e = diff();
+  return {e, cuda::conv_backend_counts()};
+}
 
 void expect(bool ok, const std::string& what) {
   ++g_checks;
@@ -562,21 +575,14 @@ int main() {
           if (key[0] == 6) choice = cuda::ConvChoice{ConvBackend::Cudnn, algo, true}, ++replaced;  // fwd_fused_relu_res
         expect(replaced == 1, cat(c.name, " fold choices file: ", replaced, " fwd_fused_relu_res lines, expected 1"));
         write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
-        cuda::clear_conv_auto_choices();
-        cuda::set_conv_auto_cache(path);
-        cuda::reset_conv_backend_counts();
-        const double e = max_rel_diff(run(), want);
-        const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+        const auto diff = [&] { return max_rel_diff(run(), want); };
+        const auto [e, n] = rerun_from_file(path, diff);
         expect(n.timed == 0 && n.cudnn == 1 && n.folded == 1,
                cat(c.name, " fold choices file: timed ", n.timed, ", cuDNN ", n.cudnn, ", folded ", n.folded,
                    " (expected 0, 1, 1)"));
         expect(e <= tolerance(ConvMath::TF32), cat(c.name, " fold choices file: differs from the CPU by ", e));
         cuda::set_conv_fold_bn(false);
-        cuda::clear_conv_auto_choices();
-        cuda::set_conv_auto_cache(path);
-        cuda::reset_conv_backend_counts();
-        const double e_off = max_rel_diff(run(), want);
-        const cuda::ConvBackendCounts off = cuda::conv_backend_counts();
+        const auto [e_off, off] = rerun_from_file(path, diff);
         expect(off.timed == 1 && off.folded == 0, cat(c.name, " fold choices file, fold forbidden: timed ", off.timed,
                                                       ", folded ", off.folded, " (expected 1, 0)"));
         expect(e_off <= tolerance(ConvMath::TF32), cat(c.name, " fold forbidden: differs from the CPU by ", e_off));
@@ -588,6 +594,84 @@ int main() {
       std::filesystem::remove(path);
     }
     cuda::set_conv_fold_bn(true);
+  }
+
+  // ---- cuDNN in NHWC as Auto's choice (cuda/conv_nhwc.h: the tensors converted around cuDNN's NHWC kernels): with
+  // SAL_CONV_NHWC off it never runs, on it may, the results within TF32 of the CPU either way; a choices file that
+  // names "cudnn+nhwc:N" (N: cuDNN's second NHWC algorithm where it has one, else its heuristic NHWC one) for a shape's
+  // forward, input gradient and weight gradient runs them so (counts.nhwc, nothing timed, the CPU's results, the
+  // weight gradient accumulating onto 0.5), and with NHWC off those choices are timed again.
+  {
+    cuda::set_conv_math(ConvMath::TF32);
+    const std::string path =
+        (std::filesystem::temp_directory_path() / cat("sal_conv_nhwc_choices_", getpid(), ".txt")).string();
+    for (const int which : {0, 5}) {  // a 3x3 ResNet layer, a 1x1 stride-2 one
+      const Case c = cases()[which];
+      const Shape ys = out_shape(c);
+      Tensor x = random_tensor(c.x, 61), w = random_tensor(c.w, 62), dy = random_tensor(ys, 63);
+      const Tensor want_y = conv2d(cpu, x, w, nullptr, c.a), want_dx = conv2d_dgrad(cpu, dy, w, c.x, c.a);
+      Tensor want_dw = halves(c.w);
+      conv2d_wgrad(cpu, dy, x, want_dw, nullptr, c.a);
+      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+      // The three passes on the device: the largest of their differences from the CPU's.
+      const auto run = [&] {
+        Tensor dw = halves(c.w).to(Device::CUDA);
+        const Tensor y = conv2d(plain, gx, gw, nullptr, c.a), dx = conv2d_dgrad(plain, gdy, gw, c.x, c.a);
+        conv2d_wgrad(plain, gdy, gx, dw, nullptr, c.a);
+        return std::max({max_rel_diff(y.to(Device::CPU), want_y), max_rel_diff(dx.to(Device::CPU), want_dx),
+                         max_rel_diff(dw.to(Device::CPU), want_dw)});
+      };
+      try {
+        cuda::set_conv_backend(ConvBackend::Auto);
+        for (const bool allowed : {false, true}) {
+          cuda::set_conv_nhwc(allowed);
+          cuda::clear_conv_auto_choices();
+          cuda::reset_conv_backend_counts();
+          const double e = run();
+          const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
+          const std::string what = cat(c.name, " conv2d's passes under Auto, NHWC ", allowed ? "allowed" : "off");
+          expect(e <= tolerance(ConvMath::TF32), cat(what, ": differs from the CPU by ", e));
+          if (!allowed) expect(n.nhwc == 0, cat(what, ": ", n.nhwc, " passes ran in NHWC"));
+          std::printf("note: %s: %lld of 3 passes in NHWC\n", what.c_str(), static_cast<long long>(n.nhwc));
+        }
+        // Auto writes the shape's three choices into the file; replaced by "cudnn+nhwc:N" there, they must run so.
+        cuda::ConvGeom g = geom(c);
+        g.tf32 = true;
+        cuda::set_conv_nhwc(true);
+        std::filesystem::remove(path);
+        cuda::clear_conv_auto_choices();
+        cuda::set_conv_auto_cache(path);
+        run();
+        cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
+        int replaced = 0;
+        for (auto& [key, choice] : saved.choices) {
+          if (!cuda::conv_pass_can_nhwc(key[0])) continue;
+          const cuda::CudnnPass pass = key[0] == 0   ? cuda::CudnnPass::Fwd
+                                       : key[0] == 2 ? cuda::CudnnPass::Dgrad
+                                                     : cuda::CudnnPass::Wgrad;
+          const std::vector<int> algos = cuda::cudnn_conv_algorithms(plain, pass, g, 4, cuda::CudnnLayout::NHWC);
+          choice = cuda::ConvChoice{ConvBackend::Cudnn, algos.size() > 1 ? algos[1] : -1, false, true};
+          ++replaced;
+        }
+        expect(replaced == 3, cat(c.name, " NHWC choices file: ", replaced, " fwd/dgrad/wgrad lines, expected 3"));
+        write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
+        const auto [e, n] = rerun_from_file(path, run);
+        expect(n.timed == 0 && n.cudnn == 3 && n.nhwc == 3,
+               cat(c.name, " NHWC choices file: timed ", n.timed, ", cuDNN ", n.cudnn, ", in NHWC ", n.nhwc,
+                   " (expected 0, 3, 3)"));
+        expect(e <= tolerance(ConvMath::TF32), cat(c.name, " NHWC choices file: differs from the CPU by ", e));
+        cuda::set_conv_nhwc(false);
+        const auto [e_off, off] = rerun_from_file(path, run);
+        expect(off.timed == 3 && off.nhwc == 0, cat(c.name, " NHWC choices file, NHWC off: timed ", off.timed,
+                                                    ", in NHWC ", off.nhwc, " (expected 3, 0)"));
+        expect(e_off <= tolerance(ConvMath::TF32), cat(c.name, " NHWC off: differs from the CPU by ", e_off));
+      } catch (const std::exception& e) {
+        expect(false, cat(c.name, " NHWC as Auto's choice: threw: ", e.what()));
+      }
+      cuda::set_conv_nhwc(false);
+      cuda::set_conv_auto_cache("");
+      std::filesystem::remove(path);
+    }
   }
 
   // ---- Auto keeps its choice: a second call of a timed shape times nothing.

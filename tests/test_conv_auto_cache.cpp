@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #ifdef SAL_WITH_CUDA
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -29,7 +30,7 @@ ConvChoiceKey key_1x1(int64_t pass, int64_t n) {
   return ConvChoiceKey{pass, n, 64, 56, 56, 256, 56, 56, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
 }
 
-const char* kHeader = "saliency conv auto choices v2\ndevice NVIDIA H200 (cuDNN 91000)\n";
+const char* kHeader = "saliency conv auto choices v3\ndevice NVIDIA H200 (cuDNN 91000)\n";
 
 std::string error_of(const std::string& text) {
   try {
@@ -55,6 +56,11 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   c[key(5, 32)] = folded;  // with no activation (algorithm 1 only)
   folded.cudnn_algo = -1;  // with ReLU after a shortcut sum, cuDNN's heuristic algorithm
   c[key(6, 2)] = folded;
+  ConvChoice nhwc;  // cuDNN in NHWC with the conversions around it: its heuristic NHWC algorithm, and algorithm 6
+  nhwc.backend = ConvBackend::Cudnn, nhwc.nhwc = true;
+  c[key(0, 4)] = nhwc;
+  nhwc.cudnn_algo = 6;
+  c[key(3, 4)] = nhwc;
   const std::string text = format_conv_choices("NVIDIA H200 (cuDNN 91000)", c);
   CHECK(text.rfind(kHeader, 0) == 0);
   CHECK(text.find("\nfwd 64 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn\n") != std::string::npos);
@@ -65,6 +71,8 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   CHECK(text.find("\nfwd_fused_relu 32 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold:1\n") != std::string::npos);
   CHECK(text.find("\nfwd_fused_none 32 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold:1\n") != std::string::npos);
   CHECK(text.find("\nfwd_fused_relu_res 2 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+fold\n") != std::string::npos);
+  CHECK(text.find("\nfwd 4 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+nhwc\n") != std::string::npos);
+  CHECK(text.find("\nwgrad 4 64 56 56 64 56 56 3 3 1 1 1 1 1 1 1 1 cudnn+nhwc:6\n") != std::string::npos);
   const ParsedConvChoices p = parse_conv_choices(text, "x");
   CHECK(p.device == "NVIDIA H200 (cuDNN 91000)");
   CHECK(p.choices == c);
@@ -90,6 +98,21 @@ TEST_CASE("conv auto cache: the text names the device and one choice per line, a
   misplaced.backend = ConvBackend::Custom;
   CHECK_THROWS_WITH(format_conv_choices("d", {{key(4, 1), misplaced}}), doctest::Contains("the batch-norm fold"));
   CHECK(conv_choice_name(ConvChoice{ConvBackend::Cudnn}) == "cudnn");
+  // NHWC where it cannot be: a fused forward, f32 math, another backend, with the fold
+  CHECK(conv_choice_name(nhwc) == "cudnn+nhwc:6");
+  for (const int64_t pass : {1, 4, 5, 6, 7})
+    CHECK_THROWS_WITH(format_conv_choices("d", {{key(pass, 1), nhwc}}),
+                      doctest::Contains("format_conv_choices: cuDNN in NHWC ('cudnn+nhwc') is for the fwd, dgrad and "
+                                        "wgrad passes in TF32 only"));
+  ConvChoiceKey f32_plain = key(0, 1);
+  f32_plain[17] = 0;
+  nhwc.cudnn_algo = -1;
+  CHECK_THROWS_WITH(format_conv_choices("d", {{f32_plain, nhwc}}), doctest::Contains("cuDNN in NHWC"));
+  ConvChoice nhwc_fold = nhwc;
+  nhwc_fold.fold_bn = true;
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key(4, 1), nhwc_fold}}), doctest::Contains("cuDNN in NHWC"));
+  nhwc.backend = ConvBackend::Cublas;
+  CHECK_THROWS_WITH(format_conv_choices("d", {{key_1x1(0, 1), nhwc}}), doctest::Contains("cuDNN in NHWC"));
 }
 
 TEST_CASE("conv auto cache: a malformed file is an error naming the file, the line and what is wrong") {
@@ -99,18 +122,18 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
   const struct {
     std::string text, want;
   } bad[] = {
-      {"", "/tmp/choices.txt line 1: expected 'saliency conv auto choices v2'"},
-      {"saliency conv auto choices v3\n", "line 1: expected"},
-      {"saliency conv auto choices v2\n", "line 2: expected 'device <GPU name>'"},
-      {"saliency conv auto choices v2\ndevice \n", "line 2: expected 'device <GPU name>'"},
+      {"", "/tmp/choices.txt line 1: expected 'saliency conv auto choices v3'"},
+      {"saliency conv auto choices v4\n", "line 1: expected"},
+      {"saliency conv auto choices v3\n", "line 2: expected 'device <GPU name>'"},
+      {"saliency conv auto choices v3\ndevice \n", "line 2: expected 'device <GPU name>'"},
       {std::string(kHeader) + "forward 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n",
        "line 3: unknown pass 'forward' (expected fwd, fwd_fused, fwd_fused_relu[_res], fwd_fused_none[_res], dgrad or "
        "wgrad)"},
       {std::string(kHeader) + good + "dgrad 1 2 3 cudnn\n", "line 4: expected 17 numbers >= 0 after the pass"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 -1 0 1 1 1 cudnn\n", "line 3: expected 17 numbers"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 auto\n",
-       "line 3: expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N' or 'cublas' after the numbers, "
-       "got 'auto'"},
+       "line 3: expected 'custom', 'cudnn', 'cudnn:N', 'cudnn+fold', 'cudnn+fold:N', 'cudnn+nhwc', 'cudnn+nhwc:N' or "
+       "'cublas' after the numbers, got 'auto'"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:\n",
        "line 3: expected an algorithm number after 'cudnn:', got 'cudnn:'"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:x1\n", "got 'cudnn:x1'"},
@@ -149,6 +172,19 @@ TEST_CASE("conv auto cache: a malformed file is an error naming the file, the li
        "got 'cublas+fold'"},
       {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold:2\n" +
            "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:2\n",
+       "line 4: the same shape is listed with another choice before"},
+      // cuDNN in NHWC: the plain passes only, TF32 only, not with the fold, cuDNN's only
+      {std::string(kHeader) + "fwd_fused_relu 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+nhwc\n",
+       "line 3: cuDNN in NHWC ('cudnn+nhwc') is for the fwd, dgrad and wgrad passes in TF32 only"},
+      {std::string(kHeader) + "fwd_fused 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+nhwc\n", "line 3: cuDNN in NHWC"},
+      {std::string(kHeader) + "dgrad 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 0 cudnn+nhwc\n", "line 3: cuDNN in NHWC"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+nhwc+fold\n", "got 'cudnn+nhwc+fold'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+fold+nhwc\n", "got 'cudnn+fold+nhwc'"},
+      {std::string(kHeader) + "fwd 1 64 56 56 256 56 56 1 1 1 1 1 0 0 1 1 1 cublas+nhwc\n", "got 'cublas+nhwc'"},
+      {std::string(kHeader) + "wgrad 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+nhwc:\n",
+       "line 3: expected an algorithm number after 'cudnn:', got 'cudnn+nhwc:'"},
+      {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn+nhwc:1\n" +
+           "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn:1\n",
        "line 4: the same shape is listed with another choice before"},
       {std::string(kHeader) + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn 7\n", "line 3: unexpected '7' at the end"},
       {std::string(kHeader) + good + "fwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 custom\n",
@@ -197,13 +233,17 @@ TEST_CASE("conv auto cache: read and write merge for the same GPU, ignore and re
   for (const auto& e : std::filesystem::directory_iterator(t.dir)) files += e.is_regular_file() ? 1 : 0;
   CHECK(files == 1);
 
-  // A file in the format before session 15 (v1: conv2d_bn_act's forward keyed without its activation) holds no
-  // choices for this version and is replaced by the next write.
-  write_bytes(path, "saliency conv auto choices v1\ndevice gpu A\nfwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n");
-  CHECK(read_conv_choices(path, "gpu A").empty());
-  write_conv_choices(path, "gpu A", {{key(1, 2), ConvChoice{ConvBackend::Custom}}});
-  CHECK(read_bytes(path).rfind("saliency conv auto choices v2\n", 0) == 0);
-  CHECK(read_conv_choices(path, "gpu A").size() == 1);
+  // A file in a format before session 16 (v1: conv2d_bn_act's forward keyed without its activation; v2: no NHWC)
+  // holds no choices for this version and is replaced by the next write.
+  for (const char* older : {"v1", "v2"}) {
+    INFO(older);
+    write_bytes(path, cat("saliency conv auto choices ", older,
+                          "\ndevice gpu A\nfwd 1 2 3 4 5 3 4 1 1 1 1 1 0 0 1 1 1 cudnn\n"));
+    CHECK(read_conv_choices(path, "gpu A").empty());
+    write_conv_choices(path, "gpu A", {{key(1, 2), ConvChoice{ConvBackend::Custom}}});
+    CHECK(read_bytes(path).rfind("saliency conv auto choices v3\n", 0) == 0);
+    CHECK(read_conv_choices(path, "gpu A").size() == 1);
+  }
 
   // A corrupt file stops the run with the parse error instead of being overwritten.
   write_bytes(path, "not a cache\n");
@@ -236,5 +276,20 @@ TEST_CASE("SAL_CONV_FOLD_BN: the words it takes, and the setting") {
   set_conv_fold_bn(!before);
   CHECK(conv_fold_bn() == !before);
   set_conv_fold_bn(before);
+}
+
+TEST_CASE("SAL_CONV_NHWC: the words it takes, and the setting (off unless the environment says on)") {
+  CHECK(parse_conv_nhwc("1"));
+  CHECK(parse_conv_nhwc("On"));
+  CHECK(!parse_conv_nhwc("0"));
+  CHECK(!parse_conv_nhwc("OFF"));
+  CHECK_THROWS_WITH(parse_conv_nhwc(""),
+                    doctest::Contains("SAL_CONV_NHWC / parse_conv_nhwc: expected 1, on, 0 or off"));
+  const char* env = std::getenv("SAL_CONV_NHWC");
+  if (!env || !*env) CHECK(!conv_nhwc());
+  const bool before = conv_nhwc();
+  set_conv_nhwc(!before);
+  CHECK(conv_nhwc() == !before);
+  set_conv_nhwc(before);
 }
 #endif
