@@ -215,6 +215,9 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
         fail("conv Auto: timing the ", conv_choice_name(c), " candidate for a ", g.N, "x", g.C, "x", g.H, "x", g.W,
              " -> ", g.K, "x", g.P, "x", g.Q, " convolution left the device in error (", cudaGetErrorString(st),
              "): ", e.what());
+      // A refused allocation (a candidate's temporaries: cuDNN's workspace, the NHWC copies) leaves the runtime's
+      // last error set without harming the device; cleared, so that the next launch check does not report it.
+      (void)cudaGetLastError();
     }
   };
   if (cudnn_conv_supported(g)) {

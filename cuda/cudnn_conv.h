@@ -20,8 +20,8 @@ enum class CudnnPass { Fwd, Dgrad, Wgrad };
 
 // How the tensors lie in memory. The engine's layout everywhere is NCHW (x:[N,C,H,W], w:[K,C/G,R,S],
 // y:[N,K,P,Q]). NHWC (x:[N,H,W,C], w:[K,R,S,C/G], y:[N,P,Q,K]) is what cuDNN's tensor-core kernels work in
-// natively; it is here so that bench/conv_cuda_bench and tests/cuda_conv_backends can measure and check what
-// that layout would give on the engine's shapes (no op runs in it yet). Plans are kept per layout.
+// natively. Used by Auto's NHWC candidate (cuda/conv_nhwc.h: the tensors converted around the call, SAL_CONV_NHWC)
+// and measured per layer by bench/conv_cuda_bench; no op keeps its tensors in NHWC. Plans are kept per layout.
 enum class CudnnLayout { NCHW, NHWC };
 
 // cuDNN takes one symmetric padding per axis and derives the output size from it. A shape is

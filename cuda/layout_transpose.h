@@ -1,6 +1,6 @@
 // Batched matrix transpose on the device: the layout change between NCHW and NHWC (and KCRS filters to KRSC).
-// The engine runs NCHW throughout; this exists so that bench/conv_cuda_bench and tests/cuda_conv_backends can
-// feed cuDNN's NHWC kernels (cuda/cudnn_conv.h's CudnnLayout) the same data and time what the conversions cost.
+// The engine runs NCHW throughout; this feeds cuDNN's NHWC kernels (cuda/cudnn_conv.h's CudnnLayout) where Auto's
+// NHWC candidate runs them (cuda/conv_nhwc.h), and bench/conv_cuda_bench times what the conversions cost.
 #pragma once
 #include <cstdint>
 

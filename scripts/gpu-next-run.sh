@@ -5,12 +5,12 @@
 #   1. build + every CUDA test (scripts/gpu-check.sh with no benchmarks): sessions 14-16's CUDA code has not run
 #      yet (cuBLAS as the third conv backend, cuDNN's algorithms timed under Auto, the frozen batch norm folded
 #      into cuDNN's fused conv + bias + ReLU, cuDNN in NHWC);
-#   2. the masker's captured inference graphs, conv + BN fusion off / on, under auto (now with the fold; and with
-#      SAL_CONV_NHWC=1, cuDNN in NHWC with conversions as a candidate) and with cuDNN pinned, and fused with the fold
-#      forbidden: whether `conv_bn_fusion`'s CUDA default (layers/modules.h) flips to fused, the issue's remaining
-#      done-criterion, and whether SAL_CONV_NHWC's default flips to on;
-#   3. the ResNet-50 training step's graph, fused and unfused, and with NHWC allowed;
-#   4. the eager comparison with PyTorch, ours fused (the candidate default);
+#   2. the masker's captured inference graphs, conv + BN fusion off / on, under auto (now with the fold) and with
+#      cuDNN pinned, and fused with the fold forbidden: whether `conv_bn_fusion`'s CUDA default (layers/modules.h)
+#      flips to fused, the issue's remaining done-criterion;
+#   3. the ResNet-50 training step's graph, fused and unfused;
+#   4. the eager comparison with PyTorch, ours fused (the candidate default); then the graphs of 2 and 3 with
+#      SAL_CONV_NHWC=1 (cuDNN in NHWC with conversions as Auto's candidate): whether that default flips to on;
 #   5. per ResNet-50 layer: conv + frozen BN + ReLU with the batch-norm pass against the fold (what the fold buys);
 #      cuDNN in NCHW against NHWC, and PyTorch eager in channels_last (what NHWC would buy);
 #   6. diagnostics: the masker graphs with cuBLAS and the custom kernels pinned; the 1x1 layers on cuBLAS, cuDNN
@@ -65,33 +65,35 @@ masker_graphs() {
     --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/backend=$1 fuse=$2 nhwc=$3  /"
 }
 
-if step 60 "2. masker inference graphs, conv + BN fusion off / on, under auto (also with cuDNN in NHWC allowed) and cudnn; fused with the fold forbidden"; then
+# choices_summary FUSE NHWC: Auto's choices of masker_graphs auto FUSE NHWC (pass, then choice: how many shapes).
+choices_summary() {
+  tail -n +3 "/tmp/choices-auto-$1-$2.txt" 2>/dev/null | awk '{print $1, $NF}' | sort | uniq -c |
+    sed "s/^/fuse=$1 nhwc=$2 /"
+}
+
+if step 60 "2. masker inference graphs, conv + BN fusion off / on, under auto and cudnn; fused with the fold forbidden"; then
   {
     for fuse in 0 1; do
       masker_graphs auto $fuse 0
-      masker_graphs auto $fuse 1
       masker_graphs cudnn $fuse 0
     done
-    echo "-- Auto's choices under auto (pass, then choice: how many shapes), fusion off / on, NHWC off / on:"
-    for fuse in 0 1; do
-      for nhwc in 0 1; do
-        tail -n +3 /tmp/choices-auto-$fuse-$nhwc.txt 2>/dev/null | awk '{print $1, $NF}' | sort | uniq -c |
-          sed "s/^/fuse=$fuse nhwc=$nhwc /"
-      done
-    done
+    echo "-- Auto's choices under auto (pass, then choice: how many shapes), fusion off / on:"
+    for fuse in 0 1; do choices_summary $fuse 0; done
     SAL_CONV_FOLD_BN=0 SAL_CONV_BACKEND=auto SAL_FUSE_CONV_BN=1 timeout 60 $SB $B/masker_bench \
       --benchmark_min_time=0.5 --benchmark_filter="$INFER_FILTER" --benchmark_counters_tabular=true 2>&1 |
       grep -E "^masker|ERROR" | sed "s/^/backend=auto fuse=1 fold=0  /"
   } >> "$X" 2>&1
 fi
 
-if step 40 "3. ResNet-50 training step graph, batch 64, fusion off / on under auto (the fold in the black box), and NHWC allowed"; then
-  for setting in "0 0" "1 0" "0 1"; do
-    read -r fuse nhwc <<< "$setting"
-    SAL_FUSE_CONV_BN=$fuse SAL_CONV_NHWC=$nhwc timeout 60 $SB $B/masker_bench --benchmark_min_time=0.5 \
-      --benchmark_filter='masker_train_graph/resnet50_released/cuda/' \
-      --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$fuse nhwc=$nhwc  /"
-  done >> "$X" 2>&1
+# train_graph FUSE NHWC: the ResNet-50 masker's captured training step under one setting (Auto).
+train_graph() {
+  SAL_FUSE_CONV_BN=$1 SAL_CONV_NHWC=$2 timeout 60 $SB $B/masker_bench --benchmark_min_time=0.5 \
+    --benchmark_filter='masker_train_graph/resnet50_released/cuda/' \
+    --benchmark_counters_tabular=true 2>&1 | grep -E "^masker|ERROR" | sed "s/^/fuse=$1 nhwc=$2  /"
+}
+
+if step 40 "3. ResNet-50 training step graph, batch 64, fusion off / on under auto (the fold in the black box)"; then
+  for fuse in 0 1; do train_graph $fuse 0; done >> "$X" 2>&1
 fi
 
 # Ours fused (and so with the fold): the candidate CUDA default; the unfused figures of this call are step 2's rows,
@@ -100,6 +102,18 @@ if step 160 "4. eager comparison with PyTorch, batch 64, ours fused (SAL_FUSE_CO
   SAL_FUSE_CONV_BN=1 PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_masker_torch.py --device cuda --batch 64 \
     --min-time 1 --no-compile --bench $B/masker_bench --json "$OUT/compare_eager.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"
+fi
+
+# cuDNN in NHWC with conversions as Auto's candidate (SAL_CONV_NHWC=1, off by default): the same graphs with it
+# allowed. (The arena grows by its temporaries, the NHWC copies, wherever it is timed: compare arena sizes within
+# one setting.)
+if step 70 "4b. masker inference graphs and the training step under auto with cuDNN in NHWC allowed (SAL_CONV_NHWC=1)"; then
+  {
+    for fuse in 0 1; do masker_graphs auto $fuse 1; done
+    echo "-- Auto's choices with NHWC allowed, fusion off / on:"
+    for fuse in 0 1; do choices_summary $fuse 1; done
+    train_graph 0 1
+  } >> "$X" 2>&1
 fi
 
 if step 60 "5a. ResNet-50 layers, conv + frozen BN + ReLU, batch 64: BN pass after cuDNN vs folded into cuDNN's fused op"; then

@@ -600,26 +600,29 @@ int main() {
   // SAL_CONV_NHWC off it never runs, on it may, the results within TF32 of the CPU either way; a choices file that
   // names "cudnn+nhwc:N" (N: cuDNN's second NHWC algorithm where it has one, else its heuristic NHWC one) for a shape's
   // forward, input gradient and weight gradient runs them so (counts.nhwc, nothing timed, the CPU's results, the
-  // weight gradient accumulating onto 0.5), and with NHWC off those choices are timed again.
+  // weight gradient accumulating onto 0.5), and with NHWC off those choices are timed again. A transposed convolution
+  // too (its forward is the conv2d view's input gradient, with the bias added after it).
   {
     cuda::set_conv_math(ConvMath::TF32);
     const std::string path =
         (std::filesystem::temp_directory_path() / cat("sal_conv_nhwc_choices_", getpid(), ".txt")).string();
-    for (const int which : {0, 5}) {  // a 3x3 ResNet layer, a 1x1 stride-2 one
+    for (const int which : {0, 5, 17}) {  // a 3x3 ResNet layer, a 1x1 stride-2 one, a transposed 3x3 stride 2
       const Case c = cases()[which];
-      const Shape ys = out_shape(c);
-      Tensor x = random_tensor(c.x, 61), w = random_tensor(c.w, 62), dy = random_tensor(ys, 63);
-      const Tensor want_y = conv2d(cpu, x, w, nullptr, c.a), want_dx = conv2d_dgrad(cpu, dy, w, c.x, c.a);
-      Tensor want_dw = halves(c.w);
-      conv2d_wgrad(cpu, dy, x, want_dw, nullptr, c.a);
-      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gdy = dy.to(Device::CUDA);
-      // The three passes on the device: the largest of their differences from the CPU's.
+      if (!cuda::cudnn_conv_supported(geom(c))) {
+        expect(false, cat(c.name, ": cuDNN cannot take it, which the NHWC block needs"));
+        continue;
+      }
+      const Shape ys = out_shape(c), bs{ys[1]};
+      Tensor x = random_tensor(c.x, 61), w = random_tensor(c.w, 62), b = random_tensor(bs, 64);
+      Tensor dy = random_tensor(ys, 63);
+      const Results want = run_case(cpu, c, x, w, b, dy, halves(c.w), halves(bs));
+      Tensor gx = x.to(Device::CUDA), gw = w.to(Device::CUDA), gb = b.to(Device::CUDA), gdy = dy.to(Device::CUDA);
+      // The three passes on the device (and the bias gradient): the largest of their differences from the CPU's.
       const auto run = [&] {
-        Tensor dw = halves(c.w).to(Device::CUDA);
-        const Tensor y = conv2d(plain, gx, gw, nullptr, c.a), dx = conv2d_dgrad(plain, gdy, gw, c.x, c.a);
-        conv2d_wgrad(plain, gdy, gx, dw, nullptr, c.a);
-        return std::max({max_rel_diff(y.to(Device::CPU), want_y), max_rel_diff(dx.to(Device::CPU), want_dx),
-                         max_rel_diff(dw.to(Device::CPU), want_dw)});
+        const Results got =
+            run_case(plain, c, gx, gw, gb, gdy, halves(c.w).to(Device::CUDA), halves(bs).to(Device::CUDA));
+        return std::max({max_rel_diff(got.y.to(Device::CPU), want.y), max_rel_diff(got.dx.to(Device::CPU), want.dx),
+                         max_rel_diff(got.dw.to(Device::CPU), want.dw), max_rel_diff(got.db.to(Device::CPU), want.db)});
       };
       try {
         cuda::set_conv_backend(ConvBackend::Auto);
@@ -629,7 +632,7 @@ int main() {
           cuda::reset_conv_backend_counts();
           const double e = run();
           const cuda::ConvBackendCounts n = cuda::conv_backend_counts();
-          const std::string what = cat(c.name, " conv2d's passes under Auto, NHWC ", allowed ? "allowed" : "off");
+          const std::string what = cat(c.name, " passes under Auto, NHWC ", allowed ? "allowed" : "off");
           expect(e <= tolerance(ConvMath::TF32), cat(what, ": differs from the CPU by ", e));
           if (!allowed) expect(n.nhwc == 0, cat(what, ": ", n.nhwc, " passes ran in NHWC"));
           std::printf("note: %s: %lld of 3 passes in NHWC\n", what.c_str(), static_cast<long long>(n.nhwc));
@@ -723,7 +726,7 @@ int main() {
     expect(n.cudnn == (chose_cudnn ? 1 : 0), "choices file: the stored backend ran");
     expect(max_rel_diff(y1, y2) == 0, "choices file: the same results bit for bit");
 
-    write_bytes(path, "saliency conv auto choices v2\ndevice another GPU\n");
+    write_bytes(path, "saliency conv auto choices v3\ndevice another GPU\n");
     cuda::clear_conv_auto_choices();
     cuda::set_conv_auto_cache(path);
     cuda::reset_conv_backend_counts();
