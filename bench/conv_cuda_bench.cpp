@@ -283,6 +283,23 @@ double timed_iterations(benchmark::State& st, Fn&& run) {
   return n ? total / n : 0;
 }
 
+// Mean seconds of `iters` CUDA-event-timed calls of fn, after one untimed call (module loading, cuDNN plans, arena
+// growth); 0 for no calls.
+template <class Fn>
+double mean_seconds(Fn&& fn, int iters) {
+  Gpu& G = gpu();
+  fn();
+  G.dev.synchronize();
+  G.arena.reset();
+  Events ev;
+  double total = 0;
+  for (int i = 0; i < iters; ++i) {
+    total += ev.time(G.stream(), fn);
+    G.arena.reset();
+  }
+  return iters > 0 ? total / iters : 0;
+}
+
 // One pass of one layer with one backend; returns the mean seconds of `iters` timed calls when
 // called outside a benchmark (state == nullptr), else times under the benchmark loop.
 double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, int iters = 0) {
@@ -298,17 +315,11 @@ double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, 
     else
       conv2d_wgrad(G.ctx, d.dy, d.x, dw, nullptr, d.a);
   };
+  if (!st) return mean_seconds(run, iters);
   run();  // warm-up: module loading, cuDNN plan, arena growth
   G.dev.synchronize();
   G.arena.reset();
-  if (st) return timed_iterations(*st, run);
-  Events ev;
-  double total = 0;
-  for (int i = 0; i < iters; ++i) {
-    total += ev.time(G.stream(), run);
-    G.arena.reset();
-  }
-  return iters > 0 ? total / iters : 0;
+  return timed_iterations(*st, run);
 }
 
 void BM_conv(benchmark::State& st, Layer l, Pass pass, ConvBackend be) {
@@ -571,22 +582,6 @@ void run_transposes(LayerData& d, LayoutData& t, Pass pass) {
   if (pass != Pass::Dgrad) cuda::batched_transpose(G.ctx, d.x.data<float>(), g.N, g.C, g.hw(), t.x_t.data<float>());
   if (pass != Pass::Fwd) cuda::batched_transpose(G.ctx, d.dy.data<float>(), g.N, g.K, g.pq(), t.dy_t.data<float>());
   output_to_nchw(g, pass, output_of(t, pass).data<float>(), t.out_t.data<float>());
-}
-
-// Mean seconds of `iters` CUDA-event-timed calls of fn, after one untimed call.
-template <class Fn>
-double mean_seconds(Fn&& fn, int iters) {
-  Gpu& G = gpu();
-  fn();
-  G.dev.synchronize();
-  G.arena.reset();
-  Events ev;
-  double total = 0;
-  for (int i = 0; i < iters; ++i) {
-    total += ev.time(G.stream(), fn);
-    G.arena.reset();
-  }
-  return total / iters;
 }
 
 // The fastest of the algorithms Auto would time for (pass, layout) (3 calls each after one untimed), its result

@@ -221,29 +221,26 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
     }
   };
   if (cudnn_conv_supported(g)) {
-    std::vector<int> algos;
-    try {
-      algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed);
-    } catch (const std::exception&) {
-      algos.clear();  // no usable algorithm: cuDNN is not a candidate
-    }
-    // The heuristic choice first, as itself (-1: what a run with cuDNN set would run); the others by number.
-    for (size_t i = 0; i < algos.size(); ++i) {
-      const int algo = i == 0 ? -1 : algos[i];
+    // cuDNN's first few algorithms in a layout: the heuristic choice first, as itself (-1: what a run with cuDNN set
+    // would run), the others by number; none when it has no usable one (then cuDNN in that layout is no candidate).
+    const auto cudnn_algorithms = [&](CudnnLayout layout) {
+      std::vector<int> algos;
+      try {
+        algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed, layout);
+      } catch (const std::exception&) {
+        algos.clear();
+      }
+      if (!algos.empty()) algos[0] = -1;
+      return algos;
+    };
+    for (const int algo : cudnn_algorithms(CudnnLayout::NCHW)) {
       consider(ConvChoice{ConvBackend::Cudnn, algo, false});
       if (fold && !no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, algo, true});
     }
     if (fold && no_activation_pass(pass)) consider(ConvChoice{ConvBackend::Cudnn, kCudnnFusedNoActivationAlgo, true});
-    if (nhwc) {
-      std::vector<int> nhwc_algos;
-      try {
-        nhwc_algos = cudnn_conv_algorithms(ctx, cudnn_pass(pass), g, kCudnnAlgorithmsTimed, CudnnLayout::NHWC);
-      } catch (const std::exception&) {
-        nhwc_algos.clear();  // no usable NHWC algorithm: not a candidate
-      }
-      for (size_t i = 0; i < nhwc_algos.size(); ++i)
-        consider(ConvChoice{ConvBackend::Cudnn, i == 0 ? -1 : nhwc_algos[i], false, true});
-    }
+    if (nhwc)
+      for (const int algo : cudnn_algorithms(CudnnLayout::NHWC))
+        consider(ConvChoice{ConvBackend::Cudnn, algo, false, true});
   }
   if (cublas_takes(pass, g)) consider(ConvChoice{ConvBackend::Cublas, -1});
   g_timed.fetch_add(1);
