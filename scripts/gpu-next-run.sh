@@ -192,4 +192,9 @@ if step 120 "7b. torch.compile, ResNet-50 released decoder"; then
     --min-time 1 --models resnet50_released --bench $B/masker_bench --json "$OUT/compare_compile.json" >> "$X" 2>&1
   echo "comparison exit $?" >> "$X"
 fi
+# Every masker graph row above against the CUDA default, one table (instant; also runs on run.txt afterwards).
+echo "== the masker graph rows against the CUDA default (tools/summarize_graph_rows.py)" >> "$X"
+python3 tools/summarize_graph_rows.py "$X" > /tmp/graph-summary.txt 2>&1
+cat /tmp/graph-summary.txt >> "$X"
+rm -f /tmp/graph-summary.txt
 echo "done after $(($(date +%s) - T0)) s" >> "$X"
