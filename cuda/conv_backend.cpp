@@ -218,6 +218,14 @@ ConvChoice choose(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, con
       // A refused allocation (a candidate's temporaries: cuDNN's workspace, the NHWC copies) leaves the runtime's
       // last error set without harming the device; cleared, so that the next launch check does not report it.
       (void)cudaGetLastError();
+      // NOT_SUPPORTED is a shape the library does not take; BAD_PARAM is an argument it calls wrong, i.e. a bug
+      // of ours that Auto would otherwise hide by running another candidate: said once per process.
+      static std::once_flag said;
+      if (std::string(e.what()).find("BAD_PARAM") != std::string::npos)
+        std::call_once(said, [&] {
+          std::fprintf(stderr, "warning: conv Auto: the %s candidate was refused with a bad-argument status (left "
+                       "out; further ones not reported): %s\n", conv_choice_name(c).c_str(), e.what());
+        });
     }
   };
   if (cudnn_conv_supported(g)) {
@@ -266,15 +274,6 @@ void execute(Ctx& ctx, Pass pass, const ConvGeom& g, int64_t out_elems, float* o
   (b == ConvBackend::Cudnn ? g_cudnn : b == ConvBackend::Cublas ? g_cublas : g_custom).fetch_add(1);
   if (c.fold_bn) g_folded.fetch_add(1);
   if (c.nhwc) g_nhwc_runs.fetch_add(1);
-}
-
-// The forward (A = w, B = x) or input gradient (A = w transposed, B = dy) of a 1x1 convolution on cuBLAS.
-void cublas_pointwise(Ctx& ctx, const PointwiseGemm& m, const float* w, const float* in, float* out, bool tf32) {
-  if (m.batch == 1)
-    gemm(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, in, m.ldb, 0.f, out, m.ldc, tf32);
-  else
-    gemm_batched(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, m.stride_a, in, m.ldb, m.stride_b, 0.f, out,
-                 m.ldc, m.stride_c, m.batch, tf32);
 }
 
 // y = conv(x, w) + bias[K] (epi: the bias or nothing; conv2d_bn_act has its own runner below)

@@ -2,9 +2,10 @@
 //   forward  y[n] (K x HW)  = w (K x C)     * x[n] (C x HW)
 //   dgrad    dx[n] (C x HW) = w^T (C x K)   * dy[n] (K x HW)
 // with every image's matrices contiguous and a fixed distance apart, so a whole batch is one strided-batched
-// GEMM (cuBLAS) reading the weights with stride 0. This header only maps a ConvGeom to that GEMM's
-// row-major description (cuda/cublas_gemm.h's gemm_batched arguments); it touches no GPU, so the mapping
-// is checked on the CPU against the CPU's convolutions (tests/test_conv_pointwise_gemm.cpp).
+// GEMM (cuBLAS) reading the weights with stride 0. This header maps a ConvGeom to that GEMM's row-major
+// description (cuda/cublas_gemm.h's gemm_batched arguments), checked on the CPU against the CPU's
+// convolutions (tests/test_conv_pointwise_gemm.cpp), and hands it to the cuBLAS wrapper (cublas_pointwise,
+// run on the CPU against a stand-in for cuBLAS's library by tests/cublas_stand_in_test.cpp).
 //
 // Why: cuDNN's NCHW kernels ran the ResNet-50 1x1 layers at a fraction of what their arithmetic and
 // memory traffic allow (H200, batch 64, conv_cuda_bench: 64->256 at 56x56 in 123 us, more than twice the
@@ -16,6 +17,7 @@
 #include <cstdint>
 
 #include "cuda/conv_igemm.h"
+#include "cuda/cublas_gemm.h"
 
 namespace sal::cuda {
 
@@ -57,6 +59,17 @@ inline PointwiseGemm pointwise_dgrad_gemm(const ConvGeom& g) {
   m.ldc = g.hw(), m.stride_c = g.C * g.hw();
   m.batch = g.N;
   return m;
+}
+
+// The forward (A = w, B = x) or input gradient (A = w transposed, B = dy) of a 1x1 convolution on cuBLAS:
+// one GEMM for one image, else one strided-batched GEMM.
+inline void cublas_pointwise(Ctx& ctx, const PointwiseGemm& m, const float* w, const float* in, float* out,
+                             bool tf32) {
+  if (m.batch == 1)
+    gemm(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, in, m.ldb, 0.f, out, m.ldc, tf32);
+  else
+    gemm_batched(ctx, m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, w, m.lda, m.stride_a, in, m.ldb, m.stride_b, 0.f, out,
+                 m.ldc, m.stride_c, m.batch, tf32);
 }
 
 }  // namespace sal::cuda

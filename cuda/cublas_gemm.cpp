@@ -108,12 +108,20 @@ cublasHandle_t handle_for(Ctx& ctx) {
   if (!dev->cublas) {
     cublasHandle_t h;
     SAL_CUBLAS_CHECK(lib().create(&h));
-    SAL_CUBLAS_CHECK(lib().set_stream(h, static_cast<cudaStream_t>(dev->stream())));
-    // An explicit workspace, so that cuBLAS never allocates one while a CUDA graph is being captured
-    // (the size NVIDIA recommends for Hopper).
-    dev->cublas_workspace = malloc_device(kWorkspaceBytes);
-    SAL_CUBLAS_CHECK(lib().set_workspace(h, dev->cublas_workspace, kWorkspaceBytes));
+    void* workspace = nullptr;
+    try {
+      SAL_CUBLAS_CHECK(lib().set_stream(h, static_cast<cudaStream_t>(dev->stream())));
+      // An explicit workspace, so that cuBLAS never allocates one while a CUDA graph is being captured
+      // (the size NVIDIA recommends for Hopper).
+      workspace = malloc_device(kWorkspaceBytes);
+      SAL_CUBLAS_CHECK(lib().set_workspace(h, workspace, kWorkspaceBytes));
+    } catch (...) {  // neither the handle nor the workspace outlives a failed set-up (the next call tries again)
+      lib().destroy(h);
+      if (workspace) free_device(workspace);
+      throw;
+    }
     dev->cublas = h;
+    dev->cublas_workspace = workspace;
   }
   return static_cast<cublasHandle_t>(dev->cublas);
 }

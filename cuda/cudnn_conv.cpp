@@ -11,6 +11,7 @@
 #include <climits>
 #include <map>
 #include <memory>
+#include <limits>
 #include <mutex>
 
 #include "cuda/device.h"
@@ -259,9 +260,11 @@ const FusedDescriptors& fused_descriptors(int64_t K) {
     SAL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->bias));
     SAL_CUDNN_CHECK(
         cudnnSetTensor4dDescriptor(d->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, static_cast<int>(K), 1, 1));
-    // ReLU as ours: a NaN not carried through (our kernels compute v > 0 ? v : 0, which gives 0 for NaN)
+    // ReLU as ours: a NaN not carried through (our kernels compute v > 0 ? v : 0, which gives 0 for NaN). The
+    // coefficient is documented as ReLU's upper bound (clipped ReLU's): the largest double, as PyTorch passes.
     SAL_CUDNN_CHECK(cudnnCreateActivationDescriptor(&d->relu));
-    SAL_CUDNN_CHECK(cudnnSetActivationDescriptor(d->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    SAL_CUDNN_CHECK(cudnnSetActivationDescriptor(d->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN,
+                                                 std::numeric_limits<double>::max()));
     SAL_CUDNN_CHECK(cudnnCreateActivationDescriptor(&d->identity));
     SAL_CUDNN_CHECK(cudnnSetActivationDescriptor(d->identity, CUDNN_ACTIVATION_IDENTITY, CUDNN_NOT_PROPAGATE_NAN, 0.0));
     slot = std::move(d);

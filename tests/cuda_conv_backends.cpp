@@ -491,6 +491,8 @@ int main() {
               refused = e.what();
             }
             if (!refused.empty()) {
+              // NOT_SUPPORTED: a combination cuDNN does not take (a note); BAD_PARAM: our arguments (a failure).
+              expect(refused.find("BAD_PARAM") == std::string::npos, what + ": refused as a bad argument: " + refused);
               std::printf("note: %s: refused by cuDNN (not a candidate for Auto): %s\n", what.c_str(),
                           refused.c_str());
               continue;
