@@ -207,6 +207,11 @@ void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout
     SAL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         h, pl.x, pl.y, pl.conv, pl.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(pl.algo), &pl.workspace));
   }
+  // The heuristics' memory figure (checked in `acceptable`) is an estimate; the size queried here is what the
+  // call takes, held to the same limit.
+  SAL_CHECK(pl.workspace <= kMaxWorkspace, "cuDNN: algorithm ", pl.algo, " asks for ", pl.workspace >> 20,
+            " MiB of workspace, over the ", kMaxWorkspace >> 20, " MiB limit (its heuristic figure was ",
+            c.memory >> 20, " MiB; ", __FILE__, ":", __LINE__, ")");
 }
 
 // algo < 0: the heuristic choice; else that algorithm among the timed candidates.
