@@ -214,10 +214,23 @@ void fill_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout
             c.memory >> 20, " MiB; ", __FILE__, ":", __LINE__, ")");
 }
 
-// algo < 0: the heuristic choice; else that algorithm among the timed candidates.
+// The plan of candidate c; a plan that fails is not kept (its descriptors go with it).
+Plan plan_of(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout, const Candidate& c) {
+  Plan pl;
+  try {
+    fill_plan(h, pass, g, layout, c, pl);
+  } catch (...) {
+    destroy(pl);
+    throw;
+  }
+  return pl;
+}
+
+// algo < 0: the heuristic choice, or when its plan fails (its workspace query refuses the shape, or the size
+// is over the limit) the next acceptable result in the heuristics' order (for the gradients deterministic ones
+// first); else that algorithm among the timed candidates.
 Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout, int algo) {
   const std::vector<Candidate> cands = heuristics(h, pass, g, layout);
-  Candidate c = preferred(pass, cands);
   if (algo >= 0) {
     const std::vector<Candidate> timed = timed_candidates(pass, cands);
     auto it = std::find_if(timed.begin(), timed.end(), [algo](const Candidate& x) { return x.algo == algo; });
@@ -225,16 +238,23 @@ Plan make_plan(cudnnHandle_t h, Pass pass, const ConvGeom& g, CudnnLayout layout
               pass == Pass::Fwd ? "the forward" : pass == Pass::Dgrad ? "the input gradient" : "the weight gradient",
               " of a ", g.N, "x", g.C, "x", g.H, "x", g.W, " -> ", g.K, "x", g.P, "x", g.Q, " convolution",
               layout == CudnnLayout::NHWC ? " in NHWC" : "", " (", __FILE__, ":", __LINE__, ")");
-    c = *it;
+    return plan_of(h, pass, g, layout, *it);
   }
-  Plan pl;
-  try {
-    fill_plan(h, pass, g, layout, c, pl);
-  } catch (...) {
-    destroy(pl);  // a plan that fails is not kept: its descriptors go with it
-    throw;
+  std::vector<Candidate> order = {preferred(pass, cands)};
+  for (const bool det : {true, false})
+    for (const Candidate& c : cands)
+      if ((det == c.deterministic || !wants_deterministic(pass, cands)) &&
+          std::none_of(order.begin(), order.end(), [&c](const Candidate& o) { return o.algo == c.algo; }))
+        order.push_back(c);
+  std::string first_error;
+  for (const Candidate& c : order) {
+    try {
+      return plan_of(h, pass, g, layout, c);
+    } catch (const std::exception& e) {
+      if (first_error.empty()) first_error = e.what();
+    }
   }
-  return pl;
+  fail("cuDNN: no plan among ", order.size(), " acceptable algorithms; the heuristic choice's: ", first_error);
 }
 
 // The cached plan of (pass, g, layout, algo). Plans live as long as the process (never destroyed: cuDNN may be

@@ -166,11 +166,13 @@ TEST_CASE("forward, input and weight gradients in NCHW and NHWC, each algorithm,
         const std::vector<float> xl = in_layout(x, c.x, layout), wl = in_layout(w, c.w, layout),
                                  dyl = in_layout(dy, ys, layout);
         // -1 (the heuristic choice) and every number Auto may time, except forward GEMM (asks for too much
-        // workspace: below).
+        // workspace: below) and, for a dilated convolution, forward IMPLICIT_PRECOMP_GEMM (listed, then refused:
+        // -1 gets past it to the next).
+        const bool dilated = c.a.dil_h > 1 || c.a.dil_w > 1;
         for (const CudnnPass pass : {CudnnPass::Fwd, CudnnPass::Dgrad, CudnnPass::Wgrad}) {
           std::vector<int> algos = {-1};
           for (const int a : cuda::cudnn_conv_algorithms(ctx, pass, g, 4, layout))
-            if (!(pass == CudnnPass::Fwd && a == kGemm)) algos.push_back(a);
+            if (!(pass == CudnnPass::Fwd && (a == kGemm || (dilated && a == kImplicitPrecompGemm)))) algos.push_back(a);
           for (const int algo : algos) {
             INFO(c.name, ", tf32 ", tf32, ", ", nhwc ? "NHWC" : "NCHW", ", pass ", static_cast<int>(pass),
                  ", algorithm ", algo);
@@ -194,7 +196,11 @@ TEST_CASE("forward, input and weight gradients in NCHW and NHWC, each algorithm,
             // f32 asks for FMA kernels; TF32 runs each result with the math type it was listed with.
             if (!tf32) CHECK(log.last_math == kFmaMath);
             if (tf32 && pass == CudnnPass::Fwd && algo == kImplicitGemm) CHECK(log.last_math == kDefaultMath);
-            if (tf32 && algo < 0) CHECK(log.last_math == kTensorOpMath);  // every pass's tf32 choice is tensor-op
+            if (pass == CudnnPass::Fwd && dilated && algo < 0) {
+              CHECK(log.last_algo == kImplicitGemm);  // the heuristic choice refused: the next acceptable one
+            } else if (tf32 && algo < 0) {
+              CHECK(log.last_math == kTensorOpMath);  // every pass's tf32 choice is tensor-op
+            }
           }
         }
       }
@@ -219,12 +225,20 @@ TEST_CASE("an algorithm that is not among the timed ones, or asks for too much w
   // Neither failure is kept as a plan: asked again, the same error, not a stale plan.
   CHECK_THROWS_WITH(cuda::cudnn_conv_forward(ctx, g, x.data(), w.data(), y.data(), kGemm),
                     doctest::Contains("600 MiB"));
+  // A numbered algorithm cuDNN refuses for the shape is an error too (no fallback: Auto asked for that one).
+  const Case d = cases()[1];  // dilated
+  const Shape dys = conv2d_out_shape(d.x, d.w, d.a);
+  std::vector<float> dx(static_cast<size_t>(d.x.numel()), 1.f), dw(static_cast<size_t>(d.w.numel()), 1.f),
+      dy(static_cast<size_t>(dys.numel()), 0.f);
+  CHECK_THROWS_WITH(
+      cuda::cudnn_conv_forward(ctx, geom(d, true), dx.data(), dw.data(), dy.data(), kImplicitPrecompGemm),
+      doctest::Contains("NOT_SUPPORTED"));
 }
 
 TEST_CASE("the fused convolution + bias + z + activation: ReLU or identity, with and without a shortcut") {
   const SalCudnnStandInLog& log = stand_in_log();
   Ctx cpu(Device::CPU), ctx(Device::CUDA);
-  const Case c = cases()[1];
+  const Case c = cases()[0];  // (not dilated: identity runs only with IMPLICIT_PRECOMP_GEMM, which here refuses that)
   const Shape ys = conv2d_out_shape(c.x, c.w, c.a);
   const cuda::ConvGeom g = geom(c, true);
   const std::vector<double> x = uniform(c.x.numel(), 11), w = uniform(c.w.numel(), 12), z = uniform(ys.numel(), 13),

@@ -7,7 +7,7 @@
 // layouts, the heuristics' results and how the wrapper filters and numbers them, plans, alpha / beta, the
 // fused convolution + bias + z + activation, and errors. It models the documented rules it checks, not
 // cuDNN's kernels; the workspace asked for is 0 bytes (nothing is allocated on a device), except one algorithm's
-// (forward GEMM: 600 MiB, over the wrapper's limit).
+// (forward GEMM: 600 MiB, over the wrapper's limit), and one listed algorithm refuses dilated convolutions.
 #include <cudnn.h>
 
 #include <cmath>
@@ -176,6 +176,14 @@ cudnnStatus_t runs(const std::vector<Result>& table, int algo) {
   return CUDNN_STATUS_NOT_SUPPORTED;
 }
 
+// The forward's: also, IMPLICIT_PRECOMP_GEMM is listed for dilated convolutions but refuses them when asked for
+// its workspace or run (the heuristics list what cuDNN may then refuse; the wrapper must get past it).
+cudnnStatus_t runs_forward(int algo, const cudnnConvolutionStruct* cv) {
+  if (algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM && (cv->dil_h > 1 || cv->dil_w > 1))
+    return CUDNN_STATUS_NOT_SUPPORTED;
+  return runs(kFwd, algo);
+}
+
 void log_run(int algo, const cudnnConvolutionStruct* cv, const cudnnTensorStruct* x) {
   SalCudnnStandInLog& log = sal_cudnn_stand_in_log;
   log.runs += 1;
@@ -342,7 +350,7 @@ SAL_EXPORT cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h
   if (const cudnnStatus_t st = check(x, w, cv, y); st != CUDNN_STATUS_SUCCESS) return st;
   // GEMM's heuristic figure (8 MiB) understates what it asks for here, as cuDNN's estimates can.
   *bytes = algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM ? 600 * kMiB : 0;
-  return runs(kFwd, algo);
+  return runs_forward(algo, cv);
 }
 SAL_EXPORT cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t h, const cudnnFilterDescriptor_t w,
                                                                       const cudnnTensorDescriptor_t dy,
@@ -376,7 +384,7 @@ SAL_EXPORT cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* al
                                                  void* y) {
   if (!h || !alpha || !beta || !x || !w || !y) return CUDNN_STATUS_BAD_PARAM;
   if (const cudnnStatus_t st = check(xd, wd, cv, yd); st != CUDNN_STATUS_SUCCESS) return st;
-  if (const cudnnStatus_t st = runs(kFwd, algo); st != CUDNN_STATUS_SUCCESS) return st;
+  if (const cudnnStatus_t st = runs_forward(algo, cv); st != CUDNN_STATUS_SUCCESS) return st;
   std::vector<double> acc(static_cast<size_t>(count(*yd)), 0.0);
   const float* xf = static_cast<const float*>(x);
   const float* wf = static_cast<const float*>(w);
@@ -440,7 +448,7 @@ SAL_EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(
   if (ad->mode != CUDNN_ACTIVATION_RELU && ad->mode != CUDNN_ACTIVATION_IDENTITY) return CUDNN_STATUS_NOT_SUPPORTED;
   if (ad->mode == CUDNN_ACTIVATION_IDENTITY && algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
     return CUDNN_STATUS_NOT_SUPPORTED;
-  if (const cudnnStatus_t st = runs(kFwd, algo); st != CUDNN_STATUS_SUCCESS) return st;
+  if (const cudnnStatus_t st = runs_forward(algo, cv); st != CUDNN_STATUS_SUCCESS) return st;
   std::vector<double> acc(static_cast<size_t>(count(*yd)), 0.0);
   const float* xf = static_cast<const float*>(x);
   const float* wf = static_cast<const float*>(w);
