@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <limits>
 #include <map>
 #include <memory>
-#include <limits>
 #include <mutex>
 
 #include "cuda/device.h"
