@@ -6,17 +6,16 @@
 // the workspace under a graph) is checked on a GPU by tests/cuda_conv_backends.cpp.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-#include <dlfcn.h>
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "cuda/conv_pointwise_gemm.h"
 #include "cuda/cublas_gemm.h"
 #include "engine/ops.h"
+#include "tests/stand_in_util.h"
 
 using namespace sal;
 
@@ -32,24 +31,10 @@ struct SalCublasStandInLog {
   long long stride_a, stride_b, stride_c;
 };
 
-// The log of the library the wrapper opened; fails the test when that is not the stand-in (the real
-// cuBLAS, found first, would be handed host pointers).
+// The log of the library the wrapper opened (opening it, as the first GEMM would).
 const SalCublasStandInLog& stand_in_log() {
-  const std::string path = cuda::cublas_library_path();  // opens it, as the first GEMM would
-  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE_MESSAGE(handle, "the wrapper's library ", path, " is not loaded");
-  void* log = ::dlsym(handle, "sal_cublas_stand_in_log");
-  REQUIRE_MESSAGE(log, "the wrapper opened ", path, ", not the stand-in: put tests/cublas_stand_in's build folder "
-                  "first on LD_LIBRARY_PATH (ctest does)");
-  return *static_cast<const SalCublasStandInLog*>(log);
-}
-
-std::vector<double> uniform(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(-1, 1);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = static_cast<float>(u(rng));  // values an f32 holds exactly
-  return v;
+  return test::stand_in_log<SalCublasStandInLog>(cuda::cublas_library_path(), "sal_cublas_stand_in_log",
+                                                 "tests/cublas_stand_in");
 }
 
 std::vector<float> as_f32(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
@@ -80,8 +65,9 @@ TEST_CASE("1x1 convolutions through cublas_pointwise equal the CPU's conv2d and 
     for (const bool tf32 : {true, false}) {
       INFO("x ", s.N, "x", s.C, "x", s.H, "x", s.W, ", ", s.K, " filters, tf32 ", tf32);
       const Shape xs{s.N, s.C, s.H, s.W}, ws{s.K, s.C, 1, 1}, ys{s.N, s.K, s.H, s.W};
-      const std::vector<double> x = uniform(xs.numel(), seed++), w = uniform(ws.numel(), seed++),
-                                dy = uniform(ys.numel(), seed++);
+      const std::vector<double> x = test::uniform_f32_values(xs.numel(), seed++),
+                                w = test::uniform_f32_values(ws.numel(), seed++),
+                                dy = test::uniform_f32_values(ys.numel(), seed++);
       const Tensor x64 = Tensor::from_values(x, xs, DType::F64), w64 = Tensor::from_values(w, ws, DType::F64),
                    dy64 = Tensor::from_values(dy, ys, DType::F64);
       const Conv2dArgs args;

@@ -6,17 +6,16 @@
 // under a graph, what cuDNN really refuses) is checked on a GPU by tests/cuda_conv_backends.cpp.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-#include <dlfcn.h>
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "cuda/conv_igemm.h"
 #include "cuda/cudnn_conv.h"
 #include "engine/ops.h"
+#include "tests/stand_in_util.h"
 
 using namespace sal;
 using cuda::CudnnLayout;
@@ -38,23 +37,12 @@ struct SalCudnnStandInLog {
 constexpr int kImplicitGemm = 0, kImplicitPrecompGemm = 1, kGemm = 2;  // forward algorithms
 constexpr int kDefaultMath = 0, kTensorOpMath = 1, kFmaMath = 3;
 
-// The log of the libcudnn.so.9 this process loaded; fails the test when that is not the stand-in.
+// The log of the libcudnn.so.9 this process loaded.
 const SalCudnnStandInLog& stand_in_log() {
-  void* handle = ::dlopen("libcudnn.so.9", RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE_MESSAGE(handle, "libcudnn.so.9 is not loaded");
-  void* log = ::dlsym(handle, "sal_cudnn_stand_in_log");
-  REQUIRE_MESSAGE(log, "the loaded libcudnn.so.9 is cuDNN's, not the stand-in: put tests/cudnn_stand_in's build "
-                  "folder first on LD_LIBRARY_PATH (ctest does)");
-  return *static_cast<const SalCudnnStandInLog*>(log);
+  return test::stand_in_log<SalCudnnStandInLog>("libcudnn.so.9", "sal_cudnn_stand_in_log", "tests/cudnn_stand_in");
 }
 
-std::vector<double> uniform(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(-1, 1);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = static_cast<float>(u(rng));  // values an f32 holds exactly
-  return v;
-}
+std::vector<double> uniform(int64_t n, uint64_t seed) { return test::uniform_f32_values(n, seed); }
 
 // [A,B,C,D] with B moved last: [A,C,D,B] (NCHW -> NHWC, KCRS -> KRSC), and back.
 std::vector<float> channels_last(const std::vector<double>& v, const Shape& s) {
