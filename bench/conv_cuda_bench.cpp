@@ -283,14 +283,20 @@ double timed_iterations(benchmark::State& st, Fn&& run) {
   return n ? total / n : 0;
 }
 
-// Mean seconds of `iters` CUDA-event-timed calls of fn, after one untimed call (module loading, cuDNN plans, arena
-// growth); 0 for no calls.
+// One untimed call of fn (module loading, cuDNN plans, arena growth), waited for, the arena reset after it.
 template <class Fn>
-double mean_seconds(Fn&& fn, int iters) {
+void warm_up(Fn&& fn) {
   Gpu& G = gpu();
   fn();
   G.dev.synchronize();
   G.arena.reset();
+}
+
+// Mean seconds of `iters` CUDA-event-timed calls of fn, after warm_up; 0 for no calls.
+template <class Fn>
+double mean_seconds(Fn&& fn, int iters) {
+  Gpu& G = gpu();
+  warm_up(fn);
   Events ev;
   double total = 0;
   for (int i = 0; i < iters; ++i) {
@@ -316,9 +322,7 @@ double time_pass(benchmark::State* st, LayerData& d, Pass pass, ConvBackend be, 
       conv2d_wgrad(G.ctx, d.dy, d.x, dw, nullptr, d.a);
   };
   if (!st) return mean_seconds(run, iters);
-  run();  // warm-up: module loading, cuDNN plan, arena growth
-  G.dev.synchronize();
-  G.arena.reset();
+  warm_up(run);
   return timed_iterations(*st, run);
 }
 
@@ -477,9 +481,7 @@ void BM_gemm(benchmark::State& st, GemmSize s, bool custom) {
       return;
     }
   }
-  run();
-  G.dev.synchronize();
-  G.arena.reset();
+  warm_up(run);
   const double mean = timed_iterations(st, run);
   st.counters["TFLOP/s"] = mean > 0 ? 2.0 * s.m * s.n * s.k / mean * 1e-12 : 0;
   cuda::set_conv_backend(ConvBackend::Auto);

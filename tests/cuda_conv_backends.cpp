@@ -167,6 +167,22 @@ std::pair<double, cuda::ConvBackendCounts> rerun_from_file(const std::string& pa
   return {e, cuda::conv_backend_counts()};
 }
 
+// Auto's choices of run() written to a fresh choices file `path`, then each (pass key, choice) given to
+// replace(key, choice), which may change the choice and says whether it did; the file rewritten with them.
+// Returns how many were replaced.
+template <class Run, class Replace>
+int rewrite_auto_choices(const std::string& path, Run&& run, Replace&& replace) {
+  std::filesystem::remove(path);
+  cuda::clear_conv_auto_choices();
+  cuda::set_conv_auto_cache(path);
+  run();
+  cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
+  int replaced = 0;
+  for (auto& [key, choice] : saved.choices) replaced += replace(key, choice) ? 1 : 0;
+  write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
+  return replaced;
+}
+
 void expect(bool ok, const std::string& what) {
   ++g_checks;
   if (!ok) {
@@ -576,16 +592,12 @@ int main() {
           continue;
         }
         // Auto writes the shape's choice into the file; replaced by "cudnn+fold:N" there, it must run so.
-        std::filesystem::remove(path);
-        cuda::clear_conv_auto_choices();
-        cuda::set_conv_auto_cache(path);
-        run();
-        cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
-        int replaced = 0;
-        for (auto& [key, choice] : saved.choices)
-          if (key[0] == 6) choice = cuda::ConvChoice{ConvBackend::Cudnn, algo, true}, ++replaced;  // fwd_fused_relu_res
+        const int replaced = rewrite_auto_choices(path, run, [algo](const auto& key, cuda::ConvChoice& choice) {
+          if (key[0] != 6) return false;  // fwd_fused_relu_res
+          choice = cuda::ConvChoice{ConvBackend::Cudnn, algo, true};
+          return true;
+        });
         expect(replaced == 1, cat(c.name, " fold choices file: ", replaced, " fwd_fused_relu_res lines, expected 1"));
-        write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
         const auto diff = [&] { return max_rel_diff(run(), want); };
         const auto [e, n] = rerun_from_file(path, diff);
         expect(n.timed == 0 && n.cudnn == 1 && n.folded == 1,
@@ -650,21 +662,14 @@ int main() {
         }
         // Auto writes the shape's three choices into the file; replaced by "cudnn+nhwc" there, they must run so.
         cuda::set_conv_nhwc(true);
-        std::filesystem::remove(path);
-        cuda::clear_conv_auto_choices();
-        cuda::set_conv_auto_cache(path);
-        run();
-        cuda::ParsedConvChoices saved = cuda::parse_conv_choices(read_bytes(path), path);
-        int replaced = 0;
-        for (auto& [key, choice] : saved.choices) {
-          if (!cuda::conv_pass_can_nhwc(key[0])) continue;
+        const int replaced = rewrite_auto_choices(path, run, [](const auto& key, cuda::ConvChoice& choice) {
+          if (!cuda::conv_pass_can_nhwc(key[0])) return false;
           // cuDNN's heuristic choice in NHWC (a numbered one could be listed and then refused; every numbered
           // NHWC algorithm runs in the block above)
           choice = cuda::ConvChoice{ConvBackend::Cudnn, -1, false, true};
-          ++replaced;
-        }
+          return true;
+        });
         expect(replaced == 3, cat(c.name, " NHWC choices file: ", replaced, " fwd/dgrad/wgrad lines, expected 3"));
-        write_bytes(path, cuda::format_conv_choices(saved.device, saved.choices));
         const auto [e, n] = rerun_from_file(path, run);
         expect(n.timed == 0 && n.cudnn == 3 && n.nhwc == 3,
                cat(c.name, " NHWC choices file: timed ", n.timed, ", cuDNN ", n.cudnn, ", in NHWC ", n.nhwc,

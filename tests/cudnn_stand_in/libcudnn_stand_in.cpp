@@ -111,6 +111,14 @@ void each_tap(const cudnnTensorStruct& x, const cudnnFilterStruct& w, const cudn
 int64_t count(const cudnnTensorStruct& t) { return int64_t{t.n} * t.c * t.h * t.w; }
 int64_t count(const cudnnFilterStruct& f) { return int64_t{f.k} * f.c * f.r * f.s; }
 
+// The cross-correlation's sums, [y's elements] in y's layout.
+std::vector<double> forward_sums(const cudnnTensorStruct& xd, const float* x, const cudnnFilterStruct& wd,
+                                 const float* w, const cudnnConvolutionStruct& cv, const cudnnTensorStruct& yd) {
+  std::vector<double> acc(static_cast<size_t>(count(yd)), 0.0);
+  each_tap(xd, wd, cv, yd, [&](int64_t ix, int64_t iw, int64_t iy) { acc[iy] += double{x[ix]} * w[iw]; });
+  return acc;
+}
+
 // out = alpha * acc + beta * out (out not read when beta is 0, as cuDNN documents).
 void blend(float* out, const std::vector<double>& acc, float alpha, float beta) {
   for (size_t i = 0; i < acc.size(); ++i)
@@ -385,10 +393,8 @@ SAL_EXPORT cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* al
   if (!h || !alpha || !beta || !x || !w || !y) return CUDNN_STATUS_BAD_PARAM;
   if (const cudnnStatus_t st = check(xd, wd, cv, yd); st != CUDNN_STATUS_SUCCESS) return st;
   if (const cudnnStatus_t st = runs_forward(algo, cv); st != CUDNN_STATUS_SUCCESS) return st;
-  std::vector<double> acc(static_cast<size_t>(count(*yd)), 0.0);
-  const float* xf = static_cast<const float*>(x);
-  const float* wf = static_cast<const float*>(w);
-  each_tap(*xd, *wd, *cv, *yd, [&](int64_t ix, int64_t iw, int64_t iy) { acc[iy] += double{xf[ix]} * wf[iw]; });
+  const std::vector<double> acc =
+      forward_sums(*xd, static_cast<const float*>(x), *wd, static_cast<const float*>(w), *cv, *yd);
   blend(static_cast<float*>(y), acc, *static_cast<const float*>(alpha), *static_cast<const float*>(beta));
   log_run(algo, cv, xd);
   return CUDNN_STATUS_SUCCESS;
@@ -449,10 +455,8 @@ SAL_EXPORT cudnnStatus_t cudnnConvolutionBiasActivationForward(
   if (ad->mode == CUDNN_ACTIVATION_IDENTITY && algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
     return CUDNN_STATUS_NOT_SUPPORTED;
   if (const cudnnStatus_t st = runs_forward(algo, cv); st != CUDNN_STATUS_SUCCESS) return st;
-  std::vector<double> acc(static_cast<size_t>(count(*yd)), 0.0);
-  const float* xf = static_cast<const float*>(x);
-  const float* wf = static_cast<const float*>(w);
-  each_tap(*xd, *wd, *cv, *yd, [&](int64_t ix, int64_t iw, int64_t iy) { acc[iy] += double{xf[ix]} * wf[iw]; });
+  const std::vector<double> acc =
+      forward_sums(*xd, static_cast<const float*>(x), *wd, static_cast<const float*>(w), *cv, *yd);
   const float a1 = *static_cast<const float*>(alpha1), a2 = *static_cast<const float*>(alpha2);
   const float* zf = static_cast<const float*>(z);
   const float* bf = static_cast<const float*>(bias);
