@@ -594,9 +594,16 @@ LayoutData::Choice choose_algorithm(LayerData& d, LayoutData& t, Pass pass, Cudn
   LayoutData::Choice c;
   try {
     double best_s = INFINITY;
+    std::string refused;  // the first algorithm cuDNN listed and then did not run, as Auto leaves it out
     for (int algo : cuda::cudnn_conv_algorithms(G.ctx, static_cast<cuda::CudnnPass>(pass), tf32_geom(d), 4, layout)) {
-      const double sec = mean_seconds([&] { run_layout(d, t, pass, layout, algo); }, 3);
-      if (sec < best_s) best_s = sec, c.algo = algo;
+      try {
+        const double sec = mean_seconds([&] { run_layout(d, t, pass, layout, algo); }, 3);
+        if (sec < best_s) best_s = sec, c.algo = algo;
+      } catch (const std::exception& ex) {
+        if (refused.empty()) refused = cat("algorithm ", algo, ": ", ex.what());
+        G.dev.synchronize();  // (a device fault would surface here and end the row through the outer catch)
+        G.arena.reset();
+      }
     }
     const auto host_result = [&](CudnnLayout lay, int algo) {  // dw from zero: the weight gradient accumulates
       t.dw.zero();
@@ -606,7 +613,7 @@ LayoutData::Choice choose_algorithm(LayerData& d, LayoutData& t, Pass pass, Cudn
       return host_output(d, t, pass, lay);
     };
     if (c.algo < 0) {
-      c.error = "no algorithm";
+      c.error = refused.empty() ? "no algorithm" : "no algorithm ran; " + refused;
     } else {
       const Tensor ref = host_result(CudnnLayout::NCHW, -1);
       const double e = rel_err(host_result(layout, c.algo), ref);
