@@ -22,7 +22,8 @@
 #                       Winograd (their masked loads reach before and after the planes), the narrow GEMM (masked
 #                       stores into C's rows), the worker thread (sal_mask's overlapped pipeline: its
 #                       sal_mask case runs too, "image" in its name), SaliencyEngine (sal_mask's compute as a
-#                       library) and the in-place batch norm (written over its input); the op-gradient tables run in the
+#                       library), the in-place batch norm (written over its input) and the arena (its host blocks are
+#                       mapped pages of its own, engine/host_pages.h); the op-gradient tables run in the
 #                       normal build only, they take too long under ASan on 2 cores)
 #   SAL_FUZZ_SECONDS    seconds per fuzz target (default 20)
 #   SAL_FUZZ_TARGETS    which targets (default: all of tests/fuzz/fuzz_*.cpp)
@@ -31,7 +32,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SAL_SAN_BUILD_DIR:-$ROOT/build-san}"
 MODE="${1:-all}"
 SECONDS_PER_TARGET="${SAL_FUZZ_SECONDS:-20}"
-TESTS="${SAL_SAN_TESTS:-safetensors|SafeTensors|image|Image|tar|Tar|Shard|shard|sal_train|masker|Masker|label|objective|fuzz regressions|ShmComm|DataParallel|direct 3x3|Winograd|dgrad_bn_act equals|narrow GEMM|WorkerThread|SaliencyEngine|infer_act_inplace|batch-norm fold}"
+TESTS="${SAL_SAN_TESTS:-safetensors|SafeTensors|image|Image|tar|Tar|Shard|shard|sal_train|masker|Masker|label|objective|fuzz regressions|ShmComm|DataParallel|direct 3x3|Winograd|dgrad_bn_act equals|narrow GEMM|WorkerThread|SaliencyEngine|infer_act_inplace|batch-norm fold|arena:}"
 TARGETS="${SAL_FUZZ_TARGETS:-$(cd "$ROOT/tests/fuzz" && ls fuzz_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')}"
 JOBS="${SAL_JOBS:-$(nproc)}"
 # Leaks are reported (LeakSanitizer) and fatal; UBSan prints a stack for each report.

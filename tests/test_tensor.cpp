@@ -1,5 +1,11 @@
 // Tensor, arena and flat parameter store.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
 
 #include "engine/arena.h"
 #include "engine/context.h"
@@ -121,7 +127,7 @@ TEST_CASE("arena: bump allocation, alignment, marks, growth then no allocation a
 }
 
 TEST_CASE("arena: KeepGrowth keeps the blocks a repeated pass grows, until a release outside it") {
-  Arena a(Device::CPU, 1024);
+  Arena a(Device::CPU, 1024, Arena::HostGrowth::Blocks);  // how a CUDA arena grows
   const Arena::Mark start = a.mark();
   Tensor kept = a.alloc(Shape{16}, DType::F32);  // allocated before: must survive untouched
   kept.fill(7);
@@ -151,6 +157,111 @@ TEST_CASE("arena: KeepGrowth keeps the blocks a repeated pass grows, until a rel
   CHECK(a.growths() == 4);
   CHECK(a.capacity() == before);
 }
+
+namespace {
+
+long minor_page_faults() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_minflt;
+}
+
+// One "step": tensors of growing sizes (each written whole), `value` written, the value each held before returned.
+std::vector<float> arena_step(Arena& a, float value, std::vector<const void*>& where) {
+  std::vector<float> before;
+  where.clear();
+  for (int64_t n = 1 << 10; n <= int64_t{8} << 20; n *= 2) {  // 4 KB .. 32 MB, 64 MB in all
+    Tensor t = a.alloc(Shape{n}, DType::F32);
+    float* p = t.data<float>();
+    before.push_back(p[n - 1]);
+    std::fill(p, p + n, value);
+    where.push_back(p);
+  }
+  return before;
+}
+
+}  // namespace
+
+TEST_CASE("arena: a host block grows in place, so the next step finds the first step's layout and pages") {
+  Arena a(Device::CPU);
+  std::vector<const void*> first, second;
+  const long f0 = minor_page_faults();
+  arena_step(a, 1.0f, first);
+  const long f1 = minor_page_faults();
+  CHECK(a.growths() >= 1);
+  CHECK(a.capacity() >= a.peak());
+  const size_t capacity = a.capacity(), growths = a.growths();
+  a.reset();
+  CHECK(a.capacity() == capacity);  // nothing to fold
+  const std::vector<float> held = arena_step(a, 2.0f, second);
+  const long f2 = minor_page_faults();
+  CHECK(second == first);  // the same addresses
+  for (float v : held) CHECK(v == 1.0f);  // the same pages: fresh ones would read 0
+  CHECK(a.growths() == growths);
+  // Faulting in 64 MB took thousands of 4 KB faults (or dozens of huge pages); the second step takes next to none.
+  INFO("page faults: first step ", f1 - f0, ", second ", f2 - f1);
+  CHECK(f1 - f0 > 0);
+  CHECK((f2 - f1) * 8 <= f1 - f0);
+
+  // A growth released before the step ends stays (the pages would be faulted again otherwise), with or without
+  // KeepGrowth.
+  Arena b(Device::CPU, 1024);
+  for (int pass = 0; pass < 3; ++pass) {
+    const Arena::Mark m = b.mark();
+    b.alloc(Shape{4096}, DType::F32);
+    b.release(m);
+  }
+  CHECK(b.growths() == 1);
+  CHECK(b.used() == 0);
+  CHECK(b.capacity() >= 4096 * sizeof(float));
+}
+
+// Not under AddressSanitizer: its shadow memory needs far more address space than the limit leaves.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAL_TEST_UNDER_ASAN 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SAL_TEST_UNDER_ASAN)
+TEST_CASE("arena: where address space cannot be reserved (ulimit -v), a host arena adds blocks and folds them") {
+  // In a child process whose address space is limited to what it has plus 256 MB: the machine-sized reservation is
+  // refused, blocks of their own size are used, and reset() folds them as on CUDA.
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      std::ifstream statm("/proc/self/statm");
+      long pages = 0;
+      statm >> pages;
+      const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (256 << 20);
+      const rlimit rl{limit, limit};
+      if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
+      Arena a(Device::CPU);
+      std::vector<const void*> where;
+      arena_step(a, 1.0f, where);  // 64 MB
+      if (a.growths() < 1 || a.capacity() < a.peak()) code = 4;
+      const size_t growths = a.growths();
+      a.reset();
+      arena_step(a, 2.0f, where);
+      if (a.growths() != growths) code = 5;  // folded into one block that holds the step
+      try {
+        a.alloc(Shape{int64_t{1} << 30}, DType::F32);  // 4 GB: over the limit
+        code = 6;
+      } catch (const Error& e) {
+        if (std::string(e.what()).find("out of host memory") == std::string::npos) code = 7;
+      }
+    } catch (...) {
+      code = 8;
+    }
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
 
 TEST_CASE("ctx: outputs come from the arena when one is set") {
   Arena a(Device::CPU, 1 << 16);
