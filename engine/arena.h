@@ -62,7 +62,7 @@ class Arena {
   size_t capacity() const;      // bytes in all blocks (committed bytes on the host; a released growth in place stays)
   size_t used() const { return used_; }
   size_t peak() const { return peak_; }
-  size_t growths() const { return growths_; }  // blocks added because a request did not fit
+  size_t growths() const { return growths_; }  // requests that did not fit: a block added, or one grown in place
 
  private:
   struct Block {
