@@ -46,9 +46,9 @@ bool Arena::grow_in_place(size_t needed, size_t want) {
   if (blocks_.empty() || device_ != Device::CPU) return false;
   Block& b = blocks_.back();
   if (needed > b.reserved) return false;
-  // Commit `want` more where the system allows, else just what is needed.
+  // Commit `want` more where the system allows, else just what is needed (both hold `needed`: want >= the
+  // request and b.size >= top_).
   for (size_t size : {std::min(b.reserved, host_pages::round_up(b.size + want)), host_pages::round_up(needed)}) {
-    if (size < needed) continue;
     if (host_pages::commit(b.ptr + b.size, size - b.size)) {
       b.size = size;
       return true;

@@ -44,25 +44,25 @@ const SalCudnnStandInLog& stand_in_log() {
 
 std::vector<double> uniform(int64_t n, uint64_t seed) { return test::uniform_f32_values(n, seed); }
 
-// [A,B,C,D] with B moved last: [A,C,D,B] (NCHW -> NHWC, KCRS -> KRSC), and back.
-std::vector<float> channels_last(const std::vector<double>& v, const Shape& s) {
-  std::vector<float> out(v.size());
+// f(first, last) for every element of [A,B,C,D]: its index there and in [A,C,D,B], the same tensor with B moved
+// last (NCHW -> NHWC, KCRS -> KRSC).
+template <class F>
+void for_each_channel_move(const Shape& s, F&& f) {
   for (int64_t a = 0; a < s[0]; ++a)
     for (int64_t b = 0; b < s[1]; ++b)
       for (int64_t c = 0; c < s[2]; ++c)
         for (int64_t d = 0; d < s[3]; ++d)
-          out[static_cast<size_t>(((a * s[2] + c) * s[3] + d) * s[1] + b)] =
-              static_cast<float>(v[static_cast<size_t>(((a * s[1] + b) * s[2] + c) * s[3] + d)]);
+          f(static_cast<size_t>(((a * s[1] + b) * s[2] + c) * s[3] + d),
+            static_cast<size_t>(((a * s[2] + c) * s[3] + d) * s[1] + b));
+}
+std::vector<float> channels_last(const std::vector<double>& v, const Shape& s) {
+  std::vector<float> out(v.size());
+  for_each_channel_move(s, [&](size_t first, size_t last) { out[last] = static_cast<float>(v[first]); });
   return out;
 }
 std::vector<double> channels_first(const std::vector<float>& v, const Shape& s) {
   std::vector<double> out(v.size());
-  for (int64_t a = 0; a < s[0]; ++a)
-    for (int64_t b = 0; b < s[1]; ++b)
-      for (int64_t c = 0; c < s[2]; ++c)
-        for (int64_t d = 0; d < s[3]; ++d)
-          out[static_cast<size_t>(((a * s[1] + b) * s[2] + c) * s[3] + d)] =
-              v[static_cast<size_t>(((a * s[2] + c) * s[3] + d) * s[1] + b)];
+  for_each_channel_move(s, [&](size_t first, size_t last) { out[first] = v[last]; });
   return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include "engine/arena.h"
 #include "engine/context.h"
+#include "engine/host_pages.h"
 #include "engine/params.h"
 #include "tests/op_check.h"
 
@@ -234,7 +235,7 @@ TEST_CASE("arena: where address space cannot be reserved (ulimit -v), a host are
       std::ifstream statm("/proc/self/statm");
       long pages = 0;
       statm >> pages;
-      const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (256 << 20);
+      const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(host_pages::page_size()) + (256 << 20);
       const rlimit rl{limit, limit};
       if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
       Arena a(Device::CPU);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "engine/host_pages.h"
 
 namespace sal::cpu {
 
@@ -64,8 +65,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
 }  // namespace
 
 struct ShmComm::Header {
@@ -103,8 +102,7 @@ void ShmComm::join(double timeout_s, size_t chunk_floats) {
   SAL_CHECK(world >= 1 && world <= kMaxWorld, "data parallel (CPU): WORLD_SIZE ", world, " is not in 1..", kMaxWorld);
   SAL_CHECK(rank >= 0 && rank < world, "data parallel (CPU): RANK ", rank, " is not below WORLD_SIZE ", world);
   SAL_CHECK(chunk_floats >= 1, "data parallel (CPU): the chunk size must be at least one float");
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const size_t header_bytes = round_up(sizeof(Header), page);
+  const size_t header_bytes = host_pages::round_up(sizeof(Header));
   const auto bytes_for = [&](size_t chunk) { return header_bytes + 2 * static_cast<size_t>(world) * chunk * sizeof(float); };
   const std::string me = hostname();
   const auto t0 = std::chrono::steady_clock::now();
