@@ -156,8 +156,14 @@ struct BatchedLayer {
 };
 
 // The direct kernel's comparison shapes with their batch: CIFAR ResNet-20's distinct 3x3 layers (16/32/64
-// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's 3x3 at 8.
+// channels at 32/16/8 pixels; the stem, 3 -> 16, has too few channels) at 64, ResNet-50's 3x3 at 8, and
+// between them images of 128 KB to 1.2 MB per input (where the AVX2 kernel's limit was measured: see
+// direct3x3_applies).
 constexpr BatchedLayer kDirectCases[] = {
+    {{"mid_3x3_32to32_32", 32, 32, 3, 1, 1, 32}, 16},
+    {{"mid_3x3_16to16_56", 16, 16, 3, 1, 1, 56}, kBatch},
+    {{"mid_3x3_64to64_28", 64, 64, 3, 1, 1, 28}, kBatch},
+    {{"mid_3x3_24to24_112", 24, 24, 3, 1, 1, 112}, kBatch},
     {{"cifar_3x3_16to16_32", 16, 16, 3, 1, 1, 32}, 64},
     {{"cifar_3x3_32to32_16", 32, 32, 3, 1, 1, 16}, 64},
     {{"cifar_3x3_64to64_8", 64, 64, 3, 1, 1, 8}, 64},

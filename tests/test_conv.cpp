@@ -775,56 +775,109 @@ TEST_CASE("set_emulate_tf32: conv2d on TF32-rounded operands with f32 accumulati
 
 // ---------------------------------------------------------------- the direct 3x3 kernel
 
+// The forward geometry of x [N,C,H,W] and w [K,C,3,3] (one group, padding 1) at a stride, as the op builds it.
+cpu::ConvGeom geom_3x3(const Shape& x, const Shape& w, int stride) {
+  cpu::ConvGeom g;
+  g.N = x[0], g.C = g.Cg = x[1], g.H = x[2], g.W = x[3], g.K = g.Kg = w[0], g.R = g.S = 3;
+  g.P = (g.H - 1) / stride + 1, g.Q = (g.W - 1) / stride + 1, g.sh = g.sw = stride, g.pt = g.pl = 1;
+  return g;
+}
+
 TEST_CASE("the direct 3x3 kernel agrees with the GEMM path, stride 1 and 2, forward, input gradient, transposed conv") {
   if (!cpu::direct3x3_available()) {
-    MESSAGE("skipped: this CPU has no AVX-512, so the direct 3x3 kernel never runs here");
+    MESSAGE("skipped: this CPU has neither AVX-512 nor AVX2 with FMA, so the direct 3x3 kernel never runs here");
     return;
   }
   std::mt19937_64 rng(31);
   Arena arena(Device::CPU);
   Ctx ctx(Device::CPU, &arena);
   // CIFAR ResNet's three stages, a channel tail, one image, a plane of two 16-wide rows; rows ending inside
-  // vectors (28 and 13 wide), a plane of 3,136 positions, 128 channels.
+  // vectors (28 and 13 wide), a plane of 3,136 positions, 128 and 64 channels.
   const std::vector<Geo> geos{
       {{4, 16, 32, 32}, {16, 16, 3, 3}, Conv2dArgs::make(1, 1)}, {{3, 32, 16, 16}, {32, 32, 3, 3}, Conv2dArgs::make(1, 1)},
       {{5, 64, 8, 8}, {64, 64, 3, 3}, Conv2dArgs::make(1, 1)},   {{2, 20, 16, 16}, {13, 20, 3, 3}, Conv2dArgs::make(1, 1)},
       {{1, 8, 32, 32}, {8, 8, 3, 3}, Conv2dArgs::make(1, 1)},    {{2, 8, 2, 16}, {8, 8, 3, 3}, Conv2dArgs::make(1, 1)},
       {{2, 24, 28, 28}, {16, 24, 3, 3}, Conv2dArgs::make(1, 1)}, {{3, 9, 11, 13}, {11, 9, 3, 3}, Conv2dArgs::make(1, 1)},
       {{1, 16, 56, 56}, {16, 16, 3, 3}, Conv2dArgs::make(1, 1)}, {{1, 128, 8, 12}, {128, 128, 3, 3}, Conv2dArgs::make(1, 1)},
-      // stride 2: CIFAR's two halving layers, a 9x14 output with channel tails, 64 channels 56 -> 28
+      {{1, 64, 12, 20}, {40, 64, 3, 3}, Conv2dArgs::make(1, 1)},
+      // stride 2: CIFAR's two halving layers, a 9x14 output with channel tails, 64 and 32 channels 56 -> 28
       {{4, 16, 32, 32}, {32, 16, 3, 3}, Conv2dArgs::make(2, 1)}, {{3, 32, 16, 16}, {64, 32, 3, 3}, Conv2dArgs::make(2, 1)},
       {{2, 12, 18, 28}, {20, 12, 3, 3}, Conv2dArgs::make(2, 1)}, {{1, 64, 56, 56}, {64, 64, 3, 3}, Conv2dArgs::make(2, 1)},
+      {{1, 32, 56, 56}, {24, 32, 3, 3}, Conv2dArgs::make(2, 1)},
   };
+  // Each kernel this CPU has: AVX-512 where it has it, and AVX2 (on an AVX-512 CPU with AVX-512 switched off).
+  std::vector<bool> avx512_runs{false};
+  if (cpu::direct3x3_isa() == cpu::DirectIsa::Avx512) avx512_runs.push_back(true);
+  for (bool avx512 : avx512_runs) {
+    const cpu::DirectAvx512Switch isa(avx512);
+    REQUIRE(cpu::direct3x3_isa() == (avx512 ? cpu::DirectIsa::Avx512 : cpu::DirectIsa::Avx2));
+    int ran = 0;
+    for (const Geo& geo : geos) {
+      INFO("x " << geo.x.str() << " w " << geo.w.str() << (avx512 ? " AVX-512" : " AVX2"));
+      const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a);
+      Tensor x = random_tensor(geo.x, rng, DType::F32), w = random_tensor(geo.w, rng, DType::F32);
+      Tensor b = random_tensor(Shape{geo.w[0]}, rng, DType::F32), dy = random_tensor(ys, rng, DType::F32);
+      // The transposed conv with the same weights maps ys-shaped inputs to x-shaped outputs (at stride 2 with
+      // an output padding of 1: the x2 upsampling of a U-Net decoder).
+      const int st = geo.a.stride_h;
+      const ConvTranspose2dArgs ta = ConvTranspose2dArgs::make(st, 1, st - 1);
+      Tensor wt = random_tensor(Shape{geo.w[0], geo.w[1], 3, 3}, rng, DType::F32);
+      // The AVX2 kernel stops at fewer channels (conv_direct.h); those geometries check that the GEMM path ran.
+      const bool applies = cpu::direct3x3_applies(geom_3x3(geo.x, geo.w, st));
+      CHECK((applies || !avx512));
+      ran += applies;
+      std::vector<std::vector<double>> got[2];
+      for (bool direct : {false, true}) {
+        const cpu::Direct3x3Switch use_direct(direct);
+        const int64_t runs = cpu::direct3x3_runs();
+        got[direct] = {conv2d(ctx, x, w, &b, geo.a).values(), conv2d_dgrad(ctx, dy, w, geo.x, geo.a).values(),
+                       conv_transpose2d(ctx, dy, wt, nullptr, ta).values()};
+        CHECK(cpu::direct3x3_runs() - runs == (direct && applies ? 3 : 0));  // the path under test did run
+        arena.reset();
+      }
+      const Tensor yref = reference_conv2d(x.to(DType::F64), w.to(DType::F64), &b, geo.a);
+      const char* what[3] = {"conv2d", "conv2d_dgrad", "conv_transpose2d"};
+      for (int i = 0; i < 3; ++i) {
+        INFO(std::string(what[i]));
+        const Shape s = i == 0 ? ys : geo.x;
+        const double d = max_rel_diff(Tensor::from_values(got[1][i], s), Tensor::from_values(got[0][i], s));
+        CHECK(d < f32_tolerance(geo.w));  // mostly the forward is even bit-equal: both sum c, r, s in order
+      }
+      // Twice the usual f32 tolerance: the worst of 50,000 outputs (64 channels at 28x28) is 1.0e-5 away on
+      // either path (the GEMM path's 9.0e-6), at the usual limit.
+      CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < 2 * f32_tolerance(geo.w));
+    }
+    CHECK(ran == (avx512 ? 16 : 14));
+  }
+}
+
+TEST_CASE("the AVX-512 and AVX2 direct kernels give the same bits") {
+  if (cpu::direct3x3_isa() != cpu::DirectIsa::Avx512) {
+    MESSAGE("skipped: this CPU has no AVX-512, so only the AVX2 kernel runs here");
+    return;
+  }
+  std::mt19937_64 rng(41);
+  Arena arena(Device::CPU);
+  Ctx ctx(Device::CPU, &arena);
+  const std::vector<Geo> geos{{{3, 16, 32, 32}, {16, 16, 3, 3}, Conv2dArgs::make(1, 1)},
+                              {{2, 20, 11, 13}, {13, 20, 3, 3}, Conv2dArgs::make(1, 1)},
+                              {{2, 24, 18, 28}, {20, 24, 3, 3}, Conv2dArgs::make(2, 1)}};
   for (const Geo& geo : geos) {
     INFO("x " << geo.x.str() << " w " << geo.w.str());
-    const Shape ys = conv2d_out_shape(geo.x, geo.w, geo.a);
     Tensor x = random_tensor(geo.x, rng, DType::F32), w = random_tensor(geo.w, rng, DType::F32);
-    Tensor b = random_tensor(Shape{geo.w[0]}, rng, DType::F32), dy = random_tensor(ys, rng, DType::F32);
-    // The transposed conv with the same weights maps ys-shaped inputs to x-shaped outputs (at stride 2 with
-    // an output padding of 1: the x2 upsampling of a U-Net decoder).
-    const int st = geo.a.stride_h;
-    const ConvTranspose2dArgs ta = ConvTranspose2dArgs::make(st, 1, st - 1);
-    Tensor wt = random_tensor(Shape{geo.w[0], geo.w[1], 3, 3}, rng, DType::F32);
-    std::vector<std::vector<double>> got[2];
-    for (bool direct : {false, true}) {
-      const cpu::Direct3x3Switch use_direct(direct);
+    Tensor dy = random_tensor(conv2d_out_shape(geo.x, geo.w, geo.a), rng, DType::F32);
+    std::vector<double> got[2][2];
+    for (bool avx512 : {false, true}) {
+      const cpu::DirectAvx512Switch isa(avx512);
+      const cpu::WinogradSwitch no_winograd(false);
       const int64_t runs = cpu::direct3x3_runs();
-      got[direct] = {conv2d(ctx, x, w, &b, geo.a).values(), conv2d_dgrad(ctx, dy, w, geo.x, geo.a).values(),
-                     conv_transpose2d(ctx, dy, wt, nullptr, ta).values()};
-      CHECK(cpu::direct3x3_runs() - runs == (direct ? 3 : 0));  // the path under test did run
+      got[avx512][0] = conv2d(ctx, x, w, nullptr, geo.a).values();
+      got[avx512][1] = conv2d_dgrad(ctx, dy, w, geo.x, geo.a).values();
+      CHECK(cpu::direct3x3_runs() - runs == 2);
       arena.reset();
     }
-    const Tensor yref = reference_conv2d(x.to(DType::F64), w.to(DType::F64), &b, geo.a);
-    const char* what[3] = {"conv2d", "conv2d_dgrad", "conv_transpose2d"};
-    for (int i = 0; i < 3; ++i) {
-      INFO(std::string(what[i]));
-      const Shape s = i == 0 ? ys : geo.x;
-      const double d = max_rel_diff(Tensor::from_values(got[1][i], s), Tensor::from_values(got[0][i], s));
-      CHECK(d < f32_tolerance(geo.w));  // mostly the forward is even bit-equal: both sum c, r, s in order
-    }
-    // Twice the usual f32 tolerance: the worst of 50,000 outputs (64 channels at 28x28) is 1.0e-5 away on
-    // either path (the GEMM path's 9.0e-6), at the usual limit.
-    CHECK(max_rel_diff(Tensor::from_values(got[1][0], ys), yref) < 2 * f32_tolerance(geo.w));
+    CHECK(got[0][0] == got[1][0]);
+    CHECK(got[0][1] == got[1][1]);
   }
 }
 
@@ -943,8 +996,8 @@ TEST_CASE("conv2d on the narrow GEMM agrees with the BLAS path and the double lo
 // ---------------------------------------------------------------- Winograd F(2x2, 3x3)
 
 TEST_CASE("Winograd F(2x2, 3x3) agrees with the direct kernel and the double-precision paths") {
-  if (!cpu::direct3x3_available()) {
-    MESSAGE("skipped: this CPU has no AVX-512, so neither the direct kernel nor Winograd runs here");
+  if (cpu::direct3x3_isa() != cpu::DirectIsa::Avx512) {
+    MESSAGE("skipped: this CPU has no AVX-512, so Winograd does not run here");
     return;
   }
   std::mt19937_64 rng(37);

@@ -25,6 +25,23 @@ PathSwitch& path_switch() {
   return sw;
 }
 
+// Whether an AVX-512 CPU runs the AVX-512 kernel (else the AVX2 one): SAL_CPU_DIRECT_AVX512=0 or
+// set_direct3x3_avx512_enabled.
+PathSwitch& avx512_switch() {
+  static PathSwitch sw("SAL_CPU_DIRECT_AVX512");
+  return sw;
+}
+
+bool cpu_has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 bool stride2(const ConvGeom& g) { return g.sh == 2; }
 
 // The taps of one phase of a pass, in the order they are added: tap t reads the input channel's planes at
@@ -134,10 +151,88 @@ __attribute__((target("avx512f"))) void block_span(const Taps& tp, int64_t cin, 
   }
 }
 
+// The AVX2 + FMA kernel (16 registers of 8 lanes). Eight accumulators (8 channels x 8 positions) would be a
+// single FMA chain per register, which the FMA latency (4 cycles, 2 per cycle) leaves no slack in: measured at
+// 42-53% of the cores' peak. So a step is 4 output channels x 24 positions (three vectors): 12 accumulators,
+// 3 input vectors and a broadcast weight. Its lane masks come per span of 24 positions, kMaskShifts shifts of
+// 24 lanes each (-1: read), from direct3x3_masks. The sums run in the order of block_span (c, then the taps,
+// from zero), so both kernels give the same bits.
+constexpr int kSpan2 = 24;      // positions per AVX2 step
+constexpr int kMaskShifts = 9;  // (dr + 1) * 3 + ds + 1
+
+// Positions [o0, o0 + 24) of the P x Q plane, output channels [4h, 4h + kn) of the block (kn <= 4);
+// masks: this span's [9][24]; wp, y, x as in block_span.
+template <int T>
+__attribute__((target("avx2,fma"))) void span_avx2(const Taps& tp, int64_t cin, int64_t cstride, const int32_t* masks,
+                                                   const float* x, const float* wp, int h, int64_t o0, int64_t pq,
+                                                   float* y, int64_t ostride, int kn) {
+  int64_t off[T];
+  const int32_t* m[T];
+  for (int t = 0; t < T; ++t) off[t] = o0 + tp.off[t], m[t] = masks + tp.mask[t] * kSpan2;
+  __m256 acc[4][3];
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) acc[k][0] = acc[k][1] = acc[k][2] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < cin; ++c) {
+    const float* xc = x + c * cstride;
+    const float* wc = wp + c * T * kKB + 4 * h;
+#pragma GCC unroll 9
+    for (int t = 0; t < T; ++t) {
+      // masked-out lanes are not read (padding, row ends, past the plane)
+      const float* src = xc + off[t];
+      const __m256 v0 = _mm256_maskload_ps(src, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m[t])));
+      const __m256 v1 = _mm256_maskload_ps(src + 8, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m[t] + 8)));
+      const __m256 v2 = _mm256_maskload_ps(src + 16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m[t] + 16)));
+      const float* wt = wc + t * kKB;
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const __m256 wv = _mm256_broadcast_ss(wt + k);
+        acc[k][0] = _mm256_fmadd_ps(wv, v0, acc[k][0]);
+        acc[k][1] = _mm256_fmadd_ps(wv, v1, acc[k][1]);
+        acc[k][2] = _mm256_fmadd_ps(wv, v2, acc[k][2]);
+      }
+    }
+  }
+  const int64_t left = pq - o0;  // positions of the plane from o0 on
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int v = 0; v < 3; ++v) {
+    const __m256i st = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(left - 8 * v, 8))), lane);
+    for (int k = 0; k < kn; ++k) _mm256_maskstore_ps(y + (4 * h + k) * ostride + o0 + 8 * v, st, acc[k][v]);
+  }
+}
+
+// The AVX2 masks of the span at o0 -> m:[9][24] (as block_masks, one int32 per lane).
+void span_masks(int64_t o0, int64_t P, int64_t Q, int32_t* m) {
+  std::fill(m, m + kMaskShifts * kSpan2, 0);
+  int64_t p = o0 / Q, q = o0 % Q;
+  for (int l = 0; l < kSpan2 && p < P; ++l) {
+    for (int dr = -1; dr <= 1; ++dr) {
+      if (p + dr < 0 || p + dr >= P) continue;
+      for (int ds = -1; ds <= 1; ++ds)
+        if (q + ds >= 0 && q + ds < Q) m[((dr + 1) * 3 + ds + 1) * kSpan2 + l] = -1;
+    }
+    if (++q == Q) q = 0, ++p;
+  }
+}
+
 // Every block of the P x Q plane for one phase: kn output channels from in (cin channels, stride cstride).
 void phase_blocks(const ConvGeom& g, const Taps& tp, const int32_t* masks, int64_t cin, int64_t cstride,
                   const float* in, const float* wp, float* out, int64_t ostride, int kn) {
   const int64_t pq = g.pq();
+  if (direct3x3_isa() != DirectIsa::Avx512) {
+    for (int64_t b = 0; b * kSpan2 < pq; ++b) {
+      const int32_t* m = masks + b * kMaskShifts * kSpan2;
+      for (int h = 0; 4 * h < kn; ++h) {
+        const int n4 = std::min(4, kn - 4 * h);
+        switch (tp.n) {
+          case 9: span_avx2<9>(tp, cin, cstride, m, in, wp, h, b * kSpan2, pq, out, ostride, n4); break;
+          case 4: span_avx2<4>(tp, cin, cstride, m, in, wp, h, b * kSpan2, pq, out, ostride, n4); break;
+          case 2: span_avx2<2>(tp, cin, cstride, m, in, wp, h, b * kSpan2, pq, out, ostride, n4); break;
+          default: span_avx2<1>(tp, cin, cstride, m, in, wp, h, b * kSpan2, pq, out, ostride, n4); break;
+        }
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b * kSpan < pq; ++b) {
     const int32_t* m = masks + b * 18;
     const int64_t o0 = b * kSpan;
@@ -151,7 +246,7 @@ void phase_blocks(const ConvGeom& g, const Taps& tp, const int32_t* masks, int64
 }
 
 // row:[2n] -> even:[n], odd:[n] (even[j] = row[2j], odd[j] = row[2j + 1])
-__attribute__((target("avx512f"))) void deinterleave(const float* row, int64_t n, float* even, float* odd) {
+__attribute__((target("avx512f"))) void deinterleave_avx512(const float* row, int64_t n, float* even, float* odd) {
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t m = std::min<int64_t>(16, n - j);
     const __m512 a = _mm512_maskz_loadu_ps(first_lanes(2 * m), row + 2 * j);
@@ -164,7 +259,7 @@ __attribute__((target("avx512f"))) void deinterleave(const float* row, int64_t n
 }
 
 // even:[n], odd:[n] -> row:[2n] (the inverse of deinterleave)
-__attribute__((target("avx512f"))) void interleave(const float* even, const float* odd, int64_t n, float* row) {
+__attribute__((target("avx512f"))) void interleave_avx512(const float* even, const float* odd, int64_t n, float* row) {
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t m = std::min<int64_t>(16, n - j);
     __m512 lo, hi;
@@ -174,12 +269,29 @@ __attribute__((target("avx512f"))) void interleave(const float* even, const floa
   }
 }
 
+// The same two on any CPU (the AVX2 kernel's; the loops are a small part of a layer's time).
+void deinterleave(const float* row, int64_t n, float* even, float* odd) {
+  if (direct3x3_isa() == DirectIsa::Avx512) return deinterleave_avx512(row, n, even, odd);
+  for (int64_t j = 0; j < n; ++j) even[j] = row[2 * j], odd[j] = row[2 * j + 1];
+}
+
+void interleave(const float* even, const float* odd, int64_t n, float* row) {
+  if (direct3x3_isa() == DirectIsa::Avx512) return interleave_avx512(even, odd, n, row);
+  for (int64_t j = 0; j < n; ++j) row[2 * j] = even[j], row[2 * j + 1] = odd[j];
+}
+
 }  // namespace
 
-bool direct3x3_available() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
+DirectIsa direct3x3_isa() {
+  if (cpu_has_avx512() && avx512_switch().on()) return DirectIsa::Avx512;
+  return cpu_has_avx2() ? DirectIsa::Avx2 : DirectIsa::None;
 }
+
+bool direct3x3_available() { return direct3x3_isa() != DirectIsa::None; }
+
+void set_direct3x3_avx512_enabled(bool on) { avx512_switch().set(on); }
+
+bool direct3x3_avx512_enabled() { return avx512_switch().on(); }
 
 void set_direct3x3_enabled(bool on) { path_switch().set(on); }
 
@@ -193,7 +305,11 @@ bool direct3x3_applies(const ConvGeom& g) {
   const bool plane = g.pq() > 0 && g.pq() * 8 >= lanes * 7;
   // At stride 2 the GEMM path catches up by 128 channels (each tap's loads come from one of four phase
   // planes, more cache lines per FMA than at stride 1): ResNet-50's 128-channel halving layer runs 0.8x.
-  const int64_t most = halving ? 64 : 128;
+  int64_t most = halving ? 64 : 128;
+  // The AVX2 kernel (2-core AMD EPYC, Zen 3; conv_cpu_bench) beat the GEMM path by 1.1-2.0x at 16 to 32 channels
+  // on every plane tried (8x8 to 112x112) and at 64 on 8x8 to 16x16 planes (CIFAR's), and lost at 64 on 28x28
+  // (0.83x forward) and 56x56 (0.72x) and at 128 (0.65x): OpenBLAS's AVX2 GEMM is closer to its peak there.
+  if (direct3x3_isa() == DirectIsa::Avx2) most = g.pq() <= 256 ? 64 : 32;
   const bool channels = g.C >= 8 && g.C <= most && g.K >= 8 && g.K <= most;
   // Emulated TF32 / bf16 operands (engine/cpu/gemm.h) are rounded in the GEMMs, which this kernel is not: with
   // either on, every conv goes the GEMM way, so the emulation covers the layers this kernel (and Winograd, which
@@ -230,9 +346,16 @@ void direct3x3_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float
     }
 }
 
-int64_t direct3x3_mask_count(const ConvGeom& g) { return (g.pq() + kSpan - 1) / kSpan * 18; }
+int64_t direct3x3_mask_count(const ConvGeom& g) {
+  if (direct3x3_isa() != DirectIsa::Avx512) return (g.pq() + kSpan2 - 1) / kSpan2 * kMaskShifts * kSpan2;
+  return (g.pq() + kSpan - 1) / kSpan * 18;
+}
 
 void direct3x3_masks(const ConvGeom& g, int32_t* masks) {
+  if (direct3x3_isa() != DirectIsa::Avx512) {
+    for (int64_t b = 0; b * kSpan2 < g.pq(); ++b) span_masks(b * kSpan2, g.P, g.Q, masks + b * kMaskShifts * kSpan2);
+    return;
+  }
   for (int64_t b = 0; b * kSpan < g.pq(); ++b) block_masks(b * kSpan, g.P, g.Q, masks + b * 18);
 }
 

@@ -1,4 +1,4 @@
-// CPU backend: a direct 3x3 convolution for 8-128 channels (AVX-512, f32), stride 1 or 2 (8-64 channels),
+// CPU backend: a direct 3x3 convolution for 8-128 channels (AVX-512 or AVX2, f32), stride 1 or 2 (8-64 channels),
 // and its input gradient, beside the im2col + GEMM path of engine/cpu/conv.cpp, which runs it where it applies.
 //
 // Why: with 8..128 channels (CIFAR's ResNet, the black box of every CIFAR training step; ResNet-50's first
@@ -36,16 +36,29 @@ inline constexpr int64_t kDirectBlockK = 8;
 // forward: x -> y; dgrad: dy -> dx (input channels K, output channels C).
 enum class Direct3x3Pass { forward, dgrad };
 
-// Whether the direct kernel runs this forward geometry and its input gradient: the CPU has AVX-512, 3x3
+// Whether the direct kernel runs this forward geometry and its input gradient: the CPU has AVX-512 or AVX2, 3x3
 // with dilation and padding 1, one group, either stride 1 keeping the size (P = H, Q = W) with 8 to 128
 // input and output channels or stride 2 on an even plane (H = 2P, W = 2Q) with 8 to 64, and an output plane
 // that fills at least 7/8 of its blocks' lanes (a 7x7 plane fills 49 of its 64 and takes the GEMM path).
 // The measured range where it beats the GEMM path (bench/RESULTS.md): at 256 channels (128 at stride 2)
-// OpenBLAS is as fast or ahead, with fewer than 8 the channel blocks or the taps are too short. f32 only:
-// the caller checks the type.
+// OpenBLAS is as fast or ahead, with fewer than 8 the channel blocks or the taps are too short; the AVX2
+// kernel stops at 32 channels, or 64 on output planes of at most 256 positions. f32 only: the caller checks
+// the type.
 bool direct3x3_applies(const ConvGeom& g);
-// Whether this CPU can run it at all (AVX-512F).
+// The kernel this CPU runs: AVX-512 (8 output channels x 32 positions in 16 of its 32 registers), AVX2 with FMA
+// (8 channels x 8 positions in 8 of its 16, the 32 positions of a block in four steps; the CPUs without
+// AVX-512: AMD's before Zen 4, Intel's desktop parts), or none (every convolution takes the GEMM path). Both
+// add the products in the same order, so they give the same bits.
+enum class DirectIsa { None, Avx2, Avx512 };
+DirectIsa direct3x3_isa();
+// Whether this CPU can run it at all (AVX-512F, or AVX2 and FMA).
 bool direct3x3_available();
+// On by default; SAL_CPU_DIRECT_AVX512=0 (read at the first use) or this switch makes an AVX-512 CPU run the
+// AVX2 kernel (tests and benchmarks of the AVX2 kernel on such a CPU). Winograd (conv_winograd.h), written
+// for AVX-512 only, is then off too, as on a CPU without it.
+void set_direct3x3_avx512_enabled(bool on);
+bool direct3x3_avx512_enabled();
+using DirectAvx512Switch = ScopedPathSwitch<direct3x3_avx512_enabled, set_direct3x3_avx512_enabled>;
 // On by default; SAL_CPU_DIRECT_CONV=0 (read at the first convolution) or this switch turns it off, and
 // every convolution then takes the GEMM path (for comparisons and the tests). Process-wide; not while a
 // convolution runs.
@@ -64,10 +77,10 @@ int64_t direct3x3_packed_size(const ConvGeom& g, Direct3x3Pass pass);
 // input channel of the pass, per tap of the phase, 8 weights (channel tail zero).
 void direct3x3_pack(const ConvGeom& g, Direct3x3Pass pass, const float* w, float* wp);
 
-// Which lanes of each block's loads read inside the plane, for row and column offsets -1, 0, +1: 18 masks
-// (offset dr, ds; vector j) per block of 32 positions of the output plane P x Q (the phase plane of the
-// stride-2 input gradient is P x Q too), direct3x3_mask_count(g) in all, filled once per call and shared by
-// the tasks.
+// Which lanes of each block's loads read inside the plane, for row and column offsets -1, 0, +1: for the
+// AVX-512 kernel 18 masks of 16 bits (offset dr, ds; vector j) per block of 32 positions of the output plane
+// P x Q (the phase plane of the stride-2 input gradient is P x Q too), for the AVX2 kernel 9 x 24 lanes (0 or
+// -1) per span of 24 positions; direct3x3_mask_count(g) in all, filled once per call and shared by the tasks.
 int64_t direct3x3_mask_count(const ConvGeom& g);
 void direct3x3_masks(const ConvGeom& g, int32_t* masks);
 

@@ -261,7 +261,8 @@ __attribute__((target("avx512f"))) void output_transform(const Dims& d, const fl
 }  // namespace
 
 bool winograd_applies(const ConvGeom& g, int threads) {
-  if (!winograd_enabled() || !direct3x3_applies(g) || g.sh != 1 || g.P % 2 != 0 || g.Q % 2 != 0) return false;
+  if (!winograd_enabled() || direct3x3_isa() != DirectIsa::Avx512) return false;  // its kernels are AVX-512 only
+  if (!direct3x3_applies(g) || g.sh != 1 || g.P % 2 != 0 || g.Q % 2 != 0) return false;
   if (g.Q > 2048) return false;  // input_transform keeps the masks of up to 64 blocks of 16 tiles
   if (g.C < 32 || g.K < 32) return false;  // the transforms, O(C) per tile, outweigh the products' O(C K) saving
   const int64_t step = winograd_chunk_images(g);

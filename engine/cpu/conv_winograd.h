@@ -29,7 +29,7 @@
 namespace sal::cpu {
 
 // Whether Winograd runs this forward geometry's passes: the direct kernel's stride-1 conditions
-// (direct3x3_applies: AVX-512, 3x3 "same", at most 128 channels, lanes filled, enabled) with an even plane,
+// (direct3x3_applies: 3x3 "same", at most 128 channels, lanes filled, enabled) on its AVX-512 kernel, an even plane,
 // at least 32 input and output channels (with 16 the transforms cost what the products save: measured
 // even forward, 0.92x for the input gradient), and enough images for two chunks per thread (smaller
 // batches, inference at batch 1 among them, keep the direct kernel, whose tasks split one image's

@@ -44,8 +44,9 @@ double target_sum(const Tensor& logits) {
 }
 
 // Forward, features and input gradient of `net` against the golden file, each within 1e-4
-// (the input gradient within grad_tol).
-void check_against_golden(Network& net, const std::string& golden_file, double grad_tol = 1e-4) {
+// (the input gradient within grad_tol, and on average within grad_mean_tol where that is given).
+void check_against_golden(Network& net, const std::string& golden_file, double grad_tol = 1e-4,
+                          double grad_mean_tol = 0) {
   SafeTensorsFile golden(golden_path(golden_file));
   Ctx ctx;
   Tensor x = golden.load_f32("input");
@@ -61,6 +62,14 @@ void check_against_golden(Network& net, const std::string& golden_file, double g
   Tensor dx = net.backward_input(ctx, one_hot_dlogits(logits.dim(0), logits.dim(1)));
   const double t_bwd = seconds_since(t0);
   check_golden(dx, golden, "input_grad", grad_tol);
+  if (grad_mean_tol > 0) {
+    const std::vector<double> a = dx.values(), b = golden.load_f32("input_grad").values();
+    double sum = 0, scale = 0;
+    for (size_t i = 0; i < a.size(); ++i) sum += std::abs(a[i] - b[i]), scale = std::max(scale, std::abs(b[i]));
+    const double mean = sum / static_cast<double>(a.size()) / scale;
+    MESSAGE("input_grad: scaled mean error ", mean);
+    CHECK(mean <= grad_mean_tol);
+  }
   MESSAGE(net.input_spec().arch, " ", x.shape().str(), ": forward ", t_fwd * 1e3, " ms, backward_input ", t_bwd * 1e3,
           " ms");
 }
@@ -104,7 +113,15 @@ TEST_CASE("mobilenet_v1_0.75_224: metadata gives the [-1,1] input and 1000 class
 
 TEST_CASE("mobilenet_v1_0.75_224 (real weights) matches PyTorch: logits, features, input gradient") {
   std::unique_ptr<Network> net = timed_load(source_path("weights/mobilenet_v1_0.75_224.safetensors"));
-  check_against_golden(*net, "mobilenet_v1_0.75_224.golden.safetensors");
+  // The input gradient has units on a ReLU6 edge, as GoogLeNet's below: in float64 (PyTorch) conv_pw_5's
+  // channel 49 at (15,14) of sample 0 is -5.0e-7 before its ReLU6, 4.5e-8 of the layer's scale, and five
+  // more units lie within 5.2e-8. Whether they pass gradient follows the forward's last bits. PyTorch's
+  // float32 gradient is 4.6e-7 from its float64 one. This engine on an AVX-512 Xeon (OpenBLAS's
+  // SkylakeX kernels) stayed within 1e-4 of the golden file. On an AVX2 EPYC (its Zen kernels) it is
+  // 7.5e-3 away at most, all of it in one 36x36 patch of sample 0 around pixel (123,115), that unit's
+  // receptive field; the mean error is 5.1e-6. Hence a maximum of 2e-2 and a mean of 2e-5: a wrong
+  // backward is off by O(1e-1) everywhere.
+  check_against_golden(*net, "mobilenet_v1_0.75_224.golden.safetensors", 2e-2, 2e-5);
   std::vector<Tensor> f = net->features();
   CHECK(f[0].shape() == Shape({2, 96, 56, 56}));
   CHECK(f[3].shape() == Shape({2, 768, 7, 7}));
